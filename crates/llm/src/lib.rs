@@ -1,1 +1,14 @@
-//! vtpu-llm
+//! vtpu-llm: the transformer side of vtpu.
+//!
+//! For now this is the correctness foundation: the layer configuration (with the
+//! dimension alphabet every shape comment uses, see [`config`]), the layer weights, and
+//! a plain f64 reference forward of one decoder layer ([`reference`]) that is checked
+//! against Hugging Face transformers goldens in `testdata/goldens/`.
+
+pub mod config;
+pub mod reference;
+pub mod weights;
+
+pub use config::{ConfigError, LayerConfig, RopeLayout};
+pub use reference::{layer_forward_f64, rms_norm, rope_f64, KvCacheF64, ReferenceError};
+pub use weights::{LayerWeights, SplitMix64, WeightsError};

@@ -1,1 +1,23 @@
-//! vtpu-runtime
+//! The vTPU runtime: sentrons on OS threads running SIW streams over phext space.
+//!
+//! - [`machine`]: load pages, run a program on N sentrons, collect counters and state;
+//! - [`fast`]: the fast executor (pre-decoded words, SIMD kernels, pinned threads);
+//! - [`reference`]: the reference executor, the living specification of the ISA;
+//! - [`fabric`]: the C pipe between sentrons (messages, collectives, deadlock
+//!   detection) behind the [`fabric::Transport`] trait;
+//! - [`counters`] and [`report`]: virtual and host counters, never mixed.
+
+pub mod common;
+pub mod counters;
+pub mod error;
+pub mod fabric;
+pub mod fast;
+pub mod machine;
+pub mod reference;
+pub mod report;
+pub mod state;
+
+pub use counters::Counters;
+pub use error::{Deadlock, MachineError, Trap, TrapKind};
+pub use machine::{load_pages, run, ExecutorKind, RunConfig, RunReport};
+pub use state::{SentronState, TileValue};

@@ -1,0 +1,288 @@
+//! Scalar references: the specification of every kernel, and the `Scalar` level.
+//!
+//! Each function here is the obviously-correct definition the SIMD levels are tested
+//! against. Where an op has one exactly-rounded f32 answer (add, sub, mul, max, fma,
+//! scale, and the rope rotation as defined below) the reference computes it in f32 and
+//! the SIMD levels must match bit for bit. Where it does not (exp, silu, rsqrt, sums, dot
+//! products, norms, softmax) the reference computes in f64 and rounds once to f32, so it
+//! is within about half an f32 ulp of the exact answer; the SIMD levels are held to the
+//! bounds in [`crate::tolerance`].
+//!
+//! Callers have already checked every length (see `kernels.rs`); the functions here only
+//! use iterators and `zip`, so they cannot index out of bounds anyway.
+
+use crate::{BinOp, UnOp};
+
+/// `max` as x86 `maxps` defines it (and as the SIMD levels compute it): `a` if `a > b`,
+/// else `b`. So a NaN in either operand yields `b`, and `max(-0.0, +0.0)` is `+0.0` while
+/// `max(+0.0, -0.0)` is `-0.0`.
+#[inline]
+pub fn max_f32(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline]
+fn binop(op: BinOp, a: f32, b: f32) -> f32 {
+    match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Max => max_f32(a, b),
+    }
+}
+
+/// `d[i] = a[i] op b[i]`.
+pub fn binary(op: BinOp, d: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
+        *d = binop(op, a, b);
+    }
+}
+
+/// `d[i] = d[i] op a[i]`.
+pub fn binary_assign(op: BinOp, d: &mut [f32], a: &[f32]) {
+    for (d, &a) in d.iter_mut().zip(a) {
+        *d = binop(op, *d, a);
+    }
+}
+
+/// `d[i] += a[i] * b[i]` with one rounding (fused multiply-add).
+pub fn fma(d: &mut [f32], a: &[f32], b: &[f32]) {
+    for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
+        *d = a.mul_add(b, *d);
+    }
+}
+
+/// `d[i] = a[i] * s`.
+pub fn scale(d: &mut [f32], a: &[f32], s: f32) {
+    for (d, &a) in d.iter_mut().zip(a) {
+        *d = a * s;
+    }
+}
+
+/// `d[i] *= s`.
+pub fn scale_assign(d: &mut [f32], s: f32) {
+    for d in d.iter_mut() {
+        *d *= s;
+    }
+}
+
+/// e^a, computed in f64 and rounded once.
+#[inline]
+pub fn exp_f32(a: f32) -> f32 {
+    (a as f64).exp() as f32
+}
+
+/// a * sigmoid(a) = a / (1 + e^-a), computed in f64.
+#[inline]
+fn silu_f64(a: f32) -> f64 {
+    let a = a as f64;
+    a / (1.0 + (-a).exp())
+}
+
+/// silu(a) = a * sigmoid(a), computed in f64 and rounded once.
+#[inline]
+pub fn silu_f32(a: f32) -> f32 {
+    silu_f64(a) as f32
+}
+
+/// 1 / sqrt(a), computed in f64 and rounded once.
+#[inline]
+pub fn rsqrt_f32(a: f32) -> f32 {
+    (1.0 / (a as f64).sqrt()) as f32
+}
+
+#[inline]
+fn unop(op: UnOp, a: f32) -> f32 {
+    match op {
+        UnOp::Exp => exp_f32(a),
+        UnOp::Silu => silu_f32(a),
+        UnOp::Rsqrt => rsqrt_f32(a),
+    }
+}
+
+/// `d[i] = op(a[i])`.
+pub fn unary(op: UnOp, d: &mut [f32], a: &[f32]) {
+    for (d, &a) in d.iter_mut().zip(a) {
+        *d = unop(op, a);
+    }
+}
+
+/// `d[i] = op(d[i])`.
+pub fn unary_assign(op: UnOp, d: &mut [f32]) {
+    for d in d.iter_mut() {
+        *d = unop(op, *d);
+    }
+}
+
+/// `d[i] = silu(gate[i]) * up[i]`, computed in f64 and rounded once.
+pub fn swiglu(d: &mut [f32], gate: &[f32], up: &[f32]) {
+    for ((d, &g), &u) in d.iter_mut().zip(gate).zip(up) {
+        *d = (silu_f64(g) * u as f64) as f32;
+    }
+}
+
+/// `d[i] = silu(d[i]) * up[i]`.
+pub fn swiglu_assign(d: &mut [f32], up: &[f32]) {
+    for (d, &u) in d.iter_mut().zip(up) {
+        *d = (silu_f64(*d) * u as f64) as f32;
+    }
+}
+
+/// Sum of a row in f64.
+fn sum_f64(row: &[f32]) -> f64 {
+    row.iter().map(|&x| x as f64).sum()
+}
+
+/// Sum of squares of a row in f64.
+fn sumsq_f64(row: &[f32]) -> f64 {
+    row.iter().map(|&x| (x as f64) * (x as f64)).sum()
+}
+
+/// Rows of a `rows x cols` matrix, with an empty row per output when `cols == 0`.
+fn rows_of<'a>(a: &'a [f32], rows: usize, cols: usize) -> impl Iterator<Item = &'a [f32]> {
+    (0..rows).map(move |r| &a[r * cols..(r + 1) * cols])
+}
+
+/// `d[r] = sum_c a[r, c]` (f64 accumulation; an empty row sums to 0).
+pub fn row_sum(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (d, row) in d.iter_mut().zip(rows_of(a, rows, cols)) {
+        *d = sum_f64(row) as f32;
+    }
+}
+
+/// `d[r] = sum_c a[r, c]^2` (f64 accumulation).
+pub fn row_sumsq(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (d, row) in d.iter_mut().zip(rows_of(a, rows, cols)) {
+        *d = sumsq_f64(row) as f32;
+    }
+}
+
+/// `d[r] = max_c a[r, c]` folded with [`max_f32`] from `-inf` (an empty row gives -inf).
+pub fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (d, row) in d.iter_mut().zip(rows_of(a, rows, cols)) {
+        *d = row.iter().fold(f32::NEG_INFINITY, |m, &x| max_f32(x, m));
+    }
+}
+
+/// Dot product in f64, rounded once.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_f64(a, b.iter().map(|&x| x as f64)) as f32
+}
+
+fn dot_f64(a: &[f32], b: impl Iterator<Item = f64>) -> f64 {
+    a.iter().zip(b).map(|(&x, y)| x as f64 * y).sum()
+}
+
+/// `C[i, j] += sum_p A[i, p] * B[j, p]` for output columns `j` in `[n0, n1)` (stored at
+/// column `j - n0` of the `m x (n1 - n0)` matrix `c`), with `b` an `n x k` row-major
+/// matrix of any weight dtype. The dot product and the add to `C` are done in f64 and
+/// rounded once. `k == 0` leaves `C` unchanged.
+#[allow(clippy::too_many_arguments)] // the BLAS-like shape list is the clearest form
+pub fn matmul_bt_rows(
+    c: &mut [f32],
+    a: &[f32],
+    b: crate::Weights<'_>,
+    m: usize,
+    k: usize,
+    n0: usize,
+    n1: usize,
+) {
+    if k == 0 {
+        return;
+    }
+    let w = n1 - n0;
+    for i in 0..m {
+        let a_row = &a[i * k..(i + 1) * k];
+        for j in n0..n1 {
+            let row = j * k..(j + 1) * k;
+            let d = match b {
+                crate::Weights::F32(b) => dot_f64(a_row, b[row].iter().map(|&x| x as f64)),
+                crate::Weights::F16(b) => dot_f64(a_row, b[row].iter().map(|x| x.to_f64())),
+                crate::Weights::BF16(b) => dot_f64(a_row, b[row].iter().map(|x| x.to_f64())),
+            };
+            let cij = &mut c[i * w + (j - n0)];
+            *cij = (*cij as f64 + d) as f32;
+        }
+    }
+}
+
+/// Per row: `out = x * weight / sqrt(mean(x^2) + eps)`, all in f64, rounded once.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usize, eps: f32) {
+    for (r, row) in rows_of(x, rows, dim).enumerate() {
+        let inv = 1.0 / (sumsq_f64(row) / dim as f64 + eps as f64).sqrt();
+        let o = &mut out[r * dim..(r + 1) * dim];
+        for ((o, &x), &w) in o.iter_mut().zip(row).zip(weight) {
+            *o = (x as f64 * inv * w as f64) as f32;
+        }
+    }
+}
+
+/// Rope angle table for pairs `[pair0, pair0 + cos.len())`: `cos[j]`, `sin[j]` of
+/// `pos * theta^(-2 (pair0 + j) / head_dim)`, computed in f64 and rounded once. Every
+/// level uses this same table, so the rotations below are bit-identical across levels.
+/// (llama.cpp and Hugging Face compute the angle in f32; at large positions they differ
+/// from this by the f32 rounding of the angle, which reaches ~1e-4 rad near pos = 4096.)
+pub fn rope_table(cos: &mut [f32], sin: &mut [f32], head_dim: usize, pair0: usize, pos: usize, theta: f32) {
+    for (j, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
+        let i = (pair0 + j) as f64;
+        let freq = (theta as f64).powf(-2.0 * i / head_dim as f64);
+        let (sn, cs) = (pos as f64 * freq).sin_cos();
+        *c = cs as f32;
+        *s = sn as f32;
+    }
+}
+
+/// The rope rotation of one pair `(x0, x1)` by an angle with cosine `c` and sine `s`,
+/// as every level computes it (two roundings per output, the product by `s` first):
+/// `x0' = fma(x0, c, -(x1 * s))`, `x1' = fma(x1, c, x0 * s)`.
+#[inline]
+pub fn rope_rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
+    (x0.mul_add(c, -(x1 * s)), x1.mul_add(c, x0 * s))
+}
+
+/// Interleaved rope (GGUF / llama.cpp "normal" mode): in every head, pair
+/// `(2i, 2i + 1)` for `i` in `[pair0, pair0 + cos.len())` is rotated by table entry
+/// `i - pair0`.
+pub fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+    for h in 0..n_heads {
+        let head = &mut x[h * head_dim..(h + 1) * head_dim];
+        for (j, (&c, &s)) in cos.iter().zip(sin).enumerate() {
+            let i = 2 * (pair0 + j);
+            let (y0, y1) = rope_rotate(head[i], head[i + 1], c, s);
+            head[i] = y0;
+            head[i + 1] = y1;
+        }
+    }
+}
+
+/// Half-split rope (Hugging Face `rotate_half`, GGUF "neox" mode): in every head, pair
+/// `(i, i + head_dim / 2)` for `i` in `[pair0, pair0 + cos.len())`.
+pub fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+    let half = head_dim / 2;
+    for h in 0..n_heads {
+        let head = &mut x[h * head_dim..(h + 1) * head_dim];
+        for (j, (&c, &s)) in cos.iter().zip(sin).enumerate() {
+            let i = pair0 + j;
+            let (y0, y1) = rope_rotate(head[i], head[i + half], c, s);
+            head[i] = y0;
+            head[i + half] = y1;
+        }
+    }
+}
+
+/// In place, per row: `x = exp(x - max) / sum(exp(x - max))`, in f64, rounded once.
+/// A row whose maximum is infinite or NaN becomes NaN (as in PyTorch).
+pub fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
+    for r in 0..rows {
+        let row = &mut x[r * cols..(r + 1) * cols];
+        let m = row.iter().fold(f32::NEG_INFINITY, |m, &v| max_f32(v, m)) as f64;
+        let sum: f64 = row.iter().map(|&v| (v as f64 - m).exp()).sum();
+        for v in row.iter_mut() {
+            *v = ((*v as f64 - m).exp() / sum) as f32;
+        }
+    }
+}

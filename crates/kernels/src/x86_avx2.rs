@@ -1,0 +1,484 @@
+//! AVX2 + FMA + F16C kernels: 8 f32 lanes.
+//!
+//! Same structure and numerics as `x86_avx512.rs` (see `x86_common.rs`), with 8 lanes.
+//! Tails of f32 data use `vmaskmovps` (masked lanes are neither read nor written); tails
+//! of 16-bit weights are copied into a zero-padded stack buffer. Every function is
+//! `unsafe`: the caller (`kernels.rs`) guarantees the CPU features and the lengths.
+
+// Index loops over small const-size register arrays are the clearest form here.
+#![allow(clippy::needless_range_loop)]
+
+use core::arch::x86_64::*;
+
+use half::{bf16, f16};
+
+use crate::x86_common::{rms_inv_scale, EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
+use crate::{BinOp, UnOp, Weights};
+
+const L: usize = 8;
+
+/// `vmaskmovps` mask of the low `n` lanes (`n <= 8`): lane `i` has its sign bit set iff `i < n`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tail_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
+macro_rules! map2 {
+    ($d:expr, $a:expr, $b:expr, $n:expr, |$x:ident, $y:ident| $body:expr) => {{
+        let (d, a, b, n): (*mut f32, *const f32, *const f32, usize) = ($d, $a, $b, $n);
+        let mut i = 0;
+        while i + L <= n {
+            let $x = _mm256_loadu_ps(a.add(i));
+            let $y = _mm256_loadu_ps(b.add(i));
+            _mm256_storeu_ps(d.add(i), $body);
+            i += L;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let $x = _mm256_maskload_ps(a.add(i), m);
+            let $y = _mm256_maskload_ps(b.add(i), m);
+            _mm256_maskstore_ps(d.add(i), m, $body);
+        }
+    }};
+}
+
+macro_rules! map1 {
+    ($d:expr, $a:expr, $n:expr, |$x:ident| $body:expr) => {{
+        let (d, a, n): (*mut f32, *const f32, usize) = ($d, $a, $n);
+        let mut i = 0;
+        while i + L <= n {
+            let $x = _mm256_loadu_ps(a.add(i));
+            _mm256_storeu_ps(d.add(i), $body);
+            i += L;
+        }
+        if i < n {
+            let m = tail_mask(n - i);
+            let $x = _mm256_maskload_ps(a.add(i), m);
+            _mm256_maskstore_ps(d.add(i), m, $body);
+        }
+    }};
+}
+
+/// `d[i] = a[i] op b[i]` for `i < n`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn binary(op: BinOp, d: *mut f32, a: *const f32, b: *const f32, n: usize) {
+    match op {
+        BinOp::Add => map2!(d, a, b, n, |x, y| _mm256_add_ps(x, y)),
+        BinOp::Sub => map2!(d, a, b, n, |x, y| _mm256_sub_ps(x, y)),
+        BinOp::Mul => map2!(d, a, b, n, |x, y| _mm256_mul_ps(x, y)),
+        BinOp::Max => map2!(d, a, b, n, |x, y| _mm256_max_ps(x, y)),
+    }
+}
+
+/// `d[i] = fma(a[i], b[i], d[i])`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn fma(d: *mut f32, a: *const f32, b: *const f32, n: usize) {
+    let mut i = 0;
+    while i + L <= n {
+        let v = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), _mm256_loadu_ps(d.add(i)));
+        _mm256_storeu_ps(d.add(i), v);
+        i += L;
+    }
+    if i < n {
+        let m = tail_mask(n - i);
+        let v = _mm256_fmadd_ps(_mm256_maskload_ps(a.add(i), m), _mm256_maskload_ps(b.add(i), m), _mm256_maskload_ps(d.add(i), m));
+        _mm256_maskstore_ps(d.add(i), m, v);
+    }
+}
+
+/// `d[i] = a[i] * s`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn scale(d: *mut f32, a: *const f32, s: f32, n: usize) {
+    let sv = _mm256_set1_ps(s);
+    map1!(d, a, n, |x| _mm256_mul_ps(x, sv));
+}
+
+/// `2^n` for integral `n` in `[-126, 127]`, as f32 bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pow2i(n: __m256i) -> __m256 {
+    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127))))
+}
+
+/// `e^x` per lane (see `x86_common.rs`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn exp8(x: __m256) -> __m256 {
+    let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+    let mut p = _mm256_set1_ps(EXP_P[0]);
+    for &c in &EXP_P[1..] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    let y = _mm256_add_ps(y, _mm256_set1_ps(1.0));
+    // y * 2^n as (y * 2^(n - n/2)) * 2^(n/2): n is in [-150, 128], so both factors are
+    // normal and the first product is exact; the second rounds once (like vscalefps).
+    let ni = _mm256_cvtps_epi32(n);
+    let n1 = _mm256_srai_epi32::<1>(ni);
+    let n2 = _mm256_sub_epi32(ni, n1);
+    let y = _mm256_mul_ps(_mm256_mul_ps(y, pow2i(n2)), pow2i(n1));
+    _mm256_blendv_ps(y, x, _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x))
+}
+
+/// `silu(x)` as in `x86_avx512::silu16`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn silu8(x: __m256) -> __m256 {
+    let neg_abs = _mm256_or_ps(x, _mm256_set1_ps(-0.0));
+    let e = exp8(neg_abs);
+    let negative = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
+    let num = _mm256_blendv_ps(x, _mm256_mul_ps(x, e), negative);
+    _mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0), e))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rsqrt8(x: __m256) -> __m256 {
+    _mm256_div_ps(_mm256_set1_ps(1.0), _mm256_sqrt_ps(x))
+}
+
+/// `d[i] = op(a[i])`; `d` may equal `a`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn unary(op: UnOp, d: *mut f32, a: *const f32, n: usize) {
+    match op {
+        UnOp::Exp => map1!(d, a, n, |x| exp8(x)),
+        UnOp::Silu => map1!(d, a, n, |x| silu8(x)),
+        UnOp::Rsqrt => map1!(d, a, n, |x| rsqrt8(x)),
+    }
+}
+
+/// `d[i] = silu(g[i]) * u[i]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn swiglu(d: *mut f32, g: *const f32, u: *const f32, n: usize) {
+    map2!(d, g, u, n, |x, y| _mm256_mul_ps(silu8(x), y));
+}
+
+/// Sum of the 8 lanes in a fixed tree: `s4[i] = v[i] + v[i+4]`, `s2[i] = s4[i] + s4[i+2]`, `s2[0] + s2[1]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hmax(v: __m256) -> f32 {
+    let s4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s2 = _mm_max_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_max_ss(s2, _mm_movehdup_ps(s2)))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sum_vec<const SQ: bool>(a: *const f32, n: usize) -> __m256 {
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + L <= n {
+        let x = _mm256_loadu_ps(a.add(i));
+        acc = if SQ { _mm256_fmadd_ps(x, x, acc) } else { _mm256_add_ps(acc, x) };
+        i += L;
+    }
+    if i < n {
+        let x = _mm256_maskload_ps(a.add(i), tail_mask(n - i));
+        acc = if SQ { _mm256_fmadd_ps(x, x, acc) } else { _mm256_add_ps(acc, x) };
+    }
+    acc
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn max_vec(a: *const f32, n: usize) -> __m256 {
+    let ninf = _mm256_set1_ps(f32::NEG_INFINITY);
+    let mut acc = ninf;
+    let mut i = 0;
+    while i + L <= n {
+        acc = _mm256_max_ps(_mm256_loadu_ps(a.add(i)), acc);
+        i += L;
+    }
+    if i < n {
+        let m = tail_mask(n - i);
+        let x = _mm256_blendv_ps(ninf, _mm256_maskload_ps(a.add(i), m), _mm256_castsi256_ps(m));
+        acc = _mm256_max_ps(x, acc);
+    }
+    acc
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_sum(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (r, d) in d.iter_mut().enumerate().take(rows) {
+        *d = hsum(sum_vec::<false>(a.as_ptr().add(r * cols), cols));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_sumsq(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (r, d) in d.iter_mut().enumerate().take(rows) {
+        *d = hsum(sum_vec::<true>(a.as_ptr().add(r * cols), cols));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
+    for (r, d) in d.iter_mut().enumerate().take(rows) {
+        *d = hmax(max_vec(a.as_ptr().add(r * cols), cols));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], rows: usize, dim: usize, eps: f32) {
+    for r in 0..rows {
+        let xr = x.as_ptr().add(r * dim);
+        let s = _mm256_set1_ps(rms_inv_scale(hsum(sum_vec::<true>(xr, dim)), dim, eps));
+        map2!(out.as_mut_ptr().add(r * dim), xr, w.as_ptr(), dim, |xv, wv| _mm256_mul_ps(_mm256_mul_ps(xv, s), wv));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
+    for r in 0..rows {
+        let p = x.as_mut_ptr().add(r * cols);
+        let mv = _mm256_set1_ps(hmax(max_vec(p, cols)));
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + L <= cols {
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
+            _mm256_storeu_ps(p.add(i), e);
+            acc = _mm256_add_ps(acc, e);
+            i += L;
+        }
+        if i < cols {
+            let m = tail_mask(cols - i);
+            let e = exp8(_mm256_sub_ps(_mm256_maskload_ps(p.add(i), m), mv));
+            _mm256_maskstore_ps(p.add(i), m, e);
+            acc = _mm256_add_ps(acc, _mm256_and_ps(e, _mm256_castsi256_ps(m)));
+        }
+        let inv = _mm256_set1_ps(1.0 / hsum(acc));
+        map1!(p, p, cols, |v| _mm256_mul_ps(v, inv));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+    let np = cos.len().min(sin.len());
+    let dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    let neg_even = _mm256_castsi256_ps(_mm256_setr_epi32(i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0));
+    for h in 0..n_heads {
+        let base = x.as_mut_ptr().add(h * head_dim + 2 * pair0);
+        let mut j = 0;
+        while j < np {
+            let r = (np - j).min(L / 2);
+            let (pm, xm) = (tail_mask(r), tail_mask(2 * r));
+            let c = _mm256_permutevar8x32_ps(_mm256_maskload_ps(cos.as_ptr().add(j), pm), dup);
+            let s = _mm256_permutevar8x32_ps(_mm256_maskload_ps(sin.as_ptr().add(j), pm), dup);
+            let s = _mm256_xor_ps(s, neg_even);
+            let xv = _mm256_maskload_ps(base.add(2 * j), xm);
+            let swapped = _mm256_permute_ps::<0b10_11_00_01>(xv);
+            let y = _mm256_fmadd_ps(xv, c, _mm256_mul_ps(swapped, s));
+            _mm256_maskstore_ps(base.add(2 * j), xm, y);
+            j += L / 2;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+    let np = cos.len().min(sin.len());
+    let half = head_dim / 2;
+    for h in 0..n_heads {
+        let lo_p = x.as_mut_ptr().add(h * head_dim + pair0);
+        let hi_p = lo_p.add(half);
+        let mut j = 0;
+        while j < np {
+            let m = tail_mask((np - j).min(L));
+            let c = _mm256_maskload_ps(cos.as_ptr().add(j), m);
+            let s = _mm256_maskload_ps(sin.as_ptr().add(j), m);
+            let lo = _mm256_maskload_ps(lo_p.add(j), m);
+            let hi = _mm256_maskload_ps(hi_p.add(j), m);
+            let lo2 = _mm256_fmsub_ps(lo, c, _mm256_mul_ps(hi, s));
+            let hi2 = _mm256_fmadd_ps(hi, c, _mm256_mul_ps(lo, s));
+            _mm256_maskstore_ps(lo_p.add(j), m, lo2);
+            _mm256_maskstore_ps(hi_p.add(j), m, hi2);
+            j += L;
+        }
+    }
+}
+
+/// Loading 8 weights as f32 (exact conversion for every dtype).
+trait WLoad: Copy {
+    unsafe fn load(p: *const Self) -> __m256;
+    /// The first `n < 8` weights, other lanes 0; memory past `n` is not touched.
+    unsafe fn load_tail(p: *const Self, n: usize) -> __m256;
+}
+
+/// Copies `n <= 8` 16-bit values into a zero-padded 128-bit vector.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_u16_tail<T>(p: *const T, n: usize) -> __m128i {
+    let mut buf = [0u16; 8];
+    std::ptr::copy_nonoverlapping(p as *const u16, buf.as_mut_ptr(), n.min(8));
+    _mm_loadu_si128(buf.as_ptr() as *const __m128i)
+}
+
+impl WLoad for f32 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_tail(p: *const f32, n: usize) -> __m256 {
+        _mm256_maskload_ps(p, tail_mask(n))
+    }
+}
+
+impl WLoad for f16 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_tail(p: *const f16, n: usize) -> __m256 {
+        _mm256_cvtph_ps(load_u16_tail(p, n))
+    }
+}
+
+impl WLoad for bf16 {
+    // bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const bf16) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i))))
+    }
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_tail(p: *const bf16, n: usize) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_u16_tail(p, n))))
+    }
+}
+
+/// One register tile, as `x86_avx512::tile` with 8 lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+    let mut p = 0;
+    while p + L <= k {
+        let mut bv = [_mm256_setzero_ps(); NR];
+        for j in 0..NR {
+            bv[j] = W::load(b.add(j * k + p));
+        }
+        for i in 0..MR {
+            let av = _mm256_loadu_ps(a.add(i * k + p));
+            for j in 0..NR {
+                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+            }
+        }
+        p += L;
+    }
+    if p < k {
+        let (t, m) = (k - p, tail_mask(k - p));
+        let mut bv = [_mm256_setzero_ps(); NR];
+        for j in 0..NR {
+            bv[j] = W::load_tail(b.add(j * k + p), t);
+        }
+        for i in 0..MR {
+            let av = _mm256_maskload_ps(a.add(i * k + p), m);
+            for j in 0..NR {
+                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
+            }
+        }
+    }
+    for i in 0..MR {
+        for j in 0..NR {
+            *c.add(i * ldc + j) += hsum(acc[i][j]);
+        }
+    }
+}
+
+/// 4 x 3 = 12 accumulators + 3 B vectors + 1 A vector = the 16 ymm registers.
+const MR: usize = 4;
+const NR: usize = 3;
+const NR_GEMV: usize = 8;
+const A_BLOCK_BYTES: usize = 384 * 1024;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_edge<W: WLoad>(mr: usize, nr: usize, a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+    if nr == NR {
+        match mr {
+            4 => tile::<W, 4, NR>(a, b, c, k, ldc),
+            3 => tile::<W, 3, NR>(a, b, c, k, ldc),
+            2 => tile::<W, 2, NR>(a, b, c, k, ldc),
+            _ => tile::<W, 1, NR>(a, b, c, k, ldc),
+        }
+        return;
+    }
+    for j in 0..nr {
+        let (b, c) = (b.add(j * k), c.add(j));
+        match mr {
+            4 => tile::<W, 4, 1>(a, b, c, k, ldc),
+            3 => tile::<W, 3, 1>(a, b, c, k, ldc),
+            2 => tile::<W, 2, 1>(a, b, c, k, ldc),
+            _ => tile::<W, 1, 1>(a, b, c, k, ldc),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemm<W: WLoad>(c: *mut f32, a: *const f32, b: *const W, m: usize, n: usize, k: usize) {
+    if m == 1 {
+        let mut j = 0;
+        while j + NR_GEMV <= n {
+            tile::<W, 1, NR_GEMV>(a, b.add(j * k), c.add(j), k, n);
+            j += NR_GEMV;
+        }
+        while j < n {
+            tile::<W, 1, 1>(a, b.add(j * k), c.add(j), k, n);
+            j += 1;
+        }
+        return;
+    }
+    let mc = (A_BLOCK_BYTES / (k * 4)).max(MR) / MR * MR;
+    let mut i0 = 0;
+    while i0 < m {
+        let i1 = (i0 + mc).min(m);
+        let mut j = 0;
+        while j < n {
+            let nr = NR.min(n - j);
+            let mut i = i0;
+            while i < i1 {
+                let mr = MR.min(i1 - i);
+                tile_edge::<W>(mr, nr, a.add(i * k), b.add(j * k), c.add(i * n + j), k, n);
+                i += mr;
+            }
+            j += nr;
+        }
+        i0 = i1;
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let k = a.len().min(b.len());
+    let mut out = 0.0f32;
+    tile::<f32, 1, 1>(a.as_ptr(), b.as_ptr(), &mut out, k, 1);
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn matmul_bt_rows(c: &mut [f32], a: &[f32], b: Weights<'_>, m: usize, k: usize, n0: usize, n1: usize) {
+    let (cp, ap, w) = (c.as_mut_ptr(), a.as_ptr(), n1 - n0);
+    match b {
+        Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
+        Weights::F16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
+        Weights::BF16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
+    }
+}

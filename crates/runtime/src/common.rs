@@ -1,0 +1,94 @@
+//! Pieces both executors share that are plumbing, not semantics: register-use sets
+//! derived from the op table, page translation with counting, group resolution and
+//! flop accounting.
+
+use crate::counters::Counters;
+use crate::error::TrapKind;
+use std::sync::Arc;
+use vtpu_isa::{Op, Operand, RegFile};
+use vtpu_phext::{Coord, Page, PhextSpace, TranslationCache};
+
+/// Registers an op reads and writes, as (file, index) pairs, from its table row.
+pub fn reg_uses(op: &Op) -> (Vec<(RegFile, u8)>, Vec<(RegFile, u8)>) {
+    let mut reads = Vec::new();
+    let mut writes = Vec::new();
+    for (kind, &idx) in op.code.small_operands().zip(op.args.iter()) {
+        if let Some(file) = kind.reg_file() {
+            if kind.reads() {
+                reads.push((file, idx));
+            }
+            if kind.writes() {
+                writes.push((file, idx));
+            }
+        }
+    }
+    (reads, writes)
+}
+
+/// True if any register in `a` also appears in `b`.
+pub fn overlaps(a: &[(RegFile, u8)], b: &[(RegFile, u8)]) -> bool {
+    a.iter().any(|x| b.contains(x))
+}
+
+/// Does an op have an operand of this kind? (Used for sanity in executors.)
+pub fn has_operand(op: &Op, kind: Operand) -> bool {
+    op.code.info().operands.contains(&kind)
+}
+
+/// Translate a coordinate through the sentron's translation cache. The cache counts
+/// the lookup as a hit or a miss (a page fault is a miss); executors copy its counts
+/// into their `Counters` when they stop.
+#[inline]
+pub fn translate<'c>(
+    tlb: &'c mut TranslationCache,
+    space: &PhextSpace,
+    coord: Coord,
+) -> Result<&'c Arc<Page>, TrapKind> {
+    tlb.lookup_ref(space, coord.key()).ok_or(TrapKind::PageFault(coord))
+}
+
+/// Copy the translation cache's counts into a sentron's counters.
+pub fn record_tlb(tlb: &TranslationCache, counters: &mut Counters) {
+    counters.ppt_hits = tlb.hits();
+    counters.ppt_misses = tlb.misses();
+    counters.ppt_lookups = tlb.hits() + tlb.misses();
+}
+
+/// Resolve a group immediate (`all` = every sentron) to a member mask, checking that
+/// it names only existing sentrons and contains `me`.
+pub fn resolve_group(mask: u64, n: usize, me: u32) -> Result<u64, TrapKind> {
+    let everyone = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let m = if mask == vtpu_isa::word::GROUP_ALL { everyone } else { mask };
+    if m & !everyone != 0 {
+        let bad = (m & !everyone).trailing_zeros();
+        return Err(TrapKind::NoSuchSentron(bad));
+    }
+    if m & (1 << me) == 0 {
+        return Err(TrapKind::NotInGroup(crate::fabric::group_text(m)));
+    }
+    Ok(m)
+}
+
+/// Check a page-relative element range [offset, offset + n) against a page.
+#[inline]
+pub fn check_range(offset: i64, n: usize, page_elems: usize) -> Result<usize, TrapKind> {
+    let end = offset.checked_add(n as i64);
+    match end {
+        Some(end) if offset >= 0 && end as u64 <= page_elems as u64 => Ok(offset as usize),
+        _ => Err(TrapKind::OutOfBounds {
+            offset,
+            end: end.unwrap_or(i64::MAX),
+            page_elems,
+        }),
+    }
+}
+
+/// Element width in bytes of dtypes a tile can view.
+pub fn view_width(dtype: vtpu_phext::DType) -> Option<usize> {
+    use vtpu_phext::DType;
+    match dtype {
+        DType::F32 => Some(4),
+        DType::F16 | DType::BF16 => Some(2),
+        _ => None,
+    }
+}

@@ -1,0 +1,115 @@
+//! Traps and machine errors: values that name the sentron, the pc, the op and the
+//! coordinate, never panics.
+
+use std::fmt;
+use vtpu_phext::Coord;
+
+/// Why a sentron stopped the machine.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum TrapKind {
+    #[error("page fault: no page is mapped at {0}")]
+    PageFault(Coord),
+    #[error("out of bounds: elements {offset}..{end} of a page of {page_elems} elements")]
+    OutOfBounds { offset: i64, end: i64, page_elems: usize },
+    #[error("write to a read-only page")]
+    ReadOnly,
+    #[error("a page already exists at {0}")]
+    AlreadyMapped(Coord),
+    #[error("bad dtype: {0}")]
+    BadDType(String),
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    #[error("tile register t{0} is empty (never written)")]
+    EmptyTile(u8),
+    #[error("integer division by zero")]
+    DivByZero,
+    #[error("integer overflow in division")]
+    DivOverflow,
+    #[error("coordinate out of range: {0}")]
+    CoordRange(String),
+    #[error("sentron {0} does not exist in this machine")]
+    NoSuchSentron(u32),
+    #[error("this sentron is not a member of group {0}")]
+    NotInGroup(String),
+    #[error("collective mismatch on group {group}: {detail}")]
+    CollectiveMismatch { group: String, detail: String },
+    #[error("expected a {expected} message from sentron {from}, got a {got} message")]
+    MessageKind { from: u32, expected: &'static str, got: &'static str },
+    #[error("word limit of {0} exceeded (an endless loop?)")]
+    WordLimit(u64),
+    #[error("page allocation failed: {0}")]
+    Alloc(String),
+}
+
+/// A trap: the machine stops, naming where and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trap {
+    pub sentron: u32,
+    pub pc: u32,
+    /// The op as assembly text.
+    pub op: String,
+    pub coord: Option<Coord>,
+    pub kind: TrapKind,
+}
+
+impl fmt::Display for Trap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "trap in sentron {} at pc {} ({})", self.sentron, self.pc, self.op)?;
+        if let Some(c) = self.coord {
+            write!(f, " at coordinate {c}")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+/// What a blocked sentron waits for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiter {
+    pub sentron: u32,
+    pub pc: u32,
+    pub op: String,
+    /// Who it waits for, in words: "a message from sentron 1 (halted)".
+    pub waits_for: String,
+}
+
+/// Every live sentron is blocked: nobody can ever wake them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deadlock {
+    pub waiters: Vec<Waiter>,
+}
+
+impl fmt::Display for Deadlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "deadlock: every live sentron is blocked")?;
+        for w in &self.waiters {
+            write!(
+                f,
+                "\n  sentron {} at pc {} ({}) waits for {}",
+                w.sentron, w.pc, w.op, w.waits_for
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a run did not complete.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum MachineError {
+    #[error("{0}")]
+    Trap(Box<Trap>),
+    #[error("{0}")]
+    Deadlock(Deadlock),
+    #[error("invalid program:\n{0}")]
+    Invalid(String),
+    #[error("machine set-up failed: {0}")]
+    Setup(String),
+}
+
+impl MachineError {
+    pub fn as_trap(&self) -> Option<&Trap> {
+        match self {
+            MachineError::Trap(t) => Some(t),
+            _ => None,
+        }
+    }
+}

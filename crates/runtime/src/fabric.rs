@@ -1,0 +1,437 @@
+//! The C-pipe fabric: messages, barriers, reductions and broadcasts between sentron
+//! threads, with deadlock detection.
+//!
+//! All coordination state sits behind one mutex. C-pipe ops are tile-granular and rare
+//! next to the work between them, so one lock costs little, and it buys a simple proof
+//! that deadlock detection is exact: a sentron's status changes only under the lock,
+//! and whoever satisfies a waiter marks it running before releasing the lock, so "every
+//! live sentron is blocked" seen under the lock means nobody can ever wake anyone.
+//!
+//! The [`Transport`] trait is the seam for other backends (e.g. MPI across hosts).
+
+use crate::error::{Deadlock, MachineError, Waiter};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// A message payload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    Scalar(i64),
+    Tile { rows: u32, cols: u32, data: Vec<f32> },
+}
+
+impl Message {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Message::Scalar(_) => "scalar",
+            Message::Tile { .. } => "tile",
+        }
+    }
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Message::Scalar(_) => 8,
+            Message::Tile { data, .. } => 4 * data.len() as u64,
+        }
+    }
+}
+
+/// Which collective a sentron entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollKind {
+    Barrier,
+    /// All-reduce with `vtpu_isa::word::REDUCE_SUM` or `REDUCE_MAX`.
+    Reduce(u8),
+    /// Broadcast from the root sentron.
+    Cast(u32),
+}
+
+impl CollKind {
+    fn name(self) -> String {
+        match self {
+            CollKind::Barrier => "CBAR".into(),
+            CollKind::Reduce(0) => "CREDUCE sum".into(),
+            CollKind::Reduce(_) => "CREDUCE max".into(),
+            CollKind::Cast(r) => format!("CCAST from @{r}"),
+        }
+    }
+}
+
+/// A tile contributed to (or produced by) a collective.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CollTile {
+    pub rows: u32,
+    pub cols: u32,
+    pub data: Vec<f32>,
+}
+
+/// Why a blocked sentron is waiting, for deadlock reports.
+#[derive(Clone, Debug)]
+pub struct WaitSite {
+    pub pc: u32,
+    pub op: String,
+}
+
+/// The sentron cannot go on: the machine stopped (another sentron trapped, or a
+/// deadlock was found and recorded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stopped;
+
+/// A collective failed for this sentron: it should trap with this detail.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CollError {
+    Stopped,
+    Mismatch(String),
+}
+
+/// The C pipe's view of the other sentrons.
+pub trait Transport: Sync {
+    fn sentrons(&self) -> usize;
+    /// Queue a message for `to`; never blocks.
+    fn send(&self, from: u32, to: u32, msg: Message);
+    /// The next message from `from` to `me`, blocking until there is one.
+    fn recv(&self, me: u32, from: u32, site: &WaitSite) -> Result<Message, Stopped>;
+    /// Enter a collective of group `members` (a resolved bit mask that contains `me`).
+    /// Returns the result tile (reductions, broadcasts) once every member arrived.
+    fn collective(
+        &self,
+        me: u32,
+        members: u64,
+        kind: CollKind,
+        contribution: Option<CollTile>,
+        site: &WaitSite,
+    ) -> Result<Option<Arc<CollTile>>, CollError>;
+    /// This sentron finished normally.
+    fn halt(&self, me: u32);
+    /// This sentron stopped the machine with an error.
+    fn fail(&self, me: u32, err: MachineError);
+    /// Has the machine stopped (trap or deadlock elsewhere)?
+    fn stopped(&self) -> bool;
+    /// The first error recorded, if any.
+    fn error(&self) -> Option<MachineError>;
+}
+
+#[derive(Clone, Debug)]
+enum Status {
+    Running,
+    Blocked { site: WaitSite, on: Wait },
+    Halted,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+enum Wait {
+    Recv { from: u32 },
+    Collective { members: u64, kind: CollKind },
+}
+
+#[derive(Default)]
+struct Group {
+    generation: u64,
+    kind: Option<CollKind>,
+    arrived: u64,
+    contributions: Vec<Option<CollTile>>,
+    result: Option<Arc<CollTile>>,
+    /// Set when the completing member found the contributions inconsistent.
+    failed: Option<String>,
+}
+
+struct State {
+    /// Mailboxes, indexed `to * n + from`, FIFO per pair.
+    mail: Vec<VecDeque<Message>>,
+    status: Vec<Status>,
+    groups: HashMap<u64, Group>,
+    error: Option<MachineError>,
+}
+
+/// The in-process transport: sentron threads of one machine.
+pub struct LocalFabric {
+    n: usize,
+    state: Mutex<State>,
+    wake: Vec<Condvar>,
+    stopped: AtomicBool,
+}
+
+impl LocalFabric {
+    pub fn new(n: usize) -> LocalFabric {
+        LocalFabric {
+            n,
+            state: Mutex::new(State {
+                mail: (0..n * n).map(|_| VecDeque::new()).collect(),
+                status: vec![Status::Running; n],
+                groups: HashMap::new(),
+                error: None,
+            }),
+            wake: (0..n).map(|_| Condvar::new()).collect(),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A sentron thread that panicked (a simulator bug) poisons the lock; the state
+        // is still consistent enough to report, so carry on rather than cascade.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, me: u32, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.wake[me as usize].wait(g).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stop_all(&self, st: &mut State, err: MachineError) {
+        if st.error.is_none() {
+            st.error = Some(err);
+        }
+        self.stopped.store(true, Ordering::Release);
+        for cv in &self.wake {
+            cv.notify_all();
+        }
+    }
+
+    /// Called under the lock after a status change: if every live sentron is blocked,
+    /// record the deadlock and stop the machine. Returns true if it did.
+    fn check_deadlock(&self, st: &mut State) -> bool {
+        let live: Vec<usize> = (0..self.n)
+            .filter(|&i| matches!(st.status[i], Status::Running | Status::Blocked { .. }))
+            .collect();
+        if live.is_empty()
+            || !live.iter().all(|&i| matches!(st.status[i], Status::Blocked { .. }))
+        {
+            return false;
+        }
+        let waiters = live
+            .iter()
+            .filter_map(|&i| match &st.status[i] {
+                Status::Blocked { site, on } => Some(Waiter {
+                    sentron: i as u32,
+                    pc: site.pc,
+                    op: site.op.clone(),
+                    waits_for: describe_wait(on, &st.status, st.groups.get(&members_of(on))),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.stop_all(st, MachineError::Deadlock(Deadlock { waiters }));
+        true
+    }
+}
+
+fn members_of(w: &Wait) -> u64 {
+    match w {
+        Wait::Collective { members, .. } => *members,
+        Wait::Recv { .. } => 0,
+    }
+}
+
+fn status_text(s: &Status) -> String {
+    match s {
+        Status::Running => "running".into(),
+        Status::Halted => "halted".into(),
+        Status::Failed => "stopped by an error".into(),
+        Status::Blocked { site, .. } => format!("blocked at pc {} in {}", site.pc, site.op),
+    }
+}
+
+fn describe_wait(on: &Wait, status: &[Status], group: Option<&Group>) -> String {
+    match on {
+        Wait::Recv { from } => format!(
+            "a message from sentron {from} ({})",
+            status_text(&status[*from as usize])
+        ),
+        Wait::Collective { members, kind } => {
+            let arrived = group.map(|g| g.arrived).unwrap_or(0);
+            let missing: Vec<String> = (0..status.len())
+                .filter(|&i| members & (1 << i) != 0 && arrived & (1 << i) == 0)
+                .map(|i| format!("sentron {i} ({})", status_text(&status[i])))
+                .collect();
+            format!(
+                "{} of group {}: still missing {}",
+                kind.name(),
+                group_text(*members),
+                missing.join(", ")
+            )
+        }
+    }
+}
+
+/// `{0,1,3}`.
+pub fn group_text(mask: u64) -> String {
+    let ids: Vec<String> = (0..64).filter(|i| mask & (1u64 << i) != 0).map(|i| i.to_string()).collect();
+    format!("{{{}}}", ids.join(","))
+}
+
+/// Combine contributions in sentron order (deterministic, so every executor agrees
+/// bit for bit).
+fn combine(kind: CollKind, contributions: &[Option<CollTile>]) -> Result<Option<CollTile>, String> {
+    match kind {
+        CollKind::Barrier => Ok(None),
+        CollKind::Cast(root) => contributions
+            .get(root as usize)
+            .and_then(|c| c.clone())
+            .map(Some)
+            .ok_or_else(|| format!("root sentron {root} contributed no tile")),
+        CollKind::Reduce(op) => {
+            let mut acc: Option<CollTile> = None;
+            for (i, c) in contributions.iter().enumerate() {
+                let Some(c) = c else { continue };
+                match &mut acc {
+                    None => acc = Some(c.clone()),
+                    Some(a) => {
+                        if (a.rows, a.cols) != (c.rows, c.cols) {
+                            return Err(format!(
+                                "sentron {i} contributed a {}x{} tile, others {}x{}",
+                                c.rows, c.cols, a.rows, a.cols
+                            ));
+                        }
+                        if op == vtpu_isa::word::REDUCE_SUM {
+                            a.data.iter_mut().zip(&c.data).for_each(|(x, y)| *x += *y);
+                        } else {
+                            a.data.iter_mut().zip(&c.data).for_each(|(x, y)| *x = x.max(*y));
+                        }
+                    }
+                }
+            }
+            Ok(acc)
+        }
+    }
+}
+
+impl Transport for LocalFabric {
+    fn sentrons(&self) -> usize {
+        self.n
+    }
+
+    fn send(&self, from: u32, to: u32, msg: Message) {
+        let mut st = self.lock();
+        st.mail[to as usize * self.n + from as usize].push_back(msg);
+        if let Status::Blocked { on: Wait::Recv { from: f }, .. } = st.status[to as usize] {
+            if f == from {
+                st.status[to as usize] = Status::Running;
+                self.wake[to as usize].notify_one();
+            }
+        }
+    }
+
+    fn recv(&self, me: u32, from: u32, site: &WaitSite) -> Result<Message, Stopped> {
+        let slot = me as usize * self.n + from as usize;
+        let mut st = self.lock();
+        loop {
+            if self.stopped.load(Ordering::Acquire) {
+                return Err(Stopped);
+            }
+            if let Some(m) = st.mail[slot].pop_front() {
+                st.status[me as usize] = Status::Running;
+                return Ok(m);
+            }
+            st.status[me as usize] =
+                Status::Blocked { site: site.clone(), on: Wait::Recv { from } };
+            if self.check_deadlock(&mut st) {
+                return Err(Stopped);
+            }
+            st = self.wait(me, st);
+        }
+    }
+
+    fn collective(
+        &self,
+        me: u32,
+        members: u64,
+        kind: CollKind,
+        contribution: Option<CollTile>,
+        site: &WaitSite,
+    ) -> Result<Option<Arc<CollTile>>, CollError> {
+        let mut st = self.lock();
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(CollError::Stopped);
+        }
+        let n = self.n;
+        let g = st.groups.entry(members).or_default();
+        if g.arrived != 0 {
+            if let Some(k) = g.kind {
+                if k != kind {
+                    return Err(CollError::Mismatch(format!(
+                        "this sentron entered {} while others are in {}",
+                        kind.name(),
+                        k.name()
+                    )));
+                }
+            }
+        }
+        if g.arrived == 0 {
+            g.kind = Some(kind);
+            g.contributions.clear();
+            g.contributions.resize(n, None);
+        }
+        g.arrived |= 1 << me;
+        g.contributions[me as usize] = contribution;
+        let my_gen = g.generation;
+        if g.arrived == members {
+            let outcome = combine(kind, &g.contributions);
+            g.arrived = 0;
+            g.generation += 1;
+            g.contributions.iter_mut().for_each(|c| *c = None);
+            match outcome {
+                Ok(r) => {
+                    g.result = r.map(Arc::new);
+                    g.failed = None;
+                }
+                Err(e) => {
+                    g.result = None;
+                    g.failed = Some(e.clone());
+                }
+            }
+            let (result, failed) = (g.result.clone(), g.failed.clone());
+            for i in 0..n {
+                if members & (1 << i) != 0 && i != me as usize {
+                    st.status[i] = Status::Running;
+                    self.wake[i].notify_one();
+                }
+            }
+            return match failed {
+                Some(e) => Err(CollError::Mismatch(e)),
+                None => Ok(result),
+            };
+        }
+        st.status[me as usize] =
+            Status::Blocked { site: site.clone(), on: Wait::Collective { members, kind } };
+        if self.check_deadlock(&mut st) {
+            return Err(CollError::Stopped);
+        }
+        loop {
+            st = self.wait(me, st);
+            if self.stopped.load(Ordering::Acquire) {
+                return Err(CollError::Stopped);
+            }
+            let g = st.groups.entry(members).or_default();
+            if g.generation != my_gen {
+                // The generation that completed is ours: the next one cannot complete
+                // without us, so `result` still holds our result.
+                let (result, failed) = (g.result.clone(), g.failed.clone());
+                st.status[me as usize] = Status::Running;
+                return match failed {
+                    Some(e) => Err(CollError::Mismatch(e)),
+                    None => Ok(result),
+                };
+            }
+        }
+    }
+
+    fn halt(&self, me: u32) {
+        let mut st = self.lock();
+        st.status[me as usize] = Status::Halted;
+        self.check_deadlock(&mut st);
+    }
+
+    fn fail(&self, me: u32, err: MachineError) {
+        let mut st = self.lock();
+        st.status[me as usize] = Status::Failed;
+        self.stop_all(&mut st, err);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    fn error(&self) -> Option<MachineError> {
+        self.lock().error.clone()
+    }
+}

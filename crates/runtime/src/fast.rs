@@ -1,0 +1,796 @@
+//! The fast executor: pre-decoded words, SIMD tile kernels, one OS thread per sentron.
+//!
+//! Word semantics are those of `vtpu_isa` (reads before the word, writes at its end,
+//! C slot last). Rather than buffering every write, each word is classified once at load
+//! time from the op table's read/write sets:
+//! - `Dsc`: no slot reads what an earlier-executed slot writes: run D, S, C in place;
+//! - `Sdc`: S reads a register D writes (and D reads nothing S writes): run S first;
+//! - `Buffered`: anything else: every slot runs against a snapshot (rare, slow, exact).
+//!
+//! Counting costs one increment per word: per-pipe op and NOP counts are derived after
+//! the run from per-word execution counts and each word's static op mix.
+
+use crate::common::{check_range, record_tlb, reg_uses, resolve_group, translate, view_width};
+use crate::counters::Counters;
+use crate::error::TrapKind;
+use crate::fabric::{CollError, CollKind, CollTile, Message, Transport, WaitSite};
+use crate::state::{Regs, Tile, TileData, TileSlice};
+use std::sync::Arc;
+use vtpu_isa::{Op, Opcode, Siw};
+use vtpu_kernels::{self as k, Kernels};
+use vtpu_phext::{Coord, DType, PageKind, PhextSpace, TranslationCache};
+
+/// How a word's slots are ordered (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Dsc,
+    Sdc,
+    Buffered,
+}
+
+/// A word prepared for execution.
+#[derive(Clone, Debug)]
+pub struct PreWord {
+    pub ops: [Op; 3],
+    pub live: [bool; 3],
+    pub order: Order,
+}
+
+impl PreWord {
+    pub fn new(w: &Siw) -> PreWord {
+        let [d, s, c] = w.slots;
+        let (rd, wd) = reg_uses(&d);
+        let (rs, ws) = reg_uses(&s);
+        let (rc, _) = reg_uses(&c);
+        use crate::common::overlaps;
+        let order = if overlaps(&rc, &wd) || overlaps(&rc, &ws) {
+            Order::Buffered
+        } else if overlaps(&rs, &wd) {
+            if overlaps(&rd, &ws) {
+                Order::Buffered
+            } else {
+                Order::Sdc
+            }
+        } else {
+            Order::Dsc
+        };
+        PreWord { ops: w.slots, live: [!d.is_nop(), !s.is_nop(), !c.is_nop()], order }
+    }
+}
+
+/// What the C slot did to control flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Next,
+    Jump(u32),
+    Halt,
+}
+
+/// Why a slot did not complete.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    Trap(TrapKind, Option<Coord>),
+    /// The machine stopped elsewhere (trap or deadlock already recorded).
+    Stopped,
+}
+
+impl From<TrapKind> for Fault {
+    fn from(k: TrapKind) -> Fault {
+        Fault::Trap(k, None)
+    }
+}
+
+fn at(coord: Coord) -> impl FnOnce(TrapKind) -> Fault {
+    move |k| Fault::Trap(k, Some(coord))
+}
+
+fn kerr(e: k::KernelError) -> Fault {
+    Fault::Trap(TrapKind::Shape(e.to_string()), None)
+}
+
+/// One sentron of the fast executor.
+pub struct FastSentron<'a, T: Transport> {
+    pub id: u32,
+    pub regs: Regs,
+    pub counters: Counters,
+    tlb: TranslationCache,
+    space: &'a PhextSpace,
+    fabric: &'a T,
+    words: &'a [PreWord],
+    /// Executions of each word.
+    exec: Vec<u64>,
+    /// A reusable f32 buffer: results are computed into it and swapped into the
+    /// destination register, whose old buffer becomes the next spare.
+    spare: Vec<f32>,
+    word_limit: u64,
+    retired: u64,
+    /// The D pipe's kernels, bound to one instruction-set level for the whole run.
+    kern: Kernels,
+    /// The pc of the word being executed, for wait-site reports.
+    pc_hint: u32,
+}
+
+/// Where a run stopped: the pc and the slot whose op faulted.
+#[derive(Clone, Debug)]
+pub struct StopAt {
+    pub pc: u32,
+    pub op: Op,
+    pub fault: Fault,
+}
+
+impl<'a, T: Transport> FastSentron<'a, T> {
+    pub fn new(
+        id: u32,
+        space: &'a PhextSpace,
+        fabric: &'a T,
+        words: &'a [PreWord],
+        tlb: TranslationCache,
+        word_limit: u64,
+        kern: Kernels,
+    ) -> Self {
+        FastSentron {
+            id,
+            regs: Regs::default(),
+            counters: Counters::new(id),
+            tlb,
+            space,
+            fabric,
+            words,
+            exec: vec![0; words.len()],
+            spare: Vec::new(),
+            word_limit,
+            retired: 0,
+            kern,
+            pc_hint: 0,
+        }
+    }
+
+    /// Run until halt, trap or stop. Counters are final afterwards either way.
+    pub fn run(&mut self) -> Result<(), StopAt> {
+        let r = self.run_inner();
+        self.finish_counters();
+        r
+    }
+
+    fn run_inner(&mut self) -> Result<(), StopAt> {
+        let words = self.words;
+        let mut pc = 0usize;
+        loop {
+            let Some(w) = words.get(pc) else { return Ok(()) };
+            self.exec[pc] += 1;
+            self.retired += 1;
+            self.pc_hint = pc as u32;
+            let flow = self.exec_word(w).map_err(|(slot, fault)| StopAt {
+                pc: pc as u32,
+                op: w.ops[slot],
+                fault,
+            })?;
+            match flow {
+                Flow::Next => pc += 1,
+                Flow::Halt => return Ok(()),
+                Flow::Jump(t) => {
+                    // Backward branches are where endless loops live: check the word
+                    // budget and whether another sentron stopped the machine.
+                    if (t as usize) <= pc {
+                        if self.retired > self.word_limit {
+                            return Err(StopAt {
+                                pc: pc as u32,
+                                op: w.ops[2],
+                                fault: Fault::Trap(TrapKind::WordLimit(self.word_limit), None),
+                            });
+                        }
+                        if self.fabric.stopped() {
+                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: Fault::Stopped });
+                        }
+                    }
+                    pc = t as usize;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn exec_word(&mut self, w: &PreWord) -> Result<Flow, (usize, Fault)> {
+        match w.order {
+            Order::Dsc => {
+                if w.live[0] {
+                    self.exec_d(&w.ops[0]).map_err(|f| (0, f))?;
+                }
+                if w.live[1] {
+                    self.exec_s(&w.ops[1]).map_err(|f| (1, f))?;
+                }
+            }
+            Order::Sdc => {
+                if w.live[1] {
+                    self.exec_s(&w.ops[1]).map_err(|f| (1, f))?;
+                }
+                if w.live[0] {
+                    self.exec_d(&w.ops[0]).map_err(|f| (0, f))?;
+                }
+            }
+            Order::Buffered => return self.exec_buffered(w),
+        }
+        if w.live[2] {
+            self.exec_c(&w.ops[2]).map_err(|f| (2, f))
+        } else {
+            Ok(Flow::Next)
+        }
+    }
+
+    /// Exact word semantics the slow way: each slot runs on a copy of the registers as
+    /// they were before the word; its register writes are merged at the end.
+    fn exec_buffered(&mut self, w: &PreWord) -> Result<Flow, (usize, Fault)> {
+        let before = self.regs.clone();
+        let mut after = self.regs.clone();
+        let mut flow = Flow::Next;
+        for slot in 0..3 {
+            if !w.live[slot] {
+                continue;
+            }
+            self.regs = before.clone();
+            let op = &w.ops[slot];
+            let r = match slot {
+                0 => self.exec_d(op).map(|_| Flow::Next),
+                1 => self.exec_s(op).map(|_| Flow::Next),
+                _ => self.exec_c(op),
+            };
+            let f = r.map_err(|f| (slot, f))?;
+            if slot == 2 {
+                flow = f;
+            }
+            for (file, i) in reg_uses(op).1 {
+                let i = i as usize;
+                match file {
+                    vtpu_isa::RegFile::Scalar => after.s[i] = self.regs.s[i],
+                    vtpu_isa::RegFile::Coord => after.c[i] = self.regs.c[i],
+                    vtpu_isa::RegFile::Tile => after.t[i] = std::mem::take(&mut self.regs.t[i]),
+                }
+            }
+        }
+        self.regs = after;
+        Ok(flow)
+    }
+
+    fn finish_counters(&mut self) {
+        let c = &mut self.counters;
+        c.siws = self.exec.iter().sum();
+        c.ops = [0; 3];
+        c.nops = [0; 3];
+        for (w, &n) in self.words.iter().zip(&self.exec) {
+            for p in 0..3 {
+                if w.live[p] {
+                    c.ops[p] += n;
+                } else {
+                    c.nops[p] += n;
+                }
+            }
+        }
+        record_tlb(&self.tlb, c);
+    }
+
+    // ------------------------------------------------------------------ tiles
+
+    /// An f32 tile operand: (data, rows, cols).
+    fn f32_tile(&self, i: u8) -> Result<(&[f32], u32, u32), Fault> {
+        let t = &self.regs.t[i as usize];
+        if t.is_empty() {
+            return Err(TrapKind::EmptyTile(i).into());
+        }
+        match t.f32s() {
+            Some(s) => Ok((s, t.rows, t.cols)),
+            None => Err(TrapKind::BadDType(format!(
+                "t{i} holds {}; this op needs f32",
+                t.dtype.name()
+            ))
+            .into()),
+        }
+    }
+
+    /// Put `out` (rows x cols f32) into register `d`, recycling d's old buffer.
+    #[inline]
+    fn commit_tile(&mut self, d: u8, rows: u32, cols: u32, out: Vec<f32>) {
+        let old = self.regs.t[d as usize].take_buffer();
+        self.spare = old;
+        self.regs.t[d as usize].set_owned(rows, cols, out);
+    }
+
+    #[inline]
+    fn take_spare(&mut self, n: usize) -> Vec<f32> {
+        let mut out = std::mem::take(&mut self.spare);
+        if out.len() != n {
+            out.clear();
+            out.resize(n, 0.0);
+        }
+        out
+    }
+
+    fn binary(
+        &mut self,
+        op: &Op,
+        f: fn(Kernels, &mut [f32], &[f32], &[f32]) -> Result<(), k::KernelError>,
+    ) -> Result<(), Fault> {
+        let [d, a, b, _] = op.args;
+        let (rows, cols, n) = {
+            let (_, ra, ca) = self.f32_tile(a)?;
+            let (_, rb, cb) = self.f32_tile(b)?;
+            if (ra, ca) != (rb, cb) {
+                return Err(TrapKind::Shape(format!(
+                    "t{a} is {ra}x{ca} but t{b} is {rb}x{cb}"
+                ))
+                .into());
+            }
+            (ra, ca, ra as usize * ca as usize)
+        };
+        let mut out = self.take_spare(n);
+        let r = {
+            let (sa, _, _) = self.f32_tile(a)?;
+            let (sb, _, _) = self.f32_tile(b)?;
+            f(self.kern, &mut out, sa, sb)
+        };
+        r.map_err(kerr)?;
+        self.counters.flops += n as u64;
+        self.commit_tile(d, rows, cols, out);
+        Ok(())
+    }
+
+    fn unary(
+        &mut self,
+        op: &Op,
+        f: impl FnOnce(Kernels, &mut [f32], &[f32]) -> Result<(), k::KernelError>,
+        flops_per_elem: u64,
+    ) -> Result<(), Fault> {
+        let [d, a, _, _] = op.args;
+        let (rows, cols, n) = {
+            let (_, r, c) = self.f32_tile(a)?;
+            (r, c, r as usize * c as usize)
+        };
+        let mut out = self.take_spare(n);
+        let r = {
+            let (sa, _, _) = self.f32_tile(a)?;
+            f(self.kern, &mut out, sa)
+        };
+        r.map_err(kerr)?;
+        self.counters.flops += flops_per_elem * n as u64;
+        self.commit_tile(d, rows, cols, out);
+        Ok(())
+    }
+
+    fn row_reduce(
+        &mut self,
+        op: &Op,
+        f: fn(Kernels, &mut [f32], &[f32], usize, usize) -> Result<(), k::KernelError>,
+        flops_per_elem: u64,
+    ) -> Result<(), Fault> {
+        let [d, a, _, _] = op.args;
+        let (rows, cols) = {
+            let (_, r, c) = self.f32_tile(a)?;
+            (r, c)
+        };
+        let mut out = self.take_spare(rows as usize);
+        let r = {
+            let (sa, _, _) = self.f32_tile(a)?;
+            f(self.kern, &mut out, sa, rows as usize, cols as usize)
+        };
+        r.map_err(kerr)?;
+        self.counters.flops += flops_per_elem * rows as u64 * cols as u64;
+        self.commit_tile(d, rows, 1, out);
+        Ok(())
+    }
+
+    /// The accumulator `td` as an owned copy in the spare buffer (shape checked).
+    fn accumulator(&mut self, d: u8, rows: u32, cols: u32) -> Result<Vec<f32>, Fault> {
+        let mut out = std::mem::take(&mut self.spare);
+        let (sd, rd, cd) = self.f32_tile(d)?;
+        if (rd, cd) != (rows, cols) {
+            return Err(TrapKind::Shape(format!(
+                "accumulator t{d} is {rd}x{cd}, expected {rows}x{cols}"
+            ))
+            .into());
+        }
+        out.clear();
+        out.extend_from_slice(sd);
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ D pipe
+
+    fn exec_d(&mut self, op: &Op) -> Result<(), Fault> {
+        let [d, a, b, _] = op.args;
+        let s = &mut self.regs.s;
+        let (ra, rb) = (s[a as usize], s[b as usize]);
+        match op.code {
+            Opcode::DNop => {}
+            Opcode::DLi => s[d as usize] = op.imm_i64(),
+            Opcode::DAdd => s[d as usize] = ra.wrapping_add(rb),
+            Opcode::DSub => s[d as usize] = ra.wrapping_sub(rb),
+            Opcode::DMul => s[d as usize] = ra.wrapping_mul(rb),
+            Opcode::DDiv | Opcode::DRem => {
+                if rb == 0 {
+                    return Err(TrapKind::DivByZero.into());
+                }
+                let v = if op.code == Opcode::DDiv { ra.checked_div(rb) } else { ra.checked_rem(rb) };
+                s[d as usize] = v.ok_or(TrapKind::DivOverflow)?;
+            }
+            Opcode::DAddi => s[d as usize] = ra.wrapping_add(op.imm_i64()),
+            Opcode::DMuli => s[d as usize] = ra.wrapping_mul(op.imm_i64()),
+            Opcode::DSid => s[d as usize] = self.id as i64,
+            Opcode::DNsen => s[d as usize] = self.fabric.sentrons() as i64,
+            Opcode::DTZero => {
+                let (rows, cols) = op.imm_shape();
+                let mut out = self.take_spare(rows as usize * cols as usize);
+                out.fill(0.0);
+                self.commit_tile(d, rows, cols, out);
+            }
+            Opcode::DTSplat => {
+                let (rows, cols) = op.imm_shape();
+                let v = ra as f32;
+                let mut out = self.take_spare(rows as usize * cols as usize);
+                out.fill(v);
+                self.commit_tile(d, rows, cols, out);
+            }
+            Opcode::DMov => {
+                let src = &self.regs.t[a as usize];
+                if src.is_empty() {
+                    return Err(TrapKind::EmptyTile(a).into());
+                }
+                match &src.data {
+                    // A view of a read-only page never changes: share it.
+                    TileData::View { .. } => self.regs.t[d as usize] = src.clone(),
+                    _ => {
+                        let mut out = std::mem::take(&mut self.spare);
+                        let (sa, rows, cols) = self.f32_tile(a)?;
+                        out.clear();
+                        out.extend_from_slice(sa);
+                        self.commit_tile(d, rows, cols, out);
+                    }
+                }
+            }
+            Opcode::DTAdd => self.binary(op, Kernels::add)?,
+            Opcode::DTSub => self.binary(op, Kernels::sub)?,
+            Opcode::DTMul => self.binary(op, Kernels::mul)?,
+            Opcode::DTMax => self.binary(op, Kernels::max)?,
+            Opcode::DTFma => {
+                let (ra_, ca_) = {
+                    let (_, r1, c1) = self.f32_tile(a)?;
+                    let (_, r2, c2) = self.f32_tile(b)?;
+                    if (r1, c1) != (r2, c2) {
+                        return Err(TrapKind::Shape(format!(
+                            "t{a} is {r1}x{c1} but t{b} is {r2}x{c2}"
+                        ))
+                        .into());
+                    }
+                    (r1, c1)
+                };
+                let mut out = self.accumulator(d, ra_, ca_)?;
+                let r = {
+                    let (sa, _, _) = self.f32_tile(a)?;
+                    let (sb, _, _) = self.f32_tile(b)?;
+                    self.kern.fma(&mut out, sa, sb)
+                };
+                r.map_err(kerr)?;
+                self.counters.flops += 2 * out.len() as u64;
+                self.commit_tile(d, ra_, ca_, out);
+            }
+            Opcode::DTScale => {
+                let sc = op.imm_f32();
+                self.unary(op, |kk, o, x| kk.scale(o, x, sc), 1)?
+            }
+            Opcode::DTRSum => self.row_reduce(op, Kernels::row_sum, 1)?,
+            Opcode::DTRMax => self.row_reduce(op, Kernels::row_max, 1)?,
+            Opcode::DTRSsq => self.row_reduce(op, Kernels::row_sumsq, 2)?,
+            Opcode::DTExp => self.unary(op, Kernels::exp, 1)?,
+            Opcode::DTSilu => self.unary(op, Kernels::silu, 1)?,
+            Opcode::DTRsqrt => self.unary(op, Kernels::rsqrt, 1)?,
+            Opcode::DTMatmul => self.matmul(d, a, b)?,
+            _ => unreachable!("validated: {:?} is not a D-pipe op", op.code),
+        }
+        Ok(())
+    }
+
+    fn matmul(&mut self, d: u8, a: u8, b: u8) -> Result<(), Fault> {
+        let (m, kk) = {
+            let (_, r, c) = self.f32_tile(a)?;
+            (r, c)
+        };
+        let tb = &self.regs.t[b as usize];
+        if tb.is_empty() {
+            return Err(TrapKind::EmptyTile(b).into());
+        }
+        let (n, kb) = (tb.rows, tb.cols);
+        if kb != kk {
+            return Err(TrapKind::Shape(format!(
+                "DTMATMUL: t{a} is {m}x{kk} but t{b} is {n}x{kb} (needs {kk} columns)"
+            ))
+            .into());
+        }
+        let mut out = self.accumulator(d, m, n)?;
+        let r = {
+            let (sa, _, _) = self.f32_tile(a)?;
+            let w = match self.regs.t[b as usize].slice() {
+                Some(TileSlice::F32(x)) => k::Weights::F32(x),
+                Some(TileSlice::F16(x)) => k::Weights::F16(x),
+                Some(TileSlice::BF16(x)) => k::Weights::BF16(x),
+                None => {
+                    return Err(TrapKind::BadDType(format!(
+                        "DTMATMUL: t{b} holds {}, supported: f32, f16, bf16",
+                        self.regs.t[b as usize].dtype.name()
+                    ))
+                    .into())
+                }
+            };
+            self.kern.matmul_bt(&mut out, sa, w, m as usize, n as usize, kk as usize)
+        };
+        r.map_err(kerr)?;
+        self.counters.flops += 2 * m as u64 * n as u64 * kk as u64;
+        self.commit_tile(d, m, n, out);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ S pipe
+
+    fn exec_s(&mut self, op: &Op) -> Result<(), Fault> {
+        let [d, a, b, c] = op.args;
+        match op.code {
+            Opcode::SNop => {}
+            Opcode::SCli => {
+                self.regs.c[d as usize] = Coord::from_key(op.imm_coord())
+                    .map_err(|e| TrapKind::CoordRange(e.to_string()))?;
+            }
+            Opcode::SIndex | Opcode::SIndexi => {
+                let delta = if op.code == Opcode::SIndex { self.regs.s[c as usize] } else { op.imm_i64() };
+                let base = self.regs.c[a as usize];
+                self.regs.c[d as usize] = base
+                    .offset(b as usize, delta, self.space.part_limit())
+                    .map_err(|e| Fault::Trap(TrapKind::CoordRange(e.to_string()), Some(base)))?;
+            }
+            Opcode::SGather => {
+                let coord = self.regs.c[a as usize];
+                let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
+                let [rows, cols] = page.shape();
+                let (rows, cols) = (rows as u32, cols as u32);
+                self.counters.bytes_gathered += page.len_bytes() as u64;
+                if page.is_read_only() && view_width(page.dtype()).is_some() {
+                    let dtype = page.dtype();
+                    let page = Arc::clone(page);
+                    let t = &mut self.regs.t[d as usize];
+                    let old = t.take_buffer();
+                    self.spare = old;
+                    *t = Tile { rows, cols, dtype, data: TileData::View { page, byte_off: 0 } };
+                } else {
+                    if page.dtype() != DType::F32 {
+                        return Err(Fault::Trap(
+                            TrapKind::BadDType(format!(
+                                "gather of a writable {} page (tiles copy f32 only)",
+                                page.dtype().name()
+                            )),
+                            Some(coord),
+                        ));
+                    }
+                    let n = page.elems();
+                    let mut out = std::mem::take(&mut self.spare);
+                    out.clear();
+                    out.resize(n, 0.0);
+                    page.read_f32(0, &mut out)
+                        .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                    self.counters.bytes_copied += 4 * n as u64;
+                    self.commit_tile(d, rows, cols, out);
+                }
+            }
+            Opcode::SGathers => {
+                let coord = self.regs.c[a as usize];
+                let offset = self.regs.s[b as usize];
+                let (rows, cols) = op.imm_shape();
+                let n = rows as usize * cols as usize;
+                let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
+                let off = check_range(offset, n, page.elems()).map_err(at(coord))?;
+                let dtype = page.dtype();
+                if page.is_read_only() && view_width(dtype).is_some() {
+                    let width = view_width(dtype).unwrap_or(4);
+                    self.counters.bytes_gathered += (n * width) as u64;
+                    let page = Arc::clone(page);
+                    let t = &mut self.regs.t[d as usize];
+                    let old = t.take_buffer();
+                    self.spare = old;
+                    *t = Tile { rows, cols, dtype, data: TileData::View { page, byte_off: off * width } };
+                } else {
+                    if dtype != DType::F32 {
+                        return Err(Fault::Trap(
+                            TrapKind::BadDType(format!(
+                                "gather of a writable {} page (tiles copy f32 only)",
+                                dtype.name()
+                            )),
+                            Some(coord),
+                        ));
+                    }
+                    let mut out = std::mem::take(&mut self.spare);
+                    out.clear();
+                    out.resize(n, 0.0);
+                    page.read_f32(off, &mut out)
+                        .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                    self.counters.bytes_gathered += 4 * n as u64;
+                    self.counters.bytes_copied += 4 * n as u64;
+                    self.commit_tile(d, rows, cols, out);
+                }
+            }
+            Opcode::SScatter => {
+                let coord = self.regs.c[a as usize];
+                let offset = self.regs.s[b as usize];
+                let t = &self.regs.t[d as usize];
+                if t.is_empty() {
+                    return Err(TrapKind::EmptyTile(d).into());
+                }
+                let Some(data) = t.f32s() else {
+                    return Err(TrapKind::BadDType(format!("scatter of a {} tile (f32 only)", t.dtype.name())).into());
+                };
+                let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
+                if page.is_read_only() {
+                    return Err(Fault::Trap(TrapKind::ReadOnly, Some(coord)));
+                }
+                if page.dtype() != DType::F32 {
+                    return Err(Fault::Trap(
+                        TrapKind::BadDType(format!("scatter into a {} page (f32 only)", page.dtype().name())),
+                        Some(coord),
+                    ));
+                }
+                let off = check_range(offset, data.len(), page.elems()).map_err(at(coord))?;
+                page.write_f32(off, data)
+                    .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                let bytes = 4 * data.len() as u64;
+                self.counters.bytes_scattered += bytes;
+                self.counters.bytes_copied += bytes;
+            }
+            Opcode::SPrefch => {
+                let coord = self.regs.c[d as usize];
+                let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
+                page.prefetch();
+            }
+            Opcode::SAlloc => {
+                let coord = self.regs.c[d as usize];
+                let dtype = DType::from_code(a)
+                    .ok_or_else(|| TrapKind::BadDType(format!("unknown dtype code {a}")))?;
+                let kind = if b == 0 { PageKind::Owned } else { PageKind::Scratch };
+                let (rows, cols) = op.imm_shape();
+                if self.space.get(coord).is_some() {
+                    return Err(Fault::Trap(TrapKind::AlreadyMapped(coord), Some(coord)));
+                }
+                self.space
+                    .alloc(coord, dtype, [rows as usize, cols as usize], kind)
+                    .map_err(|e| Fault::Trap(TrapKind::Alloc(e.to_string()), Some(coord)))?;
+            }
+            Opcode::SFree => {
+                let coord = self.regs.c[d as usize];
+                self.space
+                    .free(coord)
+                    .map_err(|_| Fault::Trap(TrapKind::PageFault(coord), Some(coord)))?;
+            }
+            _ => unreachable!("validated: {:?} is not an S-pipe op", op.code),
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ C pipe
+
+    fn site(&self, op: &Op, pc_hint: u32) -> WaitSite {
+        WaitSite { pc: pc_hint, op: vtpu_isa::disasm::format_op(op) }
+    }
+
+    fn exec_c(&mut self, op: &Op) -> Result<Flow, Fault> {
+        let [a, b, _, _] = op.args;
+        let s = &self.regs.s;
+        let n = self.fabric.sentrons();
+        let target = || Flow::Jump(op.imm_label());
+        let flow = match op.code {
+            Opcode::CNop => Flow::Next,
+            Opcode::CJmp => target(),
+            Opcode::CBeq => if s[a as usize] == s[b as usize] { target() } else { Flow::Next },
+            Opcode::CBne => if s[a as usize] != s[b as usize] { target() } else { Flow::Next },
+            Opcode::CBlt => if s[a as usize] < s[b as usize] { target() } else { Flow::Next },
+            Opcode::CBge => if s[a as usize] >= s[b as usize] { target() } else { Flow::Next },
+            Opcode::CLoop => {
+                let r = &mut self.regs.s[a as usize];
+                *r = r.wrapping_sub(1);
+                if *r != 0 { target() } else { Flow::Next }
+            }
+            Opcode::CHalt => Flow::Halt,
+            Opcode::CFence => {
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                Flow::Next
+            }
+            Opcode::CSendR | Opcode::CSendT => {
+                let to = a as u32;
+                if to as usize >= n {
+                    return Err(TrapKind::NoSuchSentron(to).into());
+                }
+                let msg = if op.code == Opcode::CSendR {
+                    Message::Scalar(s[b as usize])
+                } else {
+                    let (data, rows, cols) = self.f32_tile(b)?;
+                    Message::Tile { rows, cols, data: data.to_vec() }
+                };
+                self.counters.msgs_sent += 1;
+                self.counters.msg_bytes += msg.bytes();
+                self.fabric.send(self.id, to, msg);
+                Flow::Next
+            }
+            Opcode::CRecvR | Opcode::CRecvT => {
+                let from = b as u32;
+                if from as usize >= n {
+                    return Err(TrapKind::NoSuchSentron(from).into());
+                }
+                let site = self.site(op, self.current_pc());
+                let t0 = std::time::Instant::now();
+                let msg = self.fabric.recv(self.id, from, &site).map_err(|_| Fault::Stopped)?;
+                self.counters.host_blocked_ns += t0.elapsed().as_nanos() as u64;
+                match (op.code, msg) {
+                    (Opcode::CRecvR, Message::Scalar(v)) => self.regs.s[a as usize] = v,
+                    (Opcode::CRecvT, Message::Tile { rows, cols, data }) => {
+                        let old = self.regs.t[a as usize].take_buffer();
+                        self.spare = old;
+                        self.regs.t[a as usize].set_owned(rows, cols, data);
+                    }
+                    (code, m) => {
+                        return Err(TrapKind::MessageKind {
+                            from,
+                            expected: if code == Opcode::CRecvR { "scalar" } else { "tile" },
+                            got: m.kind_name(),
+                        }
+                        .into())
+                    }
+                }
+                Flow::Next
+            }
+            Opcode::CBar | Opcode::CReduce | Opcode::CCast => {
+                let members = resolve_group(op.imm_group(), n, self.id)?;
+                let (kind, contribution) = match op.code {
+                    Opcode::CBar => (CollKind::Barrier, None),
+                    Opcode::CReduce => (CollKind::Reduce(b), Some(self.coll_tile(a)?)),
+                    _ => {
+                        let root = b as u32;
+                        if members & (1u64 << root.min(63)) == 0 || root as usize >= n {
+                            return Err(TrapKind::NotInGroup(format!(
+                                "root sentron {root} is not in the group"
+                            ))
+                            .into());
+                        }
+                        let c = if root == self.id { Some(self.coll_tile(a)?) } else { None };
+                        (CollKind::Cast(root), c)
+                    }
+                };
+                let site = self.site(op, self.current_pc());
+                let t0 = std::time::Instant::now();
+                let r = self.fabric.collective(self.id, members, kind, contribution, &site);
+                self.counters.host_blocked_ns += t0.elapsed().as_nanos() as u64;
+                match r {
+                    Ok(Some(tile)) => {
+                        let mut out = std::mem::take(&mut self.spare);
+                        out.clear();
+                        out.extend_from_slice(&tile.data);
+                        self.commit_tile(a, tile.rows, tile.cols, out);
+                    }
+                    Ok(None) => {}
+                    Err(CollError::Stopped) => return Err(Fault::Stopped),
+                    Err(CollError::Mismatch(detail)) => {
+                        return Err(TrapKind::CollectiveMismatch {
+                            group: crate::fabric::group_text(members),
+                            detail,
+                        }
+                        .into())
+                    }
+                }
+                Flow::Next
+            }
+            _ => unreachable!("validated: {:?} is not a C-pipe op", op.code),
+        };
+        Ok(flow)
+    }
+
+    fn coll_tile(&self, i: u8) -> Result<CollTile, Fault> {
+        let (data, rows, cols) = self.f32_tile(i)?;
+        Ok(CollTile { rows, cols, data: data.to_vec() })
+    }
+
+    /// The pc of the word being executed (for wait reports): the last word counted.
+    fn current_pc(&self) -> u32 {
+        self.pc_hint
+    }
+}

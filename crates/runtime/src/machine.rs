@@ -1,0 +1,247 @@
+//! The machine: load a program's pages into phext space, start N sentrons, collect
+//! counters and final state.
+
+use crate::counters::Counters;
+use crate::error::{MachineError, Trap};
+use crate::fabric::{LocalFabric, Transport};
+use crate::fast::{Fault, FastSentron, PreWord};
+use crate::state::SentronState;
+use std::time::Instant;
+use vtpu_isa::{PageInitData, Program};
+use vtpu_phext::{PhextSpace, TranslationCache};
+
+/// Which executor runs the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum ExecutorKind {
+    /// Pre-decoded words, SIMD kernels, one pinned OS thread per sentron.
+    Fast,
+    /// The specification: deterministic round robin on the calling thread.
+    Reference,
+}
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub sentrons: usize,
+    pub executor: ExecutorKind,
+    /// Pin sentron i to core i mod cores, where the OS allows.
+    pub pin: bool,
+    /// Translation cache geometry per sentron: sets (a power of two) x ways.
+    pub tlb_sets: usize,
+    pub tlb_ways: usize,
+    /// A sentron that retires more words than this traps (endless-loop guard).
+    pub word_limit: u64,
+    /// Instruction-set level of the fast executor's kernels (None: the process-wide
+    /// level, i.e. the best this CPU supports unless VTPU_KERNELS says otherwise).
+    pub kernel_level: Option<vtpu_kernels::KernelLevel>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            sentrons: 1,
+            executor: ExecutorKind::Fast,
+            pin: true,
+            tlb_sets: 64,
+            tlb_ways: 4,
+            word_limit: u64::MAX,
+            kernel_level: None,
+        }
+    }
+}
+
+/// What a completed run measured.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub executor: ExecutorKind,
+    pub sentrons: usize,
+    pub counters: Vec<Counters>,
+    pub states: Vec<SentronState>,
+    /// Host: wall time of the whole run (threads started to all joined).
+    pub host_wall_ns: u64,
+}
+
+impl RunReport {
+    pub fn total(&self) -> Counters {
+        Counters::total(&self.counters)
+    }
+}
+
+/// Create the pages a program declares. A page that already exists (e.g. loaded from a
+/// saved space) is kept as it is if its dtype and shape match the declaration, so a
+/// program can run against saved state; a mismatch is an error.
+pub fn load_pages(program: &Program, space: &PhextSpace) -> Result<(), MachineError> {
+    for p in &program.pages {
+        let shape = [p.shape[0] as usize, p.shape[1] as usize];
+        if let Some(existing) = space.get(p.coord) {
+            if existing.dtype() != p.dtype || existing.shape() != shape {
+                return Err(MachineError::Setup(format!(
+                    "page {} exists as {} {}x{} but the program declares {} {}x{}",
+                    p.coord,
+                    existing.dtype().name(),
+                    existing.shape()[0],
+                    existing.shape()[1],
+                    p.dtype.name(),
+                    shape[0],
+                    shape[1]
+                )));
+            }
+            continue;
+        }
+        let r = match &p.init {
+            PageInitData::Zero if !p.read_only => space.alloc(p.coord, p.dtype, shape, p.kind),
+            PageInitData::Zero => {
+                let bytes = p
+                    .dtype
+                    .bytes_for(shape[0] * shape[1])
+                    .map_err(|e| MachineError::Setup(format!("page {}: {e}", p.coord)))?;
+                space.insert_bytes(p.coord, p.dtype, shape, &vec![0u8; bytes], true, p.kind)
+            }
+            PageInitData::F32(v) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                space.insert_bytes(p.coord, p.dtype, shape, &bytes, p.read_only, p.kind)
+            }
+        };
+        r.map_err(|e| MachineError::Setup(format!("page {}: {e}", p.coord)))?;
+    }
+    Ok(())
+}
+
+/// Validate and run `program` on phext space `space` (pages already loaded).
+pub fn run(program: &Program, space: &PhextSpace, cfg: &RunConfig) -> Result<RunReport, MachineError> {
+    let n = cfg.sentrons;
+    if n == 0 || n > vtpu_isa::MAX_SENTRONS {
+        return Err(MachineError::Setup(format!(
+            "--sentrons must be 1..={}, got {n}",
+            vtpu_isa::MAX_SENTRONS
+        )));
+    }
+    if !cfg.tlb_sets.is_power_of_two() || cfg.tlb_ways == 0 {
+        return Err(MachineError::Setup(format!(
+            "translation cache needs a power-of-two set count and at least one way, got {}x{}",
+            cfg.tlb_sets, cfg.tlb_ways
+        )));
+    }
+    let opts = vtpu_isa::validate::ValidateOptions { sentrons: Some(n), part_limit: space.part_limit() };
+    if let Err(errs) = vtpu_isa::validate::validate(program, &opts) {
+        let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+        return Err(MachineError::Invalid(text.join("\n")));
+    }
+    let t0 = Instant::now();
+    let (counters, states) = match cfg.executor {
+        ExecutorKind::Reference => {
+            let r = crate::reference::run_reference(
+                program,
+                space,
+                n,
+                (cfg.tlb_sets, cfg.tlb_ways),
+                cfg.word_limit,
+            )?;
+            (r.counters, r.states)
+        }
+        ExecutorKind::Fast => run_fast(program, space, cfg)?,
+    };
+    Ok(RunReport {
+        executor: cfg.executor,
+        sentrons: n,
+        counters,
+        states,
+        host_wall_ns: t0.elapsed().as_nanos() as u64,
+    })
+}
+
+fn run_fast(
+    program: &Program,
+    space: &PhextSpace,
+    cfg: &RunConfig,
+) -> Result<(Vec<Counters>, Vec<SentronState>), MachineError> {
+    let n = cfg.sentrons;
+    let streams: Vec<Vec<PreWord>> = (0..n as u32)
+        .map(|id| {
+            program
+                .stream_for(id)
+                .map(|s| s.words.iter().map(PreWord::new).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let fabric = LocalFabric::new(n);
+    let cores = if cfg.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let results: Vec<(Counters, SentronState)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let words = &streams[i];
+                let fabric = &fabric;
+                let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+                std::thread::Builder::new()
+                    .name(format!("sentron-{i}"))
+                    .spawn_scoped(sc, move || {
+                        if let Some(c) = core {
+                            // Best effort: an OS that refuses pinning still runs us.
+                            core_affinity::set_for_current(c);
+                        }
+                        run_one(i as u32, space, fabric, words, cfg)
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                Ok(h) => h.join().unwrap_or_else(|_| (Counters::new(i as u32), crate::state::Regs::default().snapshot())),
+                Err(e) => {
+                    fabric.fail(i as u32, MachineError::Setup(format!("cannot start sentron {i}: {e}")));
+                    (Counters::new(i as u32), crate::state::Regs::default().snapshot())
+                }
+            })
+            .collect()
+    });
+    if let Some(err) = fabric.error() {
+        return Err(err);
+    }
+    Ok(results.into_iter().unzip())
+}
+
+fn run_one(
+    id: u32,
+    space: &PhextSpace,
+    fabric: &LocalFabric,
+    words: &[PreWord],
+    cfg: &RunConfig,
+) -> (Counters, SentronState) {
+    let t0 = Instant::now();
+    let tlb = TranslationCache::new(cfg.tlb_sets, cfg.tlb_ways);
+    let kern = cfg
+        .kernel_level
+        .and_then(vtpu_kernels::Kernels::new)
+        .unwrap_or_else(vtpu_kernels::Kernels::current);
+    let mut s = FastSentron::new(id, space, fabric, words, tlb, cfg.word_limit, kern);
+    // A panic here is a simulator bug; turn it into an error so the other sentrons are
+    // woken and stopped instead of waiting forever for this one.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
+    match outcome {
+        Ok(Ok(())) => fabric.halt(id),
+        Ok(Err(stop)) => match stop.fault {
+            Fault::Stopped => {}
+            Fault::Trap(kind, coord) => fabric.fail(
+                id,
+                MachineError::Trap(Box::new(Trap {
+                    sentron: id,
+                    pc: stop.pc,
+                    op: vtpu_isa::disasm::format_op(&stop.op),
+                    coord,
+                    kind,
+                })),
+            ),
+        },
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            fabric.fail(id, MachineError::Setup(format!("internal error in sentron {id}: {msg}")));
+        }
+    }
+    s.counters.host_ns = t0.elapsed().as_nanos() as u64;
+    (s.counters.clone(), s.regs.snapshot())
+}

@@ -1,0 +1,178 @@
+//! Sentron architectural state: scalar, coordinate and tile registers.
+//!
+//! A tile register is a descriptor: shape, dtype and either sentron-local f32 scratch
+//! (`Owned`) or a zero-copy view of a read-only page (`View`). Scratch buffers are
+//! reused across writes, so a steady-state loop allocates nothing.
+
+use std::sync::Arc;
+use vtpu_isa::{NUM_COORD_REGS, NUM_SCALAR_REGS, NUM_TILE_REGS};
+use vtpu_phext::{Coord, DType, Page};
+
+/// Where a tile's elements live.
+#[derive(Clone, Debug, Default)]
+pub enum TileData {
+    /// Never written.
+    #[default]
+    Empty,
+    /// Sentron-local f32 scratch, row-major, `rows * cols` elements.
+    Owned(Vec<f32>),
+    /// Zero-copy view of a read-only page, starting `byte_off` bytes into it.
+    View { page: Arc<Page>, byte_off: usize },
+}
+
+/// A tile register: `rows x cols` elements of `dtype`.
+#[derive(Clone, Debug)]
+pub struct Tile {
+    pub rows: u32,
+    pub cols: u32,
+    pub dtype: DType,
+    pub data: TileData,
+}
+
+impl Default for Tile {
+    fn default() -> Self {
+        Tile { rows: 0, cols: 0, dtype: DType::F32, data: TileData::Empty }
+    }
+}
+
+/// A borrowed weight-like operand: f32 data, or raw half-precision elements.
+pub enum TileSlice<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    BF16(&'a [half::bf16]),
+}
+
+impl Tile {
+    #[inline]
+    pub fn elems(&self) -> usize {
+        self.rows as usize * self.cols as usize
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        matches!(self.data, TileData::Empty)
+    }
+    /// A new owned f32 tile.
+    pub fn from_f32(rows: u32, cols: u32, data: Vec<f32>) -> Tile {
+        debug_assert_eq!(data.len(), rows as usize * cols as usize);
+        Tile { rows, cols, dtype: DType::F32, data: TileData::Owned(data) }
+    }
+    /// The elements, typed; `None` if empty, misaligned or of a dtype tiles cannot hold.
+    pub fn slice(&self) -> Option<TileSlice<'_>> {
+        match &self.data {
+            TileData::Empty => None,
+            TileData::Owned(v) => Some(TileSlice::F32(&v[..])),
+            TileData::View { page, byte_off } => {
+                let bytes = page.view()?;
+                let n = self.elems();
+                let width = match self.dtype {
+                    DType::F32 => 4,
+                    DType::F16 | DType::BF16 => 2,
+                    _ => return None,
+                };
+                let end = byte_off.checked_add(n.checked_mul(width)?)?;
+                let raw = bytes.get(*byte_off..end)?;
+                match self.dtype {
+                    DType::F32 => bytemuck::try_cast_slice(raw).ok().map(TileSlice::F32),
+                    DType::F16 => bytemuck::try_cast_slice(raw).ok().map(TileSlice::F16),
+                    DType::BF16 => bytemuck::try_cast_slice(raw).ok().map(TileSlice::BF16),
+                    _ => None,
+                }
+            }
+        }
+    }
+    /// The elements as f32, if this tile holds f32.
+    #[inline]
+    pub fn f32s(&self) -> Option<&[f32]> {
+        match &self.data {
+            TileData::Owned(v) => Some(&v[..]),
+            _ => match self.slice()? {
+                TileSlice::F32(s) => Some(s),
+                _ => None,
+            },
+        }
+    }
+    /// Take this register's scratch buffer for reuse (empty if it had none).
+    #[inline]
+    pub fn take_buffer(&mut self) -> Vec<f32> {
+        match std::mem::take(&mut self.data) {
+            TileData::Owned(v) => v,
+            _ => Vec::new(),
+        }
+    }
+    /// Make this register an owned f32 tile of the given shape over `buf`.
+    #[inline]
+    pub fn set_owned(&mut self, rows: u32, cols: u32, buf: Vec<f32>) {
+        self.rows = rows;
+        self.cols = cols;
+        self.dtype = DType::F32;
+        self.data = TileData::Owned(buf);
+    }
+}
+
+/// The origin coordinate 1.1.1/1.1.1/1.1.1, the initial value of coordinate registers.
+pub fn origin() -> Coord {
+    Coord::ORIGIN
+}
+
+/// One sentron's registers.
+#[derive(Clone, Debug)]
+pub struct Regs {
+    /// r0..r31.
+    pub s: [i64; NUM_SCALAR_REGS],
+    /// c0..c15.
+    pub c: [Coord; NUM_COORD_REGS],
+    /// t0..t15.
+    pub t: [Tile; NUM_TILE_REGS],
+}
+
+impl Default for Regs {
+    fn default() -> Self {
+        Regs {
+            s: [0; NUM_SCALAR_REGS],
+            c: [origin(); NUM_COORD_REGS],
+            t: std::array::from_fn(|_| Tile::default()),
+        }
+    }
+}
+
+/// A tile's contents after a run, for comparing executors and for reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TileValue {
+    pub rows: u32,
+    pub cols: u32,
+    pub dtype: DType,
+    /// Elements widened to f32 (empty for an empty register).
+    pub data: Vec<f32>,
+}
+
+/// A sentron's final architectural state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentronState {
+    pub scalars: Vec<i64>,
+    pub coords: Vec<Coord>,
+    pub tiles: Vec<TileValue>,
+}
+
+impl Regs {
+    pub fn snapshot(&self) -> SentronState {
+        SentronState {
+            scalars: self.s.to_vec(),
+            coords: self.c.to_vec(),
+            tiles: self
+                .t
+                .iter()
+                .map(|t| TileValue {
+                    rows: t.rows,
+                    cols: t.cols,
+                    dtype: t.dtype,
+                    data: match t.slice() {
+                        None => Vec::new(),
+                        Some(TileSlice::F32(s)) => s.to_vec(),
+                        Some(TileSlice::F16(s)) => s.iter().map(|x| x.to_f32()).collect(),
+                        Some(TileSlice::BF16(s)) => s.iter().map(|x| x.to_f32()).collect(),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
