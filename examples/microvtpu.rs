@@ -17,7 +17,9 @@ const PROGRAM: &str = include_str!("vasm/microvtpu.vasm");
 
 fn read1(space: &PhextSpace, at: &str) -> Result<f32> {
     let coord = Coord::parse(at)?;
-    let page = space.get(coord).with_context(|| format!("no page at {coord}"))?;
+    let page = space
+        .get(coord)
+        .with_context(|| format!("no page at {coord}"))?;
     let mut v = [0f32; 1];
     page.read_f32(0, &mut v)?;
     Ok(v[0])
@@ -28,7 +30,11 @@ fn main() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let space = PhextSpace::new(Layout::ZOrder);
     vtpu_runtime::load_pages(&program, &space)?;
-    let cfg = RunConfig { sentrons: 2, executor: ExecutorKind::Fast, ..RunConfig::default() };
+    let cfg = RunConfig {
+        sentrons: 2,
+        executor: ExecutorKind::Fast,
+        ..RunConfig::default()
+    };
     let report = vtpu_runtime::run(&program, &space, &cfg)?;
 
     let (q, k, v, res) = (
@@ -65,8 +71,14 @@ fn main() -> Result<()> {
     let manifest = dir.join("microvtpu.phext");
     space.save(&manifest)?;
     let reloaded = PhextSpace::load(&manifest, LoadMode::Map)?;
-    let (a2, b2) = (read1(&reloaded, "1.1.1/1.1.2/1.1.1")?, read1(&reloaded, "1.1.1/1.1.2/1.1.2")?);
-    println!("  persisted phext space to {} and reloaded it: Alice's page = {a2}, Bob's page = {b2}", manifest.display());
+    let (a2, b2) = (
+        read1(&reloaded, "1.1.1/1.1.2/1.1.1")?,
+        read1(&reloaded, "1.1.1/1.1.2/1.1.2")?,
+    );
+    println!(
+        "  persisted phext space to {} and reloaded it: Alice's page = {a2}, Bob's page = {b2}",
+        manifest.display()
+    );
     if (alice, bob, a2, b2) != (42.0, 47.0, 42.0, 47.0) {
         bail!("wrong results: expected 42 and 47");
     }

@@ -140,7 +140,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             let p = read_program(&input)?;
             let text = vtpu_isa::disasm::disassemble(&p);
             match output {
-                Some(o) => std::fs::write(&o, text).with_context(|| format!("cannot write {}", o.display())),
+                Some(o) => std::fs::write(&o, text)
+                    .with_context(|| format!("cannot write {}", o.display())),
                 None => {
                     print!("{text}");
                     Ok(())
@@ -196,10 +197,13 @@ fn dispatch(cli: Cli) -> Result<()> {
 fn read_program(path: &Path) -> Result<Program> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if bytes.starts_with(b"VSIW") {
-        return vtpu_isa::encode::decode_program(&bytes).with_context(|| format!("{}: not a valid .vsiw program", path.display()));
+        return vtpu_isa::encode::decode_program(&bytes)
+            .with_context(|| format!("{}: not a valid .vsiw program", path.display()));
     }
-    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text and not a .vsiw binary", path.display()))?;
-    vtpu_isa::asm::assemble_file(&path.display().to_string(), &text).map_err(|e| anyhow::anyhow!("{e}"))
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{}: not UTF-8 text and not a .vsiw binary", path.display()))?;
+    vtpu_isa::asm::assemble_file(&path.display().to_string(), &text)
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn preview(p: &vtpu_phext::Page) -> String {
@@ -221,7 +225,8 @@ fn run(a: RunArgs) -> Result<()> {
         LayoutArg::Insertion => Layout::Insertion,
     };
     let space = match &a.load {
-        Some(m) => PhextSpace::load(m, LoadMode::Copy).with_context(|| format!("cannot load {}", m.display()))?,
+        Some(m) => PhextSpace::load(m, LoadMode::Copy)
+            .with_context(|| format!("cannot load {}", m.display()))?,
         None => PhextSpace::new(layout),
     };
     vtpu_runtime::load_pages(&program, &space)?;
@@ -251,7 +256,9 @@ fn run(a: RunArgs) -> Result<()> {
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(m) = &a.save {
-        let stats = space.save(m).with_context(|| format!("cannot save phext space to {}", m.display()))?;
+        let stats = space
+            .save(m)
+            .with_context(|| format!("cannot save phext space to {}", m.display()))?;
         eprintln!("saved phext space to {} ({stats:?})", m.display());
     }
     Ok(())
@@ -259,9 +266,18 @@ fn run(a: RunArgs) -> Result<()> {
 
 fn page_values(p: &vtpu_phext::Page) -> Result<String> {
     if p.dtype() != vtpu_phext::DType::F32 {
-        return Ok(format!("<{} page, {}x{}>", p.dtype().name(), p.shape()[0], p.shape()[1]));
+        return Ok(format!(
+            "<{} page, {}x{}>",
+            p.dtype().name(),
+            p.shape()[0],
+            p.shape()[1]
+        ));
     }
     let mut v = vec![0f32; p.elems()];
     p.read_f32(0, &mut v)?;
-    Ok(if v.len() == 1 { format!("{}", v[0]) } else { format!("{v:?}") })
+    Ok(if v.len() == 1 {
+        format!("{}", v[0])
+    } else {
+        format!("{v:?}")
+    })
 }

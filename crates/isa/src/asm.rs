@@ -497,6 +497,8 @@ fn parse_word(toks: &[Tok<'_>]) -> Result<(Siw, Vec<LabelUse>), LineError> {
     let mut first_in: [Option<(&str, usize)>; 3] = [None; 3];
     let mut uses = Vec::new();
     let mut rest = toks;
+    // Where an op missing after a trailing '|' would start.
+    let mut line_end = 1;
     loop {
         let split = rest.iter().position(|t| t.kind == Kind::Punct('|'));
         let (seg, after) = match split {
@@ -507,7 +509,7 @@ fn parse_word(toks: &[Tok<'_>]) -> Result<(Siw, Vec<LabelUse>), LineError> {
         let (end_col, end_found) = match after {
             Some(a) => (a[0].col, "\"|\"".to_string()),
             None => (
-                seg.last().map_or(1, Tok::end_col),
+                seg.last().map_or(line_end, Tok::end_col),
                 "end of line".to_string(),
             ),
         };
@@ -536,7 +538,10 @@ fn parse_word(toks: &[Tok<'_>]) -> Result<(Siw, Vec<LabelUse>), LineError> {
             uses.push((slot, name, col));
         }
         match after {
-            Some(a) => rest = &a[1..],
+            Some(a) => {
+                line_end = a[0].end_col();
+                rest = &a[1..];
+            }
             None => return Ok((word, uses)),
         }
     }

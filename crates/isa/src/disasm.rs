@@ -5,7 +5,9 @@
 //! word per line with all three slots in D | S | C order (NOPs printed as DNOP, SNOP,
 //! CNOP), branch targets as labels `L<word index>:` on their own line before the target
 //! word. `assemble(&disassemble(p)) == p` for every program the assembler can produce,
-//! which includes every valid program.
+//! which includes every valid program. Values the assembler cannot produce (a decoded
+//! `t200`) are printed in forms it rejects, so a disassembly that assembles always
+//! assembles to the same program.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -109,6 +109,11 @@ fn two_ops_of_one_pipe() {
         "prog.vasm:1:8: ",
         "expected an op mnemonic, found \"|\"",
     );
+    check(
+        "DNOP |",
+        "prog.vasm:1:7: ",
+        "expected an op mnemonic, found end of line",
+    );
 }
 
 #[test]

@@ -13,9 +13,10 @@ use proptest::sample::Index;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vtpu_isa::encode::{HEADER_BYTES, MAGIC, SIW_BYTES};
 use vtpu_isa::{
-    assemble, decode_program, decode_word, disassemble, encode_program, encode_word, validate,
-    Program, ValidateOptions, OPS,
+    assemble, decode_program, decode_word, disassemble, encode_program, encode_word, validate, Op,
+    Opcode, PageDecl, PageInitData, Pipe, Program, Siw, Stream, ValidateOptions, OPS,
 };
+use vtpu_phext::{Coord, DType, PageKind, MAX_PART_LIMIT};
 
 const DEFAULT_CASES: u32 = 2000;
 
@@ -62,6 +63,7 @@ static PROGRAMS: Stats = Stats::new("mutated programs -> decode_program");
 static WORDS: Stats = Stats::new("mutated words -> decode_word");
 static TEXT: Stats = Stats::new("random text -> assemble");
 static ASSEMBLY: Stats = Stats::new("mutated assembly -> assemble");
+static WELL_FORMED: Stats = Stats::new("well-formed programs -> disassemble -> assemble");
 
 /// Properties of any decoded program: exact re-encoding, a disassembly that never
 /// panics, and text that assembles back to the same program whenever it assembles (it
@@ -272,6 +274,78 @@ fn edit(text: &str, e: &TextEdit) -> String {
     }
 }
 
+/// Any well-formed op of `pipe`: canonical bits, but values anywhere in their fields
+/// (registers past the file, unknown dtype codes, wild branch targets, ...).
+fn arb_wellformed_op(pipe: Pipe) -> impl Strategy<Value = Op> {
+    let codes: Vec<Opcode> = OPS
+        .iter()
+        .filter(|i| i.pipe == pipe)
+        .map(|i| i.opcode)
+        .collect();
+    let byte = prop_oneof![3 => 0u8..20, 1 => any::<u8>()];
+    let wide = prop_oneof![3 => 0u128..20, 1 => any::<u128>()];
+    (
+        prop::sample::select(codes),
+        [byte.clone(), byte.clone(), byte.clone(), byte],
+        wide,
+    )
+        .prop_map(|(code, mut args, mut imm)| {
+            let used = code.small_operands().count();
+            args[used..].fill(0);
+            let bits = code.big_operand().map_or(0, |o| o.imm_bits());
+            imm = if bits == 0 {
+                0
+            } else if bits < 128 {
+                imm & ((1u128 << bits) - 1)
+            } else {
+                imm
+            };
+            Op::new(code, args, imm)
+        })
+}
+
+fn arb_wellformed_program() -> impl Strategy<Value = Program> {
+    let word = (
+        arb_wellformed_op(Pipe::D),
+        arb_wellformed_op(Pipe::S),
+        arb_wellformed_op(Pipe::C),
+    )
+        .prop_map(|(d, s, c)| Siw { slots: [d, s, c] });
+    let sentron = prop_oneof![2 => Just(None), 3 => (0u32..4).prop_map(Some), 1 => any::<u32>().prop_map(Some)];
+    let stream = (sentron, prop::collection::vec(word, 0..6))
+        .prop_map(|(sentron, words)| Stream { sentron, words });
+    let page = (
+        prop::array::uniform9(prop_oneof![1u32..=3, 1u32..=16383]),
+        prop::sample::select(DType::ALL.to_vec()),
+        (
+            prop_oneof![0u32..4, any::<u32>()],
+            prop_oneof![0u32..300, any::<u32>()],
+        ),
+        prop::sample::select(vec![PageKind::Owned, PageKind::Scratch, PageKind::Mapped]),
+        any::<bool>(),
+        prop::option::of(prop::collection::vec(
+            any::<u32>().prop_map(f32::from_bits),
+            0..5,
+        )),
+    )
+        .prop_map(
+            |(parts, dtype, (rows, cols), kind, read_only, values)| PageDecl {
+                coord: Coord::new_with_limit(parts, MAX_PART_LIMIT)
+                    .expect("parts within the limit"),
+                dtype,
+                shape: [rows, cols],
+                kind,
+                read_only,
+                init: values.map_or(PageInitData::Zero, PageInitData::F32),
+            },
+        );
+    (
+        prop::collection::vec(page, 0..3),
+        prop::collection::vec(stream, 0..4),
+    )
+        .prop_map(|(pages, streams)| Program { pages, streams })
+}
+
 /// A valid header claiming a few pages and streams, then random bytes.
 fn header_then((pages, streams, rest): (u64, u64, Vec<u8>)) -> Vec<u8> {
     let mut b = encode_program(&Program::default());
@@ -336,6 +410,15 @@ proptest! {
         if let Ok(v) = decoded {
             prop_assert_eq!(&encode_word(&v)[..], &bytes[..]);
         }
+    }
+
+    #[test]
+    fn well_formed_programs_round_trip_or_are_rejected(p in arb_wellformed_program()) {
+        let bytes = encode_program(&p);
+        let decoded = decode_program(&bytes);
+        prop_assert_eq!(decoded.as_ref(), Ok(&p));
+        WELL_FORMED.record(assemble(&disassemble(&p)).is_ok());
+        check_decoded(&p, &bytes)?;
     }
 
     #[test]

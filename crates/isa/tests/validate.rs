@@ -43,7 +43,11 @@ fn word(op: Op) -> Siw {
 
 #[test]
 fn valid_programs_pass() {
-    expect("DLI r1, 1 | SCLI c0, 1.1.1/1.1.1/1.1.1 | CHALT", Some(1), &[]);
+    expect(
+        "DLI r1, 1 | SCLI c0, 1.1.1/1.1.1/1.1.1 | CHALT",
+        Some(1),
+        &[],
+    );
 }
 
 #[test]
@@ -71,7 +75,7 @@ fn branch_targets_inside_the_stream() {
 
 #[test]
 fn sentrons_and_groups_against_the_machine() {
-    let src = ".sentron 0\n CSEND @5, r0 | \n CBAR {0,3}\n CREDUCE t0, sum, all\n.sentron 2\n CHALT";
+    let src = ".sentron 0\n CSEND @5, r0\n CBAR {0,3}\n CREDUCE t0, sum, all\n.sentron 2\n CHALT";
     expect(src, None, &[]);
     expect(
         src,
@@ -122,40 +126,91 @@ fn page_declarations() {
         init,
     };
     let mut p = spmd(vec![Siw::NOP]);
-    p.pages = vec![page(DType::BF16, [1, 2], PageKind::Mapped, PageInitData::F32(vec![1.0]))];
+    p.pages = vec![page(
+        DType::BF16,
+        [1, 2],
+        PageKind::Mapped,
+        PageInitData::F32(vec![1.0]),
+    )];
     let got = errors(&p, None);
     assert_eq!(got.len(), 3, "{got:#?}");
     assert!(got[0].contains("cannot declare a mapped page"));
     assert!(got[1].contains("f32 initial values on a bf16 page"));
     assert!(got[2].contains("1 initial values for a 1x2 page, expected 2"));
-    p.pages = vec![page(DType::F32, [0, 1 << 30], PageKind::Owned, PageInitData::Zero)];
+    p.pages = vec![page(
+        DType::F32,
+        [0, 1 << 30],
+        PageKind::Owned,
+        PageInitData::Zero,
+    )];
     let got = errors(&p, None);
-    assert!(got[0].contains("shape 0x1073741824: each dimension must be 1..=16777216"), "{got:#?}");
+    assert!(
+        got[0].contains("shape 0x1073741824: each dimension must be 1..=16777216"),
+        "{got:#?}"
+    );
 }
 
 #[test]
 fn out_of_range_operands_from_a_decoder() {
     let ops = [
-        (Op::new(Opcode::DMov, [200, 3, 0, 0], 0), "D slot (DMOV): operand 1: register t200 is out of range t0..t15"),
-        (Op::new(Opcode::SIndexi, [0, 0, 9, 0], 0), "S slot (SINDEXI): operand 3: dimension 9 is not 0..8"),
-        (Op::new(Opcode::SAlloc, [0, 99, 0, 0], Op::encode_shape(1, 1)), "operand 2: unknown dtype code 99"),
-        (Op::new(Opcode::SAlloc, [0, 0, KIND_MAPPED, 0], Op::encode_shape(1, 1)), "operand 3: page kind code 2"),
-        (Op::new(Opcode::CReduce, [0, 2, 0, 0], GROUP_ALL as u128), "operand 2: unknown reduction code 2"),
-        (Op::new(Opcode::CSendR, [64, 0, 0, 0], 0), "operand 1: sentron 64 is not below MAX_SENTRONS (64)"),
-        (Op::new(Opcode::CBar, [0; 4], 0), "operand 1: the group is empty"),
-        (Op::new(Opcode::DTZero, [0; 4], Op::encode_shape(0, 4)), "operand 2: shape 0x4"),
-        (Op::new(Opcode::SCli, [0; 4], u128::MAX), "operand 2: coordinate key"),
+        (
+            Op::new(Opcode::DMov, [200, 3, 0, 0], 0),
+            "D slot (DMOV): operand 1: register t200 is out of range t0..t15",
+        ),
+        (
+            Op::new(Opcode::SIndexi, [0, 0, 9, 0], 0),
+            "S slot (SINDEXI): operand 3: dimension 9 is not 0..8",
+        ),
+        (
+            Op::new(Opcode::SAlloc, [0, 99, 0, 0], Op::encode_shape(1, 1)),
+            "operand 2: unknown dtype code 99",
+        ),
+        (
+            Op::new(
+                Opcode::SAlloc,
+                [0, 0, KIND_MAPPED, 0],
+                Op::encode_shape(1, 1),
+            ),
+            "operand 3: page kind code 2",
+        ),
+        (
+            Op::new(Opcode::CReduce, [0, 2, 0, 0], GROUP_ALL as u128),
+            "operand 2: unknown reduction code 2",
+        ),
+        (
+            Op::new(Opcode::CSendR, [64, 0, 0, 0], 0),
+            "operand 1: sentron 64 is not below MAX_SENTRONS (64)",
+        ),
+        (
+            Op::new(Opcode::CBar, [0; 4], 0),
+            "operand 1: the group is empty",
+        ),
+        (
+            Op::new(Opcode::DTZero, [0; 4], Op::encode_shape(0, 4)),
+            "operand 2: shape 0x4",
+        ),
+        (
+            Op::new(Opcode::SCli, [0; 4], u128::MAX),
+            "operand 2: coordinate key",
+        ),
     ];
     for (op, want) in ops {
         let got = errors(&spmd(vec![word(op)]), None);
         assert_eq!(got.len(), 1, "{got:#?}");
-        assert!(got[0].contains(want), "{:?} should contain {want:?}", got[0]);
+        assert!(
+            got[0].contains(want),
+            "{:?} should contain {want:?}",
+            got[0]
+        );
     }
 }
 
 #[test]
 fn streams() {
-    assert_eq!(errors(&Program::default(), None), ["program: the program has no stream to run"]);
+    assert_eq!(
+        errors(&Program::default(), None),
+        ["program: the program has no stream to run"]
+    );
     let s = |sentron| Stream {
         sentron,
         words: vec![Siw::NOP],

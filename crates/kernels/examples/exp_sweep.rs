@@ -65,19 +65,43 @@ fn sweep(
 }
 
 fn main() {
-    let stride: u32 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let stride: u32 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     for level in [KernelLevel::Avx512, KernelLevel::Avx2] {
         let Some(k) = Kernels::new(level) else {
             println!("{level}: not supported here, skipped");
             continue;
         };
-        let (w, x, n) = sweep(-104.0, 89.0, stride, |d, a| k.exp(d, a).unwrap(), scalar::exp_f32, |_, _| false);
+        let (w, x, n) = sweep(
+            -104.0,
+            89.0,
+            stride,
+            |d, a| k.exp(d, a).unwrap(),
+            scalar::exp_f32,
+            |_, _| false,
+        );
         println!("{level} exp   on [-104, 89]: max {w} ulp (bound {EXP_MAX_ULP}) at x = {x:e}, {n} inputs");
         // silu: the ulp bound covers normal results; below ~-87 the subnormal floor of
         // tolerance::silu_bound applies instead, so those are reported separately.
-        let (w, x, n) = sweep(-87.0, 120.0, stride, |d, a| k.silu(d, a).unwrap(), scalar::silu_f32, |_, r| r.abs() < f32::MIN_POSITIVE);
+        let (w, x, n) = sweep(
+            -87.0,
+            120.0,
+            stride,
+            |d, a| k.silu(d, a).unwrap(),
+            scalar::silu_f32,
+            |_, r| r.abs() < f32::MIN_POSITIVE,
+        );
         println!("{level} silu  on [-87, 120] (normal results): max {w} ulp (bound {SILU_MAX_ULP}) at x = {x:e}, {n} inputs");
-        let (w, x, n) = sweep(f32::from_bits(1), f32::MAX, stride.max(1), |d, a| k.rsqrt(d, a).unwrap(), scalar::rsqrt_f32, |_, _| false);
+        let (w, x, n) = sweep(
+            f32::from_bits(1),
+            f32::MAX,
+            stride.max(1),
+            |d, a| k.rsqrt(d, a).unwrap(),
+            scalar::rsqrt_f32,
+            |_, _| false,
+        );
         println!("{level} rsqrt on (0, MAX]: max {w} ulp (bound {RSQRT_MAX_ULP}) at x = {x:e}, {n} inputs");
     }
 }

@@ -44,7 +44,9 @@ impl Kernels {
 
     /// Kernels at the process-wide level ([`crate::level`]).
     pub fn current() -> Kernels {
-        Kernels { level: level::level() }
+        Kernels {
+            level: level::level(),
+        }
     }
 
     /// The level these kernels run at.
@@ -52,30 +54,65 @@ impl Kernels {
         self.level
     }
 
-    fn binary(self, op: BinOp, name: &'static str, d: &mut [f32], a: &[f32], b: &[f32]) -> Result<(), KernelError> {
+    fn binary(
+        self,
+        op: BinOp,
+        name: &'static str,
+        d: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+    ) -> Result<(), KernelError> {
         check::len(name, "a", d.len(), a.len())?;
         check::len(name, "b", d.len(), b.len())?;
         let n = d.len();
-        Ok(dispatch!(self.level, scalar::binary(op, d, a, b), binary(op, d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::binary(op, d, a, b),
+            binary(op, d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)
+        ))
     }
 
-    fn binary_assign(self, op: BinOp, name: &'static str, d: &mut [f32], a: &[f32]) -> Result<(), KernelError> {
+    fn binary_assign(
+        self,
+        op: BinOp,
+        name: &'static str,
+        d: &mut [f32],
+        a: &[f32],
+    ) -> Result<(), KernelError> {
         check::len(name, "a", d.len(), a.len())?;
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(self.level, scalar::binary_assign(op, d, a), binary(op, dp, dp, a.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::binary_assign(op, d, a),
+            binary(op, dp, dp, a.as_ptr(), n)
+        ))
     }
 
-    fn unary(self, op: UnOp, name: &'static str, d: &mut [f32], a: &[f32]) -> Result<(), KernelError> {
+    fn unary(
+        self,
+        op: UnOp,
+        name: &'static str,
+        d: &mut [f32],
+        a: &[f32],
+    ) -> Result<(), KernelError> {
         check::len(name, "a", d.len(), a.len())?;
         let n = d.len();
-        Ok(dispatch!(self.level, scalar::unary(op, d, a), unary(op, d.as_mut_ptr(), a.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::unary(op, d, a),
+            unary(op, d.as_mut_ptr(), a.as_ptr(), n)
+        ))
     }
 
     fn unary_assign(self, op: UnOp, d: &mut [f32]) -> Result<(), KernelError> {
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(self.level, scalar::unary_assign(op, d), unary(op, dp, dp, n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::unary_assign(op, d),
+            unary(op, dp, dp, n)
+        ))
     }
 
     /// `d = a + b` elementwise (exact: bit-identical at every level).
@@ -116,21 +153,33 @@ impl Kernels {
         check::len("fma", "a", d.len(), a.len())?;
         check::len("fma", "b", d.len(), b.len())?;
         let n = d.len();
-        Ok(dispatch!(self.level, scalar::fma(d, a, b), fma(d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::fma(d, a, b),
+            fma(d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)
+        ))
     }
 
     /// `d = a * s` elementwise (exact).
     pub fn scale(self, d: &mut [f32], a: &[f32], s: f32) -> Result<(), KernelError> {
         check::len("scale", "a", d.len(), a.len())?;
         let n = d.len();
-        Ok(dispatch!(self.level, scalar::scale(d, a, s), scale(d.as_mut_ptr(), a.as_ptr(), s, n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::scale(d, a, s),
+            scale(d.as_mut_ptr(), a.as_ptr(), s, n)
+        ))
     }
 
     /// `d *= s` elementwise (exact).
     pub fn scale_assign(self, d: &mut [f32], s: f32) -> Result<(), KernelError> {
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(self.level, scalar::scale_assign(d, s), scale(dp, dp, s, n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::scale_assign(d, s),
+            scale(dp, dp, s, n)
+        ))
     }
 
     /// `d = e^a` elementwise, within [`crate::tolerance::EXP_MAX_ULP`] ulps of the
@@ -165,7 +214,11 @@ impl Kernels {
         check::len("swiglu", "gate", d.len(), gate.len())?;
         check::len("swiglu", "up", d.len(), up.len())?;
         let n = d.len();
-        Ok(dispatch!(self.level, scalar::swiglu(d, gate, up), swiglu(d.as_mut_ptr(), gate.as_ptr(), up.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::swiglu(d, gate, up),
+            swiglu(d.as_mut_ptr(), gate.as_ptr(), up.as_ptr(), n)
+        ))
     }
 
     /// `gate = silu(gate) * up` elementwise, in place.
@@ -173,29 +226,69 @@ impl Kernels {
         check::len("swiglu_assign", "up", gate.len(), up.len())?;
         let n = gate.len();
         let gp = gate.as_mut_ptr();
-        Ok(dispatch!(self.level, scalar::swiglu_assign(gate, up), swiglu(gp, gp, up.as_ptr(), n)))
+        Ok(dispatch!(
+            self.level,
+            scalar::swiglu_assign(gate, up),
+            swiglu(gp, gp, up.as_ptr(), n)
+        ))
     }
 
-    fn check_rows(op: &'static str, d: &[f32], a: &[f32], rows: usize, cols: usize) -> Result<(), KernelError> {
+    fn check_rows(
+        op: &'static str,
+        d: &[f32],
+        a: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), KernelError> {
         let total = check::mul(op, "a (rows x cols)", rows, cols)?;
         check::len(op, "a (rows x cols)", total, a.len())?;
         check::len(op, "d (rows)", rows, d.len())
     }
 
     /// `d[r] = sum of row r` of the row-major `rows x cols` matrix `a`.
-    pub fn row_sum(self, d: &mut [f32], a: &[f32], rows: usize, cols: usize) -> Result<(), KernelError> {
+    pub fn row_sum(
+        self,
+        d: &mut [f32],
+        a: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), KernelError> {
         Self::check_rows("row_sum", d, a, rows, cols)?;
-        Ok(dispatch!(self.level, scalar::row_sum(d, a, rows, cols), row_sum(d, a, rows, cols)))
+        Ok(dispatch!(
+            self.level,
+            scalar::row_sum(d, a, rows, cols),
+            row_sum(d, a, rows, cols)
+        ))
     }
     /// `d[r] = max of row r` (-inf for an empty row).
-    pub fn row_max(self, d: &mut [f32], a: &[f32], rows: usize, cols: usize) -> Result<(), KernelError> {
+    pub fn row_max(
+        self,
+        d: &mut [f32],
+        a: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), KernelError> {
         Self::check_rows("row_max", d, a, rows, cols)?;
-        Ok(dispatch!(self.level, scalar::row_max(d, a, rows, cols), row_max(d, a, rows, cols)))
+        Ok(dispatch!(
+            self.level,
+            scalar::row_max(d, a, rows, cols),
+            row_max(d, a, rows, cols)
+        ))
     }
     /// `d[r] = sum of squares of row r`.
-    pub fn row_sumsq(self, d: &mut [f32], a: &[f32], rows: usize, cols: usize) -> Result<(), KernelError> {
+    pub fn row_sumsq(
+        self,
+        d: &mut [f32],
+        a: &[f32],
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), KernelError> {
         Self::check_rows("row_sumsq", d, a, rows, cols)?;
-        Ok(dispatch!(self.level, scalar::row_sumsq(d, a, rows, cols), row_sumsq(d, a, rows, cols)))
+        Ok(dispatch!(
+            self.level,
+            scalar::row_sumsq(d, a, rows, cols),
+            row_sumsq(d, a, rows, cols)
+        ))
     }
 
     /// Dot product. At a SIMD level this is bit-identical to a 1 x 1 x k `matmul_bt`
@@ -206,7 +299,15 @@ impl Kernels {
     }
 
     /// `C (m x n) += A (m x k) * B^T`, `B` being `n x k` row-major weights.
-    pub fn matmul_bt(self, c: &mut [f32], a: &[f32], b: Weights<'_>, m: usize, n: usize, k: usize) -> Result<(), KernelError> {
+    pub fn matmul_bt(
+        self,
+        c: &mut [f32],
+        a: &[f32],
+        b: Weights<'_>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Result<(), KernelError> {
         self.matmul_rows("matmul_bt", c, a, b, m, n, k, 0, n)
     }
 
@@ -243,30 +344,62 @@ impl Kernels {
         n1: usize,
     ) -> Result<(), KernelError> {
         if n0 > n1 || n1 > n {
-            return Err(check::err(op, format!("row range [{n0}, {n1}) is not inside [0, {n})")));
+            return Err(check::err(
+                op,
+                format!("row range [{n0}, {n1}) is not inside [0, {n})"),
+            ));
         }
         check::len(op, "a (m x k)", check::mul(op, "a (m x k)", m, k)?, a.len())?;
         check::len(op, "b (n x k)", check::mul(op, "b (n x k)", n, k)?, b.len())?;
-        check::len(op, "c (m x (n1 - n0))", check::mul(op, "c", m, n1 - n0)?, c.len())?;
+        check::len(
+            op,
+            "c (m x (n1 - n0))",
+            check::mul(op, "c", m, n1 - n0)?,
+            c.len(),
+        )?;
         if k == 0 || m == 0 || n0 == n1 {
             return Ok(()); // nothing to add: C is left bit-for-bit unchanged
         }
-        Ok(dispatch!(self.level, scalar::matmul_bt_rows(c, a, b, m, k, n0, n1), matmul_bt_rows(c, a, b, m, k, n0, n1)))
+        Ok(dispatch!(
+            self.level,
+            scalar::matmul_bt_rows(c, a, b, m, k, n0, n1),
+            matmul_bt_rows(c, a, b, m, k, n0, n1)
+        ))
     }
 
     /// Per row of the `rows x dim` matrix `x`: `out = x * weight / sqrt(mean(x^2) + eps)`
     /// (scale first, then weight, as llama.cpp). An all-zero row with `eps == 0` gives NaN.
-    pub fn rmsnorm(self, out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usize, eps: f32) -> Result<(), KernelError> {
+    pub fn rmsnorm(
+        self,
+        out: &mut [f32],
+        x: &[f32],
+        weight: &[f32],
+        rows: usize,
+        dim: usize,
+        eps: f32,
+    ) -> Result<(), KernelError> {
         let total = check::mul("rmsnorm", "x (rows x dim)", rows, dim)?;
         check::len("rmsnorm", "x (rows x dim)", total, x.len())?;
         check::len("rmsnorm", "out (rows x dim)", total, out.len())?;
         check::len("rmsnorm", "weight (dim)", dim, weight.len())?;
-        Ok(dispatch!(self.level, scalar::rmsnorm(out, x, weight, rows, dim, eps), rmsnorm(out, x, weight, rows, dim, eps)))
+        Ok(dispatch!(
+            self.level,
+            scalar::rmsnorm(out, x, weight, rows, dim, eps),
+            rmsnorm(out, x, weight, rows, dim, eps)
+        ))
     }
 
-    fn check_rope(op: &'static str, x: &[f32], n_heads: usize, head_dim: usize) -> Result<(), KernelError> {
+    fn check_rope(
+        op: &'static str,
+        x: &[f32],
+        n_heads: usize,
+        head_dim: usize,
+    ) -> Result<(), KernelError> {
         if head_dim % 2 != 0 {
-            return Err(check::err(op, format!("head_dim must be even, got {head_dim}")));
+            return Err(check::err(
+                op,
+                format!("head_dim must be even, got {head_dim}"),
+            ));
         }
         let total = check::mul(op, "x (n_heads x head_dim)", n_heads, head_dim)?;
         check::len(op, "x (n_heads x head_dim)", total, x.len())
@@ -275,14 +408,28 @@ impl Kernels {
     /// Interleaved rope on the `n_heads x head_dim` vector `x` of one token at `pos`:
     /// pairs `(2i, 2i + 1)` rotated by `pos * theta^(-2i / head_dim)` (GGUF / llama.cpp
     /// "normal" mode). Angles in f64 ([`scalar::rope_table`]); bit-identical across levels.
-    pub fn rope_interleaved(self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) -> Result<(), KernelError> {
+    pub fn rope_interleaved(
+        self,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        pos: usize,
+        theta: f32,
+    ) -> Result<(), KernelError> {
         Self::check_rope("rope_interleaved", x, n_heads, head_dim)?;
         self.rope_chunked(false, x, n_heads, head_dim, pos, theta);
         Ok(())
     }
 
     /// Half-split rope (Hugging Face `rotate_half`, GGUF "neox"): pairs `(i, i + head_dim / 2)`.
-    pub fn rope_halfsplit(self, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) -> Result<(), KernelError> {
+    pub fn rope_halfsplit(
+        self,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        pos: usize,
+        theta: f32,
+    ) -> Result<(), KernelError> {
         Self::check_rope("rope_halfsplit", x, n_heads, head_dim)?;
         self.rope_chunked(true, x, n_heads, head_dim, pos, theta);
         Ok(())
@@ -290,7 +437,15 @@ impl Kernels {
 
     /// Computes the angle table a chunk of pairs at a time (on the stack, any head_dim),
     /// applying each chunk to every head.
-    fn rope_chunked(self, halfsplit: bool, x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) {
+    fn rope_chunked(
+        self,
+        halfsplit: bool,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        pos: usize,
+        theta: f32,
+    ) {
         const CHUNK: usize = 64;
         let pairs = head_dim / 2;
         let (mut cos, mut sin) = ([0f32; CHUNK], [0f32; CHUNK]);
@@ -298,7 +453,15 @@ impl Kernels {
         while p0 < pairs {
             let len = CHUNK.min(pairs - p0);
             scalar::rope_table(&mut cos[..len], &mut sin[..len], head_dim, p0, pos, theta);
-            self.rope_apply(halfsplit, x, n_heads, head_dim, p0, &cos[..len], &sin[..len]);
+            self.rope_apply(
+                halfsplit,
+                x,
+                n_heads,
+                head_dim,
+                p0,
+                &cos[..len],
+                &sin[..len],
+            );
             p0 += len;
         }
     }
@@ -306,9 +469,19 @@ impl Kernels {
     /// Fills `cos` and `sin` (each `head_dim / 2` long) with the rope table of position
     /// `pos`, for reuse across layers with [`Kernels::rope_interleaved_with`] /
     /// [`Kernels::rope_halfsplit_with`] (same bits as computing it on each call).
-    pub fn rope_table(self, cos: &mut [f32], sin: &mut [f32], head_dim: usize, pos: usize, theta: f32) -> Result<(), KernelError> {
+    pub fn rope_table(
+        self,
+        cos: &mut [f32],
+        sin: &mut [f32],
+        head_dim: usize,
+        pos: usize,
+        theta: f32,
+    ) -> Result<(), KernelError> {
         if head_dim % 2 != 0 {
-            return Err(check::err("rope_table", format!("head_dim must be even, got {head_dim}")));
+            return Err(check::err(
+                "rope_table",
+                format!("head_dim must be even, got {head_dim}"),
+            ));
         }
         check::len("rope_table", "cos (head_dim / 2)", head_dim / 2, cos.len())?;
         check::len("rope_table", "sin (head_dim / 2)", head_dim / 2, sin.len())?;
@@ -317,19 +490,53 @@ impl Kernels {
     }
 
     /// Interleaved rope with a precomputed table from [`Kernels::rope_table`].
-    pub fn rope_interleaved_with(self, x: &mut [f32], n_heads: usize, head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<(), KernelError> {
+    pub fn rope_interleaved_with(
+        self,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) -> Result<(), KernelError> {
         Self::check_rope("rope_interleaved_with", x, n_heads, head_dim)?;
-        check::len("rope_interleaved_with", "cos (head_dim / 2)", head_dim / 2, cos.len())?;
-        check::len("rope_interleaved_with", "sin (head_dim / 2)", head_dim / 2, sin.len())?;
+        check::len(
+            "rope_interleaved_with",
+            "cos (head_dim / 2)",
+            head_dim / 2,
+            cos.len(),
+        )?;
+        check::len(
+            "rope_interleaved_with",
+            "sin (head_dim / 2)",
+            head_dim / 2,
+            sin.len(),
+        )?;
         self.rope_apply(false, x, n_heads, head_dim, 0, cos, sin);
         Ok(())
     }
 
     /// Half-split rope with a precomputed table from [`Kernels::rope_table`].
-    pub fn rope_halfsplit_with(self, x: &mut [f32], n_heads: usize, head_dim: usize, cos: &[f32], sin: &[f32]) -> Result<(), KernelError> {
+    pub fn rope_halfsplit_with(
+        self,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) -> Result<(), KernelError> {
         Self::check_rope("rope_halfsplit_with", x, n_heads, head_dim)?;
-        check::len("rope_halfsplit_with", "cos (head_dim / 2)", head_dim / 2, cos.len())?;
-        check::len("rope_halfsplit_with", "sin (head_dim / 2)", head_dim / 2, sin.len())?;
+        check::len(
+            "rope_halfsplit_with",
+            "cos (head_dim / 2)",
+            head_dim / 2,
+            cos.len(),
+        )?;
+        check::len(
+            "rope_halfsplit_with",
+            "sin (head_dim / 2)",
+            head_dim / 2,
+            sin.len(),
+        )?;
         self.rope_apply(true, x, n_heads, head_dim, 0, cos, sin);
         Ok(())
     }
@@ -337,11 +544,28 @@ impl Kernels {
     /// Applies table entries for pairs `[p0, p0 + cos.len())`; shapes already checked
     /// (`x.len() == n_heads * head_dim`, `p0 + cos.len() <= head_dim / 2`, `cos.len() == sin.len()`).
     #[allow(clippy::too_many_arguments)]
-    fn rope_apply(self, halfsplit: bool, x: &mut [f32], n_heads: usize, head_dim: usize, p0: usize, cos: &[f32], sin: &[f32]) {
+    fn rope_apply(
+        self,
+        halfsplit: bool,
+        x: &mut [f32],
+        n_heads: usize,
+        head_dim: usize,
+        p0: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) {
         if halfsplit {
-            dispatch!(self.level, scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin), rope_halfsplit(x, n_heads, head_dim, p0, cos, sin))
+            dispatch!(
+                self.level,
+                scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin),
+                rope_halfsplit(x, n_heads, head_dim, p0, cos, sin)
+            )
         } else {
-            dispatch!(self.level, scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin), rope_interleaved(x, n_heads, head_dim, p0, cos, sin))
+            dispatch!(
+                self.level,
+                scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin),
+                rope_interleaved(x, n_heads, head_dim, p0, cos, sin)
+            )
         }
     }
 
@@ -350,6 +574,10 @@ impl Kernels {
     pub fn softmax_rows(self, x: &mut [f32], rows: usize, cols: usize) -> Result<(), KernelError> {
         let total = check::mul("softmax_rows", "x (rows x cols)", rows, cols)?;
         check::len("softmax_rows", "x (rows x cols)", total, x.len())?;
-        Ok(dispatch!(self.level, scalar::softmax_rows(x, rows, cols), softmax_rows(x, rows, cols)))
+        Ok(dispatch!(
+            self.level,
+            scalar::softmax_rows(x, rows, cols),
+            softmax_rows(x, rows, cols)
+        ))
     }
 }

@@ -39,6 +39,8 @@ mod x86_common;
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
 pub use level::{detected, is_supported, level, set_level, KernelLevel};
+#[doc(hidden)]
+pub use x86_avx512::PF_BYTES;
 
 /// Elementwise binary ops sharing one kernel body per level (see [`scalar::binary`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +124,14 @@ pub fn row_sumsq(d: &mut [f32], a: &[f32], rows: usize, cols: usize) -> Result<(
     Kernels::current().row_sumsq(d, a, rows, cols)
 }
 /// `C (m x n) += A (m x k) * B^T`, `B` the `n x k` weights. See [`Kernels::matmul_bt`].
-pub fn matmul_bt(c: &mut [f32], a: &[f32], b: Weights<'_>, m: usize, n: usize, k: usize) -> Result<(), KernelError> {
+pub fn matmul_bt(
+    c: &mut [f32],
+    a: &[f32],
+    b: Weights<'_>,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<(), KernelError> {
     Kernels::current().matmul_bt(c, a, b, m, n, k)
 }
 /// `matmul_bt` restricted to weight rows `[n0, n1)`; `c` is `m x (n1 - n0)`.
@@ -140,15 +149,34 @@ pub fn matmul_bt_rows(
     Kernels::current().matmul_bt_rows(c, a, b, m, n, k, n0, n1)
 }
 /// Per row: `out = x * weight / sqrt(mean(x^2) + eps)`.
-pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usize, eps: f32) -> Result<(), KernelError> {
+pub fn rmsnorm(
+    out: &mut [f32],
+    x: &[f32],
+    weight: &[f32],
+    rows: usize,
+    dim: usize,
+    eps: f32,
+) -> Result<(), KernelError> {
     Kernels::current().rmsnorm(out, x, weight, rows, dim, eps)
 }
 /// Interleaved rope (GGUF / llama.cpp): pairs `(2i, 2i + 1)`, `freq = theta^(-2i/head_dim)`.
-pub fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) -> Result<(), KernelError> {
+pub fn rope_interleaved(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: usize,
+    theta: f32,
+) -> Result<(), KernelError> {
     Kernels::current().rope_interleaved(x, n_heads, head_dim, pos, theta)
 }
 /// Half-split rope (Hugging Face `rotate_half`): pairs `(i, i + head_dim / 2)`.
-pub fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) -> Result<(), KernelError> {
+pub fn rope_halfsplit(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: usize,
+    theta: f32,
+) -> Result<(), KernelError> {
     Kernels::current().rope_halfsplit(x, n_heads, head_dim, pos, theta)
 }
 /// In place, per row: max-subtracted softmax.

@@ -226,7 +226,14 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usi
 /// level uses this same table, so the rotations below are bit-identical across levels.
 /// (llama.cpp and Hugging Face compute the angle in f32; at large positions they differ
 /// from this by the f32 rounding of the angle, which reaches ~1e-4 rad near pos = 4096.)
-pub fn rope_table(cos: &mut [f32], sin: &mut [f32], head_dim: usize, pair0: usize, pos: usize, theta: f32) {
+pub fn rope_table(
+    cos: &mut [f32],
+    sin: &mut [f32],
+    head_dim: usize,
+    pair0: usize,
+    pos: usize,
+    theta: f32,
+) {
     for (j, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
         let i = (pair0 + j) as f64;
         let freq = (theta as f64).powf(-2.0 * i / head_dim as f64);
@@ -247,7 +254,14 @@ pub fn rope_rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
 /// Interleaved rope (GGUF / llama.cpp "normal" mode): in every head, pair
 /// `(2i, 2i + 1)` for `i` in `[pair0, pair0 + cos.len())` is rotated by table entry
 /// `i - pair0`.
-pub fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub fn rope_interleaved(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     for h in 0..n_heads {
         let head = &mut x[h * head_dim..(h + 1) * head_dim];
         for (j, (&c, &s)) in cos.iter().zip(sin).enumerate() {
@@ -261,7 +275,14 @@ pub fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: u
 
 /// Half-split rope (Hugging Face `rotate_half`, GGUF "neox" mode): in every head, pair
 /// `(i, i + head_dim / 2)` for `i` in `[pair0, pair0 + cos.len())`.
-pub fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub fn rope_halfsplit(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     let half = head_dim / 2;
     for h in 0..n_heads {
         let head = &mut x[h * head_dim..(h + 1) * head_dim];

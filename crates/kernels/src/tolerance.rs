@@ -48,7 +48,11 @@ pub fn gamma(n: usize) -> f64 {
 /// apart). Both NaN -> 0; exactly one NaN -> `u32::MAX`.
 pub fn ulp_diff(a: f32, b: f32) -> u32 {
     if a.is_nan() || b.is_nan() {
-        return if a.is_nan() && b.is_nan() { 0 } else { u32::MAX };
+        return if a.is_nan() && b.is_nan() {
+            0
+        } else {
+            u32::MAX
+        };
     }
     // Map the sign-magnitude bit pattern onto a monotone integer line.
     fn key(x: f32) -> i64 {
@@ -123,7 +127,12 @@ pub fn ulp_of(x: f32) -> f64 {
 /// cols u / e` since `t e^-t <= 1/e`, and `S >= 1`), and the scaling by `1/S` rounds twice.
 pub fn softmax_bound(cols: usize, max: f32, xi: f32, r: f32) -> f64 {
     let exp_rel = 2.0 * EXP_MAX_ULP as f64 * U;
-    let d = if xi == max { 0.0 } else { (xi as f64 - max as f64).abs() };
+    // A masked (-inf) input gives exactly 0 at every level: no error term.
+    let d = if xi == max || !xi.is_finite() {
+        0.0
+    } else {
+        (xi as f64 - max as f64).abs()
+    };
     let rel = U * d + 2.0 * exp_rel + gamma(cols) + cols as f64 * U / std::f64::consts::E + 3.0 * U;
     rel * r.abs() as f64 + f64::from(f32::from_bits(1))
 }

@@ -21,7 +21,10 @@ const L: usize = 8;
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn tail_mask(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
 }
 
 macro_rules! map2 {
@@ -76,13 +79,21 @@ pub(crate) unsafe fn binary(op: BinOp, d: *mut f32, a: *const f32, b: *const f32
 pub(crate) unsafe fn fma(d: *mut f32, a: *const f32, b: *const f32, n: usize) {
     let mut i = 0;
     while i + L <= n {
-        let v = _mm256_fmadd_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)), _mm256_loadu_ps(d.add(i)));
+        let v = _mm256_fmadd_ps(
+            _mm256_loadu_ps(a.add(i)),
+            _mm256_loadu_ps(b.add(i)),
+            _mm256_loadu_ps(d.add(i)),
+        );
         _mm256_storeu_ps(d.add(i), v);
         i += L;
     }
     if i < n {
         let m = tail_mask(n - i);
-        let v = _mm256_fmadd_ps(_mm256_maskload_ps(a.add(i), m), _mm256_maskload_ps(b.add(i), m), _mm256_maskload_ps(d.add(i), m));
+        let v = _mm256_fmadd_ps(
+            _mm256_maskload_ps(a.add(i), m),
+            _mm256_maskload_ps(b.add(i), m),
+            _mm256_maskload_ps(d.add(i), m),
+        );
         _mm256_maskstore_ps(d.add(i), m, v);
     }
 }
@@ -98,15 +109,24 @@ pub(crate) unsafe fn scale(d: *mut f32, a: *const f32, s: f32, n: usize) {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn pow2i(n: __m256i) -> __m256 {
-    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, _mm256_set1_epi32(127))))
+    _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+        n,
+        _mm256_set1_epi32(127),
+    )))
 }
 
 /// `e^x` per lane (see `x86_common.rs`).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn exp8(x: __m256) -> __m256 {
-    let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)));
+    let xc = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(EXP_LO)),
+        _mm256_set1_ps(EXP_HI),
+    );
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        xc,
+        _mm256_set1_ps(LOG2E),
+    ));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), xc);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
     let mut p = _mm256_set1_ps(EXP_P[0]);
@@ -181,12 +201,20 @@ unsafe fn sum_vec<const SQ: bool>(a: *const f32, n: usize) -> __m256 {
     let mut i = 0;
     while i + L <= n {
         let x = _mm256_loadu_ps(a.add(i));
-        acc = if SQ { _mm256_fmadd_ps(x, x, acc) } else { _mm256_add_ps(acc, x) };
+        acc = if SQ {
+            _mm256_fmadd_ps(x, x, acc)
+        } else {
+            _mm256_add_ps(acc, x)
+        };
         i += L;
     }
     if i < n {
         let x = _mm256_maskload_ps(a.add(i), tail_mask(n - i));
-        acc = if SQ { _mm256_fmadd_ps(x, x, acc) } else { _mm256_add_ps(acc, x) };
+        acc = if SQ {
+            _mm256_fmadd_ps(x, x, acc)
+        } else {
+            _mm256_add_ps(acc, x)
+        };
     }
     acc
 }
@@ -203,7 +231,11 @@ unsafe fn max_vec(a: *const f32, n: usize) -> __m256 {
     }
     if i < n {
         let m = tail_mask(n - i);
-        let x = _mm256_blendv_ps(ninf, _mm256_maskload_ps(a.add(i), m), _mm256_castsi256_ps(m));
+        let x = _mm256_blendv_ps(
+            ninf,
+            _mm256_maskload_ps(a.add(i), m),
+            _mm256_castsi256_ps(m),
+        );
         acc = _mm256_max_ps(x, acc);
     }
     acc
@@ -231,11 +263,24 @@ pub(crate) unsafe fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], rows: usize, dim: usize, eps: f32) {
+pub(crate) unsafe fn rmsnorm(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    dim: usize,
+    eps: f32,
+) {
     for r in 0..rows {
         let xr = x.as_ptr().add(r * dim);
         let s = _mm256_set1_ps(rms_inv_scale(hsum(sum_vec::<true>(xr, dim)), dim, eps));
-        map2!(out.as_mut_ptr().add(r * dim), xr, w.as_ptr(), dim, |xv, wv| _mm256_mul_ps(_mm256_mul_ps(xv, s), wv));
+        map2!(
+            out.as_mut_ptr().add(r * dim),
+            xr,
+            w.as_ptr(),
+            dim,
+            |xv, wv| _mm256_mul_ps(_mm256_mul_ps(xv, s), wv)
+        );
     }
 }
 
@@ -264,10 +309,26 @@ pub(crate) unsafe fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub(crate) unsafe fn rope_interleaved(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     let np = cos.len().min(sin.len());
     let dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
-    let neg_even = _mm256_castsi256_ps(_mm256_setr_epi32(i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0));
+    let neg_even = _mm256_castsi256_ps(_mm256_setr_epi32(
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+    ));
     for h in 0..n_heads {
         let base = x.as_mut_ptr().add(h * head_dim + 2 * pair0);
         let mut j = 0;
@@ -287,7 +348,14 @@ pub(crate) unsafe fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: u
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub(crate) unsafe fn rope_halfsplit(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     let np = cos.len().min(sin.len());
     let half = head_dim / 2;
     for h in 0..n_heads {
@@ -356,18 +424,28 @@ impl WLoad for bf16 {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(p: *const bf16) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i))))
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128(p as *const __m128i),
+        )))
     }
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load_tail(p: *const bf16, n: usize) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(load_u16_tail(p, n))))
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+            load_u16_tail(p, n),
+        )))
     }
 }
 
 /// One register tile, as `x86_avx512::tile` with 8 lanes.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(
+    a: *const f32,
+    b: *const W,
+    c: *mut f32,
+    k: usize,
+    ldc: usize,
+) {
     let mut acc = [[_mm256_setzero_ps(); NR]; MR];
     let mut p = 0;
     while p + L <= k {
@@ -411,7 +489,15 @@ const A_BLOCK_BYTES: usize = 384 * 1024;
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_edge<W: WLoad>(mr: usize, nr: usize, a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+unsafe fn tile_edge<W: WLoad>(
+    mr: usize,
+    nr: usize,
+    a: *const f32,
+    b: *const W,
+    c: *mut f32,
+    k: usize,
+    ldc: usize,
+) {
     if nr == NR {
         match mr {
             4 => tile::<W, 4, NR>(a, b, c, k, ldc),
@@ -474,7 +560,15 @@ pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn matmul_bt_rows(c: &mut [f32], a: &[f32], b: Weights<'_>, m: usize, k: usize, n0: usize, n1: usize) {
+pub(crate) unsafe fn matmul_bt_rows(
+    c: &mut [f32],
+    a: &[f32],
+    b: Weights<'_>,
+    m: usize,
+    k: usize,
+    n0: usize,
+    n1: usize,
+) {
     let (cp, ap, w) = (c.as_mut_ptr(), a.as_ptr(), n1 - n0);
     match b {
         Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),

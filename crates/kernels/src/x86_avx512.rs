@@ -84,7 +84,11 @@ pub(crate) unsafe fn binary(op: BinOp, d: *mut f32, a: *const f32, b: *const f32
 pub(crate) unsafe fn fma(d: *mut f32, a: *const f32, b: *const f32, n: usize) {
     let mut i = 0;
     while i + L <= n {
-        let v = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), _mm512_loadu_ps(d.add(i)));
+        let v = _mm512_fmadd_ps(
+            _mm512_loadu_ps(a.add(i)),
+            _mm512_loadu_ps(b.add(i)),
+            _mm512_loadu_ps(d.add(i)),
+        );
         _mm512_storeu_ps(d.add(i), v);
         i += L;
     }
@@ -110,12 +114,14 @@ pub(crate) unsafe fn scale(d: *mut f32, a: *const f32, s: f32, n: usize) {
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
 unsafe fn exp16(x: __m512) -> __m512 {
-    let xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(EXP_LO)), _mm512_set1_ps(EXP_HI));
+    let xc = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(EXP_LO)),
+        _mm512_set1_ps(EXP_HI),
+    );
     // Round to nearest, suppress exceptions.
-    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
-        xc,
-        _mm512_set1_ps(LOG2E),
-    ));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)),
+    );
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
     let mut p = _mm512_set1_ps(EXP_P[0]);
@@ -200,12 +206,20 @@ unsafe fn sum_vec<const SQ: bool>(a: *const f32, n: usize) -> __m512 {
     let mut i = 0;
     while i + L <= n {
         let x = _mm512_loadu_ps(a.add(i));
-        acc = if SQ { _mm512_fmadd_ps(x, x, acc) } else { _mm512_add_ps(acc, x) };
+        acc = if SQ {
+            _mm512_fmadd_ps(x, x, acc)
+        } else {
+            _mm512_add_ps(acc, x)
+        };
         i += L;
     }
     if i < n {
         let x = _mm512_maskz_loadu_ps(tail_mask(n - i), a.add(i));
-        acc = if SQ { _mm512_fmadd_ps(x, x, acc) } else { _mm512_add_ps(acc, x) };
+        acc = if SQ {
+            _mm512_fmadd_ps(x, x, acc)
+        } else {
+            _mm512_add_ps(acc, x)
+        };
     }
     acc
 }
@@ -253,14 +267,24 @@ pub(crate) unsafe fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize)
 
 /// Per row: `out = (x * s) * w` with `s = 1 / sqrt(sumsq / dim + eps)`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], rows: usize, dim: usize, eps: f32) {
+pub(crate) unsafe fn rmsnorm(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    dim: usize,
+    eps: f32,
+) {
     for r in 0..rows {
         let xr = x.as_ptr().add(r * dim);
         let s = _mm512_set1_ps(rms_inv_scale(hsum(sum_vec::<true>(xr, dim)), dim, eps));
-        map2!(out.as_mut_ptr().add(r * dim), xr, w.as_ptr(), dim, |xv, wv| _mm512_mul_ps(
-            _mm512_mul_ps(xv, s),
-            wv
-        ));
+        map2!(
+            out.as_mut_ptr().add(r * dim),
+            xr,
+            w.as_ptr(),
+            dim,
+            |xv, wv| _mm512_mul_ps(_mm512_mul_ps(xv, s), wv)
+        );
     }
 }
 
@@ -291,12 +315,36 @@ pub(crate) unsafe fn softmax_rows(x: &mut [f32], rows: usize, cols: usize) {
 
 /// Rope, interleaved pairs `(2i, 2i + 1)`, for pairs `[pair0, pair0 + cos.len())` of each head.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub(crate) unsafe fn rope_interleaved(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     let np = cos.len().min(sin.len());
     // Lane 2j and 2j+1 both take table entry j.
     let dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     // Sign bit on even lanes: they take -sin.
-    let neg_even = _mm512_setr_epi32(i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0, i32::MIN, 0);
+    let neg_even = _mm512_setr_epi32(
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+        i32::MIN,
+        0,
+    );
     for h in 0..n_heads {
         let base = x.as_mut_ptr().add(h * head_dim + 2 * pair0);
         let mut j = 0;
@@ -318,7 +366,14 @@ pub(crate) unsafe fn rope_interleaved(x: &mut [f32], n_heads: usize, head_dim: u
 
 /// Rope, half-split pairs `(i, i + head_dim / 2)`, for pairs `[pair0, pair0 + cos.len())`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn rope_halfsplit(x: &mut [f32], n_heads: usize, head_dim: usize, pair0: usize, cos: &[f32], sin: &[f32]) {
+pub(crate) unsafe fn rope_halfsplit(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pair0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
     let np = cos.len().min(sin.len());
     let half = head_dim / 2;
     for h in 0..n_heads {
@@ -379,12 +434,46 @@ impl WLoad for bf16 {
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
     unsafe fn load(p: *const bf16) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i))))
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(p as *const __m256i),
+        )))
     }
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
     unsafe fn load_mask(p: *const bf16, m: __mmask16) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p as *const i16))))
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+            _mm256_maskz_loadu_epi16(m, p as *const i16),
+        )))
+    }
+}
+
+pub static PF_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// GEMV step with software prefetch of each weight row `pf` elements ahead.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
+unsafe fn gemv8<W: WLoad>(a: *const f32, b: *const W, c: *mut f32, k: usize, pf: usize) {
+    const NR: usize = NR_GEMV;
+    let mut acc = [_mm512_setzero_ps(); NR];
+    let mut p = 0;
+    while p + L <= k {
+        for j in 0..NR {
+            _mm_prefetch::<_MM_HINT_T0>(b.add(j * k + p + pf) as *const i8);
+        }
+        let av = _mm512_loadu_ps(a.add(p));
+        for j in 0..NR {
+            acc[j] = _mm512_fmadd_ps(av, W::load(b.add(j * k + p)), acc[j]);
+        }
+        p += L;
+    }
+    if p < k {
+        let m = tail_mask(k - p);
+        let av = _mm512_maskz_loadu_ps(m, a.add(p));
+        for j in 0..NR {
+            acc[j] = _mm512_fmadd_ps(av, W::load_mask(b.add(j * k + p), m), acc[j]);
+        }
+    }
+    for j in 0..NR {
+        *c.add(j) += hsum(acc[j]);
     }
 }
 
@@ -393,7 +482,13 @@ impl WLoad for bf16 {
 /// One accumulator per output (the order contract of `x86_common.rs`); each `B` vector
 /// loaded is used by `MR` rows of `A`, each `A` vector by `NR` rows of `B`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(
+    a: *const f32,
+    b: *const W,
+    c: *mut f32,
+    k: usize,
+    ldc: usize,
+) {
     let mut acc = [[_mm512_setzero_ps(); NR]; MR];
     let mut p = 0;
     while p + L <= k {
@@ -441,7 +536,15 @@ const A_BLOCK_BYTES: usize = 384 * 1024;
 /// `MR x nr` (or smaller) tile at `(i, j)`, `mr <= MR`, `nr <= NR`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn tile_edge<W: WLoad>(mr: usize, nr: usize, a: *const f32, b: *const W, c: *mut f32, k: usize, ldc: usize) {
+unsafe fn tile_edge<W: WLoad>(
+    mr: usize,
+    nr: usize,
+    a: *const f32,
+    b: *const W,
+    c: *mut f32,
+    k: usize,
+    ldc: usize,
+) {
     if nr == NR {
         match mr {
             4 => tile::<W, 4, NR>(a, b, c, k, ldc),
@@ -468,8 +571,14 @@ unsafe fn gemm<W: WLoad>(c: *mut f32, a: *const f32, b: *const W, m: usize, n: u
     if m == 1 {
         // Decode: stream B once, 8 rows at a time.
         let mut j = 0;
+        let pfb = PF_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+        let pf = pfb / std::mem::size_of::<W>();
         while j + NR_GEMV <= n {
-            tile::<W, 1, NR_GEMV>(a, b.add(j * k), c.add(j), k, n);
+            if pfb > 0 {
+                gemv8::<W>(a, b.add(j * k), c.add(j), k, pf);
+            } else {
+                tile::<W, 1, NR_GEMV>(a, b.add(j * k), c.add(j), k, n);
+            }
             j += NR_GEMV;
         }
         while j < n {
@@ -510,7 +619,15 @@ pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `C (m x (n1 - n0)) += A (m x k) * B[n0..n1]^T`; shapes checked by the caller, `k > 0`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn matmul_bt_rows(c: &mut [f32], a: &[f32], b: Weights<'_>, m: usize, k: usize, n0: usize, n1: usize) {
+pub(crate) unsafe fn matmul_bt_rows(
+    c: &mut [f32],
+    a: &[f32],
+    b: Weights<'_>,
+    m: usize,
+    k: usize,
+    n0: usize,
+    n1: usize,
+) {
     let (cp, ap, w) = (c.as_mut_ptr(), a.as_ptr(), n1 - n0);
     match b {
         Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),

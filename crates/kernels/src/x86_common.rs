@@ -55,7 +55,11 @@ mod tests {
     #[test]
     fn ln2_split_is_exact_enough() {
         // n * LN2_HI must be exact for the n range we use (|n| <= 151).
-        assert_eq!(LN2_HI.to_bits() & 0x3fff, 0, "LN2_HI must have few significant bits");
+        assert_eq!(
+            LN2_HI.to_bits() & 0x3fff,
+            0,
+            "LN2_HI must have few significant bits"
+        );
         let ln2 = (LN2_HI as f64) + (LN2_LO as f64);
         assert!((ln2 - std::f64::consts::LN_2).abs() < 1e-11);
     }

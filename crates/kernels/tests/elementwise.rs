@@ -4,7 +4,9 @@
 mod common;
 
 use common::{bits_eq, levels, Failures, Rng, SIZES};
-use vtpu_kernels::tolerance::{check_close, check_ulps, silu_bound, swiglu_bound, EXP_MAX_ULP, RSQRT_MAX_ULP};
+use vtpu_kernels::tolerance::{
+    check_close, check_ulps, silu_bound, swiglu_bound, EXP_MAX_ULP, RSQRT_MAX_ULP,
+};
 use vtpu_kernels::{scalar, BinOp, Kernels};
 
 type BinFn = fn(Kernels, &mut [f32], &[f32], &[f32]) -> Result<(), vtpu_kernels::KernelError>;
@@ -18,11 +20,27 @@ const BINARY: [(&str, BinOp, BinFn); 4] = [
 
 /// Special values mixed into exact-op inputs: zeros of both signs, infinities, NaN,
 /// subnormals, extremes.
-const SPECIALS: [f32; 9] = [0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1e-45, -1e-40, f32::MAX, f32::MIN_POSITIVE];
+const SPECIALS: [f32; 9] = [
+    0.0,
+    -0.0,
+    f32::INFINITY,
+    f32::NEG_INFINITY,
+    f32::NAN,
+    1e-45,
+    -1e-40,
+    f32::MAX,
+    f32::MIN_POSITIVE,
+];
 
 fn with_specials(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n)
-        .map(|_| if rng.below(8) == 0 { SPECIALS[rng.below(SPECIALS.len())] } else { rng.mixed() })
+        .map(|_| {
+            if rng.below(8) == 0 {
+                SPECIALS[rng.below(SPECIALS.len())]
+            } else {
+                rng.mixed()
+            }
+        })
         .collect()
 }
 
@@ -98,7 +116,18 @@ fn fma_and_scale_are_bit_exact() {
 fn exp_inputs(rng: &mut Rng, n: usize) -> Vec<f32> {
     (0..n)
         .map(|i| match i % 10 {
-            0 => [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 88.72, 88.73, -87.5, -103.9, -104.5][rng.below(10)],
+            0 => [
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                0.0,
+                -0.0,
+                88.72,
+                88.73,
+                -87.5,
+                -103.9,
+                -104.5,
+            ][rng.below(10)],
             1..=3 => rng.uniform(-110.0, 95.0),
             4 => rng.uniform(-104.0, -87.0), // subnormal results
             _ => rng.uniform(-10.0, 10.0),
@@ -119,7 +148,12 @@ fn exp_within_ulp_bound() {
             k.exp_assign(&mut inplace).unwrap();
             fails.check(bits_eq("exp_assign vs exp", &inplace, &got));
             for (&x, &g) in a.iter().zip(&got) {
-                fails.check(check_ulps(&format!("exp({x:e}) {:?}", k.level()), g, scalar::exp_f32(x), EXP_MAX_ULP));
+                fails.check(check_ulps(
+                    &format!("exp({x:e}) {:?}", k.level()),
+                    g,
+                    scalar::exp_f32(x),
+                    EXP_MAX_ULP,
+                ));
             }
         }
     }
@@ -147,7 +181,12 @@ fn silu_and_swiglu_within_bounds() {
             fails.check(bits_eq("silu_assign vs silu", &inplace, &got));
             for (&x, &y) in g.iter().zip(&got) {
                 let want = scalar::silu_f32(x);
-                fails.check(check_close(&format!("silu({x:e}) {:?}", k.level()), y, want, silu_bound(x, want)));
+                fails.check(check_close(
+                    &format!("silu({x:e}) {:?}", k.level()),
+                    y,
+                    want,
+                    silu_bound(x, want),
+                ));
             }
             let mut sw = vec![0.0; n];
             k.swiglu(&mut sw, &g, &up).unwrap();
@@ -158,7 +197,12 @@ fn silu_and_swiglu_within_bounds() {
             fails.check(bits_eq("swiglu_assign vs swiglu", &inplace, &sw));
             for i in 0..n {
                 let what = format!("swiglu({:e}, {:e}) {:?}", g[i], up[i], k.level());
-                fails.check(check_close(&what, sw[i], want[i], swiglu_bound(g[i], up[i], want[i])));
+                fails.check(check_close(
+                    &what,
+                    sw[i],
+                    want[i],
+                    swiglu_bound(g[i], up[i], want[i]),
+                ));
             }
         }
     }
@@ -170,7 +214,11 @@ fn silu_of_minus_inf_is_nan_like_the_reference() {
     for k in levels() {
         let mut d = [0.0];
         k.silu(&mut d, &[f32::NEG_INFINITY]).unwrap();
-        assert!(d[0].is_nan() && scalar::silu_f32(f32::NEG_INFINITY).is_nan(), "{:?}", k.level());
+        assert!(
+            d[0].is_nan() && scalar::silu_f32(f32::NEG_INFINITY).is_nan(),
+            "{:?}",
+            k.level()
+        );
     }
 }
 
@@ -193,7 +241,12 @@ fn rsqrt_within_ulp_bound() {
             k.rsqrt_assign(&mut inplace).unwrap();
             fails.check(bits_eq("rsqrt_assign vs rsqrt", &inplace, &got));
             for (&x, &g) in a.iter().zip(&got) {
-                fails.check(check_ulps(&format!("rsqrt({x:e}) {:?}", k.level()), g, scalar::rsqrt_f32(x), RSQRT_MAX_ULP));
+                fails.check(check_ulps(
+                    &format!("rsqrt({x:e}) {:?}", k.level()),
+                    g,
+                    scalar::rsqrt_f32(x),
+                    RSQRT_MAX_ULP,
+                ));
             }
         }
     }

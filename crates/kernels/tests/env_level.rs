@@ -12,5 +12,8 @@ fn env_var_forces_the_initial_level() {
     std::env::set_var("VTPU_KERNELS", "avx512");
     assert_eq!(vtpu_kernels::level(), KernelLevel::Scalar);
     // set_level still overrides it.
-    assert_eq!(vtpu_kernels::set_level(KernelLevel::Avx512), vtpu_kernels::detected());
+    assert_eq!(
+        vtpu_kernels::set_level(KernelLevel::Avx512),
+        vtpu_kernels::detected()
+    );
 }

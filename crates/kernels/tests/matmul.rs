@@ -37,7 +37,16 @@ impl Owned {
 
 /// Checks `k.matmul_bt_rows` on one shape against the reference and the derived bound.
 #[allow(clippy::too_many_arguments)]
-fn check_shape(fails: &mut Failures, k: Kernels, rng: &mut Rng, dtype: usize, m: usize, n: usize, kk: usize, rows: (usize, usize)) {
+fn check_shape(
+    fails: &mut Failures,
+    k: Kernels,
+    rng: &mut Rng,
+    dtype: usize,
+    m: usize,
+    n: usize,
+    kk: usize,
+    rows: (usize, usize),
+) {
     let a = rng.vec_mixed(m * kk);
     let w = Owned::new(dtype, &rng.vec_mixed(n * kk));
     let b = w.view();
@@ -51,9 +60,20 @@ fn check_shape(fails: &mut Failures, k: Kernels, rng: &mut Rng, dtype: usize, m:
         for j in n0..n1 {
             let idx = i * (n1 - n0) + (j - n0);
             let abs_sum: f64 = c0[idx].abs() as f64
-                + (0..kk).map(|p| (a[i * kk + p] as f64 * b.get_f32(j * kk + p).unwrap() as f64).abs()).sum::<f64>();
-            let what = format!("{:?} {} m={m} n={n} k={kk} rows={n0}..{n1} C[{i},{j}]", k.level(), b.dtype_name());
-            fails.check(check_close(&what, got[idx], want[idx], dot_bound(kk, abs_sum)));
+                + (0..kk)
+                    .map(|p| (a[i * kk + p] as f64 * b.get_f32(j * kk + p).unwrap() as f64).abs())
+                    .sum::<f64>();
+            let what = format!(
+                "{:?} {} m={m} n={n} k={kk} rows={n0}..{n1} C[{i},{j}]",
+                k.level(),
+                b.dtype_name()
+            );
+            fails.check(check_close(
+                &what,
+                got[idx],
+                want[idx],
+                dot_bound(kk, abs_sum),
+            ));
         }
     }
 }
@@ -70,7 +90,11 @@ fn matmul_matches_reference_on_odd_shapes() {
             for &m in &ms {
                 for &n in &ns {
                     // Every k for a few (m, n); a random k otherwise, to keep the run short.
-                    let kk_list: Vec<usize> = if n == 9 || m == 1 { ks.to_vec() } else { vec![ks[rng.below(ks.len())]] };
+                    let kk_list: Vec<usize> = if n == 9 || m == 1 {
+                        ks.to_vec()
+                    } else {
+                        vec![ks[rng.below(ks.len())]]
+                    };
                     for kk in kk_list {
                         check_shape(&mut fails, k, &mut rng, dtype, m, n, kk, (0, n));
                     }
@@ -87,7 +111,13 @@ fn matmul_rows_subrange_matches_reference() {
     let mut fails = Failures::default();
     for k in levels() {
         for dtype in 0..3 {
-            for &(m, n, kk, n0, n1) in &[(1, 37, 65, 5, 30), (3, 20, 17, 0, 7), (6, 50, 33, 13, 50), (1, 9, 300, 8, 9), (5, 12, 16, 4, 4)] {
+            for &(m, n, kk, n0, n1) in &[
+                (1, 37, 65, 5, 30),
+                (3, 20, 17, 0, 7),
+                (6, 50, 33, 13, 50),
+                (1, 9, 300, 8, 9),
+                (5, 12, 16, 4, 4),
+            ] {
                 check_shape(&mut fails, k, &mut rng, dtype, m, n, kk, (n0, n1));
             }
         }
@@ -100,7 +130,10 @@ fn matmul_rows_subrange_matches_reference() {
 #[test]
 fn simd_matmul_is_invariant_to_m_and_row_split() {
     let mut rng = Rng::new(12);
-    for k in levels().into_iter().filter(|k| k.level() != KernelLevel::Scalar) {
+    for k in levels()
+        .into_iter()
+        .filter(|k| k.level() != KernelLevel::Scalar)
+    {
         for dtype in 0..3 {
             let (m, n, kk) = (11, 29, 203);
             let a = rng.vec_mixed(m * kk);
@@ -111,19 +144,31 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
             // Row by row (m = 1, the GEMV path).
             for i in 0..m {
                 let mut row = vec![0.0; n];
-                k.matmul_bt(&mut row, &a[i * kk..(i + 1) * kk], b, 1, n, kk).unwrap();
-                bits_eq(&format!("{:?} {} row {i} (m=1 vs m={m})", k.level(), b.dtype_name()), &row, &full[i * n..(i + 1) * n]).unwrap();
+                k.matmul_bt(&mut row, &a[i * kk..(i + 1) * kk], b, 1, n, kk)
+                    .unwrap();
+                bits_eq(
+                    &format!("{:?} {} row {i} (m=1 vs m={m})", k.level(), b.dtype_name()),
+                    &row,
+                    &full[i * n..(i + 1) * n],
+                )
+                .unwrap();
             }
             // Split by weight rows into uneven ranges, as threads would.
             for split in [[0, 1, 29], [0, 13, 29], [0, 6, 29], [0, 28, 29]] {
                 for r in split.windows(2) {
                     let (n0, n1) = (r[0], r[1]);
                     let mut part = vec![0.0; m * (n1 - n0)];
-                    k.matmul_bt_rows(&mut part, &a, b, m, n, kk, n0, n1).unwrap();
+                    k.matmul_bt_rows(&mut part, &a, b, m, n, kk, n0, n1)
+                        .unwrap();
                     for i in 0..m {
                         let want = &full[i * n + n0..i * n + n1];
                         let got = &part[i * (n1 - n0)..(i + 1) * (n1 - n0)];
-                        bits_eq(&format!("{:?} {} rows {n0}..{n1} row {i}", k.level(), b.dtype_name()), got, want).unwrap();
+                        bits_eq(
+                            &format!("{:?} {} rows {n0}..{n1} row {i}", k.level(), b.dtype_name()),
+                            got,
+                            want,
+                        )
+                        .unwrap();
                     }
                 }
             }
@@ -143,12 +188,25 @@ fn dot_matches_reference_and_the_1x1_matmul() {
         for &n in common::SIZES.iter().chain(&[4864]) {
             let (a, b) = (rng.vec_mixed(n), rng.vec_mixed(n));
             let got = k.dot(&a, &b).unwrap();
-            let abs_sum: f64 = a.iter().zip(&b).map(|(&x, &y)| (x as f64 * y as f64).abs()).sum();
-            fails.check(check_close(&format!("dot {:?} n={n}", k.level()), got, scalar::dot(&a, &b), dot_bound(n, abs_sum)));
+            let abs_sum: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| (x as f64 * y as f64).abs())
+                .sum();
+            fails.check(check_close(
+                &format!("dot {:?} n={n}", k.level()),
+                got,
+                scalar::dot(&a, &b),
+                dot_bound(n, abs_sum),
+            ));
             if k.level() != KernelLevel::Scalar {
                 let mut c = [0.0];
                 k.matmul_bt(&mut c, &a, Weights::F32(&b), 1, 1, n).unwrap();
-                fails.check(bits_eq(&format!("dot vs 1x1 matmul {:?} n={n}", k.level()), &[got], &c));
+                fails.check(bits_eq(
+                    &format!("dot vs 1x1 matmul {:?} n={n}", k.level()),
+                    &[got],
+                    &c,
+                ));
             }
         }
     }
@@ -160,8 +218,17 @@ fn dot_matches_reference_and_the_1x1_matmul() {
 fn matmul_large_shapes() {
     let mut rng = Rng::new(14);
     let mut fails = Failures::default();
-    for k in levels().into_iter().filter(|k| k.level() != KernelLevel::Scalar) {
-        for &(m, n, kk, dtype) in &[(1, 40, 4864, 0), (1, 33, 896, 1), (1, 17, 1536, 2), (37, 14, 4864, 2), (130, 7, 896, 0)] {
+    for k in levels()
+        .into_iter()
+        .filter(|k| k.level() != KernelLevel::Scalar)
+    {
+        for &(m, n, kk, dtype) in &[
+            (1, 40, 4864, 0),
+            (1, 33, 896, 1),
+            (1, 17, 1536, 2),
+            (37, 14, 4864, 2),
+            (130, 7, 896, 0),
+        ] {
             check_shape(&mut fails, k, &mut rng, dtype, m, n, kk, (0, n));
         }
     }
@@ -172,7 +239,8 @@ fn matmul_large_shapes() {
 fn k_zero_leaves_c_unchanged() {
     for k in levels() {
         let mut c = vec![-0.0, 1.5, f32::NAN];
-        k.matmul_bt(&mut c, &[], Weights::F32(&[]), 1, 3, 0).unwrap();
+        k.matmul_bt(&mut c, &[], Weights::F32(&[]), 1, 3, 0)
+            .unwrap();
         assert_eq!(c[0].to_bits(), (-0.0f32).to_bits());
         assert_eq!(c[1], 1.5);
         assert!(c[2].is_nan());

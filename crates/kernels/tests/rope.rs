@@ -7,9 +7,28 @@ use common::{bits_eq, levels, Rng};
 use vtpu_kernels::tolerance::U;
 use vtpu_kernels::{scalar, Kernels};
 
-const SHAPES: &[(usize, usize)] = &[(1, 2), (1, 6), (3, 14), (2, 16), (4, 30), (2, 32), (9, 64), (3, 128), (2, 130), (1, 256), (2, 300)];
+const SHAPES: &[(usize, usize)] = &[
+    (1, 2),
+    (1, 6),
+    (3, 14),
+    (2, 16),
+    (4, 30),
+    (2, 32),
+    (9, 64),
+    (3, 128),
+    (2, 130),
+    (1, 256),
+    (2, 300),
+];
 
-fn reference(halfsplit: bool, x: &[f32], n_heads: usize, head_dim: usize, pos: usize, theta: f32) -> Vec<f32> {
+fn reference(
+    halfsplit: bool,
+    x: &[f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: usize,
+    theta: f32,
+) -> Vec<f32> {
     let mut y = x.to_vec();
     let half = head_dim / 2;
     let (mut cos, mut sin) = (vec![0.0; half], vec![0.0; half]);
@@ -30,25 +49,53 @@ fn rope_bit_identical_across_levels() {
             for pos in [0, 1, 17, 4095, 100_000] {
                 for theta in [10_000.0, 1_000_000.0] {
                     let x = rng.vec_mixed(n_heads * head_dim);
-                    let what = format!("{:?} heads={n_heads} head_dim={head_dim} pos={pos} theta={theta}", k.level());
+                    let what = format!(
+                        "{:?} heads={n_heads} head_dim={head_dim} pos={pos} theta={theta}",
+                        k.level()
+                    );
 
                     let mut y = x.clone();
-                    k.rope_interleaved(&mut y, n_heads, head_dim, pos, theta).unwrap();
-                    bits_eq(&format!("interleaved {what}"), &y, &reference(false, &x, n_heads, head_dim, pos, theta)).unwrap();
+                    k.rope_interleaved(&mut y, n_heads, head_dim, pos, theta)
+                        .unwrap();
+                    bits_eq(
+                        &format!("interleaved {what}"),
+                        &y,
+                        &reference(false, &x, n_heads, head_dim, pos, theta),
+                    )
+                    .unwrap();
 
                     let mut y = x.clone();
-                    k.rope_halfsplit(&mut y, n_heads, head_dim, pos, theta).unwrap();
-                    bits_eq(&format!("halfsplit {what}"), &y, &reference(true, &x, n_heads, head_dim, pos, theta)).unwrap();
+                    k.rope_halfsplit(&mut y, n_heads, head_dim, pos, theta)
+                        .unwrap();
+                    bits_eq(
+                        &format!("halfsplit {what}"),
+                        &y,
+                        &reference(true, &x, n_heads, head_dim, pos, theta),
+                    )
+                    .unwrap();
 
                     // With a precomputed table: the same bits.
                     let (mut cos, mut sin) = (vec![0.0; head_dim / 2], vec![0.0; head_dim / 2]);
-                    k.rope_table(&mut cos, &mut sin, head_dim, pos, theta).unwrap();
+                    k.rope_table(&mut cos, &mut sin, head_dim, pos, theta)
+                        .unwrap();
                     let mut y = x.clone();
-                    k.rope_interleaved_with(&mut y, n_heads, head_dim, &cos, &sin).unwrap();
-                    bits_eq(&format!("interleaved_with {what}"), &y, &reference(false, &x, n_heads, head_dim, pos, theta)).unwrap();
+                    k.rope_interleaved_with(&mut y, n_heads, head_dim, &cos, &sin)
+                        .unwrap();
+                    bits_eq(
+                        &format!("interleaved_with {what}"),
+                        &y,
+                        &reference(false, &x, n_heads, head_dim, pos, theta),
+                    )
+                    .unwrap();
                     let mut y = x.clone();
-                    k.rope_halfsplit_with(&mut y, n_heads, head_dim, &cos, &sin).unwrap();
-                    bits_eq(&format!("halfsplit_with {what}"), &y, &reference(true, &x, n_heads, head_dim, pos, theta)).unwrap();
+                    k.rope_halfsplit_with(&mut y, n_heads, head_dim, &cos, &sin)
+                        .unwrap();
+                    bits_eq(
+                        &format!("halfsplit_with {what}"),
+                        &y,
+                        &reference(true, &x, n_heads, head_dim, pos, theta),
+                    )
+                    .unwrap();
                 }
             }
         }
@@ -70,11 +117,20 @@ fn rope_reference_is_close_to_exact_rotation() {
                 for i in 0..head_dim / 2 {
                     let ang = pos as f64 * (theta as f64).powf(-2.0 * i as f64 / head_dim as f64);
                     let (s, c) = ang.sin_cos();
-                    let (x0, x1) = (x[h * head_dim + 2 * i] as f64, x[h * head_dim + 2 * i + 1] as f64);
+                    let (x0, x1) = (
+                        x[h * head_dim + 2 * i] as f64,
+                        x[h * head_dim + 2 * i + 1] as f64,
+                    );
                     let (e0, e1) = (x0 * c - x1 * s, x0 * s + x1 * c);
                     let bound = 4.0 * U * (x0.abs() + x1.abs());
-                    let (g0, g1) = (y[h * head_dim + 2 * i] as f64, y[h * head_dim + 2 * i + 1] as f64);
-                    assert!((g0 - e0).abs() <= bound && (g1 - e1).abs() <= bound, "head {h} pair {i} pos {pos}: ({g0}, {g1}) vs ({e0}, {e1})");
+                    let (g0, g1) = (
+                        y[h * head_dim + 2 * i] as f64,
+                        y[h * head_dim + 2 * i + 1] as f64,
+                    );
+                    assert!(
+                        (g0 - e0).abs() <= bound && (g1 - e1).abs() <= bound,
+                        "head {h} pair {i} pos {pos}: ({g0}, {g1}) vs ({e0}, {e1})"
+                    );
                 }
             }
         }
@@ -90,7 +146,10 @@ fn rope_conventions() {
     vtpu_kernels::rope_interleaved(&mut y, 1, 4, 1, 1.0).unwrap();
     let pairs = [(1.0f32, 2.0f32), (3.0, 4.0)];
     for (i, &(a, b)) in pairs.iter().enumerate() {
-        assert!((y[2 * i] - (a * c - b * s)).abs() < 1e-6 && (y[2 * i + 1] - (a * s + b * c)).abs() < 1e-6);
+        assert!(
+            (y[2 * i] - (a * c - b * s)).abs() < 1e-6
+                && (y[2 * i + 1] - (a * s + b * c)).abs() < 1e-6
+        );
     }
     let mut y = x;
     vtpu_kernels::rope_halfsplit(&mut y, 1, 4, 1, 1.0).unwrap();
@@ -100,6 +159,8 @@ fn rope_conventions() {
     }
     // Position 0 is the identity.
     let mut y = x;
-    Kernels::current().rope_halfsplit(&mut y, 1, 4, 0, 10_000.0).unwrap();
+    Kernels::current()
+        .rope_halfsplit(&mut y, 1, 4, 0, 10_000.0)
+        .unwrap();
     assert_eq!(y, x);
 }

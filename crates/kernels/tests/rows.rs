@@ -28,8 +28,18 @@ fn row_sum_sumsq_max_match_reference() {
                     let abs: f64 = row.iter().map(|&x| x.abs() as f64).sum();
                     let sq: f64 = row.iter().map(|&x| x as f64 * x as f64).sum();
                     let what = format!("{:?} rows={rows} cols={cols} row {r}", k.level());
-                    fails.check(check_close(&format!("row_sum {what}"), s[r], ws[r], dot_bound(cols, abs)));
-                    fails.check(check_close(&format!("row_sumsq {what}"), q[r], wq[r], sumsq_bound(cols, sq)));
+                    fails.check(check_close(
+                        &format!("row_sum {what}"),
+                        s[r],
+                        ws[r],
+                        dot_bound(cols, abs),
+                    ));
+                    fails.check(check_close(
+                        &format!("row_sumsq {what}"),
+                        q[r],
+                        wq[r],
+                        sumsq_bound(cols, sq),
+                    ));
                     // max is exact whatever the order (no zeros of both signs or NaN here).
                     fails.check(check_close(&format!("row_max {what}"), mx[r], wm[r], 0.0));
                 }
@@ -65,8 +75,16 @@ fn rmsnorm_matches_reference() {
                     let mut want = vec![0.0; rows * dim];
                     scalar::rmsnorm(&mut want, &x, &w, rows, dim, eps);
                     for i in 0..rows * dim {
-                        let what = format!("rmsnorm {:?} rows={rows} dim={dim} eps={eps} [{i}]", k.level());
-                        fails.check(check_close(&what, got[i], want[i], rmsnorm_bound(dim, want[i])));
+                        let what = format!(
+                            "rmsnorm {:?} rows={rows} dim={dim} eps={eps} [{i}]",
+                            k.level()
+                        );
+                        fails.check(check_close(
+                            &what,
+                            got[i],
+                            want[i],
+                            rmsnorm_bound(dim, want[i]),
+                        ));
                     }
                 }
             }
@@ -104,16 +122,34 @@ fn softmax_matches_reference() {
                         let mx = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                         for c in 0..cols {
                             let i = r * cols + c;
-                            let what = format!("softmax {:?} rows={rows} cols={cols} spread={spread} [{r},{c}]", k.level());
-                            fails.check(check_close(&what, got[i], want[i], softmax_bound(cols, mx, row[c], want[i])));
+                            let what = format!(
+                                "softmax {:?} rows={rows} cols={cols} spread={spread} [{r},{c}]",
+                                k.level()
+                            );
+                            fails.check(check_close(
+                                &what,
+                                got[i],
+                                want[i],
+                                softmax_bound(cols, mx, row[c], want[i]),
+                            ));
                         }
                         if cols > 0 {
                             // The outputs sum to 1 within the sum of their bounds (+ the
                             // reference's own rounding, one u per element).
-                            let total: f64 = got[r * cols..(r + 1) * cols].iter().map(|&v| v as f64).sum();
-                            let bound: f64 = (0..cols).map(|c| softmax_bound(cols, mx, row[c], want[r * cols + c]) + want[r * cols + c] as f64 * 6e-8).sum();
+                            let total: f64 = got[r * cols..(r + 1) * cols]
+                                .iter()
+                                .map(|&v| v as f64)
+                                .sum();
+                            let bound: f64 = (0..cols)
+                                .map(|c| {
+                                    softmax_bound(cols, mx, row[c], want[r * cols + c])
+                                        + want[r * cols + c] as f64 * 6e-8
+                                })
+                                .sum();
                             if (total - 1.0).abs() > bound {
-                                fails.check(Err(format!("softmax row total {total} off by more than {bound:e}")));
+                                fails.check(Err(format!(
+                                    "softmax row total {total} off by more than {bound:e}"
+                                )));
                             }
                         }
                     }
@@ -128,12 +164,20 @@ fn softmax_matches_reference() {
 fn softmax_special_rows() {
     for k in levels() {
         // All masked, or a +inf or NaN max: NaN, as the reference (and PyTorch).
-        for row in [[f32::NEG_INFINITY; 3], [1.0, f32::INFINITY, 0.0], [1.0, f32::NAN, 0.0]] {
+        for row in [
+            [f32::NEG_INFINITY; 3],
+            [1.0, f32::INFINITY, 0.0],
+            [1.0, f32::NAN, 0.0],
+        ] {
             let mut got = row;
             k.softmax_rows(&mut got, 1, 3).unwrap();
             let mut want = row;
             scalar::softmax_rows(&mut want, 1, 3);
-            assert!(got.iter().all(|v| v.is_nan()), "{:?} {row:?} -> {got:?}", k.level());
+            assert!(
+                got.iter().all(|v| v.is_nan()),
+                "{:?} {row:?} -> {got:?}",
+                k.level()
+            );
             assert!(want.iter().all(|v| v.is_nan()));
         }
         let mut one = [3.0];

@@ -11,7 +11,13 @@ use vtpu_kernels::{KernelError, KernelLevel, Kernels, Weights};
 fn expect_err<T: std::fmt::Debug>(r: Result<T, KernelError>, op: &str, needles: &[&str]) {
     match r {
         Err(e @ KernelError::ShapeMismatch { .. }) => {
-            let KernelError::ShapeMismatch { op: got_op, ref detail } = e else { unreachable!() };
+            let KernelError::ShapeMismatch {
+                op: got_op,
+                ref detail,
+            } = e
+            else {
+                unreachable!()
+            };
             assert_eq!(got_op, op);
             let msg = e.to_string();
             assert!(msg.contains(op), "{msg}");
@@ -52,14 +58,38 @@ fn row_op_mismatches() {
     for k in levels() {
         let a = [1.0f32; 6];
         let mut d = [0.0f32; 2];
-        expect_err(k.row_sum(&mut d, &a, 2, 4), "row_sum", &["expected 8", "got 6"]);
-        expect_err(k.row_max(&mut d, &a, 3, 2), "row_max", &["d (rows)", "expected 3"]);
-        expect_err(k.row_sumsq(&mut d, &a, usize::MAX, 2), "row_sumsq", &["overflows"]);
+        expect_err(
+            k.row_sum(&mut d, &a, 2, 4),
+            "row_sum",
+            &["expected 8", "got 6"],
+        );
+        expect_err(
+            k.row_max(&mut d, &a, 3, 2),
+            "row_max",
+            &["d (rows)", "expected 3"],
+        );
+        expect_err(
+            k.row_sumsq(&mut d, &a, usize::MAX, 2),
+            "row_sumsq",
+            &["overflows"],
+        );
         let mut out = [0.0f32; 6];
-        expect_err(k.rmsnorm(&mut out, &a, &[1.0; 2], 2, 3, 1e-5), "rmsnorm", &["weight", "expected 3", "got 2"]);
-        expect_err(k.rmsnorm(&mut out[..4], &a, &[1.0; 3], 2, 3, 1e-5), "rmsnorm", &["out"]);
+        expect_err(
+            k.rmsnorm(&mut out, &a, &[1.0; 2], 2, 3, 1e-5),
+            "rmsnorm",
+            &["weight", "expected 3", "got 2"],
+        );
+        expect_err(
+            k.rmsnorm(&mut out[..4], &a, &[1.0; 3], 2, 3, 1e-5),
+            "rmsnorm",
+            &["out"],
+        );
         let mut x = [0.0f32; 6];
-        expect_err(k.softmax_rows(&mut x, 4, 2), "softmax_rows", &["expected 8"]);
+        expect_err(
+            k.softmax_rows(&mut x, 4, 2),
+            "softmax_rows",
+            &["expected 8"],
+        );
     }
 }
 
@@ -69,17 +99,46 @@ fn matmul_mismatches() {
         let (a, b) = ([1.0f32; 6], [1.0f32; 12]);
         let mut c = [0.0f32; 8];
         // m = 2, k = 3: a is 2 x 3; b 4 x 3; c 2 x 4.
-        expect_err(k.matmul_bt(&mut c, &a, Weights::F32(&b[..9]), 2, 4, 3), "matmul_bt", &["b (n x k)", "expected 12", "got 9"]);
-        expect_err(k.matmul_bt(&mut c, &a[..5], Weights::F32(&b), 2, 4, 3), "matmul_bt", &["a (m x k)", "got 5"]);
-        expect_err(k.matmul_bt(&mut c[..7], &a, Weights::F32(&b), 2, 4, 3), "matmul_bt", &["c", "expected 8", "got 7"]);
-        expect_err(k.matmul_bt(&mut c, &a, Weights::F32(&b), usize::MAX, 4, 3), "matmul_bt", &["overflows"]);
+        expect_err(
+            k.matmul_bt(&mut c, &a, Weights::F32(&b[..9]), 2, 4, 3),
+            "matmul_bt",
+            &["b (n x k)", "expected 12", "got 9"],
+        );
+        expect_err(
+            k.matmul_bt(&mut c, &a[..5], Weights::F32(&b), 2, 4, 3),
+            "matmul_bt",
+            &["a (m x k)", "got 5"],
+        );
+        expect_err(
+            k.matmul_bt(&mut c[..7], &a, Weights::F32(&b), 2, 4, 3),
+            "matmul_bt",
+            &["c", "expected 8", "got 7"],
+        );
+        expect_err(
+            k.matmul_bt(&mut c, &a, Weights::F32(&b), usize::MAX, 4, 3),
+            "matmul_bt",
+            &["overflows"],
+        );
         let h = vec![f16::ZERO; 12];
-        expect_err(k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 3, 2), "matmul_bt_rows", &["[3, 2)"]);
-        expect_err(k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 2, 5), "matmul_bt_rows", &["[2, 5)", "[0, 4)"]);
-        expect_err(k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 1, 3), "matmul_bt_rows", &["c", "expected 4", "got 8"]);
+        expect_err(
+            k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 3, 2),
+            "matmul_bt_rows",
+            &["[3, 2)"],
+        );
+        expect_err(
+            k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 2, 5),
+            "matmul_bt_rows",
+            &["[2, 5)", "[0, 4)"],
+        );
+        expect_err(
+            k.matmul_bt_rows(&mut c, &a, Weights::F16(&h), 2, 4, 3, 1, 3),
+            "matmul_bt_rows",
+            &["c", "expected 4", "got 8"],
+        );
         assert_eq!(c, [0.0; 8]);
         // The right shapes work.
-        k.matmul_bt_rows(&mut c[..4], &a, Weights::F16(&h), 2, 4, 3, 1, 3).unwrap();
+        k.matmul_bt_rows(&mut c[..4], &a, Weights::F16(&h), 2, 4, 3, 1, 3)
+            .unwrap();
     }
 }
 
@@ -87,13 +146,33 @@ fn matmul_mismatches() {
 fn rope_mismatches() {
     for k in levels() {
         let mut x = [1.0f32; 12];
-        expect_err(k.rope_interleaved(&mut x, 2, 5, 0, 1e4), "rope_interleaved", &["even", "5"]);
-        expect_err(k.rope_halfsplit(&mut x, 2, 8, 0, 1e4), "rope_halfsplit", &["expected 16", "got 12"]);
+        expect_err(
+            k.rope_interleaved(&mut x, 2, 5, 0, 1e4),
+            "rope_interleaved",
+            &["even", "5"],
+        );
+        expect_err(
+            k.rope_halfsplit(&mut x, 2, 8, 0, 1e4),
+            "rope_halfsplit",
+            &["expected 16", "got 12"],
+        );
         let (cos, sin) = ([1.0f32; 3], [0.0f32; 2]);
-        expect_err(k.rope_interleaved_with(&mut x, 2, 6, &cos, &sin), "rope_interleaved_with", &["sin", "expected 3", "got 2"]);
-        expect_err(k.rope_halfsplit_with(&mut x, 3, 4, &cos, &sin), "rope_halfsplit_with", &["cos", "expected 2", "got 3"]);
+        expect_err(
+            k.rope_interleaved_with(&mut x, 2, 6, &cos, &sin),
+            "rope_interleaved_with",
+            &["sin", "expected 3", "got 2"],
+        );
+        expect_err(
+            k.rope_halfsplit_with(&mut x, 3, 4, &cos, &sin),
+            "rope_halfsplit_with",
+            &["cos", "expected 2", "got 3"],
+        );
         let (mut c2, mut s2) = ([0.0f32; 2], [0.0f32; 3]);
-        expect_err(k.rope_table(&mut c2, &mut s2, 4, 1, 1e4), "rope_table", &["sin"]);
+        expect_err(
+            k.rope_table(&mut c2, &mut s2, 4, 1, 1e4),
+            "rope_table",
+            &["sin"],
+        );
         assert_eq!(x, [1.0; 12]);
     }
 }
@@ -101,16 +180,31 @@ fn rope_mismatches() {
 #[test]
 fn free_functions_report_errors_too() {
     let mut d = [0.0f32; 2];
-    expect_err(vtpu_kernels::add(&mut d, &[1.0], &[1.0, 2.0]), "add", &["got 1"]);
-    expect_err(vtpu_kernels::matmul_bt(&mut d, &[1.0], Weights::F32(&[1.0]), 1, 2, 1), "matmul_bt", &["b (n x k)"]);
-    expect_err(vtpu_kernels::rope_halfsplit(&mut d, 1, 3, 0, 1.0), "rope_halfsplit", &["even"]);
+    expect_err(
+        vtpu_kernels::add(&mut d, &[1.0], &[1.0, 2.0]),
+        "add",
+        &["got 1"],
+    );
+    expect_err(
+        vtpu_kernels::matmul_bt(&mut d, &[1.0], Weights::F32(&[1.0]), 1, 2, 1),
+        "matmul_bt",
+        &["b (n x k)"],
+    );
+    expect_err(
+        vtpu_kernels::rope_halfsplit(&mut d, 1, 3, 0, 1.0),
+        "rope_halfsplit",
+        &["even"],
+    );
 }
 
 #[test]
 fn level_selection() {
     assert!(vtpu_kernels::is_supported(KernelLevel::Scalar));
     assert!(Kernels::new(KernelLevel::Scalar).is_some());
-    assert_eq!(Kernels::new(vtpu_kernels::detected()).map(|k| k.level()), Some(vtpu_kernels::detected()));
+    assert_eq!(
+        Kernels::new(vtpu_kernels::detected()).map(|k| k.level()),
+        Some(vtpu_kernels::detected())
+    );
     for l in KernelLevel::ALL {
         assert_eq!(KernelLevel::from_name(l.name()), Some(l));
         assert_eq!(Kernels::new(l).is_some(), l <= vtpu_kernels::detected());

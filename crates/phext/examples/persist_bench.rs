@@ -21,7 +21,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let base = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     let dir = base.join(format!("vtpu-persist-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create bench dir");
     let manifest = dir.join("bench.phext");
@@ -29,14 +32,17 @@ fn main() {
     let space = PhextSpace::new(Layout::Hilbert);
     let mut seed = 1u32;
     for i in 0..PAGES {
-        let c = Coord::new([1, 1, 1, 1, 1 + i / 64, 1, 1, 1 + (i / 8) % 8, 1 + i % 8]).expect("coordinate");
+        let c = Coord::new([1, 1, 1, 1, 1 + i / 64, 1, 1, 1 + (i / 8) % 8, 1 + i % 8])
+            .expect("coordinate");
         let data: Vec<f32> = (0..SHAPE[0] * SHAPE[1])
             .map(|_| {
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 (seed >> 8) as f32
             })
             .collect();
-        space.insert_f32(c, SHAPE, &data, PageKind::Owned).expect("insert");
+        space
+            .insert_f32(c, SHAPE, &data, PageKind::Owned)
+            .expect("insert");
     }
     let bytes = space.total_bytes() as f64;
     let want: Vec<u64> = space.pages().iter().map(|p| p.checksum()).collect();
@@ -64,9 +70,20 @@ fn main() {
     std::fs::remove_dir_all(&dir).expect("clean up");
 
     let mib = bytes / (1 << 20) as f64;
-    println!("{PAGES} f32 pages, {mib:.0} MiB, dir {} ({RUNS} runs, host wall clock, median)", base.display());
-    for (name, v) in [("save (write + fsync + rename)", save), ("load Map (mmap + verify xxh3)", map), ("load Copy (read + verify xxh3)", copy)] {
+    println!(
+        "{PAGES} f32 pages, {mib:.0} MiB, dir {} ({RUNS} runs, host wall clock, median)",
+        base.display()
+    );
+    for (name, v) in [
+        ("save (write + fsync + rename)", save),
+        ("load Map (mmap + verify xxh3)", map),
+        ("load Copy (read + verify xxh3)", copy),
+    ] {
         let s = median(v);
-        println!("  {name:32} {:8.2} ms  {:7.2} GB/s", s * 1e3, bytes / s / 1e9);
+        println!(
+            "  {name:32} {:8.2} ms  {:7.2} GB/s",
+            s * 1e3,
+            bytes / s / 1e9
+        );
     }
 }

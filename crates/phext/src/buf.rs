@@ -1,4 +1,4 @@
-//! A zeroed, 64-byte-aligned heap buffer addressed through a raw pointer.
+//! A 64-byte-aligned buffer addressed through a raw pointer.
 //!
 //! Pages hand out `&[u8]` / `&mut [u8]` into this memory under their own locks (see
 //! `page.rs`), and an arena is shared by many pages, each owning a disjoint range. Holding
@@ -8,47 +8,96 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
+use memmap2::MmapMut;
+
 /// Alignment of every page's first byte: one cache line, and enough for AVX-512 loads.
 pub const PAGE_ALIGN: usize = 64;
+
+/// From this size on, buffers are anonymous memory mappings instead of heap blocks. Why:
+/// the global allocator has no aligned calloc, so a 64-byte-aligned zeroed heap block is
+/// `posix_memalign` + a user-space memset that faults in every 4 KiB page one by one; an
+/// anonymous mapping is zeroed by the kernel, may use transparent huge pages, and is
+/// pre-faulted in one call.
+const ANON_THRESHOLD: usize = 2 << 20;
 
 #[repr(C, align(64))]
 struct Line([u8; PAGE_ALIGN]);
 
-/// Owned, zero-initialised, 64-byte-aligned bytes. Freed on drop.
+/// Owned, initialised, 64-byte-aligned bytes. Freed on drop.
 pub(crate) struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
+    /// `Some` for large buffers (see `ANON_THRESHOLD`); `None`: a heap block of `len`
+    /// bytes, or nothing when `len == 0`.
+    anon: Option<MmapMut>,
 }
 
 // SAFETY: AlignedBuf is plain owned memory with no thread affinity. It never creates
-// references itself; whoever reads or writes through `as_ptr` is responsible for
-// synchronisation (pages do it with a per-page lock over a disjoint range).
+// references itself (except through `&mut self`); whoever reads or writes through
+// `as_ptr` is responsible for synchronisation (pages do it with a per-page lock over a
+// disjoint range).
 unsafe impl Send for AlignedBuf {}
 // SAFETY: see Send; `&AlignedBuf` only exposes the pointer and the length.
 unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
-    /// `len` zero bytes at a 64-byte-aligned address; `None` if the allocator refuses.
+    /// `len` zero bytes at a 64-byte-aligned address; `None` if the memory is refused.
     pub(crate) fn zeroed(len: usize) -> Option<AlignedBuf> {
+        AlignedBuf::allocate(len, true)
+    }
+
+    /// A copy of `bytes` in a new aligned buffer.
+    pub(crate) fn copy_of(bytes: &[u8]) -> Option<AlignedBuf> {
+        // Not zeroed first: every byte is written right here, before any borrow exists.
+        let buf = AlignedBuf::allocate(bytes.len(), false)?;
+        // SAFETY: buf is freshly allocated with bytes.len() bytes and not yet shared.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_ptr(), bytes.len()) };
+        Some(buf)
+    }
+
+    /// `len` bytes; zeroed when `zero` (anonymous mappings always are). A heap block
+    /// allocated with `zero == false` is uninitialised: the caller must fill all of it
+    /// before anything borrows it.
+    fn allocate(len: usize, zero: bool) -> Option<AlignedBuf> {
         if len == 0 {
             // A dangling but aligned, non-null pointer: valid for zero-length slices.
             return Some(AlignedBuf {
                 ptr: NonNull::<Line>::dangling().cast(),
                 len: 0,
+                anon: None,
+            });
+        }
+        if len >= ANON_THRESHOLD {
+            let mut map = MmapMut::map_anon(len).ok()?;
+            #[cfg(target_os = "linux")]
+            {
+                // Hints only: without THP or MADV_POPULATE_WRITE (Linux < 5.14) the
+                // mapping still holds correct, lazily faulted zero pages.
+                let _ = map.advise(memmap2::Advice::HugePage);
+                let _ = map.advise(memmap2::Advice::PopulateWrite);
+            }
+            // Page aligned, hence 64-byte aligned.
+            let ptr = NonNull::new(map.as_mut_ptr())?;
+            return Some(AlignedBuf {
+                ptr,
+                len,
+                anon: Some(map),
             });
         }
         let layout = Layout::from_size_align(len, PAGE_ALIGN).ok()?;
         // SAFETY: layout has non-zero size.
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        NonNull::new(raw).map(|ptr| AlignedBuf { ptr, len })
-    }
-
-    /// A copy of `bytes` in a new aligned buffer.
-    pub(crate) fn copy_of(bytes: &[u8]) -> Option<AlignedBuf> {
-        let buf = AlignedBuf::zeroed(bytes.len())?;
-        // SAFETY: buf is freshly allocated with bytes.len() bytes and not yet shared.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.as_ptr(), bytes.len()) };
-        Some(buf)
+        let raw = unsafe {
+            if zero {
+                alloc::alloc_zeroed(layout)
+            } else {
+                alloc::alloc(layout)
+            }
+        };
+        NonNull::new(raw).map(|ptr| AlignedBuf {
+            ptr,
+            len,
+            anon: None,
+        })
     }
 
     /// Start of the buffer (64-byte aligned).
@@ -62,19 +111,19 @@ impl AlignedBuf {
 
     /// The whole buffer, mutably. Only for a buffer not yet shared with any page.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: we own the allocation of `len` initialised (zeroed) bytes and `&mut self`
-        // proves no other borrow of it exists.
+        // SAFETY: we own `len` initialised bytes (zeroed, or filled by copy_of) and
+        // `&mut self` proves no other borrow of them exists.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        if self.len == 0 {
-            return;
+        if self.len == 0 || self.anon.is_some() {
+            return; // nothing to free, or the mapping unmaps itself
         }
         if let Ok(layout) = Layout::from_size_align(self.len, PAGE_ALIGN) {
-            // SAFETY: allocated in `zeroed` with exactly this layout.
+            // SAFETY: allocated in `allocate` with exactly this layout.
             unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
         }
     }
@@ -92,13 +141,28 @@ mod tests {
             assert_eq!(b.len(), len);
             assert!(b.as_mut_slice().iter().all(|&x| x == 0));
         }
-        let c = AlignedBuf::copy_of(&[1, 2, 3]).unwrap();
-        // SAFETY: 3 initialised bytes.
-        assert_eq!(unsafe { std::slice::from_raw_parts(c.as_ptr(), 3) }, &[1, 2, 3]);
+        let mut c = AlignedBuf::copy_of(&[1, 2, 3]).unwrap();
+        assert_eq!(c.as_mut_slice(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn large_buffers_are_mapped_zeroed_and_copyable() {
+        let mut b = AlignedBuf::zeroed(ANON_THRESHOLD + 100).unwrap();
+        assert!(b.anon.is_some());
+        assert_eq!(b.as_ptr() as usize % PAGE_ALIGN, 0);
+        assert!(b.as_mut_slice().iter().all(|&x| x == 0));
+        let src: Vec<u8> = (0..ANON_THRESHOLD + 3).map(|i| i as u8).collect();
+        let mut c = AlignedBuf::copy_of(&src).unwrap();
+        assert_eq!(c.as_mut_slice(), &src[..]);
+        let small: Vec<u8> = (0..1000).map(|i| (i * 7) as u8).collect();
+        let mut d = AlignedBuf::copy_of(&small).unwrap();
+        assert!(d.anon.is_none());
+        assert_eq!(d.as_mut_slice(), &small[..]);
     }
 
     #[test]
     fn absurd_size_is_refused_not_aborted() {
         assert!(AlignedBuf::zeroed(usize::MAX - 10).is_none());
+        assert!(AlignedBuf::zeroed(1 << 62).is_none());
     }
 }

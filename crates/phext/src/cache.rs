@@ -6,7 +6,13 @@
 //!
 //! Hit cost: one atomic load (the space epoch) and a compare, one 64x64->128 multiply to
 //! pick the set, and a scan of `ways` u128 keys stored side by side (4 ways = one cache
-//! line), plus an LRU stamp write. Invalidation is lazy: when the space's epoch (bumped by
+//! line), plus an LRU stamp write.
+//!
+//! Set index: like a hardware TLB, the lowest part (scroll) indexes the set directly, so
+//! up to `sets` consecutive scrolls of one row (all other parts equal) never conflict;
+//! the other eight parts are hashed into a pseudo-random offset, so different rows
+//! (matrices, layers) start at unrelated sets. A pure hash would scatter a sequential
+//! tile stream randomly and cause conflict misses well below capacity. Invalidation is lazy: when the space's epoch (bumped by
 //! every free/replace) differs from the epoch the cache was filled under, the whole cache
 //! is dropped at the next lookup. Dropping everything (rather than per-entry epochs) also
 //! releases the cache's references to freed pages promptly.
@@ -33,6 +39,13 @@ pub(crate) fn key_hash(key: u128) -> u64 {
     let hi = (key >> 64) as u64 ^ K_HI;
     let m = u128::from(lo) * u128::from(hi);
     (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// The translation-cache set of `key` (see the module docs): scroll + hash(other parts).
+#[inline(always)]
+fn set_index(key: u128, set_mask: usize) -> usize {
+    let scroll = key as u64 & ((1 << crate::coord::KEY_BITS_PER_PART) - 1);
+    (scroll.wrapping_add(key_hash(key >> crate::coord::KEY_BITS_PER_PART)) as usize) & set_mask
 }
 
 /// `BuildHasher` for maps keyed by [`CoordKey`]: [`key_hash`] instead of SipHash.
@@ -131,7 +144,7 @@ impl TranslationCache {
         if epoch != self.epoch || space.id() != self.space_id {
             self.rebind(space.id(), epoch);
         }
-        let base = (key_hash(key.0) as usize & self.set_mask) * self.ways;
+        let base = set_index(key.0, self.set_mask) * self.ways;
         let hit = self.keys[base..base + self.ways]
             .iter()
             .position(|&k| k == key.0);
@@ -238,7 +251,8 @@ mod tests {
     fn space_with(n: u32) -> PhextSpace {
         let s = PhextSpace::new(Layout::Insertion);
         for i in 1..=n {
-            s.alloc(coord(i), DType::F32, [1, 16], PageKind::Owned).unwrap();
+            s.alloc(coord(i), DType::F32, [1, 16], PageKind::Owned)
+                .unwrap();
         }
         s
     }
@@ -253,7 +267,10 @@ mod tests {
         assert!(c.lookup(&s, coord(1).key()).is_some());
         assert!(c.lookup_ref(&s, coord(2).key()).is_some());
         assert!(c.lookup(&s, coord(9).key()).is_none(), "page fault");
-        assert!(c.lookup(&s, coord(9).key()).is_none(), "faults are not cached");
+        assert!(
+            c.lookup(&s, coord(9).key()).is_none(),
+            "faults are not cached"
+        );
         assert_eq!((c.hits(), c.misses()), (1, 4));
         assert_eq!(c.lookup(&s, coord(2).key()).unwrap().coord(), coord(2));
         assert_eq!(c.hit_rate(), Some(2.0 / 6.0));
@@ -284,13 +301,24 @@ mod tests {
         let k = coord(1).key();
         let before = c.lookup(&s, k).unwrap();
         s.free(coord(1)).unwrap();
-        assert!(c.lookup(&s, k).is_none(), "freed page must not be served from the cache");
-        s.insert_f32(coord(1), [1, 1], &[7.0], PageKind::Owned).unwrap();
+        assert!(
+            c.lookup(&s, k).is_none(),
+            "freed page must not be served from the cache"
+        );
+        s.insert_f32(coord(1), [1, 1], &[7.0], PageKind::Owned)
+            .unwrap();
         let after = c.lookup(&s, k).unwrap();
         assert!(!Arc::ptr_eq(&before, &after));
         let e = s.epoch();
-        s.replace_bytes(coord(1), DType::F32, [1, 1], &8f32.to_le_bytes(), false, PageKind::Owned)
-            .unwrap();
+        s.replace_bytes(
+            coord(1),
+            DType::F32,
+            [1, 1],
+            &8f32.to_le_bytes(),
+            false,
+            PageKind::Owned,
+        )
+        .unwrap();
         assert!(s.epoch() > e);
         assert_eq!(c.lookup(&s, k).unwrap().to_f32_vec().unwrap(), vec![8.0]);
         assert_eq!(c.hits(), 0);
@@ -300,7 +328,8 @@ mod tests {
     fn binds_to_one_space_at_a_time() {
         let s1 = space_with(1);
         let s2 = PhextSpace::new(Layout::Insertion);
-        s2.insert_f32(coord(1), [1, 1], &[2.0], PageKind::Owned).unwrap();
+        s2.insert_f32(coord(1), [1, 1], &[2.0], PageKind::Owned)
+            .unwrap();
         let mut c = TranslationCache::default();
         let p1 = c.lookup(&s1, coord(1).key()).unwrap();
         let p2 = c.lookup(&s2, coord(1).key()).unwrap();
@@ -318,6 +347,28 @@ mod tests {
     }
 
     #[test]
+    fn consecutive_scrolls_never_conflict_up_to_capacity() {
+        // Four rows (e.g. four weight matrices) of 64 consecutive tiles each: 256 pages in
+        // a 64 x 4 cache, all resident after one pass.
+        let s = PhextSpace::new(Layout::Insertion);
+        let mut keys = Vec::new();
+        for row in 1..=4u32 {
+            for t in 1..=64u32 {
+                let c = Coord::new([1, row, 1, 1, 1, 1, 1, 3, t]).unwrap();
+                s.alloc(c, DType::I8, [1, 1], PageKind::Owned).unwrap();
+                keys.push(c.key());
+            }
+        }
+        let mut c = TranslationCache::default();
+        for _ in 0..3 {
+            for &k in &keys {
+                assert!(c.lookup_ref(&s, k).is_some());
+            }
+        }
+        assert_eq!((c.misses(), c.hits()), (256, 512));
+    }
+
+    #[test]
     fn key_hash_spreads_neighbouring_keys_over_sets() {
         // 4096 neighbouring coordinates into 64 sets: every set gets a fair share.
         let mut counts = [0u32; 64];
@@ -328,6 +379,9 @@ mod tests {
             }
         }
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
-        assert!(*min >= 32 && *max <= 100, "sets got {min}..{max} of 4096 keys");
+        assert!(
+            *min >= 32 && *max <= 100,
+            "sets got {min}..{max} of 4096 keys"
+        );
     }
 }

@@ -406,7 +406,9 @@ mod tests {
         assert!(Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 1000]).is_err());
         assert!(Coord::new_with_limit([1; 9], 0).is_err());
         assert_eq!(
-            Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 0]).unwrap_err().to_string(),
+            Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 0])
+                .unwrap_err()
+                .to_string(),
             "part 9 (scroll) is 0, must be 1..=999"
         );
     }
@@ -425,7 +427,10 @@ mod tests {
         assert!(c.with_part(0, 0, 999).is_err());
         assert!(c.with_part(9, 1, 999).is_err());
         let big = Coord::new_with_limit([2000, 1, 1, 1, 1, 1, 1, 1, 1], 16383).unwrap();
-        assert!(big.offset(8, 1, 999).is_err(), "other parts obey the limit too");
+        assert!(
+            big.offset(8, 1, 999).is_err(),
+            "other parts obey the limit too"
+        );
         assert_eq!(c.part(9), None);
     }
 
@@ -445,7 +450,10 @@ mod tests {
     #[test]
     fn bad_keys() {
         assert!(Coord::from_key(CoordKey(u128::MAX)).is_err());
-        assert!(Coord::from_key(CoordKey(PART_MASK)).is_err(), "scroll field 16383 -> part 16384");
+        assert!(
+            Coord::from_key(CoordKey(PART_MASK)).is_err(),
+            "scroll field 16383 -> part 16384"
+        );
         assert_eq!(Coord::from_key(CoordKey(1)).unwrap().part(8), Some(2));
     }
 

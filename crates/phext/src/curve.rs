@@ -165,12 +165,17 @@ mod tests {
     }
 
     fn check_hilbert_grid(side: u32) {
-        let mut cells: Vec<(u128, Coord)> =
-            grid(side).into_iter().map(|c| (hilbert_key(&c), c)).collect();
+        let mut cells: Vec<(u128, Coord)> = grid(side)
+            .into_iter()
+            .map(|c| (hilbert_key(&c), c))
+            .collect();
         cells.sort_unstable_by_key(|&(k, _)| k);
         // The grid at the origin is the first side^9 cells of the curve, each index once.
         for (i, (k, _)) in cells.iter().enumerate() {
-            assert_eq!(*k, i as u128, "grid of side {side} is not a prefix of the curve");
+            assert_eq!(
+                *k, i as u128,
+                "grid of side {side} is not a prefix of the curve"
+            );
         }
         for w in cells.windows(2) {
             assert!(
@@ -197,7 +202,11 @@ mod tests {
     #[test]
     fn zorder_is_bit_interleaving() {
         let c = Coord::new([2, 1, 1, 1, 1, 1, 1, 1, 1]).unwrap();
-        assert_eq!(zorder_key(&c), 1 << 8, "library bit 0 sits above the other 8 axes");
+        assert_eq!(
+            zorder_key(&c),
+            1 << 8,
+            "library bit 0 sits above the other 8 axes"
+        );
         let s = Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 2]).unwrap();
         assert_eq!(zorder_key(&s), 1);
         let s3 = Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 3]).unwrap();

@@ -39,7 +39,9 @@ pub enum CoordError {
 /// 0-based in the fields and printed 1-based with their names.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ParseProblem {
-    #[error("empty text, expected library.shelf.series/collection.volume.book/chapter.section.scroll")]
+    #[error(
+        "empty text, expected library.shelf.series/collection.volume.book/chapter.section.scroll"
+    )]
     Empty,
     #[error("has {found} groups separated by '/', expected 3")]
     GroupCount { found: usize },

@@ -95,8 +95,8 @@ impl Header {
         if h[45..56].iter().any(|&b| b != 0) {
             return Err("reserved header bytes 45..56 are not zero".to_string());
         }
-        let layout = Layout::from_code(h[44])
-            .ok_or_else(|| format!("unknown layout code {}", h[44]))?;
+        let layout =
+            Layout::from_code(h[44]).ok_or_else(|| format!("unknown layout code {}", h[44]))?;
         let part_limit = u32_at(h, 40);
         if !(1..=MAX_PART_LIMIT).contains(&part_limit) {
             return Err(format!(
@@ -148,7 +148,9 @@ pub(crate) fn is_plain_file_name(name: &str) -> bool {
 }
 
 fn parse_hex16(s: &str) -> Option<u64> {
-    let ok = s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         u64::from_str_radix(s, 16).ok()
     } else {
@@ -205,9 +207,9 @@ impl PageEntry {
         let mut values: [Option<&str>; 9] = [None; 9];
         let body = text.strip_suffix('\n').unwrap_or(text);
         for (n, line) in body.split('\n').enumerate() {
-            let (key, value) = line.split_once('=').ok_or_else(|| {
-                format!("line {} {:?} is not key=value", n + 1, cut(line))
-            })?;
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {} {:?} is not key=value", n + 1, cut(line)))?;
             let slot = KEYS
                 .iter()
                 .position(|&k| k == key)
@@ -240,7 +242,12 @@ impl PageEntry {
             "owned" => PageKind::Owned,
             "mapped" => PageKind::Mapped,
             "scratch" => return Err("kind scratch: scratch pages are never saved".to_string()),
-            other => return Err(format!("unknown kind {:?}, expected owned or mapped", cut(other))),
+            other => {
+                return Err(format!(
+                    "unknown kind {:?}, expected owned or mapped",
+                    cut(other)
+                ))
+            }
         };
         let read_only = match get(4)? {
             "true" => true,
@@ -253,7 +260,10 @@ impl PageEntry {
         let offset = parse_num(get(5)?, "offset")?;
         let length = parse_num(get(6)?, "length")?;
         let xxh3 = parse_hex16(get(7)?).ok_or_else(|| {
-            format!("xxh3 {:?} is not 16 lower-case hex digits", cut(get(7).unwrap_or("")))
+            format!(
+                "xxh3 {:?} is not 16 lower-case hex digits",
+                cut(get(7).unwrap_or(""))
+            )
         })?;
         let sidecar = get(8)?.to_string();
         let elems = shape[0]
@@ -282,7 +292,12 @@ impl PageEntry {
 
 /// A decimal u64 (digits only: no sign, no spaces), fitting in usize.
 fn parse_num(s: &str, what: &str) -> Result<u64, String> {
-    let bad = || format!("{what} {:?} is not a decimal number that fits this machine", cut(s));
+    let bad = || {
+        format!(
+            "{what} {:?} is not a decimal number that fits this machine",
+            cut(s)
+        )
+    };
     if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -358,7 +373,9 @@ mod tests {
         };
         let bytes = h.encode();
         assert_eq!(Header::decode(&bytes).unwrap(), h);
-        assert!(Header::decode(&bytes[..10]).unwrap_err().contains("shorter"));
+        assert!(Header::decode(&bytes[..10])
+            .unwrap_err()
+            .contains("shorter"));
         let mut bad = bytes;
         bad[0] = b'X';
         assert!(Header::decode(&bad).unwrap_err().contains("magic"));

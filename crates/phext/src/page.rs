@@ -123,7 +123,17 @@ impl Page {
     ) -> Page {
         let (elems, len) = (shape[0].saturating_mul(shape[1]), buf.len());
         let ptr = NonNull::new(buf.as_ptr()).unwrap_or(NonNull::dangling());
-        Page::assemble(coord, dtype, shape, kind, elems, ptr, len, read_only, Backing::Heap(buf))
+        Page::assemble(
+            coord,
+            dtype,
+            shape,
+            kind,
+            elems,
+            ptr,
+            len,
+            read_only,
+            Backing::Heap(buf),
+        )
     }
 
     /// A page over `arena[offset..offset + len]`.
@@ -147,7 +157,9 @@ impl Page {
         let raw = unsafe { arena.as_ptr().add(offset) };
         let ptr = NonNull::new(raw).unwrap_or(NonNull::dangling());
         let backing = Backing::Arena(arena);
-        Page::assemble(coord, dtype, shape, kind, elems, ptr, len, read_only, backing)
+        Page::assemble(
+            coord, dtype, shape, kind, elems, ptr, len, read_only, backing,
+        )
     }
 
     /// A read-only page over `map[offset..offset + len]`, where `len` is the size of a
@@ -213,7 +225,11 @@ impl Page {
             elems,
             ptr,
             len,
-            lock: if read_only { None } else { Some(RwLock::new(())) },
+            lock: if read_only {
+                None
+            } else {
+                Some(RwLock::new(()))
+            },
             backing,
         }
     }
@@ -352,7 +368,14 @@ impl Page {
 
     /// All elements of an f32 page, as a new vector (tests, reports; not for hot loops).
     pub fn to_f32_vec(&self) -> Result<Vec<f32>, PageError> {
-        let mut out = vec![0.0; if self.dtype == DType::F32 { self.elems } else { 0 }];
+        let mut out = vec![
+            0.0;
+            if self.dtype == DType::F32 {
+                self.elems
+            } else {
+                0
+            }
+        ];
         self.read_f32(0, &mut out)?;
         Ok(out)
     }
@@ -409,7 +432,14 @@ mod tests {
     fn heap_page(shape: [usize; 2], read_only: bool) -> Page {
         let (_, len) = page_size(Coord::ORIGIN, DType::F32, shape).unwrap();
         let buf = AlignedBuf::zeroed(len).unwrap();
-        Page::from_heap(Coord::ORIGIN, DType::F32, shape, PageKind::Owned, buf, read_only)
+        Page::from_heap(
+            Coord::ORIGIN,
+            DType::F32,
+            shape,
+            PageKind::Owned,
+            buf,
+            read_only,
+        )
     }
 
     #[test]
@@ -423,11 +453,19 @@ mod tests {
         assert_eq!(out, [0.0, 1.0, 2.0, 3.0]);
         assert!(matches!(
             p.read_f32(6, &mut out),
-            Err(PageError::OutOfBounds { offset: 6, len: 4, page_elems: 8, .. })
+            Err(PageError::OutOfBounds {
+                offset: 6,
+                len: 4,
+                page_elems: 8,
+                ..
+            })
         ));
         assert!(p.write_f32(usize::MAX, &[1.0]).is_err());
         assert!(p.view().is_none());
-        assert_eq!(p.to_f32_vec().unwrap(), vec![0.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            p.to_f32_vec().unwrap(),
+            vec![0.0, 0.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0]
+        );
         let q = Page::from_heap(
             Coord::ORIGIN,
             DType::I8,
@@ -436,7 +474,10 @@ mod tests {
             AlignedBuf::zeroed(4).unwrap(),
             false,
         );
-        assert!(matches!(q.read_f32(0, &mut out[..1]), Err(PageError::DType { .. })));
+        assert!(matches!(
+            q.read_f32(0, &mut out[..1]),
+            Err(PageError::DType { .. })
+        ));
     }
 
     #[test]

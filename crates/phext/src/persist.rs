@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use memmap2::Mmap;
+use memmap2::MmapOptions;
 
 use crate::buf::AlignedBuf;
 use crate::coord::{Coord, DEFAULT_PART_LIMIT};
@@ -181,7 +181,10 @@ impl PhextSpace {
             .filter(|p| p.kind().is_persisted())
             .cloned()
             .collect();
-        if let Some(p) = pages.iter().find(|p| p.coord().max_part() > FILE_PART_LIMIT) {
+        if let Some(p) = pages
+            .iter()
+            .find(|p| p.coord().max_part() > FILE_PART_LIMIT)
+        {
             return Err(PersistError::PartAboveFileLimit { coord: p.coord() });
         }
         let old_sidecar = previous_sidecar(manifest_path, &name);
@@ -215,8 +218,8 @@ impl PhextSpace {
                     checkpoint("sidecar-write").map_err(io::Error::other)?;
                 }
                 w.write_all(&[0u8; 64][..off - pos])?; // padding is < 64 bytes
-                // Hash and write under one read lock, so the checksum matches the bytes
-                // even while sentrons keep writing.
+                                                       // Hash and write under one read lock, so the checksum matches the bytes
+                                                       // even while sentrons keep writing.
                 let sum = p.read(|b| w.write_all(b).map(|()| xxhash_rust::xxh3::xxh3_64(b)))?;
                 sums.push(sum);
                 pos = off + p.len_bytes();
@@ -232,7 +235,11 @@ impl PhextSpace {
         meta.extend_from_slice(&self.part_limit().to_le_bytes());
         for ((p, &off), &sum) in pages.iter().zip(&offsets).zip(&sums) {
             meta.extend_from_slice(&p.coord().key().0.to_le_bytes());
-            meta.extend_from_slice(&[p.dtype().code(), kind_code(p.kind()), p.is_read_only() as u8]);
+            meta.extend_from_slice(&[
+                p.dtype().code(),
+                kind_code(p.kind()),
+                p.is_read_only() as u8,
+            ]);
             for v in [p.shape()[0], p.shape()[1], off, p.len_bytes()] {
                 meta.extend_from_slice(&(v as u64).to_le_bytes());
             }
@@ -253,14 +260,16 @@ impl PhextSpace {
             .and_then(|_| file.write_all(&header.encode()))
             .map_err(io_err("write sidecar header", &tmp_sidecar))?;
         checkpoint("sidecar-sync")?;
-        file.sync_all().map_err(io_err("fsync temp sidecar", &tmp_sidecar))?;
+        file.sync_all()
+            .map_err(io_err("fsync temp sidecar", &tmp_sidecar))?;
         drop(file);
 
         // 2. Rename to the versioned name.
         let new_name = sidecar_name(&name, content_id);
         let sidecar_path = dir.join(&new_name);
         checkpoint("sidecar-rename")?;
-        fs::rename(&tmp_sidecar, &sidecar_path).map_err(io_err("rename sidecar to", &sidecar_path))?;
+        fs::rename(&tmp_sidecar, &sidecar_path)
+            .map_err(io_err("rename sidecar to", &sidecar_path))?;
         tmp_guard.disarm();
         // Until the manifest commits, the new sidecar is garbage, unless it is the very
         // file the old manifest names (identical content, same id).
@@ -296,10 +305,12 @@ impl PhextSpace {
         mf.write_all(text.as_bytes())
             .map_err(io_err("write temp manifest", &tmp_manifest))?;
         checkpoint("manifest-sync")?;
-        mf.sync_all().map_err(io_err("fsync temp manifest", &tmp_manifest))?;
+        mf.sync_all()
+            .map_err(io_err("fsync temp manifest", &tmp_manifest))?;
         drop(mf);
         checkpoint("manifest-rename")?;
-        fs::rename(&tmp_manifest, manifest_path).map_err(io_err("rename manifest to", manifest_path))?;
+        fs::rename(&tmp_manifest, manifest_path)
+            .map_err(io_err("rename manifest to", manifest_path))?;
         manifest_guard.disarm();
         sidecar_guard.disarm();
         // Committed. A failed directory fsync now only risks durability, not consistency;
@@ -310,7 +321,8 @@ impl PhextSpace {
         let mut old_sidecar_left = None;
         if let Some(old) = old_sidecar.filter(|o| *o != new_name) {
             let old_path = dir.join(old);
-            let deleted = checkpoint("old-sidecar-delete").is_ok() && fs::remove_file(&old_path).is_ok();
+            let deleted =
+                checkpoint("old-sidecar-delete").is_ok() && fs::remove_file(&old_path).is_ok();
             if !deleted {
                 old_sidecar_left = Some(old_path);
             }
@@ -381,8 +393,10 @@ impl PhextSpace {
             LoadMode::Map => {
                 // SAFETY: the mapping is read-only and pages never write through it. The
                 // file must not be modified while mapped (saves never do: they rename new
-                // files into place); see the module docs.
-                let map = unsafe { Mmap::map(&file) }.map_err(io_err("mmap sidecar", &sidecar_path))?;
+                // files into place); see the module docs. `populate` pre-faults the whole
+                // file in one call: load reads every byte to verify checksums anyway.
+                let map = unsafe { MmapOptions::new().populate().map(&file) }
+                    .map_err(io_err("mmap sidecar", &sidecar_path))?;
                 let header = check_sidecar(&map, &entries, name_id, &sidecar_path, manifest_path)?;
                 let space = PhextSpace::with_part_limit(header.layout, header.part_limit)?;
                 let pages = entries
@@ -405,8 +419,13 @@ impl PhextSpace {
                 })?;
                 file.read_exact(buf.as_mut_slice())
                     .map_err(io_err("read sidecar", &sidecar_path))?;
-                let header =
-                    check_sidecar(buf.as_mut_slice(), &entries, name_id, &sidecar_path, manifest_path)?;
+                let header = check_sidecar(
+                    buf.as_mut_slice(),
+                    &entries,
+                    name_id,
+                    &sidecar_path,
+                    manifest_path,
+                )?;
                 let space = PhextSpace::with_part_limit(header.layout, header.part_limit)?;
                 let pages = entries
                     .iter()
@@ -462,11 +481,12 @@ fn read_manifest(path: &Path) -> Result<Vec<PageEntry>, PersistError> {
                 source,
             }
         })?;
-        let entry = PageEntry::parse(coord, &scroll).map_err(|problem| PersistError::BadScroll {
-            path: path.to_path_buf(),
-            coord: coord.to_string(),
-            problem,
-        })?;
+        let entry =
+            PageEntry::parse(coord, &scroll).map_err(|problem| PersistError::BadScroll {
+                path: path.to_path_buf(),
+                coord: coord.to_string(),
+                problem,
+            })?;
         entries.push(entry);
     }
     // Zero-length pages first at a shared offset, so they never look like overlaps.

@@ -38,7 +38,9 @@ fn c(scroll: u32) -> Coord {
 
 fn values(m: &Path) -> Vec<Vec<f32>> {
     let s = PhextSpace::load(m, LoadMode::Map).unwrap();
-    (1..=4).map(|i| s.get(c(i)).unwrap().to_f32_vec().unwrap()).collect()
+    (1..=4)
+        .map(|i| s.get(c(i)).unwrap().to_f32_vec().unwrap())
+        .collect()
 }
 
 fn fail_at<T>(step: &'static str, f: impl FnOnce() -> T) -> T {
@@ -63,13 +65,17 @@ fn failed_save_at_any_step_keeps_the_previous_save() {
     let m = dir.0.join("s.phext");
     let s = PhextSpace::new(Layout::Hilbert);
     for i in 1..=4 {
-        s.insert_f32(c(i), [1, 32], &[i as f32; 32], PageKind::Owned).unwrap();
+        s.insert_f32(c(i), [1, 32], &[i as f32; 32], PageKind::Owned)
+            .unwrap();
     }
     s.save(&m).unwrap();
     let files_before = dir.files();
     let before = values(&m);
     for (n, step) in STEPS.iter().enumerate() {
-        s.get(c(1)).unwrap().write_f32(0, &[100.0 + n as f32]).unwrap();
+        s.get(c(1))
+            .unwrap()
+            .write_f32(0, &[100.0 + n as f32])
+            .unwrap();
         let e = fail_at(step, || s.save(&m)).unwrap_err();
         assert!(e.to_string().contains(step), "{step}: {e}");
         assert_eq!(dir.files(), files_before, "{step}: leftovers");
@@ -89,7 +95,11 @@ fn failed_save_at_any_step_keeps_the_previous_save() {
     s.get(c(2)).unwrap().write_f32(0, &[7.0]).unwrap();
     let next = s.save(&m).unwrap();
     assert_eq!(next.old_sidecar_left, None);
-    assert_eq!(dir.files().len(), 3, "manifest, new sidecar, the reported leftover");
+    assert_eq!(
+        dir.files().len(),
+        3,
+        "manifest, new sidecar, the reported leftover"
+    );
 }
 
 #[test]

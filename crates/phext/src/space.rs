@@ -108,6 +108,7 @@ impl PhextSpace {
     }
 
     /// Process-unique id of this space (translation caches bind to one space at a time).
+    #[inline]
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
@@ -249,7 +250,8 @@ impl PhextSpace {
                 got: bytes.len(),
             });
         }
-        let buf = AlignedBuf::copy_of(bytes).ok_or(SpaceError::OutOfMemory { coord, bytes: len })?;
+        let buf =
+            AlignedBuf::copy_of(bytes).ok_or(SpaceError::OutOfMemory { coord, bytes: len })?;
         Ok(Page::from_heap(coord, dtype, shape, kind, buf, read_only))
     }
 
@@ -376,7 +378,8 @@ impl PhextSpace {
             end = align_up(end.checked_add(sizes[i]).ok_or(overflow.clone())?)
                 .ok_or(overflow.clone())?;
         }
-        let mut arena = AlignedBuf::zeroed(end).ok_or(SpaceError::ArenaOutOfMemory { bytes: end })?;
+        let mut arena =
+            AlignedBuf::zeroed(end).ok_or(SpaceError::ArenaOutOfMemory { bytes: end })?;
         let dst = arena.as_mut_slice();
         let mut placed = Vec::with_capacity(pages.len());
         for (i, p) in pages.into_iter().enumerate() {

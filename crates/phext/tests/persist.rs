@@ -20,7 +20,10 @@ fn scrolls(manifest: &Path) -> HashMap<Coord, String> {
 }
 
 fn write_scrolls(manifest: &Path, scrolls: HashMap<Coord, String>) {
-    let map = scrolls.into_iter().map(|(c, s)| (c.to_libphext(), s)).collect();
+    let map = scrolls
+        .into_iter()
+        .map(|(c, s)| (c.to_libphext(), s))
+        .collect();
     fs::write(manifest, libphext::phext::implode(map)).unwrap();
 }
 
@@ -48,10 +51,18 @@ fn round_trip_all_kinds_dtypes_layouts() {
         let want = snapshot(&s);
         assert_eq!(stats.pages, want.len());
         assert_eq!(stats.skipped_scratch, DType::ALL.len());
-        assert_eq!(dir.files(), vec![
-            "space.phext".to_string(),
-            stats.sidecar.file_name().unwrap().to_string_lossy().into_owned(),
-        ]);
+        assert_eq!(
+            dir.files(),
+            vec![
+                "space.phext".to_string(),
+                stats
+                    .sidecar
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ]
+        );
 
         // libphext reads the manifest: one scroll per saved page, at its coordinate.
         let sc = scrolls(&m);
@@ -64,7 +75,13 @@ fn round_trip_all_kinds_dtypes_layouts() {
             let l = PhextSpace::load(&m, mode).unwrap();
             assert_eq!((l.layout(), l.part_limit()), (layout, 999));
             assert_eq!(snapshot(&l), want, "{layout} {mode:?}");
-            assert_eq!(l.coords(), s.coords().into_iter().filter(|c| want.iter().any(|w| w.0 == *c)).collect::<Vec<_>>());
+            assert_eq!(
+                l.coords(),
+                s.coords()
+                    .into_iter()
+                    .filter(|c| want.iter().any(|w| w.0 == *c))
+                    .collect::<Vec<_>>()
+            );
             for p in l.pages() {
                 let orig = s.get(p.coord()).unwrap();
                 assert_eq!(p.address() % 64, 0);
@@ -80,7 +97,11 @@ fn round_trip_all_kinds_dtypes_layouts() {
                 }
             }
             // Sidecar order is layout order: addresses increase along coords().
-            let addrs: Vec<usize> = l.coords().iter().map(|&c| l.page_address(c).unwrap()).collect();
+            let addrs: Vec<usize> = l
+                .coords()
+                .iter()
+                .map(|&c| l.page_address(c).unwrap())
+                .collect();
             assert!(addrs.windows(2).all(|w| w[0] <= w[1]), "{layout} {mode:?}");
         }
 
@@ -88,13 +109,21 @@ fn round_trip_all_kinds_dtypes_layouts() {
         let mapped = PhextSpace::load(&m, LoadMode::Map).unwrap();
         let m2 = dir.join("again.phext");
         mapped.save(&m2).unwrap();
-        assert!(scrolls(&m2).values().all(|s| s.contains("kind=mapped\nread_only=true")));
+        assert!(scrolls(&m2)
+            .values()
+            .all(|s| s.contains("kind=mapped\nread_only=true")));
         let back = PhextSpace::load(&m2, LoadMode::Copy).unwrap();
         assert_eq!(snapshot(&back), want);
-        assert!(back.pages().iter().all(|p| !p.is_read_only()), "mapped pages load as writable copies");
+        assert!(
+            back.pages().iter().all(|p| !p.is_read_only()),
+            "mapped pages load as writable copies"
+        );
         // And saving a mapped space over its own manifest keeps it valid.
         mapped.save(&m).unwrap();
-        assert_eq!(snapshot(&PhextSpace::load(&m, LoadMode::Map).unwrap()), want);
+        assert_eq!(
+            snapshot(&PhextSpace::load(&m, LoadMode::Map).unwrap()),
+            want
+        );
         assert_eq!(snapshot(&mapped), want);
     }
 }
@@ -103,7 +132,11 @@ fn round_trip_all_kinds_dtypes_layouts() {
 fn copies_are_writable_and_independent_of_the_file() {
     let (_dir, m, _) = saved("copy", Layout::ZOrder);
     let l = PhextSpace::load(&m, LoadMode::Copy).unwrap();
-    let p = l.pages().into_iter().find(|p| !p.is_read_only() && p.len_bytes() > 0).unwrap();
+    let p = l
+        .pages()
+        .into_iter()
+        .find(|p| !p.is_read_only() && p.len_bytes() > 0)
+        .unwrap();
     p.write(|b| b.fill(0x5A)).unwrap();
     let again = PhextSpace::load(&m, LoadMode::Copy).unwrap();
     assert_ne!(again.get(p.coord()).unwrap().checksum(), p.checksum());
@@ -114,16 +147,23 @@ fn saving_replaces_the_previous_sidecar() {
     let dir = TempDir::new("replace");
     let m = dir.join("s.phext");
     let s = PhextSpace::new(Layout::Hilbert);
-    s.insert_f32(spread(1), [1, 4], &[1.0, 2.0, 3.0, 4.0], PageKind::Owned).unwrap();
+    s.insert_f32(spread(1), [1, 4], &[1.0, 2.0, 3.0, 4.0], PageKind::Owned)
+        .unwrap();
     let first = s.save(&m).unwrap();
     s.get(spread(1)).unwrap().write_f32(0, &[9.0]).unwrap();
     let second = s.save(&m).unwrap();
     assert_ne!(first.sidecar, second.sidecar);
-    assert!(!first.sidecar.exists(), "old sidecar deleted after the commit");
+    assert!(
+        !first.sidecar.exists(),
+        "old sidecar deleted after the commit"
+    );
     assert_eq!(second.old_sidecar_left, None);
     assert_eq!(dir.files().len(), 2);
     let l = PhextSpace::load(&m, LoadMode::Map).unwrap();
-    assert_eq!(l.get(spread(1)).unwrap().to_f32_vec().unwrap(), vec![9.0, 2.0, 3.0, 4.0]);
+    assert_eq!(
+        l.get(spread(1)).unwrap().to_f32_vec().unwrap(),
+        vec![9.0, 2.0, 3.0, 4.0]
+    );
 }
 
 #[test]
@@ -131,7 +171,8 @@ fn empty_space_round_trips() {
     let dir = TempDir::new("empty");
     let m = dir.join("e.phext");
     let s = PhextSpace::new(Layout::ZOrder);
-    s.alloc(spread(1), DType::F32, [2, 2], PageKind::Scratch).unwrap();
+    s.alloc(spread(1), DType::F32, [2, 2], PageKind::Scratch)
+        .unwrap();
     let stats = s.save(&m).unwrap();
     assert_eq!((stats.pages, stats.skipped_scratch), (0, 1));
     assert!(PhextSpace::load(&m, LoadMode::Map).unwrap().is_empty());
@@ -148,9 +189,15 @@ fn coordinates_above_999_are_not_saved() {
     assert!(dir.files().is_empty(), "nothing written");
     // A wide-limit space whose coordinates fit saves and keeps its limit.
     s.free(c).unwrap();
-    s.alloc(spread(3), DType::F32, [1, 1], PageKind::Owned).unwrap();
+    s.alloc(spread(3), DType::F32, [1, 1], PageKind::Owned)
+        .unwrap();
     s.save(&dir.join("x.phext")).unwrap();
-    assert_eq!(PhextSpace::load(&dir.join("x.phext"), LoadMode::Copy).unwrap().part_limit(), 4000);
+    assert_eq!(
+        PhextSpace::load(&dir.join("x.phext"), LoadMode::Copy)
+            .unwrap()
+            .part_limit(),
+        4000
+    );
 }
 
 // ---- damaged files: each is a specific error, never a panic or wrong data ----
@@ -161,7 +208,9 @@ fn load_err(m: &Path) -> PersistError {
 
 fn sidecar_of(m: &Path) -> std::path::PathBuf {
     let sc = scrolls(m);
-    m.parent().unwrap().join(field(sc.values().next().unwrap(), "sidecar"))
+    m.parent()
+        .unwrap()
+        .join(field(sc.values().next().unwrap(), "sidecar"))
 }
 
 #[test]
@@ -169,11 +218,27 @@ fn truncated_sidecar() {
     let (_d, m, _) = saved("trunc", Layout::Hilbert);
     let sc = sidecar_of(&m);
     let len = fs::metadata(&sc).unwrap().len();
-    fs::OpenOptions::new().write(true).open(&sc).unwrap().set_len(len - 100).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&sc)
+        .unwrap()
+        .set_len(len - 100)
+        .unwrap();
     let e = load_err(&m);
-    assert!(matches!(e, PersistError::TruncatedSidecar { expected, actual, .. } if expected == len && actual == len - 100), "{e}");
-    fs::OpenOptions::new().write(true).open(&sc).unwrap().set_len(10).unwrap();
-    assert!(matches!(load_err(&m), PersistError::BadSidecarHeader { .. }));
+    assert!(
+        matches!(e, PersistError::TruncatedSidecar { expected, actual, .. } if expected == len && actual == len - 100),
+        "{e}"
+    );
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&sc)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    assert!(matches!(
+        load_err(&m),
+        PersistError::BadSidecarHeader { .. }
+    ));
 }
 
 #[test]
@@ -188,7 +253,10 @@ fn flipped_byte_names_the_page() {
     fs::write(&sc, data).unwrap();
     for mode in [LoadMode::Map, LoadMode::Copy] {
         let e = PhextSpace::load(&m, mode).unwrap_err();
-        assert!(matches!(e, PersistError::ChecksumMismatch { coord, .. } if coord == target), "{e}");
+        assert!(
+            matches!(e, PersistError::ChecksumMismatch { coord, .. } if coord == target),
+            "{e}"
+        );
         assert!(e.to_string().contains(&target.to_string()));
     }
 }
@@ -209,7 +277,10 @@ fn bad_sidecar_header() {
     data[0] = b'X';
     fs::write(&sc, &data).unwrap();
     let e = load_err(&m);
-    assert!(matches!(e, PersistError::BadSidecarHeader { ref problem, .. } if problem.contains("magic")), "{e}");
+    assert!(
+        matches!(e, PersistError::BadSidecarHeader { ref problem, .. } if problem.contains("magic")),
+        "{e}"
+    );
     data[0] = b'V';
     data.extend_from_slice(&[0; 64]);
     fs::write(&sc, &data).unwrap();
@@ -233,14 +304,22 @@ fn edit_field(sc: &mut HashMap<Coord, String>, c: Coord, key: &str, value: &str)
 
 #[test]
 fn edited_manifest_checksum() {
-    let e = edited("ed-sum", |sc| edit_field(sc, spread(3), "xxh3", "0000000000000000"));
-    assert!(matches!(e, PersistError::ChecksumMismatch { coord, expected: 0, .. } if coord == spread(3)), "{e}");
+    let e = edited("ed-sum", |sc| {
+        edit_field(sc, spread(3), "xxh3", "0000000000000000")
+    });
+    assert!(
+        matches!(e, PersistError::ChecksumMismatch { coord, expected: 0, .. } if coord == spread(3)),
+        "{e}"
+    );
 }
 
 #[test]
 fn edited_manifest_shape() {
     let e = edited("ed-shape", |sc| edit_field(sc, spread(0), "shape", "9x1"));
-    assert!(matches!(e, PersistError::BadScroll { ref problem, .. } if problem.contains("does not match")), "{e}");
+    assert!(
+        matches!(e, PersistError::BadScroll { ref problem, .. } if problem.contains("does not match")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -249,17 +328,27 @@ fn edited_manifest_offsets() {
         let off: u64 = field(&sc[&spread(1)], "offset").parse().unwrap();
         edit_field(sc, spread(1), "offset", &(off + 8).to_string());
     });
-    assert!(matches!(e, PersistError::MisalignedPage { coord, .. } if coord == spread(1)), "{e}");
-    let e = edited("ed-out", |sc| edit_field(sc, spread(1), "offset", "1099511627776"));
+    assert!(
+        matches!(e, PersistError::MisalignedPage { coord, .. } if coord == spread(1)),
+        "{e}"
+    );
+    let e = edited("ed-out", |sc| {
+        edit_field(sc, spread(1), "offset", "1099511627776")
+    });
     assert!(matches!(e, PersistError::PageOutOfSidecar { .. }), "{e}");
     let e = edited("ed-hdr", |sc| edit_field(sc, spread(1), "offset", "0"));
-    assert!(matches!(e, PersistError::PageOutOfSidecar { offset: 0, .. }), "{e}");
+    assert!(
+        matches!(e, PersistError::PageOutOfSidecar { offset: 0, .. }),
+        "{e}"
+    );
     let e = edited("ed-overlap", |sc| {
         let off = field(&sc[&spread(4)], "offset");
         edit_field(sc, spread(1), "offset", &off);
     });
     assert!(matches!(e, PersistError::OverlappingPages { .. }), "{e}");
-    let e = edited("ed-huge", |sc| edit_field(sc, spread(1), "length", "18446744073709551615"));
+    let e = edited("ed-huge", |sc| {
+        edit_field(sc, spread(1), "length", "18446744073709551615")
+    });
     assert!(matches!(e, PersistError::BadScroll { .. }), "{e}");
 }
 
@@ -268,7 +357,10 @@ fn edited_manifest_structure() {
     let e = edited("ed-notpage", |sc| {
         sc.insert(coord([5, 5, 5, 5, 5, 5, 5, 5, 5]), "just some notes".into());
     });
-    assert!(matches!(e, PersistError::BadScroll { ref problem, .. } if problem.contains("key=value")), "{e}");
+    assert!(
+        matches!(e, PersistError::BadScroll { ref problem, .. } if problem.contains("key=value")),
+        "{e}"
+    );
     let e = edited("ed-nokey", |sc| {
         sc.insert(coord([5, 5, 5, 5, 5, 5, 5, 5, 5]), "title=notes".into());
     });
@@ -277,8 +369,16 @@ fn edited_manifest_structure() {
         sc.remove(&spread(0));
     });
     assert!(matches!(e, PersistError::PageCountMismatch { .. }), "{e}");
-    let e = edited("ed-mixed", |sc| edit_field(sc, spread(3), "sidecar", "space.phext.0000000000000001.bin"));
-    assert!(matches!(e, PersistError::MixedSidecars { .. } | PersistError::BadSidecarName { .. }), "{e}");
+    let e = edited("ed-mixed", |sc| {
+        edit_field(sc, spread(3), "sidecar", "space.phext.0000000000000001.bin")
+    });
+    assert!(
+        matches!(
+            e,
+            PersistError::MixedSidecars { .. } | PersistError::BadSidecarName { .. }
+        ),
+        "{e}"
+    );
     let e = edited("ed-escape", |sc| {
         for s in sc.values_mut() {
             let old = format!("sidecar={}", field(s, "sidecar"));
@@ -320,18 +420,40 @@ fn name_collision_leaves_previous_save_intact() {
     s.save(&m).unwrap();
     let before = dir.files();
     let want = snapshot(&s);
-    let page = s.pages().into_iter().find(|p| !p.is_read_only() && p.kind() == PageKind::Owned && p.len_bytes() > 0).unwrap();
+    let page = s
+        .pages()
+        .into_iter()
+        .find(|p| !p.is_read_only() && p.kind() == PageKind::Owned && p.len_bytes() > 0)
+        .unwrap();
     page.write(|b| b[0] ^= 1).unwrap();
     let probe = TempDir::new("collide-probe");
-    let name = s.save(&probe.join("s.phext")).unwrap().sidecar.file_name().unwrap().to_owned();
+    let name = s
+        .save(&probe.join("s.phext"))
+        .unwrap()
+        .sidecar
+        .file_name()
+        .unwrap()
+        .to_owned();
     fs::create_dir(dir.path().join(&name)).unwrap();
     fs::write(dir.path().join(&name).join("blocker"), b"x").unwrap();
     let e = s.save(&m).unwrap_err();
-    assert!(matches!(e, PersistError::Io { op: "rename sidecar to", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            PersistError::Io {
+                op: "rename sidecar to",
+                ..
+            }
+        ),
+        "{e}"
+    );
     let mut after = dir.files();
     after.retain(|f| *f != name.to_string_lossy());
     assert_eq!(after, before, "no temp files left behind");
-    assert_eq!(snapshot(&PhextSpace::load(&m, LoadMode::Map).unwrap()), want);
+    assert_eq!(
+        snapshot(&PhextSpace::load(&m, LoadMode::Map).unwrap()),
+        want
+    );
 }
 
 #[test]
@@ -340,13 +462,17 @@ fn save_while_sentrons_write_is_consistent() {
     let m = dir.join("b.phext");
     let s = std::sync::Arc::new(PhextSpace::new(Layout::ZOrder));
     for i in 0..8 {
-        s.alloc(spread(i), DType::F32, [64, 64], PageKind::Owned).unwrap();
+        s.alloc(spread(i), DType::F32, [64, 64], PageKind::Owned)
+            .unwrap();
     }
     let writer = {
         let s = std::sync::Arc::clone(&s);
         std::thread::spawn(move || {
             for r in 0..300u32 {
-                s.get(spread(r % 8)).unwrap().write_f32(0, &[r as f32; 4096]).unwrap();
+                s.get(spread(r % 8))
+                    .unwrap()
+                    .write_f32(0, &[r as f32; 4096])
+                    .unwrap();
             }
         })
     };

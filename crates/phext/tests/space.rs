@@ -31,7 +31,10 @@ fn alloc_get_free_and_epoch() {
     assert!(s.is_empty());
     let c = coord([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let p = s.alloc(c, DType::F32, [4, 8], PageKind::Scratch).unwrap();
-    assert_eq!((p.elems(), p.len_bytes(), p.kind()), (32, 128, PageKind::Scratch));
+    assert_eq!(
+        (p.elems(), p.len_bytes(), p.kind()),
+        (32, 128, PageKind::Scratch)
+    );
     assert!(p.read(|b| b.iter().all(|&x| x == 0)), "alloc zeroes");
     assert_eq!(p.address() % PAGE_ALIGN, 0);
     assert_eq!(s.epoch(), 0, "alloc does not bump the epoch");
@@ -59,8 +62,13 @@ fn alloc_get_free_and_epoch() {
 fn insert_checks_sizes_kinds_and_limits() {
     let s = PhextSpace::new(Layout::Insertion);
     let c = Coord::ORIGIN;
-    let e = s.insert_f32(c, [2, 2], &[1.0; 3], PageKind::Owned).unwrap_err();
-    assert_eq!(e.to_string(), "page 1.1.1/1.1.1/1.1.1: f32 2x2 needs 16 bytes of data, got 12");
+    let e = s
+        .insert_f32(c, [2, 2], &[1.0; 3], PageKind::Owned)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "page 1.1.1/1.1.1/1.1.1: f32 2x2 needs 16 bytes of data, got 12"
+    );
     assert!(matches!(
         s.alloc(c, DType::Q4_0, [1, 31], PageKind::Owned),
         Err(SpaceError::Size { .. })
@@ -84,7 +92,8 @@ fn insert_checks_sizes_kinds_and_limits() {
     ));
     let wide = PhextSpace::with_part_limit(Layout::Hilbert, 16383).unwrap();
     assert_eq!((wide.part_limit(), wide.layout()), (16383, Layout::Hilbert));
-    wide.alloc(big, DType::F32, [1, 1], PageKind::Owned).unwrap();
+    wide.alloc(big, DType::F32, [1, 1], PageKind::Owned)
+        .unwrap();
     assert!(PhextSpace::with_part_limit(Layout::Hilbert, 16384).is_err());
     assert!(PhextSpace::with_part_limit(Layout::Hilbert, 0).is_err());
 
@@ -100,7 +109,8 @@ fn coords_follow_the_layout_order() {
     for layout in Layout::ALL {
         let s = PhextSpace::new(layout);
         for i in (0..30).rev() {
-            s.alloc(spread(i), DType::I8, [1, 1], PageKind::Owned).unwrap();
+            s.alloc(spread(i), DType::I8, [1, 1], PageKind::Owned)
+                .unwrap();
         }
         let got = s.coords();
         let mut want: Vec<Coord> = (0..30).map(spread).collect();
@@ -140,31 +150,56 @@ fn build_placed_puts_curve_neighbours_next_to_each_other() {
                 shape: [1, 10 + i % 7], // odd sizes: padding to 64 bytes is exercised
                 bytes: Some(bytes(i as u64, 4 * (10 + i % 7))),
                 read_only: i % 2 == 0,
-                kind: if i % 3 == 0 { PageKind::Scratch } else { PageKind::Owned },
+                kind: if i % 3 == 0 {
+                    PageKind::Scratch
+                } else {
+                    PageKind::Owned
+                },
             })
             .collect();
         let s = PhextSpace::build_placed(layout, inits.clone(), 999).unwrap();
         assert_eq!(s.len(), inits.len());
         // Memory order of the pages.
-        let mut by_addr: Vec<(usize, Coord)> =
-            coords.iter().map(|&c| (s.page_address(c).unwrap(), c)).collect();
+        let mut by_addr: Vec<(usize, Coord)> = coords
+            .iter()
+            .map(|&c| (s.page_address(c).unwrap(), c))
+            .collect();
         by_addr.sort();
         for w in by_addr.windows(2) {
             let p = s.get(w[0].1).unwrap();
             let gap = w[1].0 - w[0].0;
-            assert_eq!(gap, p.len_bytes().div_ceil(64) * 64, "{layout}: pages are packed");
+            assert_eq!(
+                gap,
+                p.len_bytes().div_ceil(64) * 64,
+                "{layout}: pages are packed"
+            );
         }
         assert!(by_addr.iter().all(|(a, _)| a % 64 == 0));
         let mem_order: Vec<Coord> = by_addr.iter().map(|&(_, c)| c).collect();
         match layout {
             // Insertion: the order given (reversed coordinate order here).
-            Layout::Insertion => assert_eq!(mem_order, coords.iter().rev().copied().collect::<Vec<_>>()),
-            _ => assert_eq!(mem_order, s.coords(), "{layout}: memory order = curve order"),
+            Layout::Insertion => {
+                assert_eq!(mem_order, coords.iter().rev().copied().collect::<Vec<_>>())
+            }
+            _ => assert_eq!(
+                mem_order,
+                s.coords(),
+                "{layout}: memory order = curve order"
+            ),
         }
         if layout == Layout::Hilbert {
             for w in mem_order.windows(2) {
-                let diff: u32 = w[0].parts().iter().zip(w[1].parts()).map(|(a, b)| a.abs_diff(b)).sum();
-                assert_eq!(diff, 1, "Hilbert memory neighbours {} and {} are coordinate neighbours", w[0], w[1]);
+                let diff: u32 = w[0]
+                    .parts()
+                    .iter()
+                    .zip(w[1].parts())
+                    .map(|(a, b)| a.abs_diff(b))
+                    .sum();
+                assert_eq!(
+                    diff, 1,
+                    "Hilbert memory neighbours {} and {} are coordinate neighbours",
+                    w[0], w[1]
+                );
             }
         }
         // Contents, kinds and writability survive placement.
@@ -180,7 +215,10 @@ fn build_placed_puts_curve_neighbours_next_to_each_other() {
         }
         // Writes stay inside their own page.
         for init in inits.iter().filter(|i| i.read_only) {
-            assert_eq!(s.get(init.coord).unwrap().view().unwrap(), &init.bytes.as_ref().unwrap()[..]);
+            assert_eq!(
+                s.get(init.coord).unwrap().view().unwrap(),
+                &init.bytes.as_ref().unwrap()[..]
+            );
         }
     }
 }
@@ -196,7 +234,10 @@ fn build_placed_rejects_bad_input() {
         kind,
     };
     let a = Coord::ORIGIN;
-    let dup = vec![init(a, PageKind::Owned, None), init(a, PageKind::Owned, None)];
+    let dup = vec![
+        init(a, PageKind::Owned, None),
+        init(a, PageKind::Owned, None),
+    ];
     assert!(matches!(
         PhextSpace::build_placed(Layout::ZOrder, dup, 999),
         Err(SpaceError::AlreadyMapped { .. })
@@ -209,14 +250,26 @@ fn build_placed_rejects_bad_input() {
     let short = vec![init(a, PageKind::Owned, Some(vec![0; 7]))];
     assert!(matches!(
         PhextSpace::build_placed(Layout::ZOrder, short, 999),
-        Err(SpaceError::DataLength { expected: 8, got: 7, .. })
+        Err(SpaceError::DataLength {
+            expected: 8,
+            got: 7,
+            ..
+        })
     ));
     assert!(PhextSpace::build_placed(Layout::ZOrder, vec![], 0).is_err());
     let empty = PhextSpace::build_placed(Layout::Hilbert, vec![], 999).unwrap();
     assert!(empty.is_empty());
     // Zero-length pages share an offset with the next page without overlapping it.
-    let zero = PageInit { shape: [0, 2], ..init(coord([1, 1, 1, 1, 1, 1, 1, 1, 2]), PageKind::Owned, None) };
-    let s = PhextSpace::build_placed(Layout::Insertion, vec![init(a, PageKind::Owned, None), zero], 999).unwrap();
+    let zero = PageInit {
+        shape: [0, 2],
+        ..init(coord([1, 1, 1, 1, 1, 1, 1, 1, 2]), PageKind::Owned, None)
+    };
+    let s = PhextSpace::build_placed(
+        Layout::Insertion,
+        vec![init(a, PageKind::Owned, None), zero],
+        999,
+    )
+    .unwrap();
     assert_eq!(s.len(), 2);
 }
 
@@ -225,8 +278,12 @@ fn insert_mapped_is_zero_copy_aligned_and_bounded() {
     let dir = TempDir::new("mapped");
     let path = dir.join("weights.bin");
     let data = bytes(7, 256);
-    std::fs::File::create(&path).unwrap().write_all(&data).unwrap();
-    let map = Arc::new(unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()) }.unwrap());
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&data)
+        .unwrap();
+    let map =
+        Arc::new(unsafe { memmap2::Mmap::map(&std::fs::File::open(&path).unwrap()) }.unwrap());
     let s = PhextSpace::new(Layout::Insertion);
     let p = s
         .insert_mapped(Coord::ORIGIN, DType::I8, [2, 32], Arc::clone(&map), 64)
@@ -255,7 +312,8 @@ fn sentron_threads_share_a_space() {
     // frees and re-creates pages; freed pages must never be served from a cache.
     let s = Arc::new(PhextSpace::new(Layout::Hilbert));
     for i in 0..16 {
-        s.alloc(spread(i), DType::F32, [16, 16], PageKind::Owned).unwrap();
+        s.alloc(spread(i), DType::F32, [16, 16], PageKind::Owned)
+            .unwrap();
     }
     let workers: Vec<_> = (0..2)
         .map(|t| {

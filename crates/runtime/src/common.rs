@@ -44,7 +44,8 @@ pub fn translate<'c>(
     space: &PhextSpace,
     coord: Coord,
 ) -> Result<&'c Arc<Page>, TrapKind> {
-    tlb.lookup_ref(space, coord.key()).ok_or(TrapKind::PageFault(coord))
+    tlb.lookup_ref(space, coord.key())
+        .ok_or(TrapKind::PageFault(coord))
 }
 
 /// Copy the translation cache's counts into a sentron's counters.
@@ -58,7 +59,11 @@ pub fn record_tlb(tlb: &TranslationCache, counters: &mut Counters) {
 /// it names only existing sentrons and contains `me`.
 pub fn resolve_group(mask: u64, n: usize, me: u32) -> Result<u64, TrapKind> {
     let everyone = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-    let m = if mask == vtpu_isa::word::GROUP_ALL { everyone } else { mask };
+    let m = if mask == vtpu_isa::word::GROUP_ALL {
+        everyone
+    } else {
+        mask
+    };
     if m & !everyone != 0 {
         let bad = (m & !everyone).trailing_zeros();
         return Err(TrapKind::NoSuchSentron(bad));

@@ -40,7 +40,10 @@ pub struct Counters {
 
 impl Counters {
     pub fn new(sentron: u32) -> Counters {
-        Counters { sentron, ..Default::default() }
+        Counters {
+            sentron,
+            ..Default::default()
+        }
     }
     pub fn total_ops(&self) -> u64 {
         self.ops.iter().sum()
@@ -90,7 +93,11 @@ impl Counters {
     }
     /// The virtual part only: what both executors must agree on exactly.
     pub fn virtual_part(&self) -> Counters {
-        Counters { host_blocked_ns: 0, host_ns: 0, ..self.clone() }
+        Counters {
+            host_blocked_ns: 0,
+            host_ns: 0,
+            ..self.clone()
+        }
     }
 }
 

@@ -10,7 +10,11 @@ pub enum TrapKind {
     #[error("page fault: no page is mapped at {0}")]
     PageFault(Coord),
     #[error("out of bounds: elements {offset}..{end} of a page of {page_elems} elements")]
-    OutOfBounds { offset: i64, end: i64, page_elems: usize },
+    OutOfBounds {
+        offset: i64,
+        end: i64,
+        page_elems: usize,
+    },
     #[error("write to a read-only page")]
     ReadOnly,
     #[error("a page already exists at {0}")]
@@ -34,7 +38,11 @@ pub enum TrapKind {
     #[error("collective mismatch on group {group}: {detail}")]
     CollectiveMismatch { group: String, detail: String },
     #[error("expected a {expected} message from sentron {from}, got a {got} message")]
-    MessageKind { from: u32, expected: &'static str, got: &'static str },
+    MessageKind {
+        from: u32,
+        expected: &'static str,
+        got: &'static str,
+    },
     #[error("word limit of {0} exceeded (an endless loop?)")]
     WordLimit(u64),
     #[error("page allocation failed: {0}")]
@@ -54,7 +62,11 @@ pub struct Trap {
 
 impl fmt::Display for Trap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "trap in sentron {} at pc {} ({})", self.sentron, self.pc, self.op)?;
+        write!(
+            f,
+            "trap in sentron {} at pc {} ({})",
+            self.sentron, self.pc, self.op
+        )?;
         if let Some(c) = self.coord {
             write!(f, " at coordinate {c}")?;
         }

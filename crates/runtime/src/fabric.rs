@@ -18,7 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     Scalar(i64),
-    Tile { rows: u32, cols: u32, data: Vec<f32> },
+    Tile {
+        rows: u32,
+        cols: u32,
+        data: Vec<f32>,
+    },
 }
 
 impl Message {
@@ -174,7 +178,9 @@ impl LocalFabric {
     }
 
     fn wait<'a>(&self, me: u32, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        self.wake[me as usize].wait(g).unwrap_or_else(|e| e.into_inner())
+        self.wake[me as usize]
+            .wait(g)
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn stop_all(&self, st: &mut State, err: MachineError) {
@@ -194,7 +200,9 @@ impl LocalFabric {
             .filter(|&i| matches!(st.status[i], Status::Running | Status::Blocked { .. }))
             .collect();
         if live.is_empty()
-            || !live.iter().all(|&i| matches!(st.status[i], Status::Blocked { .. }))
+            || !live
+                .iter()
+                .all(|&i| matches!(st.status[i], Status::Blocked { .. }))
         {
             return false;
         }
@@ -255,7 +263,10 @@ fn describe_wait(on: &Wait, status: &[Status], group: Option<&Group>) -> String 
 
 /// `{0,1,3}`.
 pub fn group_text(mask: u64) -> String {
-    let ids: Vec<String> = (0..64).filter(|i| mask & (1u64 << i) != 0).map(|i| i.to_string()).collect();
+    let ids: Vec<String> = (0..64)
+        .filter(|i| mask & (1u64 << i) != 0)
+        .map(|i| i.to_string())
+        .collect();
     format!("{{{}}}", ids.join(","))
 }
 
@@ -285,7 +296,10 @@ fn combine(kind: CollKind, contributions: &[Option<CollTile>]) -> Result<Option<
                         if op == vtpu_isa::word::REDUCE_SUM {
                             a.data.iter_mut().zip(&c.data).for_each(|(x, y)| *x += *y);
                         } else {
-                            a.data.iter_mut().zip(&c.data).for_each(|(x, y)| *x = x.max(*y));
+                            a.data
+                                .iter_mut()
+                                .zip(&c.data)
+                                .for_each(|(x, y)| *x = x.max(*y));
                         }
                     }
                 }
@@ -303,7 +317,11 @@ impl Transport for LocalFabric {
     fn send(&self, from: u32, to: u32, msg: Message) {
         let mut st = self.lock();
         st.mail[to as usize * self.n + from as usize].push_back(msg);
-        if let Status::Blocked { on: Wait::Recv { from: f }, .. } = st.status[to as usize] {
+        if let Status::Blocked {
+            on: Wait::Recv { from: f },
+            ..
+        } = st.status[to as usize]
+        {
             if f == from {
                 st.status[to as usize] = Status::Running;
                 self.wake[to as usize].notify_one();
@@ -322,8 +340,10 @@ impl Transport for LocalFabric {
                 st.status[me as usize] = Status::Running;
                 return Ok(m);
             }
-            st.status[me as usize] =
-                Status::Blocked { site: site.clone(), on: Wait::Recv { from } };
+            st.status[me as usize] = Status::Blocked {
+                site: site.clone(),
+                on: Wait::Recv { from },
+            };
             if self.check_deadlock(&mut st) {
                 return Err(Stopped);
             }
@@ -391,8 +411,10 @@ impl Transport for LocalFabric {
                 None => Ok(result),
             };
         }
-        st.status[me as usize] =
-            Status::Blocked { site: site.clone(), on: Wait::Collective { members, kind } };
+        st.status[me as usize] = Status::Blocked {
+            site: site.clone(),
+            on: Wait::Collective { members, kind },
+        };
         if self.check_deadlock(&mut st) {
             return Err(CollError::Stopped);
         }

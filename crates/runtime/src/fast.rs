@@ -54,7 +54,11 @@ impl PreWord {
         } else {
             Order::Dsc
         };
-        PreWord { ops: w.slots, live: [!d.is_nop(), !s.is_nop(), !c.is_nop()], order }
+        PreWord {
+            ops: w.slots,
+            live: [!d.is_nop(), !s.is_nop(), !c.is_nop()],
+            order,
+        }
     }
 }
 
@@ -68,24 +72,39 @@ pub enum Flow {
 
 /// Why a slot did not complete.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Fault {
+pub enum FaultKind {
     Trap(TrapKind, Option<Coord>),
     /// The machine stopped elsewhere (trap or deadlock already recorded).
     Stopped,
 }
 
-impl From<TrapKind> for Fault {
+/// Boxed so that the `Result`s on the hot path stay one word wide.
+pub type Fault = Box<FaultKind>;
+
+impl From<TrapKind> for Box<FaultKind> {
+    #[cold]
     fn from(k: TrapKind) -> Fault {
-        Fault::Trap(k, None)
+        Box::new(FaultKind::Trap(k, None))
     }
 }
 
-fn at(coord: Coord) -> impl FnOnce(TrapKind) -> Fault {
-    move |k| Fault::Trap(k, Some(coord))
+#[cold]
+fn trap_at(k: TrapKind, coord: Option<Coord>) -> Fault {
+    Box::new(FaultKind::Trap(k, coord))
 }
 
+#[cold]
+fn stopped() -> Fault {
+    Box::new(FaultKind::Stopped)
+}
+
+fn at(coord: Coord) -> impl FnOnce(TrapKind) -> Fault {
+    move |k| trap_at(k, Some(coord))
+}
+
+#[cold]
 fn kerr(e: k::KernelError) -> Fault {
-    Fault::Trap(TrapKind::Shape(e.to_string()), None)
+    trap_at(TrapKind::Shape(e.to_string()), None)
 }
 
 /// One sentron of the fast executor.
@@ -156,7 +175,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         let words = self.words;
         let mut pc = 0usize;
         loop {
-            let Some(w) = words.get(pc) else { return Ok(()) };
+            let Some(w) = words.get(pc) else {
+                return Ok(());
+            };
             self.exec[pc] += 1;
             self.retired += 1;
             self.pc_hint = pc as u32;
@@ -176,11 +197,15 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                             return Err(StopAt {
                                 pc: pc as u32,
                                 op: w.ops[2],
-                                fault: Fault::Trap(TrapKind::WordLimit(self.word_limit), None),
+                                fault: trap_at(TrapKind::WordLimit(self.word_limit), None),
                             });
                         }
                         if self.fabric.stopped() {
-                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: Fault::Stopped });
+                            return Err(StopAt {
+                                pc: pc as u32,
+                                op: w.ops[2],
+                                fault: stopped(),
+                            });
                         }
                     }
                     pc = t as usize;
@@ -189,7 +214,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn exec_word(&mut self, w: &PreWord) -> Result<Flow, (usize, Fault)> {
         match w.order {
             Order::Dsc => {
@@ -210,10 +235,23 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             }
             Order::Buffered => return self.exec_buffered(w),
         }
-        if w.live[2] {
-            self.exec_c(&w.ops[2]).map_err(|f| (2, f))
-        } else {
-            Ok(Flow::Next)
+        if !w.live[2] {
+            return Ok(Flow::Next);
+        }
+        // Loop control is the commonest C op: keep it out of the general dispatch.
+        let c = &w.ops[2];
+        match c.code {
+            Opcode::CLoop => {
+                let r = &mut self.regs.s[c.args[0] as usize];
+                *r = r.wrapping_sub(1);
+                Ok(if *r != 0 {
+                    Flow::Jump(c.imm_label())
+                } else {
+                    Flow::Next
+                })
+            }
+            Opcode::CJmp => Ok(Flow::Jump(c.imm_label())),
+            _ => self.exec_c(c).map_err(|f| (2, f)),
         }
     }
 
@@ -314,10 +352,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             let (_, ra, ca) = self.f32_tile(a)?;
             let (_, rb, cb) = self.f32_tile(b)?;
             if (ra, ca) != (rb, cb) {
-                return Err(TrapKind::Shape(format!(
-                    "t{a} is {ra}x{ca} but t{b} is {rb}x{cb}"
-                ))
-                .into());
+                return Err(
+                    TrapKind::Shape(format!("t{a} is {ra}x{ca} but t{b} is {rb}x{cb}")).into(),
+                );
             }
             (ra, ca, ra as usize * ca as usize)
         };
@@ -408,7 +445,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 if rb == 0 {
                     return Err(TrapKind::DivByZero.into());
                 }
-                let v = if op.code == Opcode::DDiv { ra.checked_div(rb) } else { ra.checked_rem(rb) };
+                let v = if op.code == Opcode::DDiv {
+                    ra.checked_div(rb)
+                } else {
+                    ra.checked_rem(rb)
+                };
                 s[d as usize] = v.ok_or(TrapKind::DivOverflow)?;
             }
             Opcode::DAddi => s[d as usize] = ra.wrapping_add(op.imm_i64()),
@@ -518,7 +559,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .into())
                 }
             };
-            self.kern.matmul_bt(&mut out, sa, w, m as usize, n as usize, kk as usize)
+            self.kern
+                .matmul_bt(&mut out, sa, w, m as usize, n as usize, kk as usize)
         };
         r.map_err(kerr)?;
         self.counters.flops += 2 * m as u64 * n as u64 * kk as u64;
@@ -537,11 +579,15 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .map_err(|e| TrapKind::CoordRange(e.to_string()))?;
             }
             Opcode::SIndex | Opcode::SIndexi => {
-                let delta = if op.code == Opcode::SIndex { self.regs.s[c as usize] } else { op.imm_i64() };
+                let delta = if op.code == Opcode::SIndex {
+                    self.regs.s[c as usize]
+                } else {
+                    op.imm_i64()
+                };
                 let base = self.regs.c[a as usize];
-                self.regs.c[d as usize] = base
-                    .offset(b as usize, delta, self.space.part_limit())
-                    .map_err(|e| Fault::Trap(TrapKind::CoordRange(e.to_string()), Some(base)))?;
+                self.regs.c[d as usize] =
+                    base.offset(b as usize, delta, self.space.part_limit())
+                        .map_err(|e| trap_at(TrapKind::CoordRange(e.to_string()), Some(base)))?;
             }
             Opcode::SGather => {
                 let coord = self.regs.c[a as usize];
@@ -555,10 +601,15 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
                     self.spare = old;
-                    *t = Tile { rows, cols, dtype, data: TileData::View { page, byte_off: 0 } };
+                    *t = Tile {
+                        rows,
+                        cols,
+                        dtype,
+                        data: TileData::View { page, byte_off: 0 },
+                    };
                 } else {
                     if page.dtype() != DType::F32 {
-                        return Err(Fault::Trap(
+                        return Err(trap_at(
                             TrapKind::BadDType(format!(
                                 "gather of a writable {} page (tiles copy f32 only)",
                                 page.dtype().name()
@@ -571,7 +622,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     out.clear();
                     out.resize(n, 0.0);
                     page.read_f32(0, &mut out)
-                        .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                        .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
                     self.counters.bytes_copied += 4 * n as u64;
                     self.commit_tile(d, rows, cols, out);
                 }
@@ -591,10 +642,18 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
                     self.spare = old;
-                    *t = Tile { rows, cols, dtype, data: TileData::View { page, byte_off: off * width } };
+                    *t = Tile {
+                        rows,
+                        cols,
+                        dtype,
+                        data: TileData::View {
+                            page,
+                            byte_off: off * width,
+                        },
+                    };
                 } else {
                     if dtype != DType::F32 {
-                        return Err(Fault::Trap(
+                        return Err(trap_at(
                             TrapKind::BadDType(format!(
                                 "gather of a writable {} page (tiles copy f32 only)",
                                 dtype.name()
@@ -606,7 +665,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     out.clear();
                     out.resize(n, 0.0);
                     page.read_f32(off, &mut out)
-                        .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                        .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
                     self.counters.bytes_gathered += 4 * n as u64;
                     self.counters.bytes_copied += 4 * n as u64;
                     self.commit_tile(d, rows, cols, out);
@@ -620,21 +679,28 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     return Err(TrapKind::EmptyTile(d).into());
                 }
                 let Some(data) = t.f32s() else {
-                    return Err(TrapKind::BadDType(format!("scatter of a {} tile (f32 only)", t.dtype.name())).into());
+                    return Err(TrapKind::BadDType(format!(
+                        "scatter of a {} tile (f32 only)",
+                        t.dtype.name()
+                    ))
+                    .into());
                 };
                 let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
                 if page.is_read_only() {
-                    return Err(Fault::Trap(TrapKind::ReadOnly, Some(coord)));
+                    return Err(trap_at(TrapKind::ReadOnly, Some(coord)));
                 }
                 if page.dtype() != DType::F32 {
-                    return Err(Fault::Trap(
-                        TrapKind::BadDType(format!("scatter into a {} page (f32 only)", page.dtype().name())),
+                    return Err(trap_at(
+                        TrapKind::BadDType(format!(
+                            "scatter into a {} page (f32 only)",
+                            page.dtype().name()
+                        )),
                         Some(coord),
                     ));
                 }
                 let off = check_range(offset, data.len(), page.elems()).map_err(at(coord))?;
                 page.write_f32(off, data)
-                    .map_err(|e| Fault::Trap(TrapKind::Shape(e.to_string()), Some(coord)))?;
+                    .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
                 let bytes = 4 * data.len() as u64;
                 self.counters.bytes_scattered += bytes;
                 self.counters.bytes_copied += bytes;
@@ -648,20 +714,24 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 let coord = self.regs.c[d as usize];
                 let dtype = DType::from_code(a)
                     .ok_or_else(|| TrapKind::BadDType(format!("unknown dtype code {a}")))?;
-                let kind = if b == 0 { PageKind::Owned } else { PageKind::Scratch };
+                let kind = if b == 0 {
+                    PageKind::Owned
+                } else {
+                    PageKind::Scratch
+                };
                 let (rows, cols) = op.imm_shape();
                 if self.space.get(coord).is_some() {
-                    return Err(Fault::Trap(TrapKind::AlreadyMapped(coord), Some(coord)));
+                    return Err(trap_at(TrapKind::AlreadyMapped(coord), Some(coord)));
                 }
                 self.space
                     .alloc(coord, dtype, [rows as usize, cols as usize], kind)
-                    .map_err(|e| Fault::Trap(TrapKind::Alloc(e.to_string()), Some(coord)))?;
+                    .map_err(|e| trap_at(TrapKind::Alloc(e.to_string()), Some(coord)))?;
             }
             Opcode::SFree => {
                 let coord = self.regs.c[d as usize];
                 self.space
                     .free(coord)
-                    .map_err(|_| Fault::Trap(TrapKind::PageFault(coord), Some(coord)))?;
+                    .map_err(|_| trap_at(TrapKind::PageFault(coord), Some(coord)))?;
             }
             _ => unreachable!("validated: {:?} is not an S-pipe op", op.code),
         }
@@ -671,7 +741,10 @@ impl<'a, T: Transport> FastSentron<'a, T> {
     // ------------------------------------------------------------------ C pipe
 
     fn site(&self, op: &Op, pc_hint: u32) -> WaitSite {
-        WaitSite { pc: pc_hint, op: vtpu_isa::disasm::format_op(op) }
+        WaitSite {
+            pc: pc_hint,
+            op: vtpu_isa::disasm::format_op(op),
+        }
     }
 
     fn exec_c(&mut self, op: &Op) -> Result<Flow, Fault> {
@@ -682,14 +755,42 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         let flow = match op.code {
             Opcode::CNop => Flow::Next,
             Opcode::CJmp => target(),
-            Opcode::CBeq => if s[a as usize] == s[b as usize] { target() } else { Flow::Next },
-            Opcode::CBne => if s[a as usize] != s[b as usize] { target() } else { Flow::Next },
-            Opcode::CBlt => if s[a as usize] < s[b as usize] { target() } else { Flow::Next },
-            Opcode::CBge => if s[a as usize] >= s[b as usize] { target() } else { Flow::Next },
+            Opcode::CBeq => {
+                if s[a as usize] == s[b as usize] {
+                    target()
+                } else {
+                    Flow::Next
+                }
+            }
+            Opcode::CBne => {
+                if s[a as usize] != s[b as usize] {
+                    target()
+                } else {
+                    Flow::Next
+                }
+            }
+            Opcode::CBlt => {
+                if s[a as usize] < s[b as usize] {
+                    target()
+                } else {
+                    Flow::Next
+                }
+            }
+            Opcode::CBge => {
+                if s[a as usize] >= s[b as usize] {
+                    target()
+                } else {
+                    Flow::Next
+                }
+            }
             Opcode::CLoop => {
                 let r = &mut self.regs.s[a as usize];
                 *r = r.wrapping_sub(1);
-                if *r != 0 { target() } else { Flow::Next }
+                if *r != 0 {
+                    target()
+                } else {
+                    Flow::Next
+                }
             }
             Opcode::CHalt => Flow::Halt,
             Opcode::CFence => {
@@ -705,7 +806,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     Message::Scalar(s[b as usize])
                 } else {
                     let (data, rows, cols) = self.f32_tile(b)?;
-                    Message::Tile { rows, cols, data: data.to_vec() }
+                    Message::Tile {
+                        rows,
+                        cols,
+                        data: data.to_vec(),
+                    }
                 };
                 self.counters.msgs_sent += 1;
                 self.counters.msg_bytes += msg.bytes();
@@ -719,7 +824,10 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 }
                 let site = self.site(op, self.current_pc());
                 let t0 = std::time::Instant::now();
-                let msg = self.fabric.recv(self.id, from, &site).map_err(|_| Fault::Stopped)?;
+                let msg = self
+                    .fabric
+                    .recv(self.id, from, &site)
+                    .map_err(|_| stopped())?;
                 self.counters.host_blocked_ns += t0.elapsed().as_nanos() as u64;
                 match (op.code, msg) {
                     (Opcode::CRecvR, Message::Scalar(v)) => self.regs.s[a as usize] = v,
@@ -731,7 +839,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     (code, m) => {
                         return Err(TrapKind::MessageKind {
                             from,
-                            expected: if code == Opcode::CRecvR { "scalar" } else { "tile" },
+                            expected: if code == Opcode::CRecvR {
+                                "scalar"
+                            } else {
+                                "tile"
+                            },
                             got: m.kind_name(),
                         }
                         .into())
@@ -752,13 +864,19 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                             ))
                             .into());
                         }
-                        let c = if root == self.id { Some(self.coll_tile(a)?) } else { None };
+                        let c = if root == self.id {
+                            Some(self.coll_tile(a)?)
+                        } else {
+                            None
+                        };
                         (CollKind::Cast(root), c)
                     }
                 };
                 let site = self.site(op, self.current_pc());
                 let t0 = std::time::Instant::now();
-                let r = self.fabric.collective(self.id, members, kind, contribution, &site);
+                let r = self
+                    .fabric
+                    .collective(self.id, members, kind, contribution, &site);
                 self.counters.host_blocked_ns += t0.elapsed().as_nanos() as u64;
                 match r {
                     Ok(Some(tile)) => {
@@ -768,7 +886,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                         self.commit_tile(a, tile.rows, tile.cols, out);
                     }
                     Ok(None) => {}
-                    Err(CollError::Stopped) => return Err(Fault::Stopped),
+                    Err(CollError::Stopped) => return Err(stopped()),
                     Err(CollError::Mismatch(detail)) => {
                         return Err(TrapKind::CollectiveMismatch {
                             group: crate::fabric::group_text(members),
@@ -786,7 +904,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
 
     fn coll_tile(&self, i: u8) -> Result<CollTile, Fault> {
         let (data, rows, cols) = self.f32_tile(i)?;
-        Ok(CollTile { rows, cols, data: data.to_vec() })
+        Ok(CollTile {
+            rows,
+            cols,
+            data: data.to_vec(),
+        })
     }
 
     /// The pc of the word being executed (for wait reports): the last word counted.

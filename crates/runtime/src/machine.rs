@@ -4,7 +4,7 @@
 use crate::counters::Counters;
 use crate::error::{MachineError, Trap};
 use crate::fabric::{LocalFabric, Transport};
-use crate::fast::{Fault, FastSentron, PreWord};
+use crate::fast::{FastSentron, FaultKind, PreWord};
 use crate::state::SentronState;
 use std::time::Instant;
 use vtpu_isa::{PageInitData, Program};
@@ -108,7 +108,11 @@ pub fn load_pages(program: &Program, space: &PhextSpace) -> Result<(), MachineEr
 }
 
 /// Validate and run `program` on phext space `space` (pages already loaded).
-pub fn run(program: &Program, space: &PhextSpace, cfg: &RunConfig) -> Result<RunReport, MachineError> {
+pub fn run(
+    program: &Program,
+    space: &PhextSpace,
+    cfg: &RunConfig,
+) -> Result<RunReport, MachineError> {
     let n = cfg.sentrons;
     if n == 0 || n > vtpu_isa::MAX_SENTRONS {
         return Err(MachineError::Setup(format!(
@@ -122,7 +126,10 @@ pub fn run(program: &Program, space: &PhextSpace, cfg: &RunConfig) -> Result<Run
             cfg.tlb_sets, cfg.tlb_ways
         )));
     }
-    let opts = vtpu_isa::validate::ValidateOptions { sentrons: Some(n), part_limit: space.part_limit() };
+    let opts = vtpu_isa::validate::ValidateOptions {
+        sentrons: Some(n),
+        part_limit: space.part_limit(),
+    };
     if let Err(errs) = vtpu_isa::validate::validate(program, &opts) {
         let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
         return Err(MachineError::Invalid(text.join("\n")));
@@ -165,7 +172,11 @@ fn run_fast(
         })
         .collect();
     let fabric = LocalFabric::new(n);
-    let cores = if cfg.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+    let cores = if cfg.pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let results: Vec<(Counters, SentronState)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
@@ -187,10 +198,21 @@ fn run_fast(
             .into_iter()
             .enumerate()
             .map(|(i, h)| match h {
-                Ok(h) => h.join().unwrap_or_else(|_| (Counters::new(i as u32), crate::state::Regs::default().snapshot())),
+                Ok(h) => h.join().unwrap_or_else(|_| {
+                    (
+                        Counters::new(i as u32),
+                        crate::state::Regs::default().snapshot(),
+                    )
+                }),
                 Err(e) => {
-                    fabric.fail(i as u32, MachineError::Setup(format!("cannot start sentron {i}: {e}")));
-                    (Counters::new(i as u32), crate::state::Regs::default().snapshot())
+                    fabric.fail(
+                        i as u32,
+                        MachineError::Setup(format!("cannot start sentron {i}: {e}")),
+                    );
+                    (
+                        Counters::new(i as u32),
+                        crate::state::Regs::default().snapshot(),
+                    )
                 }
             })
             .collect()
@@ -220,9 +242,9 @@ fn run_one(
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
     match outcome {
         Ok(Ok(())) => fabric.halt(id),
-        Ok(Err(stop)) => match stop.fault {
-            Fault::Stopped => {}
-            Fault::Trap(kind, coord) => fabric.fail(
+        Ok(Err(stop)) => match *stop.fault {
+            FaultKind::Stopped => {}
+            FaultKind::Trap(kind, coord) => fabric.fail(
                 id,
                 MachineError::Trap(Box::new(Trap {
                     sentron: id,
@@ -239,7 +261,10 @@ fn run_one(
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            fabric.fail(id, MachineError::Setup(format!("internal error in sentron {id}: {msg}")));
+            fabric.fail(
+                id,
+                MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
+            );
         }
     }
     s.counters.host_ns = t0.elapsed().as_nanos() as u64;

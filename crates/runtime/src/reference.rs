@@ -87,7 +87,12 @@ pub fn run_reference(
     let streams: Vec<&[vtpu_isa::Siw]> = (0..n as u32)
         .map(|id| program.stream_for(id).map(|s| &s.words[..]).unwrap_or(&[]))
         .collect();
-    let mut m = Shared { mail: vec![VecDeque::new(); n * n], groups: HashMap::new(), n, space };
+    let mut m = Shared {
+        mail: vec![VecDeque::new(); n * n],
+        groups: HashMap::new(),
+        n,
+        space,
+    };
     loop {
         let mut progress = false;
         for i in 0..n {
@@ -152,7 +157,10 @@ fn deadlock_report(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) 
         if t.halted {
             "halted".into()
         } else {
-            let op = streams[j].get(t.pc).map(|w| vtpu_isa::disasm::format_op(w.c())).unwrap_or_default();
+            let op = streams[j]
+                .get(t.pc)
+                .map(|w| vtpu_isa::disasm::format_op(w.c()))
+                .unwrap_or_default();
             format!("blocked at pc {} in {}", t.pc, op)
         }
     };
@@ -173,10 +181,19 @@ fn deadlock_report(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) 
                         .filter(|&j| members & (1 << j) != 0 && arrived & (1 << j) == 0)
                         .map(|j| format!("sentron {j} ({})", status(j)))
                         .collect();
-                    format!("group {}: still missing {}", group_text(members), missing.join(", "))
+                    format!(
+                        "group {}: still missing {}",
+                        group_text(members),
+                        missing.join(", ")
+                    )
                 }
             };
-            Waiter { sentron: s.id, pc: s.pc as u32, op: vtpu_isa::disasm::format_op(op), waits_for }
+            Waiter {
+                sentron: s.id,
+                pc: s.pc as u32,
+                op: vtpu_isa::disasm::format_op(op),
+                waits_for,
+            }
         })
         .collect();
     Deadlock { waiters }
@@ -210,7 +227,10 @@ fn step(
                 res.map_err(|(k, c)| (slot, k, c))?;
                 merge_writes(&mut after, &mut r, op);
             }
-            InFlight { after, arrived: None }
+            InFlight {
+                after,
+                arrived: None,
+            }
         }
     };
     let before = s.regs.clone();
@@ -264,7 +284,10 @@ fn f32_of(r: &Regs, i: u8) -> R<(&[f32], u32, u32)> {
     }
     match t.f32s() {
         Some(s) => Ok((s, t.rows, t.cols)),
-        None => tk(TrapKind::BadDType(format!("t{i} holds {}; this op needs f32", t.dtype.name()))),
+        None => tk(TrapKind::BadDType(format!(
+            "t{i} holds {}; this op needs f32",
+            t.dtype.name()
+        ))),
     }
 }
 
@@ -272,7 +295,9 @@ fn same_shape(r: &Regs, a: u8, b: u8) -> R<(u32, u32)> {
     let (_, ra, ca) = f32_of(r, a)?;
     let (_, rb, cb) = f32_of(r, b)?;
     if (ra, ca) != (rb, cb) {
-        return tk(TrapKind::Shape(format!("t{a} is {ra}x{ca} but t{b} is {rb}x{cb}")));
+        return tk(TrapKind::Shape(format!(
+            "t{a} is {ra}x{ca} but t{b} is {rb}x{cb}"
+        )));
     }
     Ok((ra, ca))
 }
@@ -291,7 +316,11 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
             if sb == 0 {
                 return tk(TrapKind::DivByZero);
             }
-            let v = if op.code == Opcode::DDiv { sa.checked_div(sb) } else { sa.checked_rem(sb) };
+            let v = if op.code == Opcode::DDiv {
+                sa.checked_div(sb)
+            } else {
+                sa.checked_rem(sb)
+            };
             return match v {
                 Some(v) => set_s(r, d, v),
                 None => tk(TrapKind::DivOverflow),
@@ -332,7 +361,9 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
             let (rows, cols) = same_shape(r, a, b)?;
             let (acc, rd, cd) = f32_of(r, d)?;
             if (rd, cd) != (rows, cols) {
-                return tk(TrapKind::Shape(format!("accumulator t{d} is {rd}x{cd}, expected {rows}x{cols}")));
+                return tk(TrapKind::Shape(format!(
+                    "accumulator t{d} is {rd}x{cd}, expected {rows}x{cols}"
+                )));
             }
             let mut out = acc.to_vec();
             ks::fma(&mut out, f32_of(r, a)?.0, f32_of(r, b)?.0);
@@ -381,7 +412,9 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
             let n_ = tb.rows;
             let (acc, rd, cd) = f32_of(r, d)?;
             if (rd, cd) != (m_, n_) {
-                return tk(TrapKind::Shape(format!("accumulator t{d} is {rd}x{cd}, expected {m_}x{n_}")));
+                return tk(TrapKind::Shape(format!(
+                    "accumulator t{d} is {rd}x{cd}, expected {m_}x{n_}"
+                )));
             }
             let mut out = acc.to_vec();
             let w = match tb.slice() {
@@ -419,7 +452,9 @@ fn set_s(r: &mut Regs, d: u8, v: i64) -> R<u64> {
 }
 
 fn page_of(s: &mut RefSentron, space: &PhextSpace, coord: Coord) -> R<Arc<vtpu_phext::Page>> {
-    s.tlb.lookup(space, coord.key()).ok_or((TrapKind::PageFault(coord), Some(coord)))
+    s.tlb
+        .lookup(space, coord.key())
+        .ok_or((TrapKind::PageFault(coord), Some(coord)))
 }
 
 fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
@@ -427,11 +462,15 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
     let space = m.space;
     match op.code {
         Opcode::SCli => {
-            r.c[d as usize] =
-                Coord::from_key(op.imm_coord()).map_err(|e| (TrapKind::CoordRange(e.to_string()), None))?;
+            r.c[d as usize] = Coord::from_key(op.imm_coord())
+                .map_err(|e| (TrapKind::CoordRange(e.to_string()), None))?;
         }
         Opcode::SIndex | Opcode::SIndexi => {
-            let delta = if op.code == Opcode::SIndex { r.s[c as usize] } else { op.imm_i64() };
+            let delta = if op.code == Opcode::SIndex {
+                r.s[c as usize]
+            } else {
+                op.imm_i64()
+            };
             let base = r.c[a as usize];
             r.c[d as usize] = base
                 .offset(b as usize, delta, space.part_limit())
@@ -446,7 +485,8 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
             } else {
                 let (rows, cols) = op.imm_shape();
                 let n = rows as usize * cols as usize;
-                let off = check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
+                let off =
+                    check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
                 (rows, cols, off)
             };
             let n = rows as usize * cols as usize;
@@ -454,12 +494,19 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
             let width = view_width(dtype);
             s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
             let tile = match width {
-                Some(w) if page.is_read_only() => {
-                    Tile { rows, cols, dtype, data: TileData::View { page: page.clone(), byte_off: off * w } }
-                }
+                Some(w) if page.is_read_only() => Tile {
+                    rows,
+                    cols,
+                    dtype,
+                    data: TileData::View {
+                        page: page.clone(),
+                        byte_off: off * w,
+                    },
+                },
                 _ if dtype == DType::F32 => {
                     let mut v = vec![0.0; n];
-                    page.read_f32(off, &mut v).map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
+                    page.read_f32(off, &mut v)
+                        .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
                     s.counters.bytes_copied += 4 * n as u64;
                     Tile::from_f32(rows, cols, v)
                 }
@@ -482,7 +529,10 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                 return tk(TrapKind::EmptyTile(d));
             }
             let Some(data) = t.f32s() else {
-                return tk(TrapKind::BadDType(format!("scatter of a {} tile (f32 only)", t.dtype.name())));
+                return tk(TrapKind::BadDType(format!(
+                    "scatter of a {} tile (f32 only)",
+                    t.dtype.name()
+                )));
             };
             let page = page_of(s, space, coord)?;
             if page.is_read_only() {
@@ -490,12 +540,17 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
             }
             if page.dtype() != DType::F32 {
                 return Err((
-                    TrapKind::BadDType(format!("scatter into a {} page (f32 only)", page.dtype().name())),
+                    TrapKind::BadDType(format!(
+                        "scatter into a {} page (f32 only)",
+                        page.dtype().name()
+                    )),
                     Some(coord),
                 ));
             }
-            let off = check_range(r.s[b as usize], data.len(), page.elems()).map_err(|k| (k, Some(coord)))?;
-            page.write_f32(off, data).map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
+            let off = check_range(r.s[b as usize], data.len(), page.elems())
+                .map_err(|k| (k, Some(coord)))?;
+            page.write_f32(off, data)
+                .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
             s.counters.bytes_scattered += 4 * data.len() as u64;
             s.counters.bytes_copied += 4 * data.len() as u64;
         }
@@ -505,8 +560,13 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
         }
         Opcode::SAlloc => {
             let coord = r.c[d as usize];
-            let dtype = DType::from_code(a).ok_or((TrapKind::BadDType(format!("unknown dtype code {a}")), None))?;
-            let kind = if b == 0 { PageKind::Owned } else { PageKind::Scratch };
+            let dtype = DType::from_code(a)
+                .ok_or((TrapKind::BadDType(format!("unknown dtype code {a}")), None))?;
+            let kind = if b == 0 {
+                PageKind::Owned
+            } else {
+                PageKind::Scratch
+            };
             if space.get(coord).is_some() {
                 return Err((TrapKind::AlreadyMapped(coord), Some(coord)));
             }
@@ -517,7 +577,9 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
         }
         Opcode::SFree => {
             let coord = r.c[d as usize];
-            space.free(coord).map_err(|_| (TrapKind::PageFault(coord), Some(coord)))?;
+            space
+                .free(coord)
+                .map_err(|_| (TrapKind::PageFault(coord), Some(coord)))?;
         }
         _ => {}
     }
@@ -531,21 +593,55 @@ enum CFlow {
 }
 
 /// `Ok(None)`: must wait.
-fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut Shared) -> R<Option<CFlow>> {
+fn exec_c(
+    before: &Regs,
+    fl: &mut InFlight,
+    op: &Op,
+    s: &mut RefSentron,
+    m: &mut Shared,
+) -> R<Option<CFlow>> {
     let [a, b, _, _] = op.args;
     let (ra, rb) = (before.s[a as usize], before.s[b as usize]);
     let jump = CFlow::Jump(op.imm_label() as usize);
     let flow = match op.code {
         Opcode::CNop | Opcode::CFence => CFlow::Next,
         Opcode::CJmp => jump,
-        Opcode::CBeq => if ra == rb { jump } else { CFlow::Next },
-        Opcode::CBne => if ra != rb { jump } else { CFlow::Next },
-        Opcode::CBlt => if ra < rb { jump } else { CFlow::Next },
-        Opcode::CBge => if ra >= rb { jump } else { CFlow::Next },
+        Opcode::CBeq => {
+            if ra == rb {
+                jump
+            } else {
+                CFlow::Next
+            }
+        }
+        Opcode::CBne => {
+            if ra != rb {
+                jump
+            } else {
+                CFlow::Next
+            }
+        }
+        Opcode::CBlt => {
+            if ra < rb {
+                jump
+            } else {
+                CFlow::Next
+            }
+        }
+        Opcode::CBge => {
+            if ra >= rb {
+                jump
+            } else {
+                CFlow::Next
+            }
+        }
         Opcode::CLoop => {
             let v = ra.wrapping_sub(1);
             fl.after.s[a as usize] = v;
-            if v != 0 { jump } else { CFlow::Next }
+            if v != 0 {
+                jump
+            } else {
+                CFlow::Next
+            }
         }
         Opcode::CHalt => CFlow::Halt,
         Opcode::CSendR | Opcode::CSendT => {
@@ -556,7 +652,11 @@ fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut
                 Message::Scalar(rb)
             } else {
                 let (x, rows, cols) = f32_of(before, b)?;
-                Message::Tile { rows, cols, data: x.to_vec() }
+                Message::Tile {
+                    rows,
+                    cols,
+                    data: x.to_vec(),
+                }
             };
             s.counters.msgs_sent += 1;
             s.counters.msg_bytes += msg.bytes();
@@ -578,7 +678,11 @@ fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut
                 (code, got) => {
                     return tk(TrapKind::MessageKind {
                         from: b as u32,
-                        expected: if code == Opcode::CRecvR { "scalar" } else { "tile" },
+                        expected: if code == Opcode::CRecvR {
+                            "scalar"
+                        } else {
+                            "tile"
+                        },
                         got: got.kind_name(),
                     })
                 }
@@ -592,7 +696,9 @@ fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut
                 Opcode::CReduce => CollKind::Reduce(b),
                 _ => {
                     if b as usize >= m.n || members & (1u64 << b) == 0 {
-                        return tk(TrapKind::NotInGroup(format!("root sentron {b} is not in the group")));
+                        return tk(TrapKind::NotInGroup(format!(
+                            "root sentron {b} is not in the group"
+                        )));
                     }
                     CollKind::Cast(b as u32)
                 }
@@ -613,7 +719,8 @@ fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut
                 };
                 if contributes {
                     let (x, rows, cols) = f32_of(before, a)?;
-                    g.contributions.insert(s.id, Tile::from_f32(rows, cols, x.to_vec()));
+                    g.contributions
+                        .insert(s.id, Tile::from_f32(rows, cols, x.to_vec()));
                 }
                 g.arrived |= 1 << s.id;
                 fl.arrived = Some(g.generation);
@@ -631,7 +738,10 @@ fn exec_c(before: &Regs, fl: &mut InFlight, op: &Op, s: &mut RefSentron, m: &mut
             };
             match result {
                 Err(e) => {
-                    return tk(TrapKind::CollectiveMismatch { group: group_text(members), detail: e.clone() })
+                    return tk(TrapKind::CollectiveMismatch {
+                        group: group_text(members),
+                        detail: e.clone(),
+                    })
                 }
                 Ok(Some(t)) => fl.after.t[a as usize] = t.clone(),
                 Ok(None) => {}
@@ -668,7 +778,11 @@ fn reduce_ref(kind: CollKind, contributions: &HashMap<u32, Tile>) -> Result<Opti
                             ));
                         }
                         for (p, q) in v.iter_mut().zip(x) {
-                            *p = if op == vtpu_isa::word::REDUCE_SUM { *p + *q } else { p.max(*q) };
+                            *p = if op == vtpu_isa::word::REDUCE_SUM {
+                                *p + *q
+                            } else {
+                                p.max(*q)
+                            };
                         }
                     }
                 }

@@ -11,8 +11,11 @@ fn pct(x: f64) -> String {
 }
 
 fn columns(r: &RunReport) -> Vec<(String, Counters)> {
-    let mut cols: Vec<(String, Counters)> =
-        r.counters.iter().map(|c| (format!("sentron {}", c.sentron), c.clone())).collect();
+    let mut cols: Vec<(String, Counters)> = r
+        .counters
+        .iter()
+        .map(|c| (format!("sentron {}", c.sentron), c.clone()))
+        .collect();
     if r.counters.len() > 1 {
         cols.push(("total".into(), r.total()));
     }
@@ -44,25 +47,50 @@ pub fn format_report(r: &RunReport) -> String {
         body.push('\n');
     };
     line("virtual SIWs retired (cycles)", &|c| c.siws.to_string());
-    line("virtual ops D / S / C", &|c| format!("{}/{}/{}", c.ops[0], c.ops[1], c.ops[2]));
-    line("virtual NOP slots D / S / C", &|c| format!("{}/{}/{}", c.nops[0], c.nops[1], c.nops[2]));
-    line("virtual ops/cycle (ops per SIW)", &|c| format!("{:.3}", c.ops_per_siw()));
+    line("virtual ops D / S / C", &|c| {
+        format!("{}/{}/{}", c.ops[0], c.ops[1], c.ops[2])
+    });
+    line("virtual NOP slots D / S / C", &|c| {
+        format!("{}/{}/{}", c.nops[0], c.nops[1], c.nops[2])
+    });
+    line("virtual ops/cycle (ops per SIW)", &|c| {
+        format!("{:.3}", c.ops_per_siw())
+    });
     line("virtual utilization (all slots)", &|c| pct(c.utilization()));
-    line("virtual utilization D pipe", &|c| pct(c.pipe_utilization(0)));
-    line("virtual utilization S pipe", &|c| pct(c.pipe_utilization(1)));
-    line("virtual utilization C pipe", &|c| pct(c.pipe_utilization(2)));
+    line(
+        "virtual utilization D pipe",
+        &|c| pct(c.pipe_utilization(0)),
+    );
+    line(
+        "virtual utilization S pipe",
+        &|c| pct(c.pipe_utilization(1)),
+    );
+    line(
+        "virtual utilization C pipe",
+        &|c| pct(c.pipe_utilization(2)),
+    );
     line("virtual PPT lookups", &|c| c.ppt_lookups.to_string());
     line("virtual PPT hit rate (trans. cache)", &|c| {
         c.ppt_hit_rate().map(pct).unwrap_or_else(|| "n/a".into())
     });
-    line("virtual bytes gathered / scattered", &|c| format!("{}/{}", c.bytes_gathered, c.bytes_scattered));
-    line("virtual messages / bytes sent", &|c| format!("{}/{}", c.msgs_sent, c.msg_bytes));
-    line("virtual flops (FMA = 2)", &|c| c.flops.to_string());
-    line("host time (ms)", &|c| format!("{:.3}", c.host_ns as f64 / 1e6));
-    line("host ns per SIW", &|c| {
-        c.host_ns_per_siw().map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into())
+    line("virtual bytes gathered / scattered", &|c| {
+        format!("{}/{}", c.bytes_gathered, c.bytes_scattered)
     });
-    line("host time blocked in C pipe (ms)", &|c| format!("{:.3}", c.host_blocked_ns as f64 / 1e6));
+    line("virtual messages / bytes sent", &|c| {
+        format!("{}/{}", c.msgs_sent, c.msg_bytes)
+    });
+    line("virtual flops (FMA = 2)", &|c| c.flops.to_string());
+    line("host time (ms)", &|c| {
+        format!("{:.3}", c.host_ns as f64 / 1e6)
+    });
+    line("host ns per SIW", &|c| {
+        c.host_ns_per_siw()
+            .map(|x| format!("{x:.2}"))
+            .unwrap_or_else(|| "n/a".into())
+    });
+    line("host time blocked in C pipe (ms)", &|c| {
+        format!("{:.3}", c.host_blocked_ns as f64 / 1e6)
+    });
     line("host GB/s (page bytes moved)", &|c| {
         rate((c.bytes_gathered + c.bytes_scattered) as f64, c.host_ns)
     });

@@ -31,7 +31,12 @@ pub struct Tile {
 
 impl Default for Tile {
     fn default() -> Self {
-        Tile { rows: 0, cols: 0, dtype: DType::F32, data: TileData::Empty }
+        Tile {
+            rows: 0,
+            cols: 0,
+            dtype: DType::F32,
+            data: TileData::Empty,
+        }
     }
 }
 
@@ -54,7 +59,12 @@ impl Tile {
     /// A new owned f32 tile.
     pub fn from_f32(rows: u32, cols: u32, data: Vec<f32>) -> Tile {
         debug_assert_eq!(data.len(), rows as usize * cols as usize);
-        Tile { rows, cols, dtype: DType::F32, data: TileData::Owned(data) }
+        Tile {
+            rows,
+            cols,
+            dtype: DType::F32,
+            data: TileData::Owned(data),
+        }
     }
     /// The elements, typed; `None` if empty, misaligned or of a dtype tiles cannot hold.
     pub fn slice(&self) -> Option<TileSlice<'_>> {

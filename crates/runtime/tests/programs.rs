@@ -197,7 +197,9 @@ fn fast_executor_with_simd_kernels_agrees_within_tolerance() {
     // SIMD kernels sum in a different order: compare against the reference with the
     // kernels' own derived bound for a dot product of length k.
     let k = 300usize;
-    let vals: Vec<String> = (0..k).map(|i| format!("{}", ((i * 37 % 101) as f32 - 50.0) / 25.0)).collect();
+    let vals: Vec<String> = (0..k)
+        .map(|i| format!("{}", ((i * 37 % 101) as f32 - 50.0) / 25.0))
+        .collect();
     let src = format!(
         "
         .page 1.1.1/1.1.1/1.1.1 f32 1x{k} = {v}
@@ -213,9 +215,15 @@ fn fast_executor_with_simd_kernels_agrees_within_tolerance() {
     );
     let (fast, _) = run_at(&src, 1, ExecutorKind::Fast, None);
     let (refr, _) = run_at(&src, 1, ExecutorKind::Reference, None);
-    let (f, r) = (fast.unwrap().states[0].tiles[2].data[0], refr.unwrap().states[0].tiles[2].data[0]);
+    let (f, r) = (
+        fast.unwrap().states[0].tiles[2].data[0],
+        refr.unwrap().states[0].tiles[2].data[0],
+    );
     let x: Vec<f32> = vals.iter().map(|s| s.parse().unwrap()).collect();
     let abs_sum: f64 = x.iter().map(|v| (v * v) as f64).sum();
     let bound = vtpu_kernels::tolerance::dot_bound(k, abs_sum) as f32;
-    assert!((f - r).abs() <= bound, "fast {f} vs reference {r}, bound {bound}");
+    assert!(
+        (f - r).abs() <= bound,
+        "fast {f} vs reference {r}, bound {bound}"
+    );
 }

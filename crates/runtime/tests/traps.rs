@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use vtpu_runtime::{ExecutorKind, MachineError, TrapKind};
 
 fn trap_of(e: &MachineError) -> &vtpu_runtime::Trap {
-    e.as_trap().unwrap_or_else(|| panic!("expected a trap, got: {e}"))
+    e.as_trap()
+        .unwrap_or_else(|| panic!("expected a trap, got: {e}"))
 }
 
 #[test]
@@ -22,8 +23,14 @@ fn page_fault_names_sentron_pc_op_and_coordinate() {
         assert_eq!((t.sentron, t.pc), (0, 1));
         assert!(matches!(t.kind, TrapKind::PageFault(_)));
         let text = e.to_string();
-        assert!(text.contains("sentron 0") && text.contains("pc 1"), "{text}");
-        assert!(text.contains("SGATHER") && text.contains("1.1.1/1.1.1/1.1.9"), "{text}");
+        assert!(
+            text.contains("sentron 0") && text.contains("pc 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SGATHER") && text.contains("1.1.1/1.1.1/1.1.9"),
+            "{text}"
+        );
     }
 }
 
@@ -58,14 +65,27 @@ fn out_of_bounds_read_only_and_dtype_traps() {
             |k| matches!(k, TrapKind::BadDType(_)),
         ),
         ("DTADD t0, t1, t2", |k| matches!(k, TrapKind::EmptyTile(1))),
-        ("DTZERO t0, 2x2\nDTZERO t1, 2x3\nDTADD t2, t0, t1", |k| matches!(k, TrapKind::Shape(_))),
-        ("DLI r1, 5\nDDIV r2, r1, r0", |k| matches!(k, TrapKind::DivByZero)),
-        ("DLI r1, -9223372036854775808\nDLI r2, -1\nDREM r3, r1, r2", |k| matches!(k, TrapKind::DivOverflow)),
-        ("SCLI c0, 1.1.1/1.1.1/1.1.999\nSINDEXI c1, c0, scroll, 1", |k| matches!(k, TrapKind::CoordRange(_))),
-        ("SCLI c0, 1.1.1/1.1.1/1.1.1\nSALLOC c0, f32, owned, 1x1\nSALLOC c0, f32, owned, 1x1", |k| {
-            matches!(k, TrapKind::AlreadyMapped(_))
+        ("DTZERO t0, 2x2\nDTZERO t1, 2x3\nDTADD t2, t0, t1", |k| {
+            matches!(k, TrapKind::Shape(_))
         }),
-        ("SCLI c0, 1.1.1/1.1.1/1.1.1\nSFREE c0", |k| matches!(k, TrapKind::PageFault(_))),
+        ("DLI r1, 5\nDDIV r2, r1, r0", |k| {
+            matches!(k, TrapKind::DivByZero)
+        }),
+        (
+            "DLI r1, -9223372036854775808\nDLI r2, -1\nDREM r3, r1, r2",
+            |k| matches!(k, TrapKind::DivOverflow),
+        ),
+        (
+            "SCLI c0, 1.1.1/1.1.1/1.1.999\nSINDEXI c1, c0, scroll, 1",
+            |k| matches!(k, TrapKind::CoordRange(_)),
+        ),
+        (
+            "SCLI c0, 1.1.1/1.1.1/1.1.1\nSALLOC c0, f32, owned, 1x1\nSALLOC c0, f32, owned, 1x1",
+            |k| matches!(k, TrapKind::AlreadyMapped(_)),
+        ),
+        ("SCLI c0, 1.1.1/1.1.1/1.1.1\nSFREE c0", |k| {
+            matches!(k, TrapKind::PageFault(_))
+        }),
     ];
     for (src, want) in cases {
         let (a, b) = fail_both(src, 1);
@@ -88,10 +108,15 @@ fn mutual_recv_is_a_deadlock_reported_quickly() {
         let t0 = Instant::now();
         let (r, _) = run_on(src, 2, exec);
         assert!(t0.elapsed() < Duration::from_secs(1));
-        let Err(MachineError::Deadlock(d)) = r else { panic!("expected deadlock, got {:?}", r.err()) };
+        let Err(MachineError::Deadlock(d)) = r else {
+            panic!("expected deadlock, got {:?}", r.err())
+        };
         assert_eq!(d.waiters.len(), 2);
         let text = MachineError::Deadlock(d).to_string();
-        assert!(text.contains("sentron 0") && text.contains("a message from sentron 1"), "{text}");
+        assert!(
+            text.contains("sentron 0") && text.contains("a message from sentron 1"),
+            "{text}"
+        );
     }
 }
 
@@ -107,7 +132,9 @@ fn waiting_for_a_halted_sentron_is_a_deadlock() {
     ";
     for exec in [ExecutorKind::Fast, ExecutorKind::Reference] {
         let (r, _) = run_on(src, 3, exec);
-        let Err(e @ MachineError::Deadlock(_)) = r else { panic!("expected deadlock") };
+        let Err(e @ MachineError::Deadlock(_)) = r else {
+            panic!("expected deadlock")
+        };
         let text = e.to_string();
         assert!(text.contains("halted"), "{text}");
         assert!(text.contains("still missing"), "{text}");
@@ -141,11 +168,20 @@ fn a_trap_stops_sentrons_blocked_elsewhere() {
 fn message_kind_and_collective_mismatches_trap() {
     let (a, b) = fail_both(".sentron 0\nCSEND @1, r0\n.sentron 1\nCRECV t0, @0", 2);
     for e in [&a, &b] {
-        assert!(matches!(trap_of(e).kind, TrapKind::MessageKind { .. }), "{e}");
+        assert!(
+            matches!(trap_of(e).kind, TrapKind::MessageKind { .. }),
+            "{e}"
+        );
     }
-    let (a, b) = fail_both(".sentron 0\nCBAR all\n.sentron 1\nDTZERO t0, 1x1\nCREDUCE t0, sum, all", 2);
+    let (a, b) = fail_both(
+        ".sentron 0\nCBAR all\n.sentron 1\nDTZERO t0, 1x1\nCREDUCE t0, sum, all",
+        2,
+    );
     for e in [&a, &b] {
-        assert!(matches!(trap_of(e).kind, TrapKind::CollectiveMismatch { .. }), "{e}");
+        assert!(
+            matches!(trap_of(e).kind, TrapKind::CollectiveMismatch { .. }),
+            "{e}"
+        );
     }
 }
 

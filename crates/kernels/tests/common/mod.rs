@@ -96,8 +96,18 @@ pub fn bits_eq(what: &str, got: &[f32], want: &[f32]) -> Result<(), String> {
     if got.len() != want.len() {
         return Err(format!("{what}: length {} vs {}", got.len(), want.len()));
     }
-    match got.iter().zip(want).position(|(g, w)| g.to_bits() != w.to_bits()) {
+    match got
+        .iter()
+        .zip(want)
+        .position(|(g, w)| g.to_bits() != w.to_bits())
+    {
         None => Ok(()),
-        Some(i) => Err(format!("{what}: element {i}: got {:e} ({:#010x}), want {:e} ({:#010x})", got[i], got[i].to_bits(), want[i], want[i].to_bits())),
+        Some(i) => Err(format!(
+            "{what}: element {i}: got {:e} ({:#010x}), want {:e} ({:#010x})",
+            got[i],
+            got[i].to_bits(),
+            want[i],
+            want[i].to_bits()
+        )),
     }
 }

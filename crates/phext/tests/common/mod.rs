@@ -35,7 +35,12 @@ impl TempDir {
     pub fn files(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(&self.0)
             .expect("read temp dir")
-            .map(|e| e.expect("dir entry").file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("dir entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         v.sort();
         v
@@ -67,7 +72,17 @@ pub fn coord(parts: [u32; 9]) -> Coord {
 
 /// A coordinate spread over several dimensions, so curve orders differ from coordinate order.
 pub fn spread(i: u32) -> Coord {
-    coord([1 + i % 3, 1, 1 + (i / 3) % 2, 1, 1 + i % 2, 1, 1, 1 + i / 6, 1 + i % 5])
+    coord([
+        1 + i % 3,
+        1,
+        1 + (i / 3) % 2,
+        1,
+        1 + i % 2,
+        1,
+        1,
+        1 + i / 6,
+        1 + i % 5,
+    ])
 }
 
 /// A space with, for every dtype, a writable Owned page, a frozen Owned page and a Scratch
@@ -76,7 +91,11 @@ pub fn mixed_space(layout: Layout) -> PhextSpace {
     let s = PhextSpace::new(layout);
     let mut i = 0u32;
     for d in DType::ALL {
-        for (kind, ro) in [(PageKind::Owned, false), (PageKind::Owned, true), (PageKind::Scratch, false)] {
+        for (kind, ro) in [
+            (PageKind::Owned, false),
+            (PageKind::Owned, true),
+            (PageKind::Scratch, false),
+        ] {
             let shape = [1 + (i as usize % 3), d.block_elems() * (1 + i as usize % 4)];
             let len = d.bytes_for(shape[0] * shape[1]).expect("whole blocks");
             s.insert_bytes(spread(i), d, shape, &bytes(u64::from(i), len), ro, kind)
@@ -84,7 +103,8 @@ pub fn mixed_space(layout: Layout) -> PhextSpace {
             i += 1;
         }
     }
-    s.alloc(spread(i), DType::F32, [0, 8], PageKind::Owned).expect("zero-length page");
+    s.alloc(spread(i), DType::F32, [0, 8], PageKind::Owned)
+        .expect("zero-length page");
     s
 }
 

@@ -19,7 +19,12 @@ pub fn run_on(
     sentrons: usize,
     executor: ExecutorKind,
 ) -> (Result<RunReport, MachineError>, PhextSpace) {
-    run_at(src, sentrons, executor, Some(vtpu_kernels::KernelLevel::Scalar))
+    run_at(
+        src,
+        sentrons,
+        executor,
+        Some(vtpu_kernels::KernelLevel::Scalar),
+    )
 }
 
 /// Like `run_on`, at a chosen kernel level (None: the best this CPU has).
@@ -32,7 +37,13 @@ pub fn run_at(
     let p = assemble(src);
     let space = PhextSpace::new(Layout::ZOrder);
     vtpu_runtime::load_pages(&p, &space).expect("pages load");
-    let cfg = RunConfig { sentrons, executor, word_limit: 1_000_000, kernel_level, ..RunConfig::default() };
+    let cfg = RunConfig {
+        sentrons,
+        executor,
+        word_limit: 1_000_000,
+        kernel_level,
+        ..RunConfig::default()
+    };
     (vtpu_runtime::run(&p, &space, &cfg), space)
 }
 
@@ -41,7 +52,11 @@ pub fn page_dump(space: &PhextSpace) -> Vec<(String, Vec<u8>)> {
     space
         .coords()
         .into_iter()
-        .filter_map(|c| space.get(c).map(|p| (c.to_string(), p.read(|b| b.to_vec()))))
+        .filter_map(|c| {
+            space
+                .get(c)
+                .map(|p| (c.to_string(), p.read(|b| b.to_vec())))
+        })
         .collect()
 }
 
@@ -55,7 +70,11 @@ pub fn run_both(src: &str, sentrons: usize) -> (RunReport, PhextSpace) {
     let fast = fast.unwrap_or_else(|e| panic!("fast executor failed: {e}"));
     let refr = refr.unwrap_or_else(|e| panic!("reference executor failed: {e}"));
     // Debug text, so that NaN results compare equal to themselves.
-    assert_eq!(format!("{:?}", fast.states), format!("{:?}", refr.states), "final registers differ");
+    assert_eq!(
+        format!("{:?}", fast.states),
+        format!("{:?}", refr.states),
+        "final registers differ"
+    );
     assert_eq!(page_dump(&fs), page_dump(&rs), "final pages differ");
     let fv: Vec<_> = fast.counters.iter().map(|c| c.virtual_part()).collect();
     let rv: Vec<_> = refr.counters.iter().map(|c| c.virtual_part()).collect();
@@ -69,7 +88,11 @@ pub fn fail_both(src: &str, sentrons: usize) -> (MachineError, MachineError) {
     let (refr, _) = run_on(src, sentrons, ExecutorKind::Reference);
     match (fast, refr) {
         (Err(a), Err(b)) => (a, b),
-        (a, b) => panic!("expected both to fail, got fast ok={} ref ok={}", a.is_ok(), b.is_ok()),
+        (a, b) => panic!(
+            "expected both to fail, got fast ok={} ref ok={}",
+            a.is_ok(),
+            b.is_ok()
+        ),
     }
 }
 
