@@ -28,8 +28,7 @@ fn read1(space: &PhextSpace, at: &str) -> Result<f32> {
 fn main() -> Result<()> {
     let program = vtpu_isa::asm::assemble_file("examples/vasm/microvtpu.vasm", PROGRAM)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let space = PhextSpace::new(Layout::ZOrder);
-    vtpu_runtime::load_pages(&program, &space)?;
+    let space = vtpu_runtime::build_space(&program, Layout::ZOrder)?;
     let cfg = RunConfig {
         sentrons: 2,
         executor: ExecutorKind::Fast,

@@ -224,12 +224,17 @@ fn run(a: RunArgs) -> Result<()> {
         LayoutArg::Hilbert => Layout::Hilbert,
         LayoutArg::Insertion => Layout::Insertion,
     };
+    // A fresh space places the declared pages by the layout's curve; a loaded one keeps
+    // its pages and gains any the program declares that it lacks.
     let space = match &a.load {
-        Some(m) => PhextSpace::load(m, LoadMode::Copy)
-            .with_context(|| format!("cannot load {}", m.display()))?,
-        None => PhextSpace::new(layout),
+        Some(m) => {
+            let space = PhextSpace::load(m, LoadMode::Copy)
+                .with_context(|| format!("cannot load {}", m.display()))?;
+            vtpu_runtime::load_pages(&program, &space)?;
+            space
+        }
+        None => vtpu_runtime::build_space(&program, layout)?,
     };
-    vtpu_runtime::load_pages(&program, &space)?;
     let cfg = RunConfig {
         sentrons: a.sentrons.unwrap_or_else(|| program.min_sentrons()),
         executor: match a.executor {

@@ -5,7 +5,9 @@
 //! For each level (AVX-512, AVX2) and weight dtype: GEMV (m = 1, decode) on the weight
 //! shapes `n x k` = 576x1536, 896x4864, 4864x896, and GEMM with m = 128 (prefill). Every
 //! result is validated against the scalar reference before it is timed. Each figure is
-//! the median of `runs` timed calls after warm-up. GEMV is reported twice:
+//! the median of `runs` samples after warm-up, each sample timing back-to-back calls
+//! for >= 2 ms; time is this thread's CPU time (so a shared, busy machine does not
+//! inflate it; `BENCH_WALL=1` switches to wall time). GEMV is reported twice:
 //! - `hot`: the same matrix every call (it stays in L2/L3 when it fits);
 //! - `cold`: rotating through copies totalling >= 1 GiB (more than any cache level of
 //!   this machine, whose L3 is 300 MiB), so each call streams its weights from DRAM:
@@ -24,15 +26,70 @@ use vtpu_kernels::{scalar, KernelLevel, Kernels, Weights};
 /// Bytes of weight copies the `cold` GEMV rotates through (and the DRAM baseline reads).
 const COLD_BYTES: usize = 1 << 30;
 
+/// Nanoseconds this thread has run on a CPU (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`),
+/// so time slices lost to other processes on a shared machine do not count. `None`
+/// where unavailable (then wall time is used).
+fn thread_cpu_ns() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: libc's clock_gettime writes one timespec (two 64-bit fields on x86-64
+        // and aarch64 Linux) through a valid pointer to a local.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return Some(ts.sec as u64 * 1_000_000_000 + ts.nsec as u64);
+        }
+    }
+    None
+}
+
+/// Which clock the figures use (printed in the header).
+fn clock_name() -> &'static str {
+    if use_wall() {
+        "wall clock"
+    } else {
+        "thread CPU time (CLOCK_THREAD_CPUTIME_ID; excludes time slices taken by other processes)"
+    }
+}
+
+fn use_wall() -> bool {
+    std::env::var_os("BENCH_WALL").is_some() || thread_cpu_ns().is_none()
+}
+
+/// Median seconds per call of `f` over `runs` samples after warm-up. Each sample times
+/// enough back-to-back calls to last >= 2 ms, so clock-read overhead stays negligible.
 fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..3.max(runs / 4) {
+    let wall = use_wall();
+    let now = |w: bool| -> f64 {
+        if w {
+            thread_local!(static T0: Instant = Instant::now());
+            T0.with(|t| t.elapsed().as_secs_f64())
+        } else {
+            thread_cpu_ns().unwrap_or(0) as f64 * 1e-9
+        }
+    };
+    let t0 = Instant::now();
+    for _ in 0..3 {
         f(); // warm-up
     }
+    let per_call = t0.elapsed().as_secs_f64() / 3.0;
+    let reps = ((2e-3 / per_call).ceil() as usize).clamp(1, 1000);
     let mut t: Vec<f64> = (0..runs)
         .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
+            let s = now(wall);
+            for _ in 0..reps {
+                f();
+            }
+            (now(wall) - s) / reps as f64
         })
         .collect();
     t.sort_by(|a, b| a.total_cmp(b));
@@ -129,15 +186,19 @@ fn main() {
     let runs: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(21);
+        .unwrap_or(11);
     // Optional second argument: only run sections whose op name contains it (gemv, gemm).
     let only = std::env::args().nth(2).unwrap_or_default();
-    if let Some(pf) = std::env::var("VTPU_PF").ok().and_then(|v| v.parse().ok()) {
-        vtpu_kernels::PF_BYTES.store(pf, std::sync::atomic::Ordering::Relaxed);
-    }
     let mut rng = Rng(42);
     println!("vtpu-kernels matmul_bt micro benchmark (host figures; median of {runs} runs; FMA = 2 flops)");
-    println!("detected level: {}", vtpu_kernels::detected());
+    println!(
+        "detected level: {}; timing by {}",
+        vtpu_kernels::detected(),
+        clock_name()
+    );
+    if let Ok(l) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", l.trim());
+    }
 
     // Baselines, same run.
     let big: Vec<f32> = (0..COLD_BYTES / 4).map(|i| i as f32).collect();
@@ -179,7 +240,7 @@ fn main() {
                 let a: Vec<f32> = (0..kk).map(|_| rng.f32()).collect();
                 validate(k, &a, w.view(), 1, n, kk);
                 let mut c = vec![0.0f32; n];
-                let hot = median_secs(runs * 4, || {
+                let hot = median_secs(runs, || {
                     k.matmul_bt(&mut c, &a, w.view(), 1, n, kk).unwrap();
                     black_box(&c);
                 });
@@ -187,7 +248,7 @@ fn main() {
                 let copies = (COLD_BYTES as f64 / bytes).ceil() as usize;
                 let many: Vec<Owned> = (0..copies).map(|_| Owned::new(dtype, &vals)).collect();
                 let mut idx = 0;
-                let cold = median_secs(runs * 4, || {
+                let cold = median_secs(runs, || {
                     k.matmul_bt(&mut c, &a, many[idx % copies].view(), 1, n, kk)
                         .unwrap();
                     idx += 1;
@@ -214,7 +275,7 @@ fn main() {
                 let w = Owned::new(dtype, &vals);
                 validate(k, &a, w.view(), m, n, kk);
                 let mut c = vec![0.0f32; m * n];
-                let t = median_secs(runs.div_ceil(2), || {
+                let t = median_secs(runs, || {
                     k.matmul_bt(&mut c, &a, w.view(), m, n, kk).unwrap();
                     black_box(&c);
                 });

@@ -65,11 +65,12 @@ impl Kernels {
         check::len(name, "a", d.len(), a.len())?;
         check::len(name, "b", d.len(), b.len())?;
         let n = d.len();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::binary(op, d, a, b),
             binary(op, d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     fn binary_assign(
@@ -82,11 +83,12 @@ impl Kernels {
         check::len(name, "a", d.len(), a.len())?;
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::binary_assign(op, d, a),
             binary(op, dp, dp, a.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     fn unary(
@@ -98,21 +100,23 @@ impl Kernels {
     ) -> Result<(), KernelError> {
         check::len(name, "a", d.len(), a.len())?;
         let n = d.len();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::unary(op, d, a),
             unary(op, d.as_mut_ptr(), a.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     fn unary_assign(self, op: UnOp, d: &mut [f32]) -> Result<(), KernelError> {
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::unary_assign(op, d),
             unary(op, dp, dp, n)
-        ))
+        );
+        Ok(())
     }
 
     /// `d = a + b` elementwise (exact: bit-identical at every level).
@@ -153,33 +157,32 @@ impl Kernels {
         check::len("fma", "a", d.len(), a.len())?;
         check::len("fma", "b", d.len(), b.len())?;
         let n = d.len();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::fma(d, a, b),
             fma(d.as_mut_ptr(), a.as_ptr(), b.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     /// `d = a * s` elementwise (exact).
     pub fn scale(self, d: &mut [f32], a: &[f32], s: f32) -> Result<(), KernelError> {
         check::len("scale", "a", d.len(), a.len())?;
         let n = d.len();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::scale(d, a, s),
             scale(d.as_mut_ptr(), a.as_ptr(), s, n)
-        ))
+        );
+        Ok(())
     }
 
     /// `d *= s` elementwise (exact).
     pub fn scale_assign(self, d: &mut [f32], s: f32) -> Result<(), KernelError> {
         let n = d.len();
         let dp = d.as_mut_ptr();
-        Ok(dispatch!(
-            self.level,
-            scalar::scale_assign(d, s),
-            scale(dp, dp, s, n)
-        ))
+        dispatch!(self.level, scalar::scale_assign(d, s), scale(dp, dp, s, n));
+        Ok(())
     }
 
     /// `d = e^a` elementwise, within [`crate::tolerance::EXP_MAX_ULP`] ulps of the
@@ -214,11 +217,12 @@ impl Kernels {
         check::len("swiglu", "gate", d.len(), gate.len())?;
         check::len("swiglu", "up", d.len(), up.len())?;
         let n = d.len();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::swiglu(d, gate, up),
             swiglu(d.as_mut_ptr(), gate.as_ptr(), up.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     /// `gate = silu(gate) * up` elementwise, in place.
@@ -226,11 +230,12 @@ impl Kernels {
         check::len("swiglu_assign", "up", gate.len(), up.len())?;
         let n = gate.len();
         let gp = gate.as_mut_ptr();
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::swiglu_assign(gate, up),
             swiglu(gp, gp, up.as_ptr(), n)
-        ))
+        );
+        Ok(())
     }
 
     fn check_rows(
@@ -254,11 +259,12 @@ impl Kernels {
         cols: usize,
     ) -> Result<(), KernelError> {
         Self::check_rows("row_sum", d, a, rows, cols)?;
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::row_sum(d, a, rows, cols),
             row_sum(d, a, rows, cols)
-        ))
+        );
+        Ok(())
     }
     /// `d[r] = max of row r` (-inf for an empty row).
     pub fn row_max(
@@ -269,11 +275,12 @@ impl Kernels {
         cols: usize,
     ) -> Result<(), KernelError> {
         Self::check_rows("row_max", d, a, rows, cols)?;
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::row_max(d, a, rows, cols),
             row_max(d, a, rows, cols)
-        ))
+        );
+        Ok(())
     }
     /// `d[r] = sum of squares of row r`.
     pub fn row_sumsq(
@@ -284,11 +291,12 @@ impl Kernels {
         cols: usize,
     ) -> Result<(), KernelError> {
         Self::check_rows("row_sumsq", d, a, rows, cols)?;
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::row_sumsq(d, a, rows, cols),
             row_sumsq(d, a, rows, cols)
-        ))
+        );
+        Ok(())
     }
 
     /// Dot product. At a SIMD level this is bit-identical to a 1 x 1 x k `matmul_bt`
@@ -360,11 +368,12 @@ impl Kernels {
         if k == 0 || m == 0 || n0 == n1 {
             return Ok(()); // nothing to add: C is left bit-for-bit unchanged
         }
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::matmul_bt_rows(c, a, b, m, k, n0, n1),
             matmul_bt_rows(c, a, b, m, k, n0, n1)
-        ))
+        );
+        Ok(())
     }
 
     /// Per row of the `rows x dim` matrix `x`: `out = x * weight / sqrt(mean(x^2) + eps)`
@@ -382,11 +391,12 @@ impl Kernels {
         check::len("rmsnorm", "x (rows x dim)", total, x.len())?;
         check::len("rmsnorm", "out (rows x dim)", total, out.len())?;
         check::len("rmsnorm", "weight (dim)", dim, weight.len())?;
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::rmsnorm(out, x, weight, rows, dim, eps),
             rmsnorm(out, x, weight, rows, dim, eps)
-        ))
+        );
+        Ok(())
     }
 
     fn check_rope(
@@ -395,7 +405,7 @@ impl Kernels {
         n_heads: usize,
         head_dim: usize,
     ) -> Result<(), KernelError> {
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(check::err(
                 op,
                 format!("head_dim must be even, got {head_dim}"),
@@ -477,7 +487,7 @@ impl Kernels {
         pos: usize,
         theta: f32,
     ) -> Result<(), KernelError> {
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(check::err(
                 "rope_table",
                 format!("head_dim must be even, got {head_dim}"),
@@ -574,10 +584,11 @@ impl Kernels {
     pub fn softmax_rows(self, x: &mut [f32], rows: usize, cols: usize) -> Result<(), KernelError> {
         let total = check::mul("softmax_rows", "x (rows x cols)", rows, cols)?;
         check::len("softmax_rows", "x (rows x cols)", total, x.len())?;
-        Ok(dispatch!(
+        dispatch!(
             self.level,
             scalar::softmax_rows(x, rows, cols),
             softmax_rows(x, rows, cols)
-        ))
+        );
+        Ok(())
     }
 }

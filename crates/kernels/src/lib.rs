@@ -32,15 +32,19 @@ pub mod tolerance;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx2_gemm;
+#[cfg(target_arch = "x86_64")]
 mod x86_avx512;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86_common;
 
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
-pub use level::{detected, is_supported, level, set_level, KernelLevel};
 #[doc(hidden)]
-pub use x86_avx512::PF_BYTES;
+pub use x86_avx512_gemm::VARIANT;
+pub use level::{detected, is_supported, level, set_level, KernelLevel};
 
 /// Elementwise binary ops sharing one kernel body per level (see [`scalar::binary`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

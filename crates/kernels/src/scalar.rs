@@ -143,7 +143,7 @@ fn sumsq_f64(row: &[f32]) -> f64 {
 }
 
 /// Rows of a `rows x cols` matrix, with an empty row per output when `cols == 0`.
-fn rows_of<'a>(a: &'a [f32], rows: usize, cols: usize) -> impl Iterator<Item = &'a [f32]> {
+fn rows_of(a: &[f32], rows: usize, cols: usize) -> impl Iterator<Item = &[f32]> {
     (0..rows).map(move |r| &a[r * cols..(r + 1) * cols])
 }
 

@@ -10,17 +10,17 @@
 
 use core::arch::x86_64::*;
 
-use half::{bf16, f16};
-
 use crate::x86_common::{rms_inv_scale, EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
-use crate::{BinOp, UnOp, Weights};
+use crate::{BinOp, UnOp};
+
+pub(crate) use crate::x86_avx2_gemm::{dot, matmul_bt_rows};
 
 const L: usize = 8;
 
 /// `vmaskmovps` mask of the low `n` lanes (`n <= 8`): lane `i` has its sign bit set iff `i < n`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tail_mask(n: usize) -> __m256i {
+pub(crate) unsafe fn tail_mask(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(
         _mm256_set1_epi32(n as i32),
         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
@@ -180,7 +180,7 @@ pub(crate) unsafe fn swiglu(d: *mut f32, g: *const f32, u: *const f32, n: usize)
 /// Sum of the 8 lanes in a fixed tree: `s4[i] = v[i] + v[i+4]`, `s2[i] = s4[i] + s4[i+2]`, `s2[0] + s2[1]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
@@ -374,205 +374,5 @@ pub(crate) unsafe fn rope_halfsplit(
             _mm256_maskstore_ps(hi_p.add(j), m, hi2);
             j += L;
         }
-    }
-}
-
-/// Loading 8 weights as f32 (exact conversion for every dtype).
-trait WLoad: Copy {
-    unsafe fn load(p: *const Self) -> __m256;
-    /// The first `n < 8` weights, other lanes 0; memory past `n` is not touched.
-    unsafe fn load_tail(p: *const Self, n: usize) -> __m256;
-}
-
-/// Copies `n <= 8` 16-bit values into a zero-padded 128-bit vector.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load_u16_tail<T>(p: *const T, n: usize) -> __m128i {
-    let mut buf = [0u16; 8];
-    std::ptr::copy_nonoverlapping(p as *const u16, buf.as_mut_ptr(), n.min(8));
-    _mm_loadu_si128(buf.as_ptr() as *const __m128i)
-}
-
-impl WLoad for f32 {
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load(p: *const f32) -> __m256 {
-        _mm256_loadu_ps(p)
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_tail(p: *const f32, n: usize) -> __m256 {
-        _mm256_maskload_ps(p, tail_mask(n))
-    }
-}
-
-impl WLoad for f16 {
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load(p: *const f16) -> __m256 {
-        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_tail(p: *const f16, n: usize) -> __m256 {
-        _mm256_cvtph_ps(load_u16_tail(p, n))
-    }
-}
-
-impl WLoad for bf16 {
-    // bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load(p: *const bf16) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
-            _mm_loadu_si128(p as *const __m128i),
-        )))
-    }
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn load_tail(p: *const bf16, n: usize) -> __m256 {
-        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
-            load_u16_tail(p, n),
-        )))
-    }
-}
-
-/// One register tile, as `x86_avx512::tile` with 8 lanes.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(
-    a: *const f32,
-    b: *const W,
-    c: *mut f32,
-    k: usize,
-    ldc: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-    let mut p = 0;
-    while p + L <= k {
-        let mut bv = [_mm256_setzero_ps(); NR];
-        for j in 0..NR {
-            bv[j] = W::load(b.add(j * k + p));
-        }
-        for i in 0..MR {
-            let av = _mm256_loadu_ps(a.add(i * k + p));
-            for j in 0..NR {
-                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
-            }
-        }
-        p += L;
-    }
-    if p < k {
-        let (t, m) = (k - p, tail_mask(k - p));
-        let mut bv = [_mm256_setzero_ps(); NR];
-        for j in 0..NR {
-            bv[j] = W::load_tail(b.add(j * k + p), t);
-        }
-        for i in 0..MR {
-            let av = _mm256_maskload_ps(a.add(i * k + p), m);
-            for j in 0..NR {
-                acc[i][j] = _mm256_fmadd_ps(av, bv[j], acc[i][j]);
-            }
-        }
-    }
-    for i in 0..MR {
-        for j in 0..NR {
-            *c.add(i * ldc + j) += hsum(acc[i][j]);
-        }
-    }
-}
-
-/// 4 x 3 = 12 accumulators + 3 B vectors + 1 A vector = the 16 ymm registers.
-const MR: usize = 4;
-const NR: usize = 3;
-const NR_GEMV: usize = 8;
-const A_BLOCK_BYTES: usize = 384 * 1024;
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_edge<W: WLoad>(
-    mr: usize,
-    nr: usize,
-    a: *const f32,
-    b: *const W,
-    c: *mut f32,
-    k: usize,
-    ldc: usize,
-) {
-    if nr == NR {
-        match mr {
-            4 => tile::<W, 4, NR>(a, b, c, k, ldc),
-            3 => tile::<W, 3, NR>(a, b, c, k, ldc),
-            2 => tile::<W, 2, NR>(a, b, c, k, ldc),
-            _ => tile::<W, 1, NR>(a, b, c, k, ldc),
-        }
-        return;
-    }
-    for j in 0..nr {
-        let (b, c) = (b.add(j * k), c.add(j));
-        match mr {
-            4 => tile::<W, 4, 1>(a, b, c, k, ldc),
-            3 => tile::<W, 3, 1>(a, b, c, k, ldc),
-            2 => tile::<W, 2, 1>(a, b, c, k, ldc),
-            _ => tile::<W, 1, 1>(a, b, c, k, ldc),
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemm<W: WLoad>(c: *mut f32, a: *const f32, b: *const W, m: usize, n: usize, k: usize) {
-    if m == 1 {
-        let mut j = 0;
-        while j + NR_GEMV <= n {
-            tile::<W, 1, NR_GEMV>(a, b.add(j * k), c.add(j), k, n);
-            j += NR_GEMV;
-        }
-        while j < n {
-            tile::<W, 1, 1>(a, b.add(j * k), c.add(j), k, n);
-            j += 1;
-        }
-        return;
-    }
-    let mc = (A_BLOCK_BYTES / (k * 4)).max(MR) / MR * MR;
-    let mut i0 = 0;
-    while i0 < m {
-        let i1 = (i0 + mc).min(m);
-        let mut j = 0;
-        while j < n {
-            let nr = NR.min(n - j);
-            let mut i = i0;
-            while i < i1 {
-                let mr = MR.min(i1 - i);
-                tile_edge::<W>(mr, nr, a.add(i * k), b.add(j * k), c.add(i * n + j), k, n);
-                i += mr;
-            }
-            j += nr;
-        }
-        i0 = i1;
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let k = a.len().min(b.len());
-    let mut out = 0.0f32;
-    tile::<f32, 1, 1>(a.as_ptr(), b.as_ptr(), &mut out, k, 1);
-    out
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn matmul_bt_rows(
-    c: &mut [f32],
-    a: &[f32],
-    b: Weights<'_>,
-    m: usize,
-    k: usize,
-    n0: usize,
-    n1: usize,
-) {
-    let (cp, ap, w) = (c.as_mut_ptr(), a.as_ptr(), n1 - n0);
-    match b {
-        Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
-        Weights::F16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
-        Weights::BF16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
     }
 }

@@ -15,16 +15,16 @@
 
 use core::arch::x86_64::*;
 
-use half::{bf16, f16};
-
 use crate::x86_common::{rms_inv_scale, EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
-use crate::{BinOp, UnOp, Weights};
+use crate::{BinOp, UnOp};
+
+pub(crate) use crate::x86_avx512_gemm::{dot, matmul_bt_rows};
 
 const L: usize = 16;
 
 /// Mask of the low `n` lanes (`n <= 16`).
 #[inline(always)]
-fn tail_mask(n: usize) -> __mmask16 {
+pub(crate) fn tail_mask(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 
@@ -177,7 +177,7 @@ pub(crate) unsafe fn swiglu(d: *mut f32, g: *const f32, u: *const f32, n: usize)
 /// `s8[i] = v[i] + v[i+8]`, `s4[i] = s8[i] + s8[i+4]`, `s2[i] = s4[i] + s4[i+2]`, `s2[0] + s2[1]`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn hsum(v: __m512) -> f32 {
+pub(crate) unsafe fn hsum(v: __m512) -> f32 {
     let lo = _mm512_castps512_ps256(v);
     let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
     let s8 = _mm256_add_ps(lo, hi);
@@ -392,246 +392,5 @@ pub(crate) unsafe fn rope_halfsplit(
             _mm512_mask_storeu_ps(hi_p.add(j), m, hi2);
             j += L;
         }
-    }
-}
-
-/// Loading 16 weights as f32 (exact conversion for every dtype).
-trait WLoad: Copy {
-    /// 16 consecutive weights.
-    unsafe fn load(p: *const Self) -> __m512;
-    /// The low lanes of `m`; other lanes are 0 and their memory is not touched.
-    unsafe fn load_mask(p: *const Self, m: __mmask16) -> __m512;
-}
-
-impl WLoad for f32 {
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load(p: *const f32) -> __m512 {
-        _mm512_loadu_ps(p)
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load_mask(p: *const f32, m: __mmask16) -> __m512 {
-        _mm512_maskz_loadu_ps(m, p)
-    }
-}
-
-impl WLoad for f16 {
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load(p: *const f16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load_mask(p: *const f16, m: __mmask16) -> __m512 {
-        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p as *const i16))
-    }
-}
-
-impl WLoad for bf16 {
-    // bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load(p: *const bf16) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
-            _mm256_loadu_si256(p as *const __m256i),
-        )))
-    }
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-    unsafe fn load_mask(p: *const bf16, m: __mmask16) -> __m512 {
-        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
-            _mm256_maskz_loadu_epi16(m, p as *const i16),
-        )))
-    }
-}
-
-pub static PF_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// GEMV step with software prefetch of each weight row `pf` elements ahead.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn gemv8<W: WLoad>(a: *const f32, b: *const W, c: *mut f32, k: usize, pf: usize) {
-    const NR: usize = NR_GEMV;
-    let mut acc = [_mm512_setzero_ps(); NR];
-    let mut p = 0;
-    while p + L <= k {
-        for j in 0..NR {
-            _mm_prefetch::<_MM_HINT_T0>(b.add(j * k + p + pf) as *const i8);
-        }
-        let av = _mm512_loadu_ps(a.add(p));
-        for j in 0..NR {
-            acc[j] = _mm512_fmadd_ps(av, W::load(b.add(j * k + p)), acc[j]);
-        }
-        p += L;
-    }
-    if p < k {
-        let m = tail_mask(k - p);
-        let av = _mm512_maskz_loadu_ps(m, a.add(p));
-        for j in 0..NR {
-            acc[j] = _mm512_fmadd_ps(av, W::load_mask(b.add(j * k + p), m), acc[j]);
-        }
-    }
-    for j in 0..NR {
-        *c.add(j) += hsum(acc[j]);
-    }
-}
-
-/// One register tile: `C[i, j] += dot(A row i, B row j)` for `i < MR`, `j < NR`, with `A`
-/// rows `k` apart from `a`, `B` rows `k` apart from `b`, `C` rows `ldc` apart from `c`.
-/// One accumulator per output (the order contract of `x86_common.rs`); each `B` vector
-/// loaded is used by `MR` rows of `A`, each `A` vector by `NR` rows of `B`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(
-    a: *const f32,
-    b: *const W,
-    c: *mut f32,
-    k: usize,
-    ldc: usize,
-) {
-    let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-    let mut p = 0;
-    while p + L <= k {
-        let mut bv = [_mm512_setzero_ps(); NR];
-        for j in 0..NR {
-            bv[j] = W::load(b.add(j * k + p));
-        }
-        for i in 0..MR {
-            let av = _mm512_loadu_ps(a.add(i * k + p));
-            for j in 0..NR {
-                acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-            }
-        }
-        p += L;
-    }
-    if p < k {
-        let m = tail_mask(k - p);
-        let mut bv = [_mm512_setzero_ps(); NR];
-        for j in 0..NR {
-            bv[j] = W::load_mask(b.add(j * k + p), m);
-        }
-        for i in 0..MR {
-            let av = _mm512_maskz_loadu_ps(m, a.add(i * k + p));
-            for j in 0..NR {
-                acc[i][j] = _mm512_fmadd_ps(av, bv[j], acc[i][j]);
-            }
-        }
-    }
-    for i in 0..MR {
-        for j in 0..NR {
-            *c.add(i * ldc + j) += hsum(acc[i][j]);
-        }
-    }
-}
-
-/// Register tile of the prefill path: 4 rows of `A` x 6 rows of `B` = 24 accumulators
-/// (+ 6 B vectors + 1 A vector of the 32 zmm registers).
-const MR: usize = 4;
-const NR: usize = 6;
-/// Rows of `B` per GEMV step (m = 1): 8 independent FMA chains, 8 streams.
-const NR_GEMV: usize = 8;
-/// Bytes of `A` kept hot in L2 (1 MiB on Zen 4) while every panel of `B` streams past.
-const A_BLOCK_BYTES: usize = 384 * 1024;
-
-/// `MR x nr` (or smaller) tile at `(i, j)`, `mr <= MR`, `nr <= NR`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn tile_edge<W: WLoad>(
-    mr: usize,
-    nr: usize,
-    a: *const f32,
-    b: *const W,
-    c: *mut f32,
-    k: usize,
-    ldc: usize,
-) {
-    if nr == NR {
-        match mr {
-            4 => tile::<W, 4, NR>(a, b, c, k, ldc),
-            3 => tile::<W, 3, NR>(a, b, c, k, ldc),
-            2 => tile::<W, 2, NR>(a, b, c, k, ldc),
-            _ => tile::<W, 1, NR>(a, b, c, k, ldc),
-        }
-        return;
-    }
-    for j in 0..nr {
-        let (b, c) = (b.add(j * k), c.add(j));
-        match mr {
-            4 => tile::<W, 4, 1>(a, b, c, k, ldc),
-            3 => tile::<W, 3, 1>(a, b, c, k, ldc),
-            2 => tile::<W, 2, 1>(a, b, c, k, ldc),
-            _ => tile::<W, 1, 1>(a, b, c, k, ldc),
-        }
-    }
-}
-
-/// `C (m x n, row stride n) += A (m x k) * B^T`, `B` the `n x k` rows at `b`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-unsafe fn gemm<W: WLoad>(c: *mut f32, a: *const f32, b: *const W, m: usize, n: usize, k: usize) {
-    if m == 1 {
-        // Decode: stream B once, 8 rows at a time.
-        let mut j = 0;
-        let pfb = PF_BYTES.load(std::sync::atomic::Ordering::Relaxed);
-        let pf = pfb / std::mem::size_of::<W>();
-        while j + NR_GEMV <= n {
-            if pfb > 0 {
-                gemv8::<W>(a, b.add(j * k), c.add(j), k, pf);
-            } else {
-                tile::<W, 1, NR_GEMV>(a, b.add(j * k), c.add(j), k, n);
-            }
-            j += NR_GEMV;
-        }
-        while j < n {
-            tile::<W, 1, 1>(a, b.add(j * k), c.add(j), k, n);
-            j += 1;
-        }
-        return;
-    }
-    // Prefill: a block of A rows stays in L2 while B streams past in panels of NR rows;
-    // each panel stays in L1/L2 while every MR-row tile of the block uses it.
-    let mc = (A_BLOCK_BYTES / (k * 4)).max(MR) / MR * MR;
-    let mut i0 = 0;
-    while i0 < m {
-        let i1 = (i0 + mc).min(m);
-        let mut j = 0;
-        while j < n {
-            let nr = NR.min(n - j);
-            let mut i = i0;
-            while i < i1 {
-                let mr = MR.min(i1 - i);
-                tile_edge::<W>(mr, nr, a.add(i * k), b.add(j * k), c.add(i * n + j), k, n);
-                i += mr;
-            }
-            j += nr;
-        }
-        i0 = i1;
-    }
-}
-
-/// `dot(a, b)`: the 1 x 1 tile's order, without the add to `C`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let k = a.len().min(b.len());
-    let mut out = 0.0f32;
-    tile::<f32, 1, 1>(a.as_ptr(), b.as_ptr(), &mut out, k, 1);
-    out
-}
-
-/// `C (m x (n1 - n0)) += A (m x k) * B[n0..n1]^T`; shapes checked by the caller, `k > 0`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn matmul_bt_rows(
-    c: &mut [f32],
-    a: &[f32],
-    b: Weights<'_>,
-    m: usize,
-    k: usize,
-    n0: usize,
-    n1: usize,
-) {
-    let (cp, ap, w) = (c.as_mut_ptr(), a.as_ptr(), n1 - n0);
-    match b {
-        Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
-        Weights::F16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
-        Weights::BF16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
     }
 }

@@ -29,7 +29,7 @@ pub(crate) const EXP_HI: f32 = 88.8;
 pub(crate) const EXP_LO: f32 = -104.0;
 pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// `ln 2` split so that `n * LN2_HI` is exact for `|n| <= 2^9` (9 significant bits).
-pub(crate) const LN2_HI: f32 = 0.693_359_375;
+pub(crate) const LN2_HI: f32 = f32::from_bits(0x3f31_8000); // 0.693359375 exactly
 pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `expf` coefficients, highest degree first: `P(r)` in `e^r = 1 + r + r^2 P(r)`.
 pub(crate) const EXP_P: [f32; 6] = [
@@ -38,7 +38,7 @@ pub(crate) const EXP_P: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5, // Cephes writes 5.0000001201e-1, which rounds to 0.5 in f32
 ];
 
 /// The rmsnorm scale `1 / sqrt(sumsq / dim + eps)` from an f32 sum of squares, in f64

@@ -134,8 +134,9 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
         .into_iter()
         .filter(|k| k.level() != KernelLevel::Scalar)
     {
-        for dtype in 0..3 {
-            let (m, n, kk) = (11, 29, 203);
+        // Second shape: several A blocks (m > 64), k slices (k > 512) with a tail, and
+        // (for f16 / bf16) the converted-panel path.
+        for (dtype, (m, n, kk)) in (0..3).flat_map(|d| [(d, (11, 29, 203)), (d, (70, 29, 1100))]) {
             let a = rng.vec_mixed(m * kk);
             let w = Owned::new(dtype, &rng.vec_mixed(n * kk));
             let b = w.view();
@@ -154,7 +155,7 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
                 .unwrap();
             }
             // Split by weight rows into uneven ranges, as threads would.
-            for split in [[0, 1, 29], [0, 13, 29], [0, 6, 29], [0, 28, 29]] {
+            for split in [[0, 1, n], [0, 13, n], [0, 6, n], [0, 28, n]] {
                 for r in split.windows(2) {
                     let (n0, n1) = (r[0], r[1]);
                     let mut part = vec![0.0; m * (n1 - n0)];
@@ -175,7 +176,7 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
             // A single-row A in a prefill batch of 2 (m = 2 takes the tile path).
             let mut two = vec![0.0; 2 * n];
             k.matmul_bt(&mut two, &a[..2 * kk], b, 2, n, kk).unwrap();
-            bits_eq("m=2 vs m=11", &two, &full[..2 * n]).unwrap();
+            bits_eq(&format!("m=2 vs m={m}"), &two, &full[..2 * n]).unwrap();
         }
     }
 }

@@ -120,7 +120,7 @@ fn softmax_matches_reference() {
                     for r in 0..rows {
                         let row = &x[r * cols..(r + 1) * cols];
                         let mx = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                        for c in 0..cols {
+                        for (c, &xc) in row.iter().enumerate() {
                             let i = r * cols + c;
                             let what = format!(
                                 "softmax {:?} rows={rows} cols={cols} spread={spread} [{r},{c}]",
@@ -130,7 +130,7 @@ fn softmax_matches_reference() {
                                 &what,
                                 got[i],
                                 want[i],
-                                softmax_bound(cols, mx, row[c], want[i]),
+                                softmax_bound(cols, mx, xc, want[i]),
                             ));
                         }
                         if cols > 0 {

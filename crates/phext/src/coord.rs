@@ -134,6 +134,23 @@ impl Coord {
         self.with_part_i128(dim, value, limit)
     }
 
+    /// The hot-path form of [`Coord::offset`] for callers that already know every part of
+    /// `self` is within `limit` (e.g. an executor whose coordinate registers only ever
+    /// hold coordinates checked against the same limit): only the moved part is checked.
+    /// `None` when `dim >= 9` or the moved part leaves `1..=limit`; call [`Coord::offset`]
+    /// then for the detailed error.
+    #[inline]
+    pub fn step(&self, dim: usize, delta: i64, limit: u32) -> Option<Coord> {
+        let p = *self.parts.get(dim)?;
+        let v = i64::from(p).checked_add(delta)?;
+        if v < 1 || v > i64::from(limit.min(MAX_PART_LIMIT)) {
+            return None;
+        }
+        let mut out = *self;
+        out.parts[dim] = v as u16; // <= MAX_PART_LIMIT < 2^16
+        Some(out)
+    }
+
     /// This coordinate with `part[dim] = value`, checked like [`Coord::offset`].
     pub fn with_part(&self, dim: usize, value: i64, limit: u32) -> Result<Coord, CoordError> {
         if dim >= 9 {
@@ -142,22 +159,29 @@ impl Coord {
         self.with_part_i128(dim, i128::from(value), limit)
     }
 
+    #[inline]
     fn with_part_i128(&self, dim: usize, value: i128, limit: u32) -> Result<Coord, CoordError> {
         check_limit(limit)?;
         let mut out = *self;
-        // The other parts must obey the limit too: a Coord built under a larger limit moved
-        // under a smaller one is not silently accepted.
-        for (d, &p) in self.parts.iter().enumerate() {
-            if d != dim && u32::from(p) > limit {
-                return Err(CoordError::PartOutOfRange {
-                    dim: d,
-                    value: i128::from(p),
-                    limit,
-                });
-            }
-        }
         out.parts[dim] = checked_part(dim, value, limit)?;
+        // The other parts must obey the limit too: a Coord built under a larger limit moved
+        // under a smaller one is not silently accepted. One branch-free max on the hot
+        // path (SINDEX runs this per word); the offending part is found only on error.
+        if u32::from(out.parts.iter().copied().max().unwrap_or(1)) > limit {
+            return Err(self.first_part_over(dim, limit));
+        }
         Ok(out)
+    }
+
+    #[cold]
+    fn first_part_over(&self, skip: usize, limit: u32) -> CoordError {
+        let (d, p) = self
+            .parts
+            .iter()
+            .enumerate()
+            .find(|&(d, &p)| d != skip && u32::from(p) > limit)
+            .map_or((skip, 0), |(d, &p)| (d, p));
+        CoordError::PartOutOfRange { dim: d, value: i128::from(p), limit }
     }
 
     /// The packed key: (part-1) in 14 bits each, library most significant. No allocation,
@@ -351,6 +375,17 @@ fn echo(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn step_matches_offset_when_other_parts_are_in_range() {
+        let c = Coord::parse("3.1.1/1.1.1/1.1.998").unwrap();
+        for (dim, delta) in [(8, 1), (8, 2), (0, -2), (0, -3), (4, 998), (4, 999), (9, 0)] {
+            let step = c.step(dim, delta, 999);
+            assert_eq!(step, c.offset(dim, delta, 999).ok(), "dim {dim} delta {delta}");
+        }
+        assert_eq!(c.step(8, i64::MAX, 999), None);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

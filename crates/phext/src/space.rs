@@ -407,12 +407,17 @@ impl PhextSpace {
         arena: AlignedBuf,
         mut pages: Vec<ArenaPage>,
     ) -> Result<(), SpaceError> {
-        let mut lens = Vec::with_capacity(pages.len());
-        pages.sort_by_key(|p| p.offset);
-        let mut prev_end = 0usize;
-        for p in &pages {
+        let mut sized = Vec::with_capacity(pages.len());
+        for p in pages.drain(..) {
             self.check_coord(p.coord)?;
             let (_, len) = page_size(p.coord, p.dtype, p.shape)?;
+            sized.push((p, len));
+        }
+        // By offset, zero-length pages first at a shared offset (they overlap nothing).
+        sized.sort_by_key(|(p, len)| (p.offset, *len));
+        let mut prev_end = 0usize;
+        for (p, len) in &sized {
+            let len = *len;
             let end = p.offset.checked_add(len);
             let fits = end.is_some_and(|e| e <= arena.len());
             if !fits || p.offset < prev_end || p.offset % PAGE_ALIGN != 0 {
@@ -424,10 +429,9 @@ impl PhextSpace {
                 });
             }
             prev_end = end.unwrap_or(usize::MAX);
-            lens.push(len);
         }
         let arena = Arc::new(arena);
-        for (p, len) in pages.into_iter().zip(lens) {
+        for (p, len) in sized {
             // SAFETY: checked above: in bounds, aligned, and disjoint from every other
             // page's range; nothing else borrows the arena once it is shared.
             let page = unsafe {

@@ -271,6 +271,18 @@ fn build_placed_rejects_bad_input() {
     )
     .unwrap();
     assert_eq!(s.len(), 2);
+    // Curve order puts the zero-length page first (same offset as the next page) while
+    // the given order lists it last.
+    let origin_zero = PageInit {
+        shape: [0, 2],
+        ..init(a, PageKind::Owned, None)
+    };
+    let next = init(coord([1, 1, 1, 1, 1, 1, 1, 1, 2]), PageKind::Owned, None);
+    for layout in Layout::ALL {
+        let s =
+            PhextSpace::build_placed(layout, vec![next.clone(), origin_zero.clone()], 999).unwrap();
+        assert_eq!(s.len(), 2, "{layout}");
+    }
 }
 
 #[test]

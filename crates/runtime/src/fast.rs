@@ -20,6 +20,14 @@ use vtpu_isa::{Op, Opcode, Siw};
 use vtpu_kernels::{self as k, Kernels};
 use vtpu_phext::{Coord, DType, PageKind, PhextSpace, TranslationCache};
 
+// Register indices are masked with these (the files are powers of two) instead of
+// bounds-checked: the validator guarantees every index is in range, so the mask never
+// changes a value, and the hot path loses a compare and branch per operand.
+const SMASK: usize = vtpu_isa::NUM_SCALAR_REGS - 1;
+const CMASK: usize = vtpu_isa::NUM_COORD_REGS - 1;
+const _: () = assert!(vtpu_isa::NUM_SCALAR_REGS.is_power_of_two());
+const _: () = assert!(vtpu_isa::NUM_COORD_REGS.is_power_of_two());
+
 /// How a word's slots are ordered (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -174,42 +182,36 @@ impl<'a, T: Transport> FastSentron<'a, T> {
     fn run_inner(&mut self) -> Result<(), StopAt> {
         let words = self.words;
         let mut pc = 0usize;
+        let mut back_jumps: u32 = 0;
         loop {
-            let Some(w) = words.get(pc) else {
-                return Ok(());
-            };
-            self.exec[pc] += 1;
+            let Some(w) = words.get(pc) else { return Ok(()) };
+            if let Some(n) = self.exec.get_mut(pc) {
+                *n += 1;
+            }
             self.retired += 1;
             self.pc_hint = pc as u32;
-            let flow = self.exec_word(w).map_err(|(slot, fault)| StopAt {
-                pc: pc as u32,
-                op: w.ops[slot],
-                fault,
-            })?;
-            match flow {
-                Flow::Next => pc += 1,
-                Flow::Halt => return Ok(()),
-                Flow::Jump(t) => {
-                    // Backward branches are where endless loops live: check the word
-                    // budget and whether another sentron stopped the machine.
-                    if (t as usize) <= pc {
-                        if self.retired > self.word_limit {
-                            return Err(StopAt {
-                                pc: pc as u32,
-                                op: w.ops[2],
-                                fault: trap_at(TrapKind::WordLimit(self.word_limit), None),
-                            });
-                        }
-                        if self.fabric.stopped() {
-                            return Err(StopAt {
-                                pc: pc as u32,
-                                op: w.ops[2],
-                                fault: stopped(),
-                            });
+            match self.exec_word(w) {
+                Ok(Flow::Next) => pc += 1,
+                Ok(Flow::Jump(t)) => {
+                    // Backward branches are where endless loops live: every 1024 of them,
+                    // check the word budget and whether another sentron stopped the
+                    // machine (cheap enough to be prompt, rare enough to cost nothing).
+                    if t as usize <= pc {
+                        back_jumps = back_jumps.wrapping_add(1);
+                        if back_jumps % 1024 == 0 {
+                            if self.retired > self.word_limit {
+                                let fault = trap_at(TrapKind::WordLimit(self.word_limit), None);
+                                return Err(StopAt { pc: pc as u32, op: w.ops[2], fault });
+                            }
+                            if self.fabric.stopped() {
+                                return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: stopped() });
+                            }
                         }
                     }
                     pc = t as usize;
                 }
+                Ok(Flow::Halt) => return Ok(()),
+                Err((slot, fault)) => return Err(StopAt { pc: pc as u32, op: w.ops[slot], fault }),
             }
         }
     }
@@ -242,7 +244,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         let c = &w.ops[2];
         match c.code {
             Opcode::CLoop => {
-                let r = &mut self.regs.s[c.args[0] as usize];
+                let r = &mut self.regs.s[c.args[0] as usize & SMASK];
                 *r = r.wrapping_sub(1);
                 Ok(if *r != 0 {
                     Flow::Jump(c.imm_label())
@@ -431,16 +433,59 @@ impl<'a, T: Transport> FastSentron<'a, T> {
 
     // ------------------------------------------------------------------ D pipe
 
+    /// The D slot: cheap scalar ops inline (a loop's bookkeeping), everything else in
+    /// the general function, so the common case pays no large prologue.
+    #[inline(always)]
     fn exec_d(&mut self, op: &Op) -> Result<(), Fault> {
         let [d, a, b, _] = op.args;
         let s = &mut self.regs.s;
-        let (ra, rb) = (s[a as usize], s[b as usize]);
+        let (ra, rb) = (s[a as usize & SMASK], s[b as usize & SMASK]);
+        let sd = d as usize & SMASK;
+        match op.code {
+            Opcode::DLi => s[sd] = op.imm_i64(),
+            Opcode::DAdd => s[sd] = ra.wrapping_add(rb),
+            Opcode::DSub => s[sd] = ra.wrapping_sub(rb),
+            Opcode::DMul => s[sd] = ra.wrapping_mul(rb),
+            Opcode::DAddi => s[sd] = ra.wrapping_add(op.imm_i64()),
+            Opcode::DMuli => s[sd] = ra.wrapping_mul(op.imm_i64()),
+            _ => return self.exec_d_general(op),
+        }
+        Ok(())
+    }
+
+    /// The S slot: coordinate arithmetic inline, page traffic in the general function.
+    #[inline(always)]
+    fn exec_s(&mut self, op: &Op) -> Result<(), Fault> {
+        let [d, a, b, c] = op.args;
+        let delta = match op.code {
+            Opcode::SIndex => self.regs.s[c as usize & SMASK],
+            Opcode::SIndexi => op.imm_i64(),
+            _ => return self.exec_s_general(op),
+        };
+        // Coordinate registers only ever hold coordinates within the space's limit
+        // (SCLI immediates are validated against it, SINDEX checks), so only the moved
+        // part needs checking here; the general path builds the detailed error.
+        match self.regs.c[a as usize & CMASK].step(b as usize, delta, self.space.part_limit()) {
+            Some(coord) => {
+                self.regs.c[d as usize & CMASK] = coord;
+                Ok(())
+            }
+            None => self.exec_s_general(op),
+        }
+    }
+
+    #[inline(never)]
+    fn exec_d_general(&mut self, op: &Op) -> Result<(), Fault> {
+        let [d, a, b, _] = op.args;
+        let s = &mut self.regs.s;
+        let (ra, rb) = (s[a as usize & SMASK], s[b as usize & SMASK]);
+        let sd = d as usize & SMASK;
         match op.code {
             Opcode::DNop => {}
-            Opcode::DLi => s[d as usize] = op.imm_i64(),
-            Opcode::DAdd => s[d as usize] = ra.wrapping_add(rb),
-            Opcode::DSub => s[d as usize] = ra.wrapping_sub(rb),
-            Opcode::DMul => s[d as usize] = ra.wrapping_mul(rb),
+            Opcode::DLi => s[sd] = op.imm_i64(),
+            Opcode::DAdd => s[sd] = ra.wrapping_add(rb),
+            Opcode::DSub => s[sd] = ra.wrapping_sub(rb),
+            Opcode::DMul => s[sd] = ra.wrapping_mul(rb),
             Opcode::DDiv | Opcode::DRem => {
                 if rb == 0 {
                     return Err(TrapKind::DivByZero.into());
@@ -452,10 +497,10 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 };
                 s[d as usize] = v.ok_or(TrapKind::DivOverflow)?;
             }
-            Opcode::DAddi => s[d as usize] = ra.wrapping_add(op.imm_i64()),
-            Opcode::DMuli => s[d as usize] = ra.wrapping_mul(op.imm_i64()),
-            Opcode::DSid => s[d as usize] = self.id as i64,
-            Opcode::DNsen => s[d as usize] = self.fabric.sentrons() as i64,
+            Opcode::DAddi => s[sd] = ra.wrapping_add(op.imm_i64()),
+            Opcode::DMuli => s[sd] = ra.wrapping_mul(op.imm_i64()),
+            Opcode::DSid => s[sd] = self.id as i64,
+            Opcode::DNsen => s[sd] = self.fabric.sentrons() as i64,
             Opcode::DTZero => {
                 let (rows, cols) = op.imm_shape();
                 let mut out = self.take_spare(rows as usize * cols as usize);
@@ -570,7 +615,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
 
     // ------------------------------------------------------------------ S pipe
 
-    fn exec_s(&mut self, op: &Op) -> Result<(), Fault> {
+    #[inline(never)]
+    fn exec_s_general(&mut self, op: &Op) -> Result<(), Fault> {
         let [d, a, b, c] = op.args;
         match op.code {
             Opcode::SNop => {}
@@ -579,15 +625,22 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .map_err(|e| TrapKind::CoordRange(e.to_string()))?;
             }
             Opcode::SIndex | Opcode::SIndexi => {
-                let delta = if op.code == Opcode::SIndex {
-                    self.regs.s[c as usize]
-                } else {
-                    op.imm_i64()
-                };
-                let base = self.regs.c[a as usize];
-                self.regs.c[d as usize] =
-                    base.offset(b as usize, delta, self.space.part_limit())
-                        .map_err(|e| trap_at(TrapKind::CoordRange(e.to_string()), Some(base)))?;
+                let delta = if op.code == Opcode::SIndex { self.regs.s[c as usize & SMASK] } else { op.imm_i64() };
+                let base = self.regs.c[a as usize & CMASK];
+                let limit = self.space.part_limit();
+                // Coordinate registers only ever hold coordinates within the space's
+                // limit (SCLI immediates are validated against it, SINDEX checks), so
+                // only the moved part needs checking.
+                match base.step(b as usize, delta, limit) {
+                    Some(c) => self.regs.c[d as usize & CMASK] = c,
+                    None => {
+                        let detail = match base.offset(b as usize, delta, limit) {
+                            Err(e) => e.to_string(),
+                            Ok(c) => format!("{c} is outside the limit {limit}"),
+                        };
+                        return Err(trap_at(TrapKind::CoordRange(detail), Some(base)));
+                    }
+                }
             }
             Opcode::SGather => {
                 let coord = self.regs.c[a as usize];

@@ -19,5 +19,5 @@ pub mod state;
 
 pub use counters::Counters;
 pub use error::{Deadlock, MachineError, Trap, TrapKind};
-pub use machine::{load_pages, run, ExecutorKind, RunConfig, RunReport};
+pub use machine::{build_space, load_pages, run, ExecutorKind, RunConfig, RunReport};
 pub use state::{SentronState, TileValue};

@@ -67,7 +67,32 @@ impl RunReport {
     }
 }
 
-/// Create the pages a program declares. A page that already exists (e.g. loaded from a
+/// A fresh phext space holding the pages a program declares, placed in one arena in the
+/// order of `layout`'s space-filling curve over their coordinates (so coordinate
+/// neighbours are memory neighbours). Pages the program allocates at run time (SALLOC)
+/// are separate heap pages.
+pub fn build_space(program: &Program, layout: vtpu_phext::Layout) -> Result<PhextSpace, MachineError> {
+    let mut inits = Vec::with_capacity(program.pages.len());
+    for p in &program.pages {
+        let bytes = match &p.init {
+            PageInitData::Zero => None,
+            PageInitData::F32(v) => Some(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        };
+        inits.push(vtpu_phext::PageInit {
+            coord: p.coord,
+            dtype: p.dtype,
+            shape: [p.shape[0] as usize, p.shape[1] as usize],
+            bytes,
+            read_only: p.read_only,
+            kind: p.kind,
+        });
+    }
+    PhextSpace::build_placed(layout, inits, vtpu_phext::DEFAULT_PART_LIMIT)
+        .map_err(|e| MachineError::Setup(e.to_string()))
+}
+
+/// Create the pages a program declares in an existing space (e.g. one loaded from a
+/// save). A page that already exists (e.g. loaded from a
 /// saved space) is kept as it is if its dtype and shape match the declaration, so a
 /// program can run against saved state; a mismatch is an error.
 pub fn load_pages(program: &Program, space: &PhextSpace) -> Result<(), MachineError> {

@@ -35,8 +35,7 @@ pub fn run_at(
     kernel_level: Option<vtpu_kernels::KernelLevel>,
 ) -> (Result<RunReport, MachineError>, PhextSpace) {
     let p = assemble(src);
-    let space = PhextSpace::new(Layout::ZOrder);
-    vtpu_runtime::load_pages(&p, &space).expect("pages load");
+    let space = vtpu_runtime::build_space(&p, Layout::ZOrder).expect("pages load");
     let cfg = RunConfig {
         sentrons,
         executor,
