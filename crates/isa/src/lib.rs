@@ -39,6 +39,11 @@ pub const NUM_COORD_REGS: usize = 16;
 pub const MAX_SENTRONS: usize = 64;
 /// Largest tile or page dimension (rows or cols) an immediate shape may name.
 pub const MAX_TILE_DIM: u32 = 1 << 24;
+/// Largest number of elements in a tile an immediate shape creates or gathers (64 Mi
+/// elements, 256 MiB of f32): tiles are sentron scratch.
+pub const MAX_TILE_ELEMS: u64 = 1 << 26;
+/// Largest number of elements of a page a program declares or allocates (1 Gi elements).
+pub const MAX_PAGE_ELEMS: u64 = 1 << 30;
 /// Largest number of words in one stream.
 pub const MAX_STREAM_WORDS: usize = 1 << 24;
 /// Largest number of streams in one program: one per sentron plus the SPMD stream.

@@ -13,7 +13,7 @@ use std::fmt;
 use crate::word::{kind_code, GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use crate::{
     Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_SENTRONS,
-    MAX_STREAM_WORDS, MAX_TILE_DIM,
+    MAX_PAGE_ELEMS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
 };
 use vtpu_phext::{Coord, CoordKey, DType, PageKind, DEFAULT_PART_LIMIT, DIM_NAMES};
 
@@ -190,6 +190,9 @@ fn page_problems(page: &PageDecl) -> Vec<String> {
         ));
     }
     let elems = u64::from(rows) * u64::from(cols);
+    if elems > MAX_PAGE_ELEMS {
+        out.push(format!("shape {rows}x{cols} has {elems} elements, more than the limit {MAX_PAGE_ELEMS}"));
+    }
     match usize::try_from(elems) {
         Ok(n) => {
             if let Err(e) = page.dtype.bytes_for(n) {
@@ -376,6 +379,13 @@ fn op_problems(op: &Op, stream_len: usize, opts: &ValidateOptions) -> Vec<String
                 let (r, c) = op.imm_shape();
                 if !(1..=MAX_TILE_DIM).contains(&r) || !(1..=MAX_TILE_DIM).contains(&c) {
                     out.push(format!("operand {n}: shape {r}x{c}: each dimension must be 1..={MAX_TILE_DIM}"));
+                }
+                // Tiles live in sentron scratch and pages in memory: cap the element
+                // count so an immediate cannot ask for an allocation that aborts.
+                let elems = u64::from(r) * u64::from(c);
+                let cap = if op.code.info().mem == crate::Mem::Alloc { MAX_PAGE_ELEMS } else { MAX_TILE_ELEMS };
+                if elems > cap {
+                    out.push(format!("operand {n}: shape {r}x{c} has {elems} elements, more than the limit {cap}"));
                 }
             }
             Operand::CoordImm => match Coord::from_key(CoordKey(op.imm)) {

@@ -42,8 +42,6 @@ mod x86_common;
 
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
-#[doc(hidden)]
-pub use x86_avx512_gemm::VARIANT;
 pub use level::{detected, is_supported, level, set_level, KernelLevel};
 
 /// Elementwise binary ops sharing one kernel body per level (see [`scalar::binary`]).

