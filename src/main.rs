@@ -1,5 +1,7 @@
 //! `vtpu`: the command line of the virtual TPU.
 
+mod cmd_llm;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -54,6 +56,11 @@ enum Cmd {
         /// The .phext manifest.
         manifest: PathBuf,
     },
+    /// Time one transformer layer (decode and prefill, three shapes) on the vTPU against
+    /// NumPy and PyTorch in the same run; optionally write the table to BENCHMARKS.md.
+    BenchLayer(cmd_llm::BenchArgs),
+    /// Profile one transformer layer call per op: host time, GB/s, GFLOP/s, counters.
+    ProfileLayer(cmd_llm::ProfileArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +180,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::BenchLayer(a) => cmd_llm::bench(a),
+        Cmd::ProfileLayer(a) => cmd_llm::profile(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;

@@ -1,1 +1,44 @@
-//! vtpu-compiler
+//! vtpu-compiler: the SIW compiler.
+//!
+//! A program is written as a dataflow [`graph`] of D/S/C ops on values (one graph per
+//! sentron), or read from an unpacked `.vasm` program ([`frontend`]). The compiler packs
+//! it into sentron instruction words:
+//! - [`deps`]: dependencies from op properties (operand roles, memory effects,
+//!   coordination kinds, pipes) — never from op names;
+//! - [`schedule`]: list scheduling with slot constraints, critical-path priority and a
+//!   register-pressure guard;
+//! - [`modulo`]: software pipelining of counted loops;
+//! - [`prefetch`]: SPREFCH ahead of the gathers that need a page;
+//! - [`regalloc`]: register allocation with rotation (double buffering) of loop values;
+//! - [`pipeline`]: prologue / kernel / epilogue code;
+//! - [`layout`]: page placement (Z-order, Hilbert or insertion order) chosen from the
+//!   program's page access order;
+//! - [`workloads`]: the batched microvtpu and the tiled GEMV that prove it.
+//!
+//! Every compiled program passes the ISA validator; the unpacked form of the same graph
+//! (one op per word) is the baseline that reports compare against.
+
+pub mod builder;
+pub mod coords;
+pub mod deps;
+pub mod error;
+pub mod frontend;
+pub mod graph;
+pub mod in_place;
+pub mod layout;
+pub mod lower;
+pub mod messages;
+pub mod modulo;
+pub mod pipeline;
+pub mod prefetch;
+pub mod random;
+pub mod regalloc;
+pub mod report;
+pub mod schedule;
+pub mod sink;
+pub mod workloads;
+
+pub use error::{CompileError, Result};
+pub use graph::{Arg, Graph, LoopId, NodeId, SentronGraph, Value};
+pub use frontend::compile_program;
+pub use lower::{compile, CompileOptions, Compiled, Mode};

@@ -15,6 +15,7 @@
 //! - falling off the end of a stream halts the sentron, like CHALT.
 
 pub mod asm;
+pub mod dead;
 pub mod disasm;
 pub mod encode;
 pub mod ops;

@@ -294,6 +294,16 @@ isa! {
     DTRsqrt  = 0x001d, "DTRSQRT",  D, [TW, TR],         mem None, coord None, traps true,  Tile,   "td = 1 / sqrt(ta) elementwise";
     DTSplat  = 0x001e, "DTSPLAT",  D, [TW, SR, Shape],  mem None, coord None, traps false, Tile,   "td = f32 tile of the given shape, every element ra converted to f32 (round to nearest)";
     DTMatmul = 0x0020, "DTMATMUL", D, [TRW, TR, TR],    mem None, coord None, traps true,  Matmul, "td (m x n) += ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16)";
+    // Transformer-layer tile ops (issue 4). Each does a whole tile's work per SIW.
+    DTMm     = 0x0021, "DTMM",     D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, "td (m x n) = ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16); no accumulator";
+    DTMmN    = 0x0022, "DTMMN",    D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, "td (m x n) = ta (m x k, f32) x tb (tb: k x n, f32), e.g. attention probabilities x values";
+    DTRmsNorm = 0x0030, "DTRMSNORM", D, [TW, TR, TR, F32], mem None, coord None, traps true, Tile,  "td = ta in groups of len(tb) elements, each x / sqrt(mean(x^2) + imm) * tb (tb f32)";
+    DTRope   = 0x0031, "DTROPE",   D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "td = ta with row r rotated for position rc + r, interleaved pairs (2i, 2i+1); tb: rope table [positions, Hd] = cos | sin";
+    DTRopeH  = 0x0032, "DTROPEH",  D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "as DTROPE with half-split pairs (i, i + Hd/2) (Hugging Face rotate_half)";
+    DTSoftmax = 0x0033, "DTSOFTMAX", D, [TW, TR, SR, SR, F32], mem None, coord None, traps true, Tile, "td = row softmax of imm * ta; row r sees columns 0..=rb + r / rc (causal), the rest are 0";
+    DTSwiglu = 0x0034, "DTSWIGLU", D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = silu(ta) * tb elementwise";
+    DTAddR   = 0x0035, "DTADDR",   D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta + tb on every row of ta (tb: cols(ta) f32 elements, e.g. a bias)";
+    DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   "td = ta read as rows of imm columns (same elements, row-major)";
     // ---------------------------------------------------------------- S pipe: pages in phext space
     SNop     = 0x0100, "SNOP",     S, [],               mem None,     coord None, traps false, Nop,    "no S-pipe operation";
     SCli     = 0x0101, "SCLI",     S, [CW, CoordImm],   mem None,     coord None, traps false, Scalar, "cd = coordinate immediate";
@@ -305,6 +315,9 @@ isa! {
     SPrefch  = 0x0107, "SPREFCH",  S, [CR],             mem Prefetch, coord None, traps true,  Page,   "prefetch every cache line of the page at ca";
     SAlloc   = 0x0108, "SALLOC",   S, [CR, DType, Kind, Shape], mem Alloc, coord None, traps true, Page, "create a zeroed page of DTYPE and shape at ca";
     SFree    = 0x0109, "SFREE",    S, [CR],             mem Free,     coord None, traps true,  Page,   "remove the page at ca";
+    SGatherV = 0x010a, "SGATHERV", S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, "td = rc rows x imm cols elements of the page at ca from element offset rb (rows from a register)";
+    SLoad    = 0x010b, "SLOAD",    S, [SW, CR, SR],     mem Read,     coord None, traps true,  Memory, "rd = element rb of the i32 page at ca, sign-extended (program arguments)";
+    SWindow  = 0x010c, "SWINDOW",  S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, "td = a live window onto rc rows x imm cols of the f32 page at ca from element offset rb: no copy; DTMM / DTMMN read it (second operand) when they run";
     // ---------------------------------------------------------------- C pipe: coordination and control
     CNop     = 0x0200, "CNOP",     C, [],               mem None, coord None,       traps false, Nop,     "no C-pipe operation";
     CSendR   = 0x0201, "CSEND",    C, [Sentron, SR],    mem None, coord Send,       traps true,  Sync,    "send scalar ra to sentron @N (never blocks)";

@@ -17,6 +17,10 @@ use crate::{
 };
 use vtpu_phext::{Coord, CoordKey, DType, PageKind, DEFAULT_PART_LIMIT, DIM_NAMES};
 
+/// Ops the program does not need (unread results, useless prefetches); separate from
+/// [`validate`] because a program with dead ops is valid, just not honestly packed.
+pub use crate::dead::{dead_ops, DeadOp, DeadReason};
+
 /// What the program is validated against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidateOptions {

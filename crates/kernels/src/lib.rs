@@ -26,6 +26,7 @@
 mod error;
 mod kernels;
 mod level;
+mod matmul_nn;
 pub mod scalar;
 pub mod tolerance;
 
@@ -43,6 +44,7 @@ mod x86_common;
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
 pub use level::{detected, is_supported, level, set_level, KernelLevel};
+pub use matmul_nn::scalar_matmul_nn;
 
 /// Elementwise binary ops sharing one kernel body per level (see [`scalar::binary`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -146,13 +146,13 @@ impl LayerConfig {
         if let Some((field, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::ZeroSize { field });
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(ConfigError::HeadsNotMultipleOfKvHeads {
                 n_heads: self.n_heads,
                 n_kv_heads: self.n_kv_heads,
             });
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(ConfigError::OddHeadDim {
                 head_dim: self.head_dim,
             });

@@ -6,9 +6,17 @@
 //! against Hugging Face transformers goldens in `testdata/goldens/`.
 
 pub mod config;
+pub mod layer_bench;
+pub mod layer_coords;
+pub mod layer_pages;
+pub mod layer_program;
+pub mod layer_runner;
+pub mod program_builder;
 pub mod reference;
 pub mod weights;
 
 pub use config::{ConfigError, LayerConfig, RopeLayout};
+pub use layer_program::{layer_program, LayerPlan, Packer, PlanError};
+pub use layer_runner::{LayerError, LayerOptions, LayerReport, LayerRunner};
 pub use reference::{layer_forward_f64, rms_norm, rope_f64, KvCacheF64, ReferenceError};
 pub use weights::{LayerWeights, SplitMix64, WeightsError};

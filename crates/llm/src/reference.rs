@@ -139,7 +139,7 @@ pub fn layer_forward_f64(
     w.check_shapes(cfg)?;
     cache.check_fits(cfg)?;
     let (d, hd) = (cfg.dim, cfg.head_dim);
-    if x.is_empty() || x.len() % d != 0 {
+    if x.is_empty() || !x.len().is_multiple_of(d) {
         return Err(ReferenceError::InputLength {
             len: x.len(),
             dim: d,

@@ -11,8 +11,11 @@
 
 use crate::error::{Deadlock, MachineError, Waiter};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// How long a blocked sentron spins before it sleeps (see `LocalFabric::wait`).
+pub const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// A message payload.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,6 +156,9 @@ pub struct LocalFabric {
     n: usize,
     state: Mutex<State>,
     wake: Vec<Condvar>,
+    /// Bumped (under the lock) every time a sentron is woken; a waiter spins on it for a
+    /// short while before sleeping on its condition variable (see `wait`).
+    pokes: Vec<AtomicU64>,
     stopped: AtomicBool,
 }
 
@@ -167,8 +173,21 @@ impl LocalFabric {
                 error: None,
             }),
             wake: (0..n).map(|_| Condvar::new()).collect(),
+            pokes: (0..n).map(|_| AtomicU64::new(0)).collect(),
             stopped: AtomicBool::new(false),
         }
+    }
+
+    /// Make a finished fabric ready for another run of the same sentrons (a persistent
+    /// session): empty mailboxes, everyone running, no error. Only call it when no
+    /// sentron is inside a fabric call (between runs).
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        st.mail.iter_mut().for_each(VecDeque::clear);
+        st.status.iter_mut().for_each(|s| *s = Status::Running);
+        st.groups.clear();
+        st.error = None;
+        self.stopped.store(false, Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -177,10 +196,36 @@ impl LocalFabric {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wait<'a>(&self, me: u32, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    /// Wait until someone wakes `me` (or a spurious wake-up: callers re-check). Spins
+    /// for up to [`WAIT_SPIN`] outside the lock first: the partner of a collective in a
+    /// token loop usually arrives within microseconds, and a futex sleep + wake costs
+    /// 5-50 us on a VM (far more when the core is given to another process meanwhile).
+    /// No wake-up can be lost: pokes and notifications happen under the lock, and the
+    /// last check before sleeping is made under it.
+    fn wait<'a>(&'a self, me: u32, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let poke = &self.pokes[me as usize];
+        let seen = poke.load(Ordering::Acquire);
+        drop(g);
+        let until = std::time::Instant::now() + WAIT_SPIN;
+        while poke.load(Ordering::Acquire) == seen
+            && !self.stopped.load(Ordering::Acquire)
+            && std::time::Instant::now() < until
+        {
+            std::hint::spin_loop();
+        }
+        let g = self.lock();
+        if poke.load(Ordering::Acquire) != seen || self.stopped.load(Ordering::Acquire) {
+            return g;
+        }
         self.wake[me as usize]
             .wait(g)
             .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wake sentron `i` (call with the lock held).
+    fn wake_one(&self, i: usize) {
+        self.pokes[i].fetch_add(1, Ordering::AcqRel);
+        self.wake[i].notify_one();
     }
 
     fn stop_all(&self, st: &mut State, err: MachineError) {
@@ -190,6 +235,9 @@ impl LocalFabric {
         self.stopped.store(true, Ordering::Release);
         for cv in &self.wake {
             cv.notify_all();
+        }
+        for p in &self.pokes {
+            p.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -324,7 +372,7 @@ impl Transport for LocalFabric {
         {
             if f == from {
                 st.status[to as usize] = Status::Running;
-                self.wake[to as usize].notify_one();
+                self.wake_one(to as usize);
             }
         }
     }
@@ -403,7 +451,7 @@ impl Transport for LocalFabric {
             for i in 0..n {
                 if members & (1 << i) != 0 && i != me as usize {
                     st.status[i] = Status::Running;
-                    self.wake[i].notify_one();
+                    self.wake_one(i);
                 }
             }
             return match failed {

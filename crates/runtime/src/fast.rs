@@ -10,6 +10,10 @@
 //! Counting costs one increment per word: per-pipe op and NOP counts are derived after
 //! the run from per-word execution counts and each word's static op mix.
 
+mod layer_ops;
+mod reuse;
+pub use reuse::Recycled;
+
 use crate::common::{check_range, record_tlb, reg_uses, resolve_group, translate, view_width};
 use crate::counters::Counters;
 use crate::error::TrapKind;
@@ -54,7 +58,13 @@ impl PreWord {
         let order = if overlaps(&rc, &wd) || overlaps(&rc, &ws) {
             Order::Buffered
         } else if overlaps(&rs, &wd) {
-            if overlaps(&rd, &ws) {
+            // S first would also write its page before D reads it through a window
+            // (SWINDOW): keep D first, via the exact path, when S writes pages.
+            let s_writes_pages = matches!(
+                s.code.info().mem,
+                vtpu_isa::Mem::Write | vtpu_isa::Mem::Alloc | vtpu_isa::Mem::Free
+            );
+            if overlaps(&rd, &ws) || s_writes_pages {
                 Order::Buffered
             } else {
                 Order::Sdc
@@ -135,6 +145,11 @@ pub struct FastSentron<'a, T: Transport> {
     kern: Kernels,
     /// The pc of the word being executed, for wait-site reports.
     pc_hint: u32,
+    /// Tile buffers kept from earlier runs of a persistent session (`reuse.rs`), so a
+    /// token loop allocates nothing: `take_spare` draws on them.
+    pool: Vec<Vec<f32>>,
+    /// Per-opcode host time accumulator, when profiling (`profile.rs`); off by default.
+    profile: Option<Box<crate::profile::OpProfile>>,
 }
 
 /// Where a run stopped: the pc and the slot whose op faulted.
@@ -169,12 +184,18 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             retired: 0,
             kern,
             pc_hint: 0,
+            pool: Vec::new(),
+            profile: None,
         }
     }
 
     /// Run until halt, trap or stop. Counters are final afterwards either way.
     pub fn run(&mut self) -> Result<(), StopAt> {
-        let r = self.run_inner();
+        let r = if self.profile.is_some() {
+            self.run_profiled()
+        } else {
+            self.run_inner()
+        };
         self.finish_counters();
         r
     }
@@ -193,19 +214,18 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             match self.exec_word(w) {
                 Ok(Flow::Next) => pc += 1,
                 Ok(Flow::Jump(t)) => {
-                    // Backward branches are where endless loops live: every 1024 of them,
-                    // check the word budget and whether another sentron stopped the
-                    // machine (cheap enough to be prompt, rare enough to cost nothing).
+                    // Backward branches are where endless loops live. The word budget is
+                    // checked on every one (a local compare; the reference executor traps
+                    // at exactly this branch), whether another sentron stopped the machine
+                    // every 1024 (a shared load: prompt enough, rare enough to cost nothing).
                     if t as usize <= pc {
+                        if self.retired > self.word_limit {
+                            let fault = trap_at(TrapKind::WordLimit(self.word_limit), None);
+                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault });
+                        }
                         back_jumps = back_jumps.wrapping_add(1);
-                        if back_jumps % 1024 == 0 {
-                            if self.retired > self.word_limit {
-                                let fault = trap_at(TrapKind::WordLimit(self.word_limit), None);
-                                return Err(StopAt { pc: pc as u32, op: w.ops[2], fault });
-                            }
-                            if self.fabric.stopped() {
-                                return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: stopped() });
-                            }
+                        if back_jumps.is_multiple_of(1024) && self.fabric.stopped() {
+                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: stopped() });
                         }
                     }
                     pc = t as usize;
@@ -229,7 +249,14 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             }
             Order::Sdc => {
                 if w.live[1] {
-                    self.exec_s(&w.ops[1]).map_err(|f| (1, f))?;
+                    if let Err(f) = self.exec_s(&w.ops[1]) {
+                        // The reference runs D first: if D traps too, report D's trap.
+                        // (D reads nothing S writes, so S's failure cannot change it.)
+                        if w.live[0] {
+                            self.exec_d(&w.ops[0]).map_err(|f| (0, f))?;
+                        }
+                        return Err((1, f));
+                    }
                 }
                 if w.live[0] {
                     self.exec_d(&w.ops[0]).map_err(|f| (0, f))?;
@@ -318,6 +345,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         }
         match t.f32s() {
             Some(s) => Ok((s, t.rows, t.cols)),
+            None if t.is_window() => Err(TrapKind::BadDType(crate::layer_ops::window_use(i)).into()),
             None => Err(TrapKind::BadDType(format!(
                 "t{i} holds {}; this op needs f32",
                 t.dtype.name()
@@ -330,13 +358,16 @@ impl<'a, T: Transport> FastSentron<'a, T> {
     #[inline]
     fn commit_tile(&mut self, d: u8, rows: u32, cols: u32, out: Vec<f32>) {
         let old = self.regs.t[d as usize].take_buffer();
-        self.spare = old;
+        self.recycle(old);
         self.regs.t[d as usize].set_owned(rows, cols, out);
     }
 
     #[inline]
     fn take_spare(&mut self, n: usize) -> Vec<f32> {
         let mut out = std::mem::take(&mut self.spare);
+        if out.capacity() < n && !self.pool.is_empty() {
+            out = self.swap_from_pool(out, n);
+        }
         if out.len() != n {
             out.clear();
             out.resize(n, 0.0);
@@ -521,7 +552,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 }
                 match &src.data {
                     // A view of a read-only page never changes: share it.
-                    TileData::View { .. } => self.regs.t[d as usize] = src.clone(),
+                    TileData::View { .. } | TileData::Window { .. } => {
+                        self.regs.t[d as usize] = src.clone()
+                    }
                     _ => {
                         let mut out = std::mem::take(&mut self.spare);
                         let (sa, rows, cols) = self.f32_tile(a)?;
@@ -568,6 +601,15 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             Opcode::DTSilu => self.unary(op, Kernels::silu, 1)?,
             Opcode::DTRsqrt => self.unary(op, Kernels::rsqrt, 1)?,
             Opcode::DTMatmul => self.matmul(d, a, b)?,
+            Opcode::DTMm
+            | Opcode::DTMmN
+            | Opcode::DTRmsNorm
+            | Opcode::DTRope
+            | Opcode::DTRopeH
+            | Opcode::DTSoftmax
+            | Opcode::DTSwiglu
+            | Opcode::DTAddR
+            | Opcode::DTReshape => self.exec_d_layer(op)?,
             _ => unreachable!("validated: {:?} is not a D-pipe op", op.code),
         }
         Ok(())
@@ -653,8 +695,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
-                    self.spare = old;
-                    *t = Tile {
+                    self.recycle(old);
+                    self.regs.t[d as usize] = Tile {
                         rows,
                         cols,
                         dtype,
@@ -694,8 +736,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
-                    self.spare = old;
-                    *t = Tile {
+                    self.recycle(old);
+                    self.regs.t[d as usize] = Tile {
                         rows,
                         cols,
                         dtype,
@@ -786,6 +828,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .free(coord)
                     .map_err(|_| trap_at(TrapKind::PageFault(coord), Some(coord)))?;
             }
+            Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => self.exec_s_layer(op)?,
             _ => unreachable!("validated: {:?} is not an S-pipe op", op.code),
         }
         Ok(())
@@ -886,7 +929,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     (Opcode::CRecvR, Message::Scalar(v)) => self.regs.s[a as usize] = v,
                     (Opcode::CRecvT, Message::Tile { rows, cols, data }) => {
                         let old = self.regs.t[a as usize].take_buffer();
-                        self.spare = old;
+                        self.recycle(old);
                         self.regs.t[a as usize].set_owned(rows, cols, data);
                     }
                     (code, m) => {

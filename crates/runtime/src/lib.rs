@@ -12,12 +12,17 @@ pub mod counters;
 pub mod error;
 pub mod fabric;
 pub mod fast;
+pub mod layer_ops;
 pub mod machine;
+pub mod profile;
 pub mod reference;
 pub mod report;
+pub mod session;
 pub mod state;
 
 pub use counters::Counters;
 pub use error::{Deadlock, MachineError, Trap, TrapKind};
 pub use machine::{build_space, load_pages, run, ExecutorKind, RunConfig, RunReport};
+pub use profile::{OpProfile, OpStat};
+pub use session::{Session, SessionReport};
 pub use state::{SentronState, TileValue};

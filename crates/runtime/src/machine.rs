@@ -71,7 +71,10 @@ impl RunReport {
 /// order of `layout`'s space-filling curve over their coordinates (so coordinate
 /// neighbours are memory neighbours). Pages the program allocates at run time (SALLOC)
 /// are separate heap pages.
-pub fn build_space(program: &Program, layout: vtpu_phext::Layout) -> Result<PhextSpace, MachineError> {
+pub fn build_space(
+    program: &Program,
+    layout: vtpu_phext::Layout,
+) -> Result<PhextSpace, MachineError> {
     let mut inits = Vec::with_capacity(program.pages.len());
     for p in &program.pages {
         let bytes = match &p.init {
@@ -208,15 +211,43 @@ fn run_fast(
                 let words = &streams[i];
                 let fabric = &fabric;
                 let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
-                std::thread::Builder::new()
+                let h = std::thread::Builder::new()
                     .name(format!("sentron-{i}"))
                     .spawn_scoped(sc, move || {
-                        if let Some(c) = core {
-                            // Best effort: an OS that refuses pinning still runs us.
-                            core_affinity::set_for_current(c);
-                        }
-                        run_one(i as u32, space, fabric, words, cfg)
-                    })
+                        // Whatever happens on this thread, the fabric must hear of it:
+                        // a sentron that vanished silently would stay "running" for
+                        // ever, so its partners would neither be woken nor be found
+                        // deadlocked, and the joins below would hang.
+                        let body = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            if let Some(c) = core {
+                                // Best effort: an OS that refuses pinning still runs us.
+                                core_affinity::set_for_current(c);
+                            }
+                            run_one(i as u32, space, fabric, words, cfg)
+                        }));
+                        body.unwrap_or_else(|p| {
+                            fabric.fail(
+                                i as u32,
+                                MachineError::Setup(format!(
+                                    "internal error in sentron {i}: {}",
+                                    panic_text(&*p)
+                                )),
+                            );
+                            (
+                                Counters::new(i as u32),
+                                crate::state::Regs::default().snapshot(),
+                            )
+                        })
+                    });
+                if let Err(e) = &h {
+                    // Stop the sentrons already started now, not when this handle's turn
+                    // to be joined comes: they may be waiting for this one.
+                    fabric.fail(
+                        i as u32,
+                        MachineError::Setup(format!("cannot start sentron {i}: {e}")),
+                    );
+                }
+                h
             })
             .collect();
         handles
@@ -229,16 +260,11 @@ fn run_fast(
                         crate::state::Regs::default().snapshot(),
                     )
                 }),
-                Err(e) => {
-                    fabric.fail(
-                        i as u32,
-                        MachineError::Setup(format!("cannot start sentron {i}: {e}")),
-                    );
-                    (
-                        Counters::new(i as u32),
-                        crate::state::Regs::default().snapshot(),
-                    )
-                }
+                // Already reported to the fabric when the spawn failed.
+                Err(_) => (
+                    Counters::new(i as u32),
+                    crate::state::Regs::default().snapshot(),
+                ),
             })
             .collect()
     });
@@ -281,17 +307,23 @@ fn run_one(
             ),
         },
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
             fabric.fail(
                 id,
-                MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
+                MachineError::Setup(format!(
+                    "internal error in sentron {id}: {}",
+                    panic_text(&*p)
+                )),
             );
         }
     }
     s.counters.host_ns = t0.elapsed().as_nanos() as u64;
     (s.counters.clone(), s.regs.snapshot())
+}
+
+/// The message of a panic payload (a `&str` or a `String`), or "" for anything else.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }

@@ -12,6 +12,8 @@
 //! When a whole round passes in which no sentron retired a word, every live sentron is
 //! blocked: that is a deadlock, reported with who waits for whom.
 
+mod layer_ops;
+
 use crate::common::{check_range, record_tlb, reg_uses, resolve_group, view_width};
 use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
@@ -53,8 +55,10 @@ struct RefGroup {
     kind: Option<CollKind>,
     arrived: u64,
     contributions: HashMap<u32, Tile>,
-    /// Result of each completed generation (None for barriers), or a mismatch.
-    results: HashMap<u64, Result<Option<Tile>, String>>,
+    /// Result of each completed generation (None for barriers), or a mismatch, with
+    /// the members that have not collected it yet (dropped when the last one has, so a
+    /// long loop of collectives keeps only the generations still in flight).
+    results: HashMap<u64, (Result<Option<Tile>, String>, u64)>,
 }
 
 /// Outcome of running a program on the reference executor.
@@ -284,6 +288,7 @@ fn f32_of(r: &Regs, i: u8) -> R<(&[f32], u32, u32)> {
     }
     match t.f32s() {
         Some(s) => Ok((s, t.rows, t.cols)),
+        None if t.is_window() => tk(TrapKind::BadDType(crate::layer_ops::window_use(i))),
         None => tk(TrapKind::BadDType(format!(
             "t{i} holds {}; this op needs f32",
             t.dtype.name()
@@ -431,6 +436,15 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
             ks::matmul_bt_rows(&mut out, x, w, m_ as usize, k_ as usize, 0, n_ as usize);
             Tile::from_f32(m_, n_, out)
         }
+        Opcode::DTMm
+        | Opcode::DTMmN
+        | Opcode::DTRmsNorm
+        | Opcode::DTRope
+        | Opcode::DTRopeH
+        | Opcode::DTSoftmax
+        | Opcode::DTSwiglu
+        | Opcode::DTAddR
+        | Opcode::DTReshape => return layer_ops::exec_d(r, op),
         _ => return Ok(0),
     };
     let elems = tile.elems() as u64;
@@ -581,6 +595,9 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                 .free(coord)
                 .map_err(|_| (TrapKind::PageFault(coord), Some(coord)))?;
         }
+        Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => {
+            layer_ops::exec_s(r, op, s, space)?
+        }
         _ => {}
     }
     Ok(())
@@ -601,7 +618,10 @@ fn exec_c(
     m: &mut Shared,
 ) -> R<Option<CFlow>> {
     let [a, b, _, _] = op.args;
-    let (ra, rb) = (before.s[a as usize], before.s[b as usize]);
+    // Not every argument is a scalar register (CSEND @N, CRECV rd, @N, CCAST t, @N name
+    // sentrons up to 63): read them as registers only where the op says so.
+    let reg = |i: u8| before.s.get(i as usize).copied().unwrap_or(0);
+    let (ra, rb) = (reg(a), reg(b));
     let jump = CFlow::Jump(op.imm_label() as usize);
     let flow = match op.code {
         Opcode::CNop | Opcode::CFence => CFlow::Next,
@@ -705,6 +725,19 @@ fn exec_c(
             };
             let g = m.groups.entry(members).or_default();
             if fl.arrived.is_none() {
+                // The operand is checked before the group is looked at (as the fast
+                // executor does): an empty or non-f32 tile traps as such.
+                let contributes = match kind {
+                    CollKind::Barrier => false,
+                    CollKind::Reduce(_) => true,
+                    CollKind::Cast(root) => root == s.id,
+                };
+                let contribution = if contributes {
+                    let (x, rows, cols) = f32_of(before, a)?;
+                    Some(Tile::from_f32(rows, cols, x.to_vec()))
+                } else {
+                    None
+                };
                 if g.arrived != 0 && g.kind != Some(kind) {
                     return tk(TrapKind::CollectiveMismatch {
                         group: group_text(members),
@@ -712,38 +745,37 @@ fn exec_c(
                     });
                 }
                 g.kind = Some(kind);
-                let contributes = match kind {
-                    CollKind::Barrier => false,
-                    CollKind::Reduce(_) => true,
-                    CollKind::Cast(root) => root == s.id,
-                };
-                if contributes {
-                    let (x, rows, cols) = f32_of(before, a)?;
-                    g.contributions
-                        .insert(s.id, Tile::from_f32(rows, cols, x.to_vec()));
+                if let Some(t) = contribution {
+                    g.contributions.insert(s.id, t);
                 }
                 g.arrived |= 1 << s.id;
                 fl.arrived = Some(g.generation);
                 if g.arrived == members {
                     let result = reduce_ref(kind, &g.contributions);
-                    g.results.insert(g.generation, result);
+                    g.results.insert(g.generation, (result, members));
                     g.generation += 1;
                     g.arrived = 0;
                     g.contributions.clear();
                 }
             }
             let my_gen = fl.arrived.unwrap_or(0);
-            let Some(result) = g.results.get(&my_gen) else {
+            let Some((result, pending)) = g.results.get_mut(&my_gen) else {
                 return Ok(None);
+            };
+            *pending &= !(1u64 << s.id);
+            let result = if *pending == 0 {
+                g.results.remove(&my_gen).map(|(r, _)| r).unwrap_or(Ok(None))
+            } else {
+                result.clone()
             };
             match result {
                 Err(e) => {
                     return tk(TrapKind::CollectiveMismatch {
                         group: group_text(members),
-                        detail: e.clone(),
+                        detail: e,
                     })
                 }
-                Ok(Some(t)) => fl.after.t[a as usize] = t.clone(),
+                Ok(Some(t)) => fl.after.t[a as usize] = t,
                 Ok(None) => {}
             }
             CFlow::Next

@@ -18,6 +18,11 @@ pub enum TileData {
     Owned(Vec<f32>),
     /// Zero-copy view of a read-only page, starting `byte_off` bytes into it.
     View { page: Arc<Page>, byte_off: usize },
+    /// A live window onto f32 elements of a writable page (SWINDOW), starting
+    /// `byte_off` bytes into it: nothing is copied; the ops that accept windows (the
+    /// second operand of DTMM and DTMMN) read the page under its lock when they run, so
+    /// they see its contents at that time. Every other op refuses a window.
+    Window { page: Arc<Page>, byte_off: usize },
 }
 
 /// A tile register: `rows x cols` elements of `dtype`.
@@ -66,10 +71,28 @@ impl Tile {
             data: TileData::Owned(data),
         }
     }
-    /// The elements, typed; `None` if empty, misaligned or of a dtype tiles cannot hold.
+    /// Is this a live window onto a writable page?
+    #[inline]
+    pub fn is_window(&self) -> bool {
+        matches!(self.data, TileData::Window { .. })
+    }
+    /// Run `f` on a window's f32 elements, under the page's read lock; `None` if this is
+    /// not a window or its range does not fit the page.
+    pub fn with_window<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+        let TileData::Window { page, byte_off } = &self.data else {
+            return None;
+        };
+        let end = byte_off.checked_add(self.elems().checked_mul(4)?)?;
+        page.read(|bytes| {
+            let raw = bytes.get(*byte_off..end)?;
+            bytemuck::try_cast_slice(raw).ok().map(f)
+        })
+    }
+    /// The elements, typed; `None` if empty, a window, misaligned or of a dtype tiles
+    /// cannot hold.
     pub fn slice(&self) -> Option<TileSlice<'_>> {
         match &self.data {
-            TileData::Empty => None,
+            TileData::Empty | TileData::Window { .. } => None,
             TileData::Owned(v) => Some(TileSlice::F32(&v[..])),
             TileData::View { page, byte_off } => {
                 let bytes = page.view()?;
@@ -176,6 +199,7 @@ impl Regs {
                     cols: t.cols,
                     dtype: t.dtype,
                     data: match t.slice() {
+                        None if t.is_window() => t.with_window(|w| w.to_vec()).unwrap_or_default(),
                         None => Vec::new(),
                         Some(TileSlice::F32(s)) => s.to_vec(),
                         Some(TileSlice::F16(s)) => s.iter().map(|x| x.to_f32()).collect(),

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use vtpu_isa::validate::writes;
 use vtpu_isa::word::{GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use vtpu_isa::{
-    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, Siw, Stream, MAX_TILE_DIM, OPS,
+    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, Siw, Stream, MAX_TILE_DIM, MAX_TILE_ELEMS, OPS,
 };
 use vtpu_phext::{Coord, DType, PageKind, DIM_NAMES};
 
@@ -63,11 +63,16 @@ fn arb_operand(kind: Operand, sentrons: usize) -> BoxedStrategy<(Option<u8>, Opt
         ]
         .prop_map(Op::encode_f32)
         .boxed()),
+        // Either dimension may reach MAX_TILE_DIM, but the element count stays within
+        // MAX_TILE_ELEMS (the validator's cap for tile shapes; pages allow more).
         Operand::Shape => big((
             prop_oneof![1u32..=64, 1u32..=MAX_TILE_DIM],
             prop_oneof![1u32..=64, 1u32..=MAX_TILE_DIM],
         )
-            .prop_map(|(r, c)| Op::encode_shape(r, c))
+            .prop_map(|(r, c)| {
+                let c = c.min((MAX_TILE_ELEMS / u64::from(r)).max(1) as u32);
+                Op::encode_shape(r, c)
+            })
             .boxed()),
         Operand::CoordImm => big(arb_coord().prop_map(Op::encode_coord).boxed()),
         Operand::Group => {

@@ -1,0 +1,288 @@
+//! Symbolic coordinates: which page each memory op touches, as far as the compiler can
+//! tell. Two memory ops conflict only if their pages may be the same; a coordinate is a
+//! root (a constant, or an opaque value such as a loop's carried coordinate) plus known
+//! or unknown offsets per part. Scalar constants are tracked too (for SINDEX offsets).
+
+use std::collections::HashMap;
+
+use crate::graph::{LoopId, SentronGraph, Value, ValueDef};
+use vtpu_isa::{Mem, Opcode, Operand};
+use vtpu_phext::{Coord, MAX_PART_LIMIT};
+
+/// What a coordinate is built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Root {
+    Const(Coord),
+    /// An opaque coordinate value (a carried value, a loop output).
+    Val(Value),
+}
+
+/// A coordinate: root plus a per-part offset (None: unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Sym {
+    pub root: Root,
+    pub off: [Option<i64>; 9],
+}
+
+impl Sym {
+    fn opaque(v: Value) -> Sym {
+        Sym {
+            root: Root::Val(v),
+            off: [Some(0); 9],
+        }
+    }
+    /// The exact coordinate, when it is a known constant.
+    pub fn constant(&self) -> Option<Coord> {
+        match self.root {
+            Root::Const(c) if self.off.iter().all(|o| *o == Some(0)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Results of the analysis for one sentron's graph.
+pub struct CoordInfo {
+    syms: Vec<Option<Sym>>,
+    scalars: Vec<Option<i64>>,
+    /// Carried coordinates that advance by a constant step per iteration.
+    steps: HashMap<Value, [i64; 9]>,
+    /// Carried value -> its loop.
+    phi_loop: HashMap<Value, LoopId>,
+    /// Carried coordinates with a constant initial value: the initial coordinate.
+    phi_init: HashMap<Value, Coord>,
+}
+
+impl CoordInfo {
+    /// One pass in op order (values are defined before they are used, except carried
+    /// values, which are opaque roots).
+    pub fn analyze(sg: &SentronGraph) -> CoordInfo {
+        let n = sg.values.len();
+        let mut ci = CoordInfo {
+            syms: vec![None; n],
+            scalars: vec![None; n],
+            steps: HashMap::new(),
+            phi_loop: HashMap::new(),
+            phi_init: HashMap::new(),
+        };
+        for node in &sg.nodes {
+            let op = &node.template;
+            let Some(&d) = node.defs.first() else { continue };
+            let u = |i: usize| node.uses.get(i).copied();
+            match op.code {
+                Opcode::DLi => ci.scalars[d.0 as usize] = Some(op.imm_i64()),
+                Opcode::DAddi | Opcode::DMuli => {
+                    let a = u(0).and_then(|v| ci.scalar(v));
+                    ci.scalars[d.0 as usize] = a.and_then(|a| {
+                        if op.code == Opcode::DAddi {
+                            a.checked_add(op.imm_i64())
+                        } else {
+                            a.checked_mul(op.imm_i64())
+                        }
+                    });
+                }
+                Opcode::DAdd | Opcode::DSub | Opcode::DMul => {
+                    let (a, b) = (u(0).and_then(|v| ci.scalar(v)), u(1).and_then(|v| ci.scalar(v)));
+                    ci.scalars[d.0 as usize] = match (a, b) {
+                        (Some(a), Some(b)) => match op.code {
+                            Opcode::DAdd => a.checked_add(b),
+                            Opcode::DSub => a.checked_sub(b),
+                            _ => a.checked_mul(b),
+                        },
+                        _ => None,
+                    };
+                }
+                Opcode::SCli => {
+                    if let Ok(c) = Coord::from_key(op.imm_coord()) {
+                        ci.syms[d.0 as usize] = Some(Sym {
+                            root: Root::Const(c),
+                            off: [Some(0); 9],
+                        });
+                    }
+                }
+                Opcode::SIndexi | Opcode::SIndex => {
+                    let dim = op.args[2] as usize;
+                    let delta = if op.code == Opcode::SIndexi {
+                        Some(op.imm_i64())
+                    } else {
+                        u(1).and_then(|v| ci.scalar(v))
+                    };
+                    if let Some(base) = u(0) {
+                        let mut s = ci.sym(base);
+                        if dim < 9 {
+                            s.off[dim] = match (s.off[dim], delta) {
+                                (Some(a), Some(b)) => a.checked_add(b),
+                                _ => None,
+                            };
+                        }
+                        ci.syms[d.0 as usize] = Some(fold(s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (li, l) in sg.loops.iter().enumerate() {
+            for p in &l.phis {
+                ci.phi_loop.insert(p.value, LoopId(li as u32));
+                if let Some(c) = ci.syms.get(p.init.0 as usize).copied().flatten().and_then(|s| s.constant()) {
+                    ci.phi_init.insert(p.value, c);
+                }
+                let Some(next) = p.next else { continue };
+                let s = ci.sym(next);
+                if s.root == Root::Val(p.value) {
+                    let mut step = [0i64; 9];
+                    if s.off.iter().zip(step.iter_mut()).all(|(o, st)| {
+                        o.map(|x| {
+                            *st = x;
+                        })
+                        .is_some()
+                    }) {
+                        ci.steps.insert(p.value, step);
+                    }
+                }
+            }
+        }
+        ci
+    }
+
+    /// The symbolic coordinate of a coordinate value.
+    pub fn sym(&self, v: Value) -> Sym {
+        self.syms
+            .get(v.0 as usize)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| Sym::opaque(v))
+    }
+
+    /// A scalar value's constant, when known.
+    pub fn scalar(&self, v: Value) -> Option<i64> {
+        self.scalars.get(v.0 as usize).copied().flatten()
+    }
+
+    /// The page coordinate a memory op reads (its coordinate-register operand).
+    pub fn mem_loc(&self, sg: &SentronGraph, node: crate::graph::NodeId) -> Option<Sym> {
+        let n = sg.node(node);
+        if n.code().info().mem == Mem::None {
+            return None;
+        }
+        let mut uses = n.uses.iter();
+        for kind in n.code().info().operands {
+            if kind.reg_file().is_none() || !kind.reads() {
+                continue;
+            }
+            let v = uses.next()?;
+            if *kind == Operand::CR {
+                return Some(self.sym(*v));
+            }
+        }
+        None
+    }
+
+    /// May `a` and `b` name the same page (in the same iteration)?
+    pub fn may_alias(&self, a: &Sym, b: &Sym) -> bool {
+        match (a.root, b.root) {
+            (Root::Const(x), Root::Const(y)) => {
+                let (px, py) = (x.parts(), y.parts());
+                for d in 0..9 {
+                    if let (Some(oa), Some(ob)) = (a.off[d], b.off[d]) {
+                        if i64::from(px[d]) + oa != i64::from(py[d]) + ob {
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+            (Root::Val(x), Root::Val(y)) if x == y => !differs(&a.off, &b.off),
+            (Root::Val(x), Root::Const(c)) => !self.phi_excludes(x, &a.off, c, &b.off),
+            (Root::Const(c), Root::Val(x)) => !self.phi_excludes(x, &b.off, c, &a.off),
+            _ => true,
+        }
+    }
+
+    /// A carried coordinate that starts at a constant and moves by a constant step
+    /// never changes the parts whose step is 0: if such a part differs from the
+    /// constant coordinate's, they never alias.
+    fn phi_excludes(&self, phi: Value, off: &[Option<i64>; 9], c: Coord, c_off: &[Option<i64>; 9]) -> bool {
+        let (Some(init), Some(step)) = (self.phi_init.get(&phi), self.steps.get(&phi)) else {
+            return false;
+        };
+        let (pi, pc) = (init.parts(), c.parts());
+        (0..9).any(|d| {
+            step[d] == 0
+                && matches!((off[d], c_off[d]), (Some(x), Some(y)) if i64::from(pi[d]) + x != i64::from(pc[d]) + y)
+        })
+    }
+
+    /// May `a` in some iteration and `b` in a later iteration of loop `l` name the same
+    /// page?
+    pub fn may_alias_later(&self, l: LoopId, a: &Sym, b: &Sym) -> bool {
+        let carried = |r: Root| match r {
+            Root::Val(v) => self.phi_loop.get(&v) == Some(&l),
+            Root::Const(_) => false,
+        };
+        match (carried(a.root), carried(b.root)) {
+            (false, false) => self.may_alias(a, b),
+            (true, false) | (false, true) => self.may_alias(a, b),
+            (true, true) if a.root == b.root => {
+                let Root::Val(p) = a.root else { return true };
+                let Some(step) = self.steps.get(&p) else { return true };
+                // a.off == b.off + d * step for some d >= 1?
+                let mut d_needed: Option<i64> = None;
+                for k in 0..9 {
+                    let (Some(oa), Some(ob)) = (a.off[k], b.off[k]) else { continue };
+                    let diff = oa - ob;
+                    if step[k] == 0 {
+                        if diff != 0 {
+                            return false;
+                        }
+                        continue;
+                    }
+                    if diff % step[k] != 0 {
+                        return false;
+                    }
+                    let d = diff / step[k];
+                    if d < 1 || d_needed.is_some_and(|x| x != d) {
+                        return false;
+                    }
+                    d_needed = Some(d);
+                }
+                true
+            }
+            _ => true,
+        }
+    }
+}
+
+fn differs(a: &[Option<i64>; 9], b: &[Option<i64>; 9]) -> bool {
+    a.iter()
+        .zip(b)
+        .any(|(x, y)| matches!((x, y), (Some(p), Some(q)) if p != q))
+}
+
+/// A constant root with known offsets becomes the constant coordinate itself.
+fn fold(s: Sym) -> Sym {
+    let Root::Const(c) = s.root else { return s };
+    let mut cur = c;
+    let mut off = s.off;
+    for (d, o) in off.iter_mut().enumerate() {
+        if let Some(delta) = *o {
+            if delta != 0 {
+                match cur.offset(d, delta, MAX_PART_LIMIT) {
+                    Ok(n) => {
+                        cur = n;
+                        *o = Some(0);
+                    }
+                    Err(_) => return s,
+                }
+            }
+        }
+    }
+    Sym {
+        root: Root::Const(cur),
+        off,
+    }
+}
+
+/// Is this value's definition a carried value of loop `l`?
+pub fn is_phi_of(sg: &SentronGraph, v: Value, l: LoopId) -> bool {
+    matches!(sg.value(v).def, ValueDef::Phi { lp, .. } if lp == l)
+}

@@ -1,0 +1,52 @@
+//! Many random graphs: the packed program validates and leaves every page
+//! bit-identical to the unpacked program's, on the reference executor.
+
+mod common;
+
+use vtpu_compiler::random::{random_graph, RandomSpec};
+use vtpu_compiler::{compile, CompileOptions};
+use vtpu_runtime::ExecutorKind;
+
+fn check(spec: &RandomSpec, opts: &CompileOptions) {
+    let g = random_graph(spec).expect("generator builds valid graphs");
+    let n = spec.sentrons as usize;
+    let s = spec.seed;
+    let un = compile(&g, &CompileOptions::unpacked()).unwrap_or_else(|e| panic!("seed {s}: unpacked: {e}"));
+    let pk = compile(&g, opts).unwrap_or_else(|e| panic!("seed {s}: packed: {e}"));
+    let (ru, pu) = common::run(&un.program, n, ExecutorKind::Reference);
+    let (rp, pp) = common::run(&pk.program, n, ExecutorKind::Reference);
+    common::same_pages(&pu, &pp, &format!("seed {s}"));
+    let (tu, tp) = (ru.total(), rp.total());
+    assert!(tp.siws <= tu.siws, "seed {s}: packed ran more words ({} > {})", tp.siws, tu.siws);
+}
+
+#[test]
+fn random_graphs_single_sentron() {
+    for seed in 0..40 {
+        let spec = RandomSpec { seed, sentrons: 1, messages: false, chains: seed % 2 == 0, ..RandomSpec::default() };
+        check(&spec, &CompileOptions::packed());
+    }
+}
+
+#[test]
+fn random_graphs_with_messages() {
+    for seed in 100..140 {
+        let spec = RandomSpec { seed, sentrons: 2 + (seed % 2) as u32, chains: seed % 3 == 0, ..RandomSpec::default() };
+        check(&spec, &CompileOptions::packed());
+    }
+}
+
+#[test]
+fn random_graphs_always_pipelined() {
+    let opts = CompileOptions { pipeline_always: true, ..CompileOptions::packed() };
+    for seed in 200..260 {
+        let spec = RandomSpec {
+            seed,
+            sentrons: 1 + (seed % 3) as u32,
+            max_trip: 9,
+            chains: seed % 2 == 0,
+            ..RandomSpec::default()
+        };
+        check(&spec, &opts);
+    }
+}

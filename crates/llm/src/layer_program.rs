@@ -1,0 +1,527 @@
+//! The decoder layer as SIW programs: how the work is split across sentrons
+//! ([`LayerPlan`]) and the stream each sentron runs ([`layer_program`]).
+//!
+//! One program serves prefill and decode: it reads `T` and `start_pos` from the argument
+//! page (SLOAD), gathers `x [T, D]` with a register row count (SGATHERV), and every tile
+//! op takes its shape from its operands, so the same words run any `T` at any position.
+//!
+//! Per sentron (letters as in [`crate::config`]; `G = H / KV` query heads per kv head).
+//! A sentron owns a contiguous range of query heads; an *attention part* is the heads of
+//! one kv head `j` it owns (`g <= G` of them):
+//!
+//! ```text
+//! xn = rmsnorm(x, attn_norm)                                 [T, D]
+//! for each attention part p = (kv head j, heads [a, b), g = b - a) of this sentron:
+//!     q = xn . wq_p^T (+ bq_p)      [T, g*Hd]   (qk_norm: rmsnorm per Hd group)  rope
+//!     k = xn . wk_j^T (+ bk_j)      [T, Hd]     (qk_norm)                         rope
+//!     v = xn . wv_j^T (+ bv_j)      [T, Hd]
+//!     K cache_p[start..start+T] = k;  V cache_p[...] = v          (SSCATTR)
+//!     K = cache_p[0..S], V = ...    [S, Hd], S = start + T        (SWINDOW, no copy)
+//!     p = softmax_causal(reshape(q, Hd) . K^T / sqrt(Hd))  [T*g, S]  (row t*g+h)
+//!     o = reshape(p . V, g*Hd)      [T, g*Hd]
+//!     attn += o . wo_p^T            [T, D]      (wo_p = the columns of heads [a, b))
+//! attn = CREDUCE sum over sentrons;  h = x + attn
+//! hn = rmsnorm(h, ffn_norm)
+//! mlp = swiglu(hn . gate_i^T, hn . up_i^T) . down_i^T   [T, D]  (this sentron's F rows)
+//! mlp = CREDUCE sum;  out = h + mlp   (sentron 0 scatters it to the output page)
+//! ```
+//!
+//! Work split: each all-reduce is a barrier, so each of the two phases is balanced on
+//! its own (balancing only the layer's total would make one sentron wait at the first
+//! barrier and the other at the second). Phase 1: the H query heads are split evenly;
+//! a kv head whose query heads land on two sentrons is computed, and cached, by both
+//! (each owns the cache pages of its parts, so attention needs no communication).
+//! Phase 2: the F rows are split evenly. Two all-reduces per layer, no other
+//! synchronisation.
+
+use crate::config::{LayerConfig, RopeLayout};
+use crate::layer_coords::{self as lc, TensorKind};
+use crate::program_builder::{Emit, EmitError, StreamBuilder, A};
+use std::ops::Range;
+use vtpu_compiler::{Arg, CompileOptions, Graph, SentronGraph, Value};
+use vtpu_isa::{Opcode, PageDecl, Program};
+use vtpu_phext::CoordError;
+
+/// F rows are split in multiples of this (keeps the SIMD kernels on whole blocks).
+pub const FFN_SPLIT_ALIGN: usize = 16;
+
+/// The query heads of one kv head that one sentron owns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttnPart {
+    /// Index of the part in the layer (sentron by sentron): its weight pages and KV
+    /// cache pages are numbered by it.
+    pub index: usize,
+    /// The kv head `j`.
+    pub kv_head: usize,
+    /// Query heads `[a, b)`, all of kv head `j`.
+    pub heads: Range<usize>,
+}
+
+/// How one layer is laid out over `sentrons`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerPlan {
+    pub cfg: LayerConfig,
+    /// Layer index (its shelf is `layer + 1`).
+    pub layer: usize,
+    pub sentrons: usize,
+    /// Attention parts of each sentron.
+    pub attn: Vec<Vec<AttnPart>>,
+    /// SwiGLU rows `[f0, f1)` of each sentron.
+    pub ffn_rows: Vec<Range<usize>>,
+}
+
+/// Why a plan or a program cannot be made.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("layer plan: {sentrons} sentrons, but the machine has at most {max}")]
+    Sentrons { sentrons: usize, max: usize },
+    #[error("layer plan: ffn_dim {ffn} cannot give each of {sentrons} sentrons at least one row")]
+    FfnTooSmall { ffn: usize, sentrons: usize },
+    #[error("layer plan: coordinate out of range: {0}")]
+    Coord(#[from] CoordError),
+    #[error("layer program: {0}")]
+    Emit(#[from] EmitError),
+}
+
+/// `[i n / k, (i + 1) n / k)`, rounded to multiples of `align` when every part can get
+/// at least one block.
+fn even(n: usize, k: usize, i: usize, align: usize) -> Range<usize> {
+    let cut = |i: usize| {
+        let c = i * n / k;
+        if n >= align * k && i < k {
+            ((c + align / 2) / align * align).min(n)
+        } else {
+            c
+        }
+    };
+    cut(i)..cut(i + 1)
+}
+
+impl LayerPlan {
+    /// Split `cfg` (already validated) over `sentrons`.
+    pub fn new(cfg: &LayerConfig, layer: usize, sentrons: usize) -> Result<LayerPlan, PlanError> {
+        let max = vtpu_isa::MAX_SENTRONS;
+        if sentrons == 0 || sentrons > max {
+            return Err(PlanError::Sentrons { sentrons, max });
+        }
+        if cfg.ffn_dim < sentrons {
+            return Err(PlanError::FfnTooSmall {
+                ffn: cfg.ffn_dim,
+                sentrons,
+            });
+        }
+        let g = cfg.group_size();
+        let mut attn = Vec::with_capacity(sentrons);
+        let mut index = 0;
+        for i in 0..sentrons {
+            let heads = even(cfg.n_heads, sentrons, i, 1);
+            let mut parts = Vec::new();
+            let mut a = heads.start;
+            while a < heads.end {
+                let j = a / g;
+                let b = heads.end.min((j + 1) * g);
+                parts.push(AttnPart {
+                    index,
+                    kv_head: j,
+                    heads: a..b,
+                });
+                index += 1;
+                a = b;
+            }
+            attn.push(parts);
+        }
+        let ffn_rows = (0..sentrons)
+            .map(|i| even(cfg.ffn_dim, sentrons, i, FFN_SPLIT_ALIGN))
+            .collect();
+        Ok(LayerPlan {
+            cfg: cfg.clone(),
+            layer,
+            sentrons,
+            attn,
+            ffn_rows,
+        })
+    }
+
+    /// Every attention part, in index order.
+    pub fn parts(&self) -> impl Iterator<Item = &AttnPart> {
+        self.attn.iter().flatten()
+    }
+}
+
+/// Values every part's code shares.
+struct Shared<V> {
+    xn: V,
+    rope: V,
+    zero: V,
+    start: V,
+    kv_off: V,
+    s_len: V,
+}
+
+/// Which packer turns the generated ops into words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Packer {
+    /// The SIW compiler (`vtpu-compiler`): list scheduling, register allocation.
+    #[default]
+    Compiler,
+    /// The small in-crate packer of `program_builder` (ASAP placement, FIFO registers).
+    Builtin,
+}
+
+/// The program of one layer: one stream per sentron, no page declarations (the runner
+/// builds the space; see `layer_pages`).
+pub fn layer_program(plan: &LayerPlan, packer: Packer) -> Result<Program, PlanError> {
+    match packer {
+        Packer::Builtin => {
+            let mut streams = Vec::with_capacity(plan.sentrons);
+            for i in 0..plan.sentrons {
+                let mut b = StreamBuilder::new(Some(i as u32));
+                sentron_stream(&mut b, plan, i)?;
+                streams.push(b.finish());
+            }
+            Ok(Program {
+                pages: Vec::<PageDecl>::new(),
+                streams,
+            })
+        }
+        Packer::Compiler => {
+            let mut g = Graph::new();
+            for i in 0..plan.sentrons {
+                let sg = g
+                    .sentron(i as u32)
+                    .map_err(|e| EmitError::Compiler(e.to_string()))?;
+                sentron_stream(&mut GraphEmit(sg), plan, i)?;
+            }
+            // No inserted SPREFCH: a page prefetch runs on the sentron's own thread and
+            // touches every line of a multi-megabyte weight page, so it costs about what
+            // the read it would hide costs (measured: it doubled decode time).
+            let opts = CompileOptions {
+                prefetch: false,
+                ..CompileOptions::packed()
+            };
+            let c = vtpu_compiler::compile(&g, &opts)
+                .map_err(|e| EmitError::Compiler(e.to_string()))?;
+            Ok(c.program)
+        }
+    }
+}
+
+/// The generator's ops into the SIW compiler's dataflow graph (values, no registers).
+pub struct GraphEmit<'a>(pub &'a mut SentronGraph);
+
+impl Emit for GraphEmit<'_> {
+    type V = Value;
+
+    fn op(&mut self, code: Opcode, args: &[A<Value>]) -> Result<Option<Value>, EmitError> {
+        let args: Vec<Arg> = args
+            .iter()
+            .map(|a| match *a {
+                A::V(v) => Arg::V(v),
+                A::I64(v) => Arg::I64(v),
+                A::F32(v) => Arg::F32(v),
+                A::Coord(c) => Arg::Coord(c),
+                A::Reduce(r) => Arg::Reduce(r),
+                A::Group(g) => Arg::Group(g),
+            })
+            .collect();
+        let out = self
+            .0
+            .op(code, &args)
+            .map_err(|e| EmitError::Compiler(e.to_string()))?;
+        Ok(out.first().copied())
+    }
+
+    fn release(&mut self, _: Value) {}
+
+    fn halt(&mut self) -> Result<(), EmitError> {
+        self.0
+            .halt()
+            .map(|_| ())
+            .map_err(|e| EmitError::Compiler(e.to_string()))
+    }
+}
+
+/// An op that writes a value (every op the generator uses for a result does).
+fn val<E: Emit>(e: &mut E, code: Opcode, args: &[A<E::V>]) -> Result<E::V, PlanError> {
+    e.op(code, args)?.ok_or_else(|| {
+        PlanError::Emit(EmitError::Operands {
+            op: code.name(),
+            what: "writes no value".into(),
+        })
+    })
+}
+
+fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(), PlanError> {
+    let cfg = &plan.cfg;
+    let (layer, d, hd) = (plan.layer, cfg.dim, cfg.head_dim);
+    use Opcode as O;
+
+    // Arguments: T and start_pos.
+    let zero = val(e, O::DLi, &[A::I64(0)])?;
+    let one = val(e, O::DLi, &[A::I64(1)])?;
+    let c_args = val(e, O::SCli, &[A::Coord(lc::args())])?;
+    let t = val(e, O::SLoad, &[A::V(c_args), A::V(zero)])?;
+    let start = val(e, O::SLoad, &[A::V(c_args), A::V(one)])?;
+    e.release(c_args);
+    e.release(one);
+
+    // x [T, D] and the attention norm.
+    let c_x = val(e, O::SCli, &[A::Coord(lc::input())])?;
+    let x = val(
+        e,
+        O::SGatherV,
+        &[A::V(c_x), A::V(zero), A::V(t), A::I64(d as i64)],
+    )?;
+    e.release(c_x);
+    let w = gather_page(e, lc::weight(layer, TensorKind::AttnNorm, 0)?)?;
+    let xn = val(e, O::DTRmsNorm, &[A::V(x), A::V(w), A::F32(cfg.rms_eps)])?;
+    e.release(w);
+
+    let mut parts = plan.attn[id].iter();
+    let attn = match parts.next() {
+        // No kv head here: this sentron adds a zero partial to the all-reduce.
+        None => val(e, O::DTScale, &[A::V(x), A::F32(0.0)])?,
+        Some(first) => {
+            let rope = gather_page(e, lc::weight(layer, TensorKind::RopeTable, 0)?)?;
+            let kv_off = val(e, O::DMuli, &[A::V(start), A::I64(hd as i64)])?;
+            let s_len = val(e, O::DAdd, &[A::V(start), A::V(t)])?;
+            let sh = Shared {
+                xn,
+                rope,
+                zero,
+                start,
+                kv_off,
+                s_len,
+            };
+            let mut acc = attention_part(e, plan, &sh, first)?;
+            for p in parts {
+                let part = attention_part(e, plan, &sh, p)?;
+                let sum = val(e, O::DTAdd, &[A::V(acc), A::V(part)])?;
+                e.release(acc);
+                e.release(part);
+                acc = sum;
+            }
+            e.release(rope);
+            acc
+        }
+    };
+    e.release(xn);
+    let attn = all_reduce(e, plan, attn)?;
+    let h = val(e, O::DTAdd, &[A::V(x), A::V(attn)])?;
+    e.release(x);
+    e.release(attn);
+
+    // SwiGLU MLP over this sentron's F rows.
+    let w = gather_page(e, lc::weight(layer, TensorKind::FfnNorm, 0)?)?;
+    let hn = val(e, O::DTRmsNorm, &[A::V(h), A::V(w), A::F32(cfg.rms_eps)])?;
+    e.release(w);
+    let gate = project(e, hn, lc::weight(layer, TensorKind::WGate, id)?)?;
+    let up = project(e, hn, lc::weight(layer, TensorKind::WUp, id)?)?;
+    e.release(hn);
+    let act = val(e, O::DTSwiglu, &[A::V(gate), A::V(up)])?;
+    e.release(gate);
+    e.release(up);
+    let mlp = project(e, act, lc::weight(layer, TensorKind::WDown, id)?)?;
+    e.release(act);
+    let mlp = all_reduce(e, plan, mlp)?;
+    let out = val(e, O::DTAdd, &[A::V(h), A::V(mlp)])?;
+    if id == 0 {
+        let c_out = val(e, O::SCli, &[A::Coord(lc::output())])?;
+        e.op(O::SScatter, &[A::V(out), A::V(c_out), A::V(zero)])?;
+    }
+    e.halt()?;
+    Ok(())
+}
+
+/// CREDUCE sum over every sentron (nothing with one sentron).
+fn all_reduce<E: Emit>(e: &mut E, plan: &LayerPlan, v: E::V) -> Result<E::V, PlanError> {
+    if plan.sentrons == 1 {
+        return Ok(v);
+    }
+    let group = A::Group(vtpu_isa::word::GROUP_ALL);
+    let sum = A::Reduce(vtpu_isa::word::REDUCE_SUM);
+    val(e, Opcode::CReduce, &[A::V(v), sum, group])
+}
+
+/// SCLI + SGATHER of a whole page.
+fn gather_page<E: Emit>(e: &mut E, c: vtpu_phext::Coord) -> Result<E::V, PlanError> {
+    let cr = val(e, Opcode::SCli, &[A::Coord(c)])?;
+    let t = val(e, Opcode::SGather, &[A::V(cr)])?;
+    e.release(cr);
+    Ok(t)
+}
+
+/// `x . W^T` for the weight page at `c`.
+fn project<E: Emit>(e: &mut E, x: E::V, c: vtpu_phext::Coord) -> Result<E::V, PlanError> {
+    let w = gather_page(e, c)?;
+    let y = val(e, Opcode::DTMm, &[A::V(x), A::V(w)])?;
+    e.release(w);
+    Ok(y)
+}
+
+/// `y + bias` when the config has biases.
+fn bias<E: Emit>(e: &mut E, y: E::V, c: Option<vtpu_phext::Coord>) -> Result<E::V, PlanError> {
+    let Some(c) = c else { return Ok(y) };
+    let b = gather_page(e, c)?;
+    let out = val(e, Opcode::DTAddR, &[A::V(y), A::V(b)])?;
+    e.release(b);
+    e.release(y);
+    Ok(out)
+}
+
+/// Per-head RMSNorm (Qwen3) and RoPE of a `[T, n*Hd]` value.
+fn norm_rope<E: Emit>(
+    e: &mut E,
+    plan: &LayerPlan,
+    sh: &Shared<E::V>,
+    y: E::V,
+    norm: Option<vtpu_phext::Coord>,
+) -> Result<E::V, PlanError> {
+    let y = match norm {
+        Some(c) => {
+            let w = gather_page(e, c)?;
+            let n = val(
+                e,
+                Opcode::DTRmsNorm,
+                &[A::V(y), A::V(w), A::F32(plan.cfg.rms_eps)],
+            )?;
+            e.release(w);
+            e.release(y);
+            n
+        }
+        None => y,
+    };
+    let code = match plan.cfg.rope_layout {
+        RopeLayout::Interleaved => Opcode::DTRope,
+        RopeLayout::HalfSplit => Opcode::DTRopeH,
+    };
+    let r = val(e, code, &[A::V(y), A::V(sh.rope), A::V(sh.start)])?;
+    e.release(y);
+    Ok(r)
+}
+
+/// The attention of one part: returns its `[T, D]` contribution `o . wo_p^T`.
+fn attention_part<E: Emit>(
+    e: &mut E,
+    plan: &LayerPlan,
+    sh: &Shared<E::V>,
+    part: &AttnPart,
+) -> Result<E::V, PlanError> {
+    use Opcode as O;
+    let cfg = &plan.cfg;
+    let (layer, hd, g) = (plan.layer, cfg.head_dim, part.heads.len());
+    let j = part.index;
+    let opt = |on: bool, kind: TensorKind, part: usize| -> Result<_, PlanError> {
+        Ok(if on {
+            Some(lc::weight(layer, kind, part)?)
+        } else {
+            None
+        })
+    };
+    let q = project(e, sh.xn, lc::weight(layer, TensorKind::Wq, j)?)?;
+    let q = bias(e, q, opt(cfg.qkv_bias, TensorKind::Bq, j)?)?;
+    let q = norm_rope(e, plan, sh, q, opt(cfg.qk_norm, TensorKind::QNorm, 0)?)?;
+    let kvh = part.kv_head;
+    let k = project(e, sh.xn, lc::weight(layer, TensorKind::Wk, kvh)?)?;
+    let k = bias(e, k, opt(cfg.qkv_bias, TensorKind::Bk, kvh)?)?;
+    let k = norm_rope(e, plan, sh, k, opt(cfg.qk_norm, TensorKind::KNorm, 0)?)?;
+    let v = project(e, sh.xn, lc::weight(layer, TensorKind::Wv, kvh)?)?;
+    let v = bias(e, v, opt(cfg.qkv_bias, TensorKind::Bv, kvh)?)?;
+
+    // Append this step's keys and values, then read the whole visible cache back.
+    let ck = val(e, O::SCli, &[A::Coord(lc::kv_cache(layer, j, false)?)])?;
+    let cv = val(e, O::SCli, &[A::Coord(lc::kv_cache(layer, j, true)?)])?;
+    e.op(O::SScatter, &[A::V(k), A::V(ck), A::V(sh.kv_off)])?;
+    e.op(O::SScatter, &[A::V(v), A::V(cv), A::V(sh.kv_off)])?;
+    e.release(k);
+    e.release(v);
+    let hd_i = A::I64(hd as i64);
+    // Windows, not copies: DTMM / DTMMN read the cache pages in place.
+    let keys = val(
+        e,
+        O::SWindow,
+        &[A::V(ck), A::V(sh.zero), A::V(sh.s_len), hd_i],
+    )?;
+    let vals = val(
+        e,
+        O::SWindow,
+        &[A::V(cv), A::V(sh.zero), A::V(sh.s_len), hd_i],
+    )?;
+    e.release(ck);
+    e.release(cv);
+
+    let qh = val(e, O::DTReshape, &[A::V(q), hd_i])?; // [T*g, Hd], row t*g + h
+    e.release(q);
+    let scores = val(e, O::DTMm, &[A::V(qh), A::V(keys)])?; // [T*g, S]
+    e.release(qh);
+    e.release(keys);
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    let per = val(e, O::DLi, &[A::I64(g as i64)])?;
+    let probs = val(
+        e,
+        O::DTSoftmax,
+        &[A::V(scores), A::V(sh.start), A::V(per), A::F32(scale)],
+    )?;
+    e.release(per);
+    e.release(scores);
+    let o = val(e, O::DTMmN, &[A::V(probs), A::V(vals)])?; // [T*g, Hd]
+    e.release(probs);
+    e.release(vals);
+    let o2 = val(e, O::DTReshape, &[A::V(o), A::I64((g * hd) as i64)])?; // [T, g*Hd]
+    e.release(o);
+    let part = project(e, o2, lc::weight(layer, TensorKind::Wo, j)?)?;
+    e.release(o2);
+    Ok(part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_every_head_and_row_and_programs_validate() {
+        for cfg in [
+            LayerConfig::smollm2_135m(),
+            LayerConfig::qwen25_05b(),
+            LayerConfig::qwen3_style(),
+        ] {
+            for n in 1..=4 {
+                let p = LayerPlan::new(&cfg, 0, n).unwrap();
+                let heads: Vec<usize> = p.parts().flat_map(|a| a.heads.clone()).collect();
+                assert_eq!(heads, (0..cfg.n_heads).collect::<Vec<_>>());
+                for (i, a) in p.parts().enumerate() {
+                    assert_eq!(a.index, i);
+                    assert!(a.heads.clone().all(|h| h / cfg.group_size() == a.kv_head));
+                }
+                assert_eq!(p.ffn_rows.last().unwrap().end, cfg.ffn_dim);
+                for w in p.ffn_rows.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(!w[0].is_empty() && !w[1].is_empty());
+                }
+                for packer in [Packer::Builtin, Packer::Compiler] {
+                    let prog = layer_program(&p, packer).unwrap();
+                    vtpu_isa::validate(
+                        &prog,
+                        &vtpu_isa::ValidateOptions {
+                            sentrons: Some(n),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        // SmolLM2 on 2 sentrons: heads 0..4 and 4..9; kv head 1 (heads 3..6) is shared.
+        let p = LayerPlan::new(&LayerConfig::smollm2_135m(), 0, 2).unwrap();
+        let split: Vec<Vec<(usize, Range<usize>)>> = p
+            .attn
+            .iter()
+            .map(|v| v.iter().map(|a| (a.kv_head, a.heads.clone())).collect())
+            .collect();
+        assert_eq!(
+            split,
+            vec![vec![(0, 0..3), (1, 3..4)], vec![(1, 4..6), (2, 6..9)]]
+        );
+        assert_eq!(p.ffn_rows, vec![0..768, 768..1536]);
+    }
+}

@@ -1,0 +1,210 @@
+//! Shape rules, causal visibility and flop counts of the transformer-layer ops, shared
+//! by both executors so that they trap on exactly the same inputs and count exactly
+//! the same virtual flops (an FMA counts 2; exp, silu and rsqrt count one per element):
+//!
+//! | op | flops |
+//! |---|---|
+//! | DTMM, DTMMN | `2 m n k` |
+//! | DTRMSNORM | 4 per element (square-accumulate 2, the two products 2) |
+//! | DTROPE, DTROPEH | 3 per element (one product and one fma per output) |
+//! | DTSOFTMAX | 4 per visible element (max, exp, sum, divide) |
+//! | DTSWIGLU | 2 per element (silu, product) |
+//! | DTADDR | 1 per element |
+
+use crate::error::TrapKind;
+use vtpu_isa::{Opcode, MAX_TILE_DIM, MAX_TILE_ELEMS};
+use vtpu_phext::{DType, Page};
+
+pub const RMSNORM_FLOPS: u64 = 4;
+pub const ROPE_FLOPS: u64 = 3;
+pub const SOFTMAX_FLOPS: u64 = 4;
+pub const SWIGLU_FLOPS: u64 = 2;
+
+fn shape(msg: String) -> TrapKind {
+    TrapKind::Shape(msg)
+}
+
+/// `2 m n k` (an FMA counts 2).
+pub fn mm_flops(m: u32, n: u32, k: u32) -> u64 {
+    2 * m as u64 * n as u64 * k as u64
+}
+
+/// DTMM: `ta` is m x k, `tb` is n x k.
+pub fn check_mm(a: u8, b: u8, (m, k): (u32, u32), (n, kb): (u32, u32)) -> Result<(), TrapKind> {
+    if k != kb {
+        return Err(shape(format!(
+            "DTMM: t{a} is {m}x{k} but t{b} is {n}x{kb} (needs {k} columns)"
+        )));
+    }
+    check_elems("DTMM", m, n)
+}
+
+/// DTMMN: `ta` is m x k, `tb` is k x n.
+pub fn check_mmn(a: u8, b: u8, (m, k): (u32, u32), (kb, n): (u32, u32)) -> Result<(), TrapKind> {
+    if k != kb {
+        return Err(shape(format!(
+            "DTMMN: t{a} is {m}x{k} but t{b} is {kb}x{n} (needs {k} rows)"
+        )));
+    }
+    check_elems("DTMMN", m, n)
+}
+
+/// A result tile of `rows x cols` must stay within the tile element cap.
+fn check_elems(op: &str, rows: u32, cols: u32) -> Result<(), TrapKind> {
+    let n = rows as u64 * cols as u64;
+    if n > MAX_TILE_ELEMS {
+        return Err(shape(format!(
+            "{op}: a {rows}x{cols} result exceeds the tile limit of {MAX_TILE_ELEMS} elements"
+        )));
+    }
+    Ok(())
+}
+
+/// DTRMSNORM: `ta` (n elements) is normalised in groups of `group` = len(tb) elements.
+/// Returns the number of groups.
+pub fn check_groups(op: &str, a: u8, b: u8, n: usize, group: usize) -> Result<usize, TrapKind> {
+    if group == 0 || !n.is_multiple_of(group) {
+        return Err(shape(format!(
+            "{op}: t{a} has {n} elements, not a whole number of groups of len(t{b}) = {group}"
+        )));
+    }
+    Ok(n / group)
+}
+
+/// Where DTROPE reads its table: rows `first .. first + rows(ta)`.
+pub struct RopePlan {
+    pub first: usize,
+}
+
+/// DTROPE / DTROPEH: `ta` is rows x cols with cols a multiple of Hd = cols(tb) (even);
+/// row r rotates for position `pos + r`, which must be a row of the table `tb`.
+pub fn check_rope(
+    code: Opcode,
+    a: u8,
+    b: u8,
+    (rows, cols): (u32, u32),
+    (trows, hd): (u32, u32),
+    pos: i64,
+) -> Result<RopePlan, TrapKind> {
+    let name = if code == Opcode::DTRope {
+        "DTROPE"
+    } else {
+        "DTROPEH"
+    };
+    if !hd.is_multiple_of(2) || !cols.is_multiple_of(hd) {
+        return Err(shape(format!(
+            "{name}: the rope table t{b} is {trows}x{hd}: Hd must be even and divide the {cols} columns of t{a}"
+        )));
+    }
+    let last = pos.checked_add(rows as i64 - 1);
+    match last {
+        Some(last) if pos >= 0 && last < trows as i64 => Ok(RopePlan {
+            first: pos as usize,
+        }),
+        _ => Err(shape(format!(
+            "{name}: positions {pos}..{} of t{a} are outside the rope table's {trows} positions",
+            pos.saturating_add(rows as i64)
+        ))),
+    }
+}
+
+/// DTSOFTMAX: the row-to-position divisor must be at least 1.
+pub fn check_softmax(per: i64) -> Result<(), TrapKind> {
+    if per < 1 {
+        return Err(shape(format!(
+            "DTSOFTMAX: rows per position must be >= 1, got {per}"
+        )));
+    }
+    Ok(())
+}
+
+/// Columns row `r` of a DTSOFTMAX sees: `0..=last + r / per`, clamped to `0..=cols`.
+pub fn visible(last: i64, per: i64, r: usize, cols: usize) -> usize {
+    let v = last
+        .saturating_add((r as i64) / per.max(1))
+        .saturating_add(1);
+    v.clamp(0, cols as i64) as usize
+}
+
+/// Two operands of the same shape.
+pub fn check_same(op: &str, a: u8, b: u8, sa: (u32, u32), sb: (u32, u32)) -> Result<(), TrapKind> {
+    if sa != sb {
+        return Err(shape(format!(
+            "{op}: t{a} is {}x{} but t{b} is {}x{}",
+            sa.0, sa.1, sb.0, sb.1
+        )));
+    }
+    Ok(())
+}
+
+/// DTADDR: `tb` holds exactly cols(ta) elements.
+pub fn check_addr(a: u8, b: u8, cols: u32, blen: usize) -> Result<(), TrapKind> {
+    if blen != cols as usize {
+        return Err(shape(format!(
+            "DTADDR: t{b} has {blen} elements but the rows of t{a} have {cols}"
+        )));
+    }
+    Ok(())
+}
+
+/// DTRESHAPE: `elems` elements read as rows of `cols`.
+pub fn check_reshape(a: u8, elems: usize, cols: i64) -> Result<(u32, u32), TrapKind> {
+    let ok = cols >= 1 && cols <= MAX_TILE_DIM as i64 && elems.is_multiple_of(cols as usize);
+    let rows = if ok { elems / cols as usize } else { 0 };
+    if !ok || rows == 0 || rows > MAX_TILE_DIM as usize {
+        return Err(shape(format!(
+            "DTRESHAPE: t{a} has {elems} elements, not a whole number of rows of {cols} (each dimension 1..={MAX_TILE_DIM})"
+        )));
+    }
+    Ok((rows as u32, cols as u32))
+}
+
+/// SGATHERV / SWINDOW: rows from a register, cols from the immediate.
+pub fn check_gatherv(rows: i64, cols: i64) -> Result<(u32, u32), TrapKind> {
+    let dim = 1..=MAX_TILE_DIM as i64;
+    if !dim.contains(&rows) || !dim.contains(&cols) || rows * cols > MAX_TILE_ELEMS as i64 {
+        return Err(shape(format!(
+            "a {rows}x{cols} tile (each dimension 1..={MAX_TILE_DIM}, at most {MAX_TILE_ELEMS} elements)"
+        )));
+    }
+    Ok((rows as u32, cols as u32))
+}
+
+/// SWINDOW: the page must hold f32 elements.
+pub fn check_window_page(page: &Page) -> Result<(), TrapKind> {
+    if page.dtype() != DType::F32 {
+        return Err(TrapKind::BadDType(format!(
+            "SWINDOW opens f32 pages, this one holds {}",
+            page.dtype().name()
+        )));
+    }
+    Ok(())
+}
+
+/// The trap text for a window handed to an op that does not read windows.
+pub fn window_use(i: u8) -> String {
+    format!(
+        "t{i} is a window onto a page (SWINDOW); only the second operand of DTMM and DTMMN reads windows"
+    )
+}
+
+/// SLOAD: element `index` of an i32 page, sign-extended.
+pub fn load_i32(page: &Page, index: i64) -> Result<i64, TrapKind> {
+    if page.dtype() != DType::I32 {
+        return Err(TrapKind::BadDType(format!(
+            "SLOAD reads i32 pages, this one holds {}",
+            page.dtype().name()
+        )));
+    }
+    let i = crate::common::check_range(index, 1, page.elems())?;
+    let v = page.read(|bytes| {
+        bytes
+            .get(4 * i..4 * i + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    });
+    v.map(i64::from).ok_or(TrapKind::OutOfBounds {
+        offset: index,
+        end: index.saturating_add(1),
+        page_elems: page.elems(),
+    })
+}

@@ -1,0 +1,263 @@
+//! The specification of the transformer-layer ops (DTMM, DTMMN, DTRMSNORM,
+//! DTROPE/DTROPEH, DTSOFTMAX, DTSWIGLU, DTADDR, DTRESHAPE; SGATHERV, SLOAD), written
+//! for obviousness with the kernels' scalar references (f64 inside, rounded once):
+//!
+//! - `DTMM td, ta, tb`: `td = ta x tb^T`, ta m x k f32, tb n x k f32/f16/bf16.
+//! - `DTMMN td, ta, tb`: `td = ta x tb`, ta m x k, tb k x n, both f32.
+//! - `DTRMSNORM td, ta, tb, eps`: ta read as groups of len(tb) consecutive elements; each
+//!   group `g -> g / sqrt(mean(g^2) + eps) * tb` (tb f32).
+//! - `DTROPE td, ta, tb, rc` (interleaved pairs) / `DTROPEH` (half-split pairs): tb is a
+//!   rope table whose row p is `cos | sin` of position p (Hd = cols(tb) columns); row r
+//!   of ta holds cols(ta) / Hd heads and is rotated for position `rc + r`.
+//! - `DTSOFTMAX td, ta, rb, rc, scale`: row r of `scale * ta` sees columns
+//!   `0..=rb + r / rc` (clamped), softmax over those, the rest 0 (causal attention with
+//!   `rc` rows per position: query heads of one kv group are rows t*G + g).
+//! - `DTSWIGLU td, ta, tb`: `silu(ta) * tb`. `DTADDR td, ta, tb`: tb added to every row.
+//! - `DTRESHAPE td, ta, cols`: the same elements as rows of `cols`.
+//! - `SGATHERV td, ca, rb, rc, cols`: like SGATHERS with `rc` rows from a register.
+//! - `SWINDOW td, ca, rb, rc, cols`: like SGATHERV but nothing is copied: `td` is a
+//!   live window onto the f32 page, read (under the page's lock) by the op that uses it,
+//!   which must be DTMM or DTMMN (as their second operand); every other op traps.
+//! - `SLOAD rd, ca, rb`: element rb of an i32 page.
+
+use super::{f32_of, page_of, tk, RefSentron, R};
+use crate::common::{check_range, view_width};
+use crate::error::TrapKind;
+use crate::layer_ops as spec;
+use crate::state::{Regs, Tile, TileData, TileSlice};
+use vtpu_isa::{Op, Opcode};
+use vtpu_kernels::{scalar as ks, scalar_matmul_nn, BinOp, Weights};
+use vtpu_phext::{DType, PhextSpace};
+
+fn trap<T>(r: Result<T, TrapKind>) -> R<T> {
+    r.map_err(|k| (k, None))
+}
+
+/// Execute a D-pipe layer op on `r`; returns the flops it did.
+pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
+    let [d, a, b, c] = op.args;
+    let (tile, flops) = match op.code {
+        Opcode::DTMm if r.t[b as usize].is_window() => {
+            let (x, m, k) = f32_of(r, a)?;
+            let tb = &r.t[b as usize];
+            let n = tb.rows;
+            trap(spec::check_mm(a, b, (m, k), (n, tb.cols)))?;
+            let mut out = vec![0.0; m as usize * n as usize];
+            tb.with_window(|w| {
+                ks::matmul_bt_rows(
+                    &mut out,
+                    x,
+                    Weights::F32(w),
+                    m as usize,
+                    k as usize,
+                    0,
+                    n as usize,
+                )
+            })
+            .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
+            (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
+        }
+        Opcode::DTMm => {
+            let (x, m, k) = f32_of(r, a)?;
+            let tb = &r.t[b as usize];
+            if tb.is_empty() {
+                return tk(TrapKind::EmptyTile(b));
+            }
+            let w = match tb.slice() {
+                Some(TileSlice::F32(s)) => Weights::F32(s),
+                Some(TileSlice::F16(s)) => Weights::F16(s),
+                Some(TileSlice::BF16(s)) => Weights::BF16(s),
+                None => {
+                    return tk(TrapKind::BadDType(format!(
+                        "t{b} holds {}, supported: f32, f16, bf16",
+                        tb.dtype.name()
+                    )))
+                }
+            };
+            let n = tb.rows;
+            trap(spec::check_mm(a, b, (m, k), (n, tb.cols)))?;
+            let mut out = vec![0.0; m as usize * n as usize];
+            ks::matmul_bt_rows(&mut out, x, w, m as usize, k as usize, 0, n as usize);
+            (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
+        }
+        Opcode::DTMmN => {
+            let (x, m, k) = f32_of(r, a)?;
+            let tb = &r.t[b as usize];
+            let (kb, n) = if tb.is_window() {
+                (tb.rows, tb.cols)
+            } else {
+                f32_of(r, b).map(|(_, r, c)| (r, c))?
+            };
+            trap(spec::check_mmn(a, b, (m, k), (kb, n)))?;
+            let mut out = vec![0.0; m as usize * n as usize];
+            let (mu, ku, nu) = (m as usize, k as usize, n as usize);
+            if tb.is_window() {
+                tb.with_window(|y| scalar_matmul_nn(&mut out, x, y, mu, ku, nu))
+                    .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
+            } else {
+                scalar_matmul_nn(&mut out, x, f32_of(r, b)?.0, mu, ku, nu);
+            }
+            (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
+        }
+        Opcode::DTRmsNorm => {
+            let (x, rows, cols) = f32_of(r, a)?;
+            let (w, _, _) = f32_of(r, b)?;
+            let groups = trap(spec::check_groups("DTRMSNORM", a, b, x.len(), w.len()))?;
+            let mut out = vec![0.0; x.len()];
+            ks::rmsnorm(&mut out, x, w, groups, w.len(), op.imm_f32());
+            let flops = spec::RMSNORM_FLOPS * x.len() as u64;
+            (Tile::from_f32(rows, cols, out), flops)
+        }
+        Opcode::DTRope | Opcode::DTRopeH => {
+            let (x, rows, cols) = f32_of(r, a)?;
+            let (table, trows, hd) = f32_of(r, b)?;
+            let pos = r.s[c as usize];
+            let plan = trap(spec::check_rope(
+                op.code,
+                a,
+                b,
+                (rows, cols),
+                (trows, hd),
+                pos,
+            ))?;
+            let mut out = x.to_vec();
+            let (hd, cols) = (hd as usize, cols as usize);
+            for (i, row) in out.chunks_exact_mut(cols).enumerate() {
+                let t = &table[(plan.first + i) * hd..(plan.first + i + 1) * hd];
+                let (cos, sin) = t.split_at(hd / 2);
+                if op.code == Opcode::DTRope {
+                    ks::rope_interleaved(row, cols / hd, hd, 0, cos, sin);
+                } else {
+                    ks::rope_halfsplit(row, cols / hd, hd, 0, cos, sin);
+                }
+            }
+            let flops = spec::ROPE_FLOPS * out.len() as u64;
+            (Tile::from_f32(rows, cols as u32, out), flops)
+        }
+        Opcode::DTSoftmax => {
+            let (x, rows, cols) = f32_of(r, a)?;
+            let (last, per) = (r.s[b as usize], r.s[c as usize]);
+            trap(spec::check_softmax(per))?;
+            let mut out = vec![0.0; x.len()];
+            ks::scale(&mut out, x, op.imm_f32());
+            let mut seen_total = 0u64;
+            for (i, row) in out.chunks_exact_mut((cols as usize).max(1)).enumerate() {
+                let vis = spec::visible(last, per, i, cols as usize);
+                seen_total += vis as u64;
+                let (seen, hidden) = row.split_at_mut(vis);
+                ks::softmax_rows(seen, 1, vis);
+                hidden.fill(0.0);
+            }
+            let flops = spec::SOFTMAX_FLOPS * seen_total;
+            (Tile::from_f32(rows, cols, out), flops)
+        }
+        Opcode::DTSwiglu => {
+            let (g, rows, cols) = f32_of(r, a)?;
+            let (u, rb, cb) = f32_of(r, b)?;
+            trap(spec::check_same("DTSWIGLU", a, b, (rows, cols), (rb, cb)))?;
+            let mut out = vec![0.0; g.len()];
+            ks::swiglu(&mut out, g, u);
+            let flops = spec::SWIGLU_FLOPS * out.len() as u64;
+            (Tile::from_f32(rows, cols, out), flops)
+        }
+        Opcode::DTAddR => {
+            let (x, rows, cols) = f32_of(r, a)?;
+            let (bias, _, _) = f32_of(r, b)?;
+            trap(spec::check_addr(a, b, cols, bias.len()))?;
+            let mut out = vec![0.0; x.len()];
+            let cu = cols as usize;
+            for (o, xr) in out.chunks_exact_mut(cu).zip(x.chunks_exact(cu)) {
+                ks::binary(BinOp::Add, o, xr, bias);
+            }
+            let flops = out.len() as u64;
+            (Tile::from_f32(rows, cols, out), flops)
+        }
+        Opcode::DTReshape => {
+            let t = &r.t[a as usize];
+            if t.is_empty() {
+                return tk(TrapKind::EmptyTile(a));
+            }
+            let (rows, cols) = trap(spec::check_reshape(a, t.elems(), op.imm_i64()))?;
+            let mut t = t.clone();
+            t.rows = rows;
+            t.cols = cols;
+            (t, 0)
+        }
+        _ => return Ok(0),
+    };
+    r.t[d as usize] = tile;
+    Ok(flops)
+}
+
+/// Execute an S-pipe layer op (SGATHERV, SLOAD) on `r`.
+pub(super) fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, space: &PhextSpace) -> R<()> {
+    let [d, a, b, c] = op.args;
+    let coord = r.c[a as usize];
+    match op.code {
+        Opcode::SGatherV => {
+            let (rows, cols) =
+                spec::check_gatherv(r.s[c as usize], op.imm_i64()).map_err(|k| (k, Some(coord)))?;
+            let page = page_of(s, space, coord)?;
+            let n = rows as usize * cols as usize;
+            let off =
+                check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
+            let dtype = page.dtype();
+            let width = view_width(dtype);
+            s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
+            let tile = match width {
+                Some(w) if page.is_read_only() => Tile {
+                    rows,
+                    cols,
+                    dtype,
+                    data: TileData::View {
+                        page: page.clone(),
+                        byte_off: off * w,
+                    },
+                },
+                _ if dtype == DType::F32 => {
+                    let mut v = vec![0.0; n];
+                    page.read_f32(off, &mut v)
+                        .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
+                    s.counters.bytes_copied += 4 * n as u64;
+                    Tile::from_f32(rows, cols, v)
+                }
+                _ => {
+                    return Err((
+                        TrapKind::BadDType(format!(
+                            "gather of a writable {} page (tiles copy f32 only)",
+                            dtype.name()
+                        )),
+                        Some(coord),
+                    ))
+                }
+            };
+            r.t[d as usize] = tile;
+        }
+        Opcode::SWindow => {
+            let (rows, cols) =
+                spec::check_gatherv(r.s[c as usize], op.imm_i64()).map_err(|k| (k, Some(coord)))?;
+            let page = page_of(s, space, coord)?;
+            let n = rows as usize * cols as usize;
+            let off =
+                check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
+            spec::check_window_page(&page).map_err(|k| (k, Some(coord)))?;
+            s.counters.bytes_gathered += 4 * n as u64;
+            r.t[d as usize] = Tile {
+                rows,
+                cols,
+                dtype: DType::F32,
+                data: TileData::Window {
+                    page,
+                    byte_off: off * 4,
+                },
+            };
+        }
+        Opcode::SLoad => {
+            let page = page_of(s, space, coord)?;
+            r.s[d as usize] =
+                spec::load_i32(&page, r.s[b as usize]).map_err(|k| (k, Some(coord)))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! A persistent machine for running one program many times (a token loop): the
+//! program is validated and pre-decoded once, and every sentron lives on its own worker
+//! thread, pinned to a core, that waits between runs. The calling thread only signals
+//! the start and sleeps until the last sentron is done (running sentron 0 on the caller
+//! would save one wake-up, but the caller is not pinned, and an unpinned sentron that
+//! lands on a worker's core halves both). A run spawns nothing and, once the tile
+//! buffers have grown to their working sizes, allocates nothing but its report.
+//!
+//! Between runs the workers spin briefly on an atomic run number (a token loop calls
+//! again within microseconds), then sleep on a condition variable, so an idle session
+//! costs no CPU.
+//!
+//! Semantics are exactly those of [`crate::run`] with the fast executor: registers start
+//! at their initial values on every run, pages persist (they are the state), and the
+//! fabric is reset between runs. What a run does not return is the final register
+//! state (a program's results are its pages).
+
+use crate::counters::Counters;
+use crate::error::{MachineError, Trap};
+use crate::fabric::{LocalFabric, Transport};
+use crate::fast::{FastSentron, FaultKind, PreWord, StopAt};
+use crate::machine::{ExecutorKind, RunConfig};
+use crate::profile::OpProfile;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vtpu_isa::Program;
+use vtpu_kernels::Kernels;
+use vtpu_phext::{PhextSpace, TranslationCache};
+
+/// How long an idle worker spins before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// What one run of a session measured.
+#[derive(Clone, Debug)]
+pub struct SessionReport {
+    pub counters: Vec<Counters>,
+    /// Host: wall time from the start signal to the last sentron done.
+    pub host_wall_ns: u64,
+    /// Per-opcode host time of all sentrons, when profiling is on.
+    pub profile: Option<OpProfile>,
+}
+
+/// One sentron's counters and profile of the current run.
+type SentronResult = (Counters, Option<OpProfile>);
+
+struct Shared {
+    space: Arc<PhextSpace>,
+    streams: Vec<Vec<PreWord>>,
+    fabric: LocalFabric,
+    cfg: RunConfig,
+    kern: Kernels,
+    /// Run number: workers start a run when it moves past the last one they ran.
+    run: AtomicU64,
+    shutdown: AtomicBool,
+    profile: AtomicBool,
+    /// Workers done with the current run.
+    done: AtomicUsize,
+    lock: Mutex<Vec<Option<SentronResult>>>,
+    start_cv: Condvar,
+    done_cv: Condvar,
+}
+
+/// A program loaded on N sentrons, ready to run many times.
+pub struct Session {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Session {
+    /// Validate and pre-decode `program` for `cfg.sentrons` sentrons over `space`, and
+    /// start the worker threads. Only the fast executor runs in a session.
+    pub fn new(
+        program: &Program,
+        space: Arc<PhextSpace>,
+        cfg: &RunConfig,
+    ) -> Result<Session, MachineError> {
+        let n = cfg.sentrons;
+        if cfg.executor != ExecutorKind::Fast {
+            return Err(MachineError::Setup(
+                "a session runs the fast executor only".into(),
+            ));
+        }
+        if n == 0 || n > vtpu_isa::MAX_SENTRONS {
+            return Err(MachineError::Setup(format!(
+                "sentrons must be 1..={}, got {n}",
+                vtpu_isa::MAX_SENTRONS
+            )));
+        }
+        if !cfg.tlb_sets.is_power_of_two() || cfg.tlb_ways == 0 {
+            return Err(MachineError::Setup(format!(
+                "translation cache needs a power-of-two set count and at least one way, got {}x{}",
+                cfg.tlb_sets, cfg.tlb_ways
+            )));
+        }
+        let opts = vtpu_isa::ValidateOptions {
+            sentrons: Some(n),
+            part_limit: space.part_limit(),
+        };
+        if let Err(errs) = vtpu_isa::validate(program, &opts) {
+            let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+            return Err(MachineError::Invalid(text.join("\n")));
+        }
+        let streams = (0..n as u32)
+            .map(|id| {
+                program
+                    .stream_for(id)
+                    .map(|s| s.words.iter().map(PreWord::new).collect())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let kern = cfg
+            .kernel_level
+            .and_then(Kernels::new)
+            .unwrap_or_else(Kernels::current);
+        let shared = Arc::new(Shared {
+            space,
+            streams,
+            fabric: LocalFabric::new(n),
+            cfg: cfg.clone(),
+            kern,
+            run: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            profile: AtomicBool::new(false),
+            done: AtomicUsize::new(0),
+            lock: Mutex::new(vec![None; n]),
+            start_cv: Condvar::new(),
+            done_cv: Condvar::new(),
+        });
+        let cores = if cfg.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut workers = Vec::with_capacity(n);
+        for i in 0..n {
+            let sh = Arc::clone(&shared);
+            let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
+            let h = std::thread::Builder::new()
+                .name(format!("sentron-{i}"))
+                .spawn(move || {
+                    if let Some(c) = core {
+                        core_affinity::set_for_current(c);
+                    }
+                    worker(&sh, i as u32);
+                })
+                .map_err(|e| MachineError::Setup(format!("cannot start sentron {i}: {e}")))?;
+            workers.push(h);
+        }
+        Ok(Session { shared, workers })
+    }
+
+    pub fn sentrons(&self) -> usize {
+        self.shared.streams.len()
+    }
+
+    /// Profile every following run per opcode (host time; slower) or stop profiling.
+    pub fn set_profile(&mut self, on: bool) {
+        self.shared.profile.store(on, Ordering::Release);
+    }
+
+    /// Run the program once on every sentron; pages keep what it wrote.
+    pub fn run(&mut self) -> Result<SessionReport, MachineError> {
+        let sh = &*self.shared;
+        let n = sh.streams.len();
+        sh.fabric.reset();
+        sh.done.store(0, Ordering::Release);
+        let t0 = Instant::now();
+        {
+            let _g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            sh.run.fetch_add(1, Ordering::AcqRel);
+            sh.start_cv.notify_all();
+        }
+        let mut slots = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while sh.done.load(Ordering::Acquire) < n {
+            slots = sh
+                .done_cv
+                .wait(slots)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        let host_wall_ns = t0.elapsed().as_nanos() as u64;
+        let mut counters = Vec::with_capacity(n);
+        let mut profile: Option<OpProfile> = None;
+        for s in slots.iter_mut() {
+            let (c, p) = s.take().unwrap_or_default();
+            counters.push(c);
+            match (profile.as_mut(), p) {
+                (Some(acc), Some(p)) => acc.merge(&p),
+                (None, p) => profile = p,
+                _ => {}
+            }
+        }
+        drop(slots);
+        if let Some(err) = sh.fabric.error() {
+            return Err(err);
+        }
+        Ok(SessionReport {
+            counters,
+            host_wall_ns,
+            profile,
+        })
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        {
+            let _g = self
+                .shared
+                .lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.start_cv.notify_all();
+        }
+        for h in self.workers.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Run sentron `id` once; a trap or panic is recorded in the fabric (which stops the
+/// others), exactly as `machine::run_one` does.
+fn run_sentron(
+    sh: &Shared,
+    id: u32,
+    keep: crate::fast::Recycled,
+) -> (Counters, Option<OpProfile>, crate::fast::Recycled) {
+    let t0 = Instant::now();
+    let words = &sh.streams[id as usize];
+    let tlb = TranslationCache::new(sh.cfg.tlb_sets, sh.cfg.tlb_ways);
+    let mut s = FastSentron::new(
+        id,
+        &sh.space,
+        &sh.fabric,
+        words,
+        tlb,
+        sh.cfg.word_limit,
+        sh.kern,
+    );
+    s.restore(keep);
+    s.set_profile(sh.profile.load(Ordering::Acquire));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
+    match outcome {
+        Ok(Ok(())) => sh.fabric.halt(id),
+        Ok(Err(stop)) => report_stop(sh, id, stop),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            sh.fabric.fail(
+                id,
+                MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
+            );
+        }
+    }
+    s.counters.host_ns = t0.elapsed().as_nanos() as u64;
+    let counters = s.counters.clone();
+    let profile = s.take_profile();
+    (counters, profile, s.into_recycled())
+}
+
+fn report_stop(sh: &Shared, id: u32, stop: StopAt) {
+    match *stop.fault {
+        FaultKind::Stopped => {}
+        FaultKind::Trap(kind, coord) => sh.fabric.fail(
+            id,
+            MachineError::Trap(Box::new(Trap {
+                sentron: id,
+                pc: stop.pc,
+                op: vtpu_isa::disasm::format_op(&stop.op),
+                coord,
+                kind,
+            })),
+        ),
+    }
+}
+
+fn worker(sh: &Shared, id: u32) {
+    let mut seen = 0u64;
+    let mut keep = crate::fast::Recycled::default();
+    loop {
+        // Spin, then sleep, until a new run starts or the session ends.
+        let spin_until = Instant::now() + SPIN;
+        while sh.run.load(Ordering::Acquire) == seen
+            && !sh.shutdown.load(Ordering::Acquire)
+            && Instant::now() < spin_until
+        {
+            std::hint::spin_loop();
+        }
+        {
+            let mut g = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            while sh.run.load(Ordering::Acquire) == seen && !sh.shutdown.load(Ordering::Acquire) {
+                g = sh.start_cv.wait(g).unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        if sh.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        seen = sh.run.load(Ordering::Acquire);
+        // Whatever happens, the fabric and the caller must hear of this run's end: a
+        // worker that vanished would leave its partners waiting and `run` sleeping.
+        let taken = std::mem::take(&mut keep);
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_sentron(sh, id, taken)));
+        let (c, p) = match outcome {
+            Ok((c, p, k)) => {
+                keep = k;
+                (c, p)
+            }
+            Err(_) => {
+                sh.fabric.fail(
+                    id,
+                    MachineError::Setup(format!("internal error in sentron {id}")),
+                );
+                (Counters::new(id), None)
+            }
+        };
+        let mut slots = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = slots.get_mut(id as usize) {
+            *s = Some((c, p));
+        }
+        sh.done.fetch_add(1, Ordering::AcqRel);
+        sh.done_cv.notify_all();
+    }
+}
