@@ -211,7 +211,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let shapes: Vec<String> = a.shapes.split(',').map(|s| s.trim().to_string()).collect();
     let dtypes: Vec<DType> = a.dtypes.split(',').map(dtype).collect::<Result<_>>()?;
     let load_before = loadavg();
+    let py = match (a.no_baseline, python(&a)) {
+        (true, _) => None,
+        (false, Some(py)) => Some(py),
+        (false, None) => {
+            eprintln!("no Python environment found (scripts/setup_python.sh creates one): baseline skipped");
+            None
+        }
+    };
     let mut rows = Vec::new();
+    let mut baselines = Vec::new();
+    // Shape by shape, the vTPU and then the baseline, so that the two sides of a ratio
+    // are measured as close together in time as possible on this shared machine.
     for s in &shapes {
         let cfg = config(s)?;
         for &dt in &dtypes {
@@ -244,16 +255,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 });
             }
         }
-    }
-    let baseline = match (a.no_baseline, python(&a)) {
-        (true, _) => None,
-        (false, Some(py)) => Some(run_baseline(&a, &py, &shapes)?),
-        (false, None) => {
-            eprintln!("no Python environment found (scripts/setup_python.sh creates one): baseline skipped");
-            None
+        if let Some(py) = &py {
+            baselines.push(run_baseline(&a, py, std::slice::from_ref(s))?);
         }
-    };
-    let md = markdown(&a, &rows, baseline.as_ref(), &load_before);
+    }
+    let md = markdown(&a, &rows, &baselines, &load_before);
     print!("{md}");
     if let Some(path) = &a.markdown {
         write_section(path, &md)?;
@@ -263,20 +269,18 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 }
 
 /// The baseline's (numpy_ms, torch_ms) for one case.
-fn base_of(b: Option<&serde_json::Value>, shape: &str, mode: Mode) -> Option<(f64, f64)> {
-    let rows = b?.get("results")?.as_array()?;
-    let row = rows.iter().find(|r| {
-        r["shape"] == shape && r["mode"] == mode.name() && r["kv_len"] == mode.start() as u64
-    })?;
+fn base_of(b: &[serde_json::Value], shape: &str, mode: Mode) -> Option<(f64, f64)> {
+    let row = b
+        .iter()
+        .filter_map(|j| j.get("results")?.as_array())
+        .flatten()
+        .find(|r| {
+            r["shape"] == shape && r["mode"] == mode.name() && r["kv_len"] == mode.start() as u64
+        })?;
     Some((row["numpy_ms"].as_f64()?, row["torch_ms"].as_f64()?))
 }
 
-fn markdown(
-    a: &BenchArgs,
-    rows: &[Row],
-    base: Option<&serde_json::Value>,
-    load_before: &str,
-) -> String {
+fn markdown(a: &BenchArgs, rows: &[Row], base: &[serde_json::Value], load_before: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -317,15 +321,19 @@ fn markdown(
             r.r.gflop_per_s()
         );
     }
-    if let Some(meta) = base.and_then(|b| b.get("meta")) {
+    if let Some(meta) = base.first().and_then(|b| b.get("meta")) {
+        let others: Vec<String> = base
+            .iter()
+            .map(|b| b["meta"]["other_processes_cpu_s"].to_string())
+            .collect();
         let _ = writeln!(
             s,
-            "\nBaseline: python {}, numpy {}, torch {} ({} threads); CPU seconds used by other processes during the baseline: {}.",
+            "\nBaseline: python {}, numpy {}, torch {} ({} threads), run shape by shape right after the vTPU cases of that shape; CPU seconds used by other processes during each shape's baseline: {} (0 = a quiet machine; with 2 threads, other load makes OpenBLAS and PyTorch stall for tens of milliseconds, see scripts/bench_layer_baseline.py).",
             meta["python"].as_str().unwrap_or("?"),
             meta["numpy"].as_str().unwrap_or("?"),
             meta["torch"].as_str().unwrap_or("?"),
             meta["torch_threads"],
-            meta["other_processes_cpu_s"]
+            others.join(", ")
         );
     } else {
         let _ = writeln!(s, "\nBaseline: not run.");

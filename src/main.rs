@@ -1,5 +1,6 @@
 //! `vtpu`: the command line of the virtual TPU.
 
+mod cmd_compile;
 mod cmd_llm;
 
 use anyhow::{bail, Context, Result};
@@ -61,6 +62,12 @@ enum Cmd {
     BenchLayer(cmd_llm::BenchArgs),
     /// Profile one transformer layer call per op: host time, GB/s, GFLOP/s, counters.
     ProfileLayer(cmd_llm::ProfileArgs),
+    /// Pack a program into SIWs (D, S and C slots filled by the SIW compiler) and write
+    /// the packed .vasm.
+    Compile(cmd_compile::CompileArgs),
+    /// Run a compiler workload (microvtpu-batched, gemv, compile-time), unpacked and
+    /// packed, with virtual counters and host times.
+    Workload(cmd_compile::WorkloadArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -112,6 +119,10 @@ struct RunArgs {
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Also pack the program with the SIW compiler and run both: with --report, the
+    /// counters before (as given) and after (packed), side by side.
+    #[arg(long)]
+    packed: bool,
 }
 
 fn main() -> ExitCode {
@@ -170,6 +181,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                         p.total_words(),
                         p.pages.len()
                     );
+                    // Not an error, but counted ops of a packed program should all be needed.
+                    for d in vtpu_isa::validate::dead_ops(&p) {
+                        println!("{}: warning: dead op: {d}", input.display());
+                    }
                     Ok(())
                 }
                 Err(errs) => {
@@ -182,6 +197,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Cmd::BenchLayer(a) => cmd_llm::bench(a),
         Cmd::ProfileLayer(a) => cmd_llm::profile(a),
+        Cmd::Compile(a) => cmd_compile::compile(a),
+        Cmd::Workload(a) => cmd_compile::workload(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;
@@ -228,6 +245,9 @@ fn preview(p: &vtpu_phext::Page) -> String {
 
 fn run(a: RunArgs) -> Result<()> {
     let program = read_program(&a.program)?;
+    if a.packed {
+        return cmd_compile::run_packed(&program, a.sentrons, a.executor, a.report, !a.no_pin);
+    }
     let layout = match a.layout {
         LayoutArg::Zorder => Layout::ZOrder,
         LayoutArg::Hilbert => Layout::Hilbert,

@@ -11,16 +11,32 @@ use vtpu_runtime::{ExecutorKind, RunConfig};
 fn pages(p: &vtpu_isa::Program, n: usize) -> Result<Vec<(vtpu_phext::Coord, Vec<u8>)>, String> {
     let space = PhextSpace::new(Layout::ZOrder);
     vtpu_runtime::load_pages(p, &space).map_err(|e| e.to_string())?;
-    let cfg = RunConfig { sentrons: n, executor: ExecutorKind::Reference, pin: false, word_limit: 50_000_000, ..RunConfig::default() };
+    let cfg = RunConfig {
+        sentrons: n,
+        executor: ExecutorKind::Reference,
+        pin: false,
+        word_limit: 50_000_000,
+        ..RunConfig::default()
+    };
     vtpu_runtime::run(p, &space, &cfg).map_err(|e| e.to_string())?;
-    let mut v: Vec<_> = space.pages().iter().map(|pg| (pg.coord(), pg.read(|b| b.to_vec()))).collect();
+    let mut v: Vec<_> = space
+        .pages()
+        .iter()
+        .map(|pg| (pg.coord(), pg.read(|b| b.to_vec())))
+        .collect();
     v.sort_by_key(|x| x.0);
     Ok(v)
 }
 
 fn main() {
-    let count: u64 = std::env::args().nth(1).and_then(|x| x.parse().ok()).unwrap_or(500);
-    let first: u64 = std::env::args().nth(2).and_then(|x| x.parse().ok()).unwrap_or(1000);
+    let count: u64 = std::env::args()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(500);
+    let first: u64 = std::env::args()
+        .nth(2)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(1000);
     let (mut fails, mut loops, mut piped, mut skipped) = (0, 0, 0, 0);
     for seed in first..first + count {
         let spec = RandomSpec {
@@ -33,7 +49,10 @@ fn main() {
             ..RandomSpec::default()
         };
         let always = seed % 4 < 2;
-        let opts = CompileOptions { pipeline_always: always, ..CompileOptions::packed() };
+        let opts = CompileOptions {
+            pipeline_always: always,
+            ..CompileOptions::packed()
+        };
         let g = random_graph(&spec).expect("graph");
         let n = spec.sentrons as usize;
         let r = (|| -> Result<(), String> {
@@ -57,7 +76,11 @@ fn main() {
             for (what, p) in [("unpacked", &un.program), ("packed", &pk.program)] {
                 let dead = vtpu_isa::validate::dead_ops(p);
                 if !dead.is_empty() {
-                    return Err(format!("{what}: {} dead op(s), first: {}", dead.len(), dead[0]));
+                    return Err(format!(
+                        "{what}: {} dead op(s), first: {}",
+                        dead.len(),
+                        dead[0]
+                    ));
                 }
             }
             let (a, b) = (pages(&un.program, n)?, pages(&pk.program, n)?);
@@ -65,8 +88,13 @@ fn main() {
                 return Err("pages differ".into());
             }
             // The unpacked program as .vasm input (renamed by the frontend).
-            let re = vtpu_compiler::compile_program(&un.program, &opts).map_err(|e| format!("vasm frontend: {e}"))?;
-            if let Some(s) = re.streams.iter().find(|s| !s.frontend.starts_with("vasm, renamed")) {
+            let re = vtpu_compiler::compile_program(&un.program, &opts)
+                .map_err(|e| format!("vasm frontend: {e}"))?;
+            if let Some(s) = re
+                .streams
+                .iter()
+                .find(|s| !s.frontend.starts_with("vasm, renamed"))
+            {
                 return Err(format!("vasm frontend fell back: {}", s.frontend));
             }
             if pages(&re.program, n)? != a {

@@ -98,6 +98,18 @@ impl DepGraph {
     }
 }
 
+/// Host cost rule: does this op read its registers "late"? The fast executor runs the
+/// C slot after D and S, and an S op that writes pages before D when S reads what D
+/// writes; for a word where such a reader's register is overwritten by another slot of
+/// the same word it must copy the whole register file (about 100x slower). So values
+/// these ops read are kept one word longer (the allocator) and in-place overwrites come
+/// a word after them (the scheduler).
+pub fn reads_late(code: vtpu_isa::Opcode) -> bool {
+    let info = code.info();
+    info.pipe == Pipe::C
+        || (info.pipe == Pipe::S && matches!(info.mem, Mem::Write | Mem::Alloc | Mem::Free))
+}
+
 /// Does `a` (earlier) conflict with `b` (later) through memory, ignoring aliasing?
 fn conflicts(a: Mem, b: Mem) -> bool {
     use Mem::*;
@@ -154,7 +166,10 @@ pub fn build(
         succ: vec![Vec::new(); n],
         pred: vec![Vec::new(); n],
         terminator: None,
-        prefetch: nodes.iter().map(|&x| sg.node(x).prefetch_for.is_some()).collect(),
+        prefetch: nodes
+            .iter()
+            .map(|&x| sg.node(x).prefetch_for.is_some())
+            .collect(),
         constant: nodes
             .iter()
             .map(|&x| {
@@ -185,10 +200,8 @@ pub fn build(
             }
         }
         // In place: every other reader of the overwritten value comes first (in the same
-        // word at the latest; a C-pipe reader a word earlier, since the fast executor
-        // would have to copy the register file for a C op reading a register its word
-        // overwrites).
-        let war = |y: NodeId| Lat::Fixed(u32::from(sg.node(y).code().pipe() == Pipe::C));
+        // word at the latest; a reader that reads late a word earlier: `reads_late`).
+        let war = |y: NodeId| Lat::Fixed(u32::from(reads_late(sg.node(y).code())));
         for t in node.tied.iter().flatten() {
             let v = node.uses[*t as usize];
             for &y in &readers[v.0 as usize] {
@@ -317,8 +330,18 @@ fn coordination_edges(sg: &SentronGraph, g: &mut DepGraph, is_loop: bool) {
     // A prefetch publishes nothing: it need not precede a send, only follow receives
     // (the page it touches may be announced by one).
     let is_prefetch = |j: usize| sg.node(g.nodes[j]).code().info().mem == Mem::Prefetch;
-    let releases = |c: Coordination| matches!(c, Coordination::Send | Coordination::Collective | Coordination::Fence);
-    let acquires = |c: Coordination| matches!(c, Coordination::Recv | Coordination::Collective | Coordination::Fence);
+    let releases = |c: Coordination| {
+        matches!(
+            c,
+            Coordination::Send | Coordination::Collective | Coordination::Fence
+        )
+    };
+    let acquires = |c: Coordination| {
+        matches!(
+            c,
+            Coordination::Recv | Coordination::Collective | Coordination::Fence
+        )
+    };
     let n = g.len();
     let mut edges: Vec<(usize, usize, u32, u32)> = Vec::new();
     let mut last_c: Option<usize> = None;
@@ -406,6 +429,9 @@ fn check_acyclic(sg: &SentronGraph, g: &DepGraph) -> Result<()> {
         .collect();
     Err(CompileError::Cycle {
         at: sg.name(),
-        ops: format!("{} (explicit ordering edges contradict the other dependencies)", on_cycle.join(", ")),
+        ops: format!(
+            "{} (explicit ordering edges contradict the other dependencies)",
+            on_cycle.join(", ")
+        ),
     })
 }

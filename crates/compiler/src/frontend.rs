@@ -138,6 +138,29 @@ fn find_loops(s: &Stream, si: usize) -> Result<Vec<LoopShape>> {
     Ok(loops)
 }
 
+/// Is register `key` read from word `from` on before it is written? (Straight program
+/// order, later loops included: the first access decides; a read in the word that
+/// writes it sees the old value.)
+fn read_later(s: &Stream, from: usize, key: (u8, u8)) -> bool {
+    for word in s.words.iter().skip(from) {
+        if word
+            .slots
+            .iter()
+            .any(|op| reads(op).iter().any(|&(f, r)| reg_key(f, r) == key))
+        {
+            return true;
+        }
+        if word
+            .slots
+            .iter()
+            .any(|op| writes(op).iter().any(|&(f, r)| reg_key(f, r) == key))
+        {
+            return false;
+        }
+    }
+    false
+}
+
 /// Registers each op reads and writes.
 fn reads(op: &Op) -> Vec<(RegFile, u8)> {
     vtpu_isa::validate::reads(op).collect()
@@ -155,10 +178,15 @@ pub fn stream_graph(s: &Stream, si: usize) -> Result<SentronGraph> {
     // The DLI words that only set a loop counter are not converted.
     let mut skip: HashSet<(usize, usize)> = HashSet::new();
     for l in &loops {
-        let counter_def = (0..l.start).rev().find(|&w| writes(s.words[w].d()).contains(&(RegFile::Scalar, l.counter)));
+        let counter_def = (0..l.start)
+            .rev()
+            .find(|&w| writes(s.words[w].d()).contains(&(RegFile::Scalar, l.counter)));
         if let Some(w) = counter_def {
             let read_between = (w..l.start).any(|x| {
-                s.words[x].slots.iter().any(|op| reads(op).contains(&(RegFile::Scalar, l.counter)))
+                s.words[x]
+                    .slots
+                    .iter()
+                    .any(|op| reads(op).contains(&(RegFile::Scalar, l.counter)))
             });
             if !read_between && s.words[w].d().code == Opcode::DLi {
                 skip.insert((w, 0));
@@ -169,9 +197,20 @@ pub fn stream_graph(s: &Stream, si: usize) -> Result<SentronGraph> {
     let mut li = 0usize;
     while w < s.words.len() {
         if let Some(l) = loops.get(li).filter(|l| l.start == w) {
-            let trip = consts.get(&l.counter).copied().filter(|&t| t >= 1).ok_or_else(|| {
-                unsupported(si, w, &format!("the loop counter r{} is not a known constant >= 1 at the loop", l.counter))
-            })?;
+            let trip = consts
+                .get(&l.counter)
+                .copied()
+                .filter(|&t| t >= 1)
+                .ok_or_else(|| {
+                    unsupported(
+                        si,
+                        w,
+                        &format!(
+                            "the loop counter r{} is not a known constant >= 1 at the loop",
+                            l.counter
+                        ),
+                    )
+                })?;
             convert_loop(&mut sg, s, si, l, trip as u64, &mut cur)?;
             // Registers the body writes are unknown constants afterwards.
             for x in l.start..=l.end {
@@ -184,13 +223,12 @@ pub fn stream_graph(s: &Stream, si: usize) -> Result<SentronGraph> {
                 }
             }
             // The counter is 0 after the loop in the original: nothing may read it.
-            let later_read = s.words[l.end + 1..]
-                .iter()
-                .enumerate()
-                .take_while(|(_, x)| !writes(x.d()).contains(&(RegFile::Scalar, l.counter)))
-                .any(|(_, x)| x.slots.iter().any(|op| reads(op).contains(&(RegFile::Scalar, l.counter))));
-            if later_read {
-                return Err(unsupported(si, l.end, &format!("r{} (the loop counter) is read after the loop", l.counter)));
+            if read_later(s, l.end + 1, reg_key(RegFile::Scalar, l.counter)) {
+                return Err(unsupported(
+                    si,
+                    l.end,
+                    &format!("r{} (the loop counter) is read after the loop", l.counter),
+                ));
             }
             cur.remove(&reg_key(RegFile::Scalar, l.counter));
             w = l.end + 1;
@@ -216,7 +254,10 @@ fn track_consts(op: &Op, consts: &mut HashMap<u8, i64>) {
     let v = match op.code {
         Opcode::DLi => Some(op.imm_i64()),
         Opcode::DAddi => consts.get(&a).and_then(|x| x.checked_add(op.imm_i64())),
-        Opcode::DAdd => consts.get(&a).zip(consts.get(&b)).and_then(|(x, y)| x.checked_add(*y)),
+        Opcode::DAdd => consts
+            .get(&a)
+            .zip(consts.get(&b))
+            .and_then(|(x, y)| x.checked_add(*y)),
         _ => None,
     };
     for (f, r) in writes(op) {
@@ -246,7 +287,11 @@ fn convert_loop(
             }
             for (f, r) in reads(op).into_iter().chain(writes(op)) {
                 if reg_key(f, r) == counter {
-                    return Err(unsupported(si, w, &format!("r{} is the loop counter and is used in the body", l.counter)));
+                    return Err(unsupported(
+                        si,
+                        w,
+                        &format!("r{} is the loop counter and is used in the body", l.counter),
+                    ));
                 }
             }
             for (f, r) in writes(op) {
@@ -254,7 +299,8 @@ fn convert_loop(
             }
         }
     }
-    sg.begin_loop(trip).map_err(|e| unsupported(si, l.start, &e.to_string()))?;
+    sg.begin_loop(trip)
+        .map_err(|e| unsupported(si, l.start, &e.to_string()))?;
     // Registers written in the body are carried if read before their first write.
     let mut body: HashMap<(u8, u8), Value> = HashMap::new();
     let mut phis: Vec<((u8, u8), Value)> = Vec::new();
@@ -268,9 +314,16 @@ fn convert_loop(
             }
             for (f, r) in reads(op) {
                 let key = reg_key(f, r);
-                if written.contains(&key) && !first_write_done.contains(&key) && !body.contains_key(&key) {
+                if written.contains(&key)
+                    && !first_write_done.contains(&key)
+                    && !body.contains_key(&key)
+                {
                     let init = *outer.get(&key).ok_or_else(|| {
-                        unsupported(si, w, &format!("{}{r} is read before it is written", f.prefix()))
+                        unsupported(
+                            si,
+                            w,
+                            &format!("{}{r} is read before it is written", f.prefix()),
+                        )
                     })?;
                     let phi = sg.carried(init)?;
                     body.insert(key, phi);
@@ -305,9 +358,16 @@ fn convert_loop(
         if key == counter {
             continue;
         }
-        if let Some(&v) = body.get(&key) {
-            let o = sg.loop_output(lp, v)?;
-            cur.insert(key, o);
+        // Only values read after the loop become outputs (an output keeps a register
+        // of its own through the loop).
+        match body.get(&key) {
+            Some(&v) if read_later(s, l.end + 1, key) => {
+                let o = sg.loop_output(lp, v)?;
+                cur.insert(key, o);
+            }
+            _ => {
+                cur.remove(&key);
+            }
         }
     }
     Ok(())
@@ -328,7 +388,14 @@ fn convert_word(
     let mut results: Vec<((u8, u8), Value)> = Vec::new();
     // Ops that overwrite a register in place go last, after the word's other readers.
     let mut order: Vec<usize> = (0..3).collect();
-    order.sort_by_key(|&k| word.slots[k].code.info().operands.iter().any(|o| o.reads() && o.writes()));
+    order.sort_by_key(|&k| {
+        word.slots[k]
+            .code
+            .info()
+            .operands
+            .iter()
+            .any(|o| o.reads() && o.writes())
+    });
     for k in order {
         let op = &word.slots[k];
         if op.is_nop() || skip.contains(&(w, k)) || skip_slot == Some(k) {
@@ -364,7 +431,11 @@ fn op_args(op: &Op, cur: &HashMap<(u8, u8), Value>) -> std::result::Result<Vec<A
     let mut out = Vec::new();
     let mut small = op.args.iter().copied();
     for &kind in op.code.info().operands {
-        let a = if kind.is_big() { 0 } else { small.next().unwrap_or(0) };
+        let a = if kind.is_big() {
+            0
+        } else {
+            small.next().unwrap_or(0)
+        };
         if let Some(f) = kind.reg_file() {
             if !kind.reads() {
                 continue;
@@ -378,7 +449,11 @@ fn op_args(op: &Op, cur: &HashMap<(u8, u8), Value>) -> std::result::Result<Vec<A
         out.push(match kind {
             Operand::Dim => Arg::Dim(a),
             Operand::DType => Arg::DType(DType::from_code(a).ok_or("unknown dtype")?),
-            Operand::Kind => Arg::Kind(if a == KIND_OWNED { PageKind::Owned } else { PageKind::Scratch }),
+            Operand::Kind => Arg::Kind(if a == KIND_OWNED {
+                PageKind::Owned
+            } else {
+                PageKind::Scratch
+            }),
             Operand::Sentron => Arg::Sentron(u32::from(a)),
             Operand::Reduce => Arg::Reduce(a.min(REDUCE_MAX)),
             Operand::I64 => Arg::I64(op.imm_i64()),
@@ -387,7 +462,9 @@ fn op_args(op: &Op, cur: &HashMap<(u8, u8), Value>) -> std::result::Result<Vec<A
                 let (r, c) = op.imm_shape();
                 Arg::Shape(r, c)
             }
-            Operand::CoordImm => Arg::Coord(Coord::from_key(CoordKey(op.imm)).map_err(|e| e.to_string())?),
+            Operand::CoordImm => {
+                Arg::Coord(Coord::from_key(CoordKey(op.imm)).map_err(|e| e.to_string())?)
+            }
             Operand::Group => Arg::Group(op.imm_group()),
             other => return Err(format!("operand kind {other:?} has no graph form")),
         });
@@ -405,5 +482,6 @@ pub fn in_place_report(s: &Stream, words: usize, why: &str) -> StreamReport {
         prefetches: 0,
         copies: 0,
         loops: Vec::new(),
+        buffered_words: 0,
     }
 }

@@ -32,7 +32,10 @@ pub fn schedule_stream(s: &Stream, si: usize, why: &str) -> Result<(Vec<Siw>, St
     starts[0] = true;
     for (w, word) in s.words.iter().enumerate() {
         let c = word.c();
-        if matches!(c.code.info().coord, Coordination::Branch | Coordination::Halt) {
+        if matches!(
+            c.code.info().coord,
+            Coordination::Branch | Coordination::Halt
+        ) {
             starts[w + 1] = true;
             if c.code.info().coord == Coordination::Branch {
                 starts[(c.imm_label() as usize).min(n)] = true;
@@ -64,7 +67,8 @@ pub fn schedule_stream(s: &Stream, si: usize, why: &str) -> Result<(Vec<Siw>, St
         let target = new_index[old.min(n)].min(out.len().saturating_sub(1));
         out[at].slots[2].imm = Op::encode_label(target as u32);
     }
-    let report = crate::frontend::in_place_report(s, out.len(), why);
+    let mut report = crate::frontend::in_place_report(s, out.len(), why);
+    report.buffered_words = crate::lower::buffered_words(&out);
     let _ = si;
     Ok((out, report))
 }
@@ -91,10 +95,19 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
             if op.is_nop() {
                 continue;
             }
-            let reads: Vec<usize> = vtpu_isa::validate::reads(op).map(|(f, i)| bit(f, i)).collect();
-            let writes: Vec<usize> = vtpu_isa::validate::writes(op).map(|(f, i)| bit(f, i)).collect();
+            let reads: Vec<usize> = vtpu_isa::validate::reads(op)
+                .map(|(f, i)| bit(f, i))
+                .collect();
+            let writes: Vec<usize> = vtpu_isa::validate::writes(op)
+                .map(|(f, i)| bit(f, i))
+                .collect();
             let page = (op.code.info().mem != Mem::None).then(|| {
-                let c = op.code.small_operands().zip(op.args).find(|(kd, _)| *kd == Operand::CR).map(|x| x.1);
+                let c = op
+                    .code
+                    .small_operands()
+                    .zip(op.args)
+                    .find(|(kd, _)| *kd == Operand::CR)
+                    .map(|x| x.1);
                 c.and_then(|r| before.get(&r).copied())
             });
             match op.code {
@@ -103,7 +116,10 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                         coords.insert(op.args[0], c);
                     }
                 }
-                Opcode::SIndexi => match before.get(&op.args[1]).and_then(|c| c.offset(op.args[2] as usize, op.imm_i64(), MAX_PART_LIMIT).ok()) {
+                Opcode::SIndexi => match before.get(&op.args[1]).and_then(|c| {
+                    c.offset(op.args[2] as usize, op.imm_i64(), MAX_PART_LIMIT)
+                        .ok()
+                }) {
                     Some(c) => {
                         coords.insert(op.args[0], c);
                     }
@@ -131,8 +147,10 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
         // A word whose slots both read what the other writes (a swap) cannot be split.
         let first = ops.len() - word.op_count();
         let cross = (first..ops.len()).any(|a| {
-            (first..ops.len()).any(|b| a != b && ops[a].reads.iter().any(|r| ops[b].writes.contains(r)))
-                && (first..ops.len()).any(|b| a != b && ops[b].reads.iter().any(|r| ops[a].writes.contains(r)))
+            (first..ops.len())
+                .any(|b| a != b && ops[a].reads.iter().any(|r| ops[b].writes.contains(r)))
+                && (first..ops.len())
+                    .any(|b| a != b && ops[b].reads.iter().any(|r| ops[a].writes.contains(r)))
         });
         if cross {
             return words.to_vec();
@@ -150,7 +168,14 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
         pred: vec![Vec::new(); n],
         terminator: None,
         prefetch: vec![false; n],
-        constant: ops.iter().map(|o| o.reads.is_empty() && o.page.is_none() && o.op.code.info().coord == Coordination::None).collect(),
+        constant: ops
+            .iter()
+            .map(|o| {
+                o.reads.is_empty()
+                    && o.page.is_none()
+                    && o.op.code.info().coord == Coordination::None
+            })
+            .collect(),
     };
     let mut edges: Vec<(usize, usize, u32)> = Vec::new();
     let mut last_writer: [Option<usize>; 64] = [None; 64];
@@ -159,15 +184,15 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
     while i < n {
         // All ops of one input word read the state before that word.
         let j = (i..n).find(|&x| word_of[x] != word_of[i]).unwrap_or(n);
-        for x in i..j {
-            for &r in &ops[x].reads {
+        for (x, o) in ops.iter().enumerate().take(j).skip(i) {
+            for &r in &o.reads {
                 if let Some(w) = last_writer[r] {
                     edges.push((w, x, 1));
                 }
             }
         }
-        for x in i..j {
-            for &r in &ops[x].reads {
+        for (x, o) in ops.iter().enumerate().take(j).skip(i) {
+            for &r in &o.reads {
                 readers[r].push(x);
             }
         }
@@ -178,7 +203,8 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                 }
                 for &y in &readers[r] {
                     if y != x {
-                        edges.push((y, x, u32::from(ops[y].pipe == Pipe::C && word_of[y] != word_of[x])));
+                        let late = crate::deps::reads_late(ops[y].op.code);
+                        edges.push((y, x, u32::from(late && word_of[y] != word_of[x])));
                     }
                 }
                 readers[r].clear();
@@ -204,8 +230,10 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                 };
                 let (ma, mb) = (ops[y].op.code.info().mem, info.mem);
                 let reads_only = |m: Mem| matches!(m, Mem::Read | Mem::Prefetch);
-                let conflict = !(reads_only(ma) && reads_only(mb))
-                    && !matches!((ma, mb), (Mem::Write, Mem::Prefetch) | (Mem::Prefetch, Mem::Write));
+                let conflict = match (ma, mb) {
+                    (Mem::Write, Mem::Prefetch) | (Mem::Prefetch, Mem::Write) => false,
+                    _ => !reads_only(ma) || !reads_only(mb),
+                };
                 if alias && conflict {
                     edges.push((y, x, 1));
                     // A write to this very page (or to an unknown page) is ordered

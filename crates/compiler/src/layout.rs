@@ -63,7 +63,10 @@ pub fn page_trace(sg: &SentronGraph) -> Vec<Coord> {
                 ValueDef::Phi { lp, index } => {
                     let phi = &sg.lp(lp).phis[index as usize];
                     let init = ci.sym(phi.init).constant();
-                    let step = phi.next.map(|nx| ci.sym(nx)).filter(|s| s.root == Root::Val(v));
+                    let step = phi
+                        .next
+                        .map(|nx| ci.sym(nx))
+                        .filter(|s| s.root == Root::Val(v));
                     match (init, step) {
                         (Some(c), Some(st)) => advance(c, &st.off, iter),
                         _ => None,
@@ -115,7 +118,9 @@ fn advance(c: Coord, step: &[Option<i64>; 9], iter: u64) -> Option<Coord> {
     for (d, s) in step.iter().enumerate() {
         let s = (*s)?;
         if s != 0 {
-            c = c.offset(d, s.checked_mul(iter as i64)?, MAX_PART_LIMIT).ok()?;
+            c = c
+                .offset(d, s.checked_mul(iter as i64)?, MAX_PART_LIMIT)
+                .ok()?;
         }
     }
     Some(c)
@@ -134,7 +139,12 @@ pub fn choose(g: &Graph, data: &[PageInit], forced: Option<Layout>) -> LayoutCho
             .collect()
     } else {
         data.iter()
-            .map(|p| (p.coord, p.dtype.bytes_for(p.shape[0] * p.shape[1]).unwrap_or(0) as u64))
+            .map(|p| {
+                (
+                    p.coord,
+                    p.dtype.bytes_for(p.shape[0] * p.shape[1]).unwrap_or(0) as u64,
+                )
+            })
             .collect()
     };
     let traces: Vec<Vec<Coord>> = g.streams.iter().map(page_trace).collect();
@@ -151,7 +161,10 @@ pub fn choose(g: &Graph, data: &[PageInit], forced: Option<Layout>) -> LayoutCho
     for t in &traces {
         distinct.extend(t.iter().copied());
     }
-    let scores: Vec<LayoutScore> = Layout::ALL.iter().map(|&l| score(l, &pages, &traces)).collect();
+    let scores: Vec<LayoutScore> = Layout::ALL
+        .iter()
+        .map(|&l| score(l, &pages, &traces))
+        .collect();
     let best = scores
         .iter()
         .max_by(|a, b| {
@@ -168,7 +181,10 @@ pub fn choose(g: &Graph, data: &[PageInit], forced: Option<Layout>) -> LayoutCho
         scores,
         touches,
         distinct_pages: distinct.len(),
-        touched_bytes: distinct.iter().map(|c| size.get(c).copied().unwrap_or(0)).sum(),
+        touched_bytes: distinct
+            .iter()
+            .map(|c| size.get(c).copied().unwrap_or(0))
+            .sum(),
     }
 }
 
@@ -195,7 +211,9 @@ pub fn score(layout: Layout, pages: &[(Coord, u64)], traces: &[Vec<Coord>]) -> L
     let (mut seq, mut other, mut jump) = (0u64, 0u64, 0f64);
     for t in traces {
         for w in t.windows(2) {
-            let (Some(&(a, sa)), Some(&(b, _))) = (at.get(&w[0]), at.get(&w[1])) else { continue };
+            let (Some(&(a, sa)), Some(&(b, _))) = (at.get(&w[0]), at.get(&w[1])) else {
+                continue;
+            };
             let next = (a + sa).div_ceil(64) * 64;
             if b == next {
                 seq += 1;
@@ -208,7 +226,11 @@ pub fn score(layout: Layout, pages: &[(Coord, u64)], traces: &[Vec<Coord>]) -> L
     let total = seq + other;
     LayoutScore {
         layout,
-        sequential: if total == 0 { 0.0 } else { seq as f64 / total as f64 },
+        sequential: if total == 0 {
+            0.0
+        } else {
+            seq as f64 / total as f64
+        },
         mean_jump: if other == 0 { 0.0 } else { jump / other as f64 },
     }
 }

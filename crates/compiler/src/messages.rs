@@ -33,7 +33,10 @@ fn events(sg: &SentronGraph, budget: &mut usize) -> Option<Vec<Event>> {
     let ev = |n: NodeId| -> Option<Event> {
         let node = sg.node(n);
         let info = node.code().info();
-        if !matches!(info.coord, Coordination::Send | Coordination::Recv | Coordination::Collective) {
+        if !matches!(
+            info.coord,
+            Coordination::Send | Coordination::Recv | Coordination::Collective
+        ) {
             return None;
         }
         let op = &node.template;
@@ -45,7 +48,11 @@ fn events(sg: &SentronGraph, budget: &mut usize) -> Option<Vec<Event>> {
         Some(Event {
             kind: info.coord,
             peer,
-            group: if info.coord == Coordination::Collective { op.imm_group() } else { 0 },
+            group: if info.coord == Coordination::Collective {
+                op.imm_group()
+            } else {
+                0
+            },
             code: node.code(),
             node: n,
         })
@@ -79,7 +86,13 @@ pub fn check(g: &Graph) -> Result<()> {
     if g.streams.iter().any(|s| s.sentron.is_none()) || g.streams.is_empty() {
         return Ok(());
     }
-    let n = g.streams.iter().filter_map(|s| s.sentron).max().unwrap_or(0) as usize + 1;
+    let n = g
+        .streams
+        .iter()
+        .filter_map(|s| s.sentron)
+        .max()
+        .unwrap_or(0) as usize
+        + 1;
     let mut budget = MAX_EVENTS;
     let mut seqs: Vec<Vec<Event>> = vec![Vec::new(); n];
     let mut graphs: Vec<Option<&SentronGraph>> = vec![None; n];
@@ -113,7 +126,11 @@ pub fn check(g: &Graph) -> Result<()> {
                         *q -= 1;
                     }
                     _ => {
-                        let members = if e.group == GROUP_ALL { everyone } else { e.group };
+                        let members = if e.group == GROUP_ALL {
+                            everyone
+                        } else {
+                            e.group
+                        };
                         let c = colls.entry(members).or_insert((0, 0, None));
                         if waiting[s].is_none() {
                             if let Some(code) = c.2.filter(|&k| k != e.code && c.1 != 0) {

@@ -45,9 +45,19 @@ pub struct Limit {
 /// All constraints as (from, to, latency, distance): the dependency edges plus the
 /// lifetime limits as negative-latency edges from consumer to producer.
 fn constraints(g: &DepGraph, ii: u32, pf: bool, limits: &[Limit]) -> Vec<(usize, usize, i64, u32)> {
-    let mut c: Vec<(usize, usize, i64, u32)> =
-        g.edges.iter().map(|e| (e.from as usize, e.to as usize, e.lat.get(ii, pf), e.dist)).collect();
-    c.extend(limits.iter().map(|l| (l.consumer as usize, l.producer as usize, -i64::from(l.gap), 0)));
+    let mut c: Vec<(usize, usize, i64, u32)> = g
+        .edges
+        .iter()
+        .map(|e| (e.from as usize, e.to as usize, e.lat.get(ii, pf), e.dist))
+        .collect();
+    c.extend(limits.iter().map(|l| {
+        (
+            l.consumer as usize,
+            l.producer as usize,
+            -i64::from(l.gap),
+            0,
+        )
+    }));
     c
 }
 
@@ -106,7 +116,13 @@ fn rec_mii(g: &DepGraph, lo: u32, hi: u32, pf: bool, limits: &[Limit]) -> Option
 
 /// Modulo-schedule `g`, trying II from the lower bound (at least `min_ii`) up to `max_ii`. `reserve_c`
 /// keeps the C slot of the last word of each II for the loop branch.
-pub fn modulo_schedule(g: &DepGraph, reserve_c: bool, min_ii: u32, max_ii: u32, limits: &[Limit]) -> Option<ModSched> {
+pub fn modulo_schedule(
+    g: &DepGraph,
+    reserve_c: bool,
+    min_ii: u32,
+    max_ii: u32,
+    limits: &[Limit],
+) -> Option<ModSched> {
     // Prefetches a whole II ahead if the dependencies allow, else one word ahead; with
     // the lifetime limits if possible.
     if !limits.is_empty() {
@@ -114,10 +130,18 @@ pub fn modulo_schedule(g: &DepGraph, reserve_c: bool, min_ii: u32, max_ii: u32, 
             return Some(m);
         }
     }
-    schedule_with(g, reserve_c, min_ii, max_ii, true, &[]).or_else(|| schedule_with(g, reserve_c, min_ii, max_ii, false, &[]))
+    schedule_with(g, reserve_c, min_ii, max_ii, true, &[])
+        .or_else(|| schedule_with(g, reserve_c, min_ii, max_ii, false, &[]))
 }
 
-fn schedule_with(g: &DepGraph, reserve_c: bool, min_ii: u32, max_ii: u32, pf: bool, limits: &[Limit]) -> Option<ModSched> {
+fn schedule_with(
+    g: &DepGraph,
+    reserve_c: bool,
+    min_ii: u32,
+    max_ii: u32,
+    pf: bool,
+    limits: &[Limit],
+) -> Option<ModSched> {
     let n = g.len();
     if n == 0 || n > MAX_MODULO_BODY {
         return None;
@@ -129,7 +153,8 @@ fn schedule_with(g: &DepGraph, reserve_c: bool, min_ii: u32, max_ii: u32, pf: bo
     let rec = rec_mii(g, res, max_ii, pf, limits)?;
     let h = heights(g);
     for ii in rec.max(min_ii)..=max_ii {
-        let found = try_ii(g, ii, reserve_c, &h, pf, limits, true).or_else(|| try_ii(g, ii, reserve_c, &h, pf, limits, false));
+        let found = try_ii(g, ii, reserve_c, &h, pf, limits, true)
+            .or_else(|| try_ii(g, ii, reserve_c, &h, pf, limits, false));
         if let Some(time) = found {
             let stages = time.iter().max().copied().unwrap_or(0) / ii + 1;
             return Some(ModSched {
@@ -147,7 +172,15 @@ fn schedule_with(g: &DepGraph, reserve_c: bool, min_ii: u32, max_ii: u32, pf: bo
 
 /// One attempt at II. `alap`: place ops consumers first, each as late as its placed
 /// consumers allow (short lifetimes); else producers first, each as early as possible.
-fn try_ii(g: &DepGraph, ii: u32, reserve_c: bool, h: &[i64], pf: bool, limits: &[Limit], alap: bool) -> Option<Vec<u32>> {
+fn try_ii(
+    g: &DepGraph,
+    ii: u32,
+    reserve_c: bool,
+    h: &[i64],
+    pf: bool,
+    limits: &[Limit],
+    alap: bool,
+) -> Option<Vec<u32>> {
     let n = g.len();
     let est = estarts(g, ii, pf, limits)?;
     let cons = constraints(g, ii, pf, limits);
@@ -221,14 +254,109 @@ fn try_ii(g: &DepGraph, ii: u32, reserve_c: bool, h: &[i64], pf: bool, limits: &
     }
     let min = time.iter().flatten().copied().min().unwrap_or(0);
     // Shift by whole IIs only, so that (t mod II) rows keep their reserved C slot.
-    let shift = if min < 0 { ((-min) + iil - 1) / iil * iil } else { -(min / iil) * iil };
-    let out: Vec<u32> = time.iter().map(|t| (t.unwrap_or(0) + shift) as u32).collect();
+    let shift = if min < 0 {
+        ((-min) + iil - 1) / iil * iil
+    } else {
+        -(min / iil) * iil
+    };
+    let out: Vec<u32> = time
+        .iter()
+        .map(|t| (t.unwrap_or(0) + shift) as u32)
+        .collect();
     // Self-check every edge (a bug here would be a miscompile).
     for e in &g.edges {
-        let (a, b) = (i64::from(out[e.from as usize]), i64::from(out[e.to as usize]));
+        let (a, b) = (
+            i64::from(out[e.from as usize]),
+            i64::from(out[e.to as usize]),
+        );
         if b + iil * i64::from(e.dist) < a + e.lat.get(ii, pf) {
             return None;
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deps::{Edge, Lat};
+    use crate::graph::NodeId;
+    use vtpu_isa::Pipe;
+
+    /// A body: S (gather) -> D -> D -> C (send), plus a carried D -> D recurrence.
+    fn chain() -> DepGraph {
+        let pipes = [Pipe::S, Pipe::D, Pipe::D, Pipe::C, Pipe::D];
+        let n = pipes.len();
+        let mut g = DepGraph {
+            nodes: (0..n as u32).map(NodeId).collect(),
+            pipe: pipes.to_vec(),
+            edges: Vec::new(),
+            succ: vec![Vec::new(); n],
+            pred: vec![Vec::new(); n],
+            terminator: None,
+            prefetch: vec![false; n],
+            constant: vec![false; n],
+        };
+        for (a, b, dist) in [(0, 1, 0), (1, 2, 0), (2, 3, 0), (4, 0, 1), (4, 4, 1)] {
+            let e = g.edges.len() as u32;
+            g.edges.push(Edge {
+                from: a,
+                to: b,
+                lat: Lat::Fixed(1),
+                dist,
+            });
+            g.succ[a as usize].push(e);
+            g.pred[b as usize].push(e);
+        }
+        g
+    }
+
+    #[test]
+    fn reaches_the_resource_bound_and_respects_every_edge() {
+        let g = chain();
+        // D has 3 ops: II 3 although one iteration is 4 words long.
+        let m = modulo_schedule(&g, true, 0, 10, &[]).expect("schedules");
+        assert_eq!((m.ii, m.res_mii), (3, 3));
+        assert!(m.stages >= 2);
+        for e in &g.edges {
+            let (a, b) = (
+                i64::from(m.time[e.from as usize]),
+                i64::from(m.time[e.to as usize]),
+            );
+            assert!(b + 3 * i64::from(e.dist) > a);
+        }
+        let mut rows = std::collections::HashSet::new();
+        for (i, t) in m.time.iter().enumerate() {
+            assert!(rows.insert((t % 3, g.pipe[i] as u8)), "two ops in one slot");
+        }
+        assert!(
+            !rows.contains(&(2, Pipe::C as u8))
+                || m.time
+                    .iter()
+                    .zip(&g.pipe)
+                    .all(|(t, p)| *p != Pipe::C || t % 3 != 2)
+        );
+    }
+
+    #[test]
+    fn recurrences_bound_the_interval() {
+        let mut g = chain();
+        // A carried dependency of latency 5 over one iteration: II >= 5.
+        let e = g.edges.len() as u32;
+        g.edges.push(Edge {
+            from: 3,
+            to: 0,
+            lat: Lat::Fixed(5),
+            dist: 1,
+        });
+        g.succ[3].push(e);
+        g.pred[0].push(e);
+        let m = modulo_schedule(&g, true, 0, 20, &[]).expect("schedules");
+        assert!(
+            m.ii >= 8,
+            "gather->...->send is 3 words, +5 back: II {}",
+            m.ii
+        );
+        assert!(m.rec_mii >= 8);
+    }
 }

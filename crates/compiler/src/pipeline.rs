@@ -88,8 +88,10 @@ pub struct LoopSpan {
 /// Is an op needed for more than its register results?
 pub fn effectful(sg: &SentronGraph, n: NodeId) -> bool {
     let info = sg.node(n).code().info();
-    matches!(info.mem, Mem::Write | Mem::Alloc | Mem::Free | Mem::Prefetch)
-        || info.coord != Coordination::None
+    matches!(
+        info.mem,
+        Mem::Write | Mem::Alloc | Mem::Free | Mem::Prefetch
+    ) || info.coord != Coordination::None
 }
 
 /// Append a scheduled block (ops at `time`), dropping empty words. `counter`: a loop
@@ -111,7 +113,12 @@ pub fn emit_block(
     words.retain(|w| w.slots.iter().any(Option::is_some));
     if let Some((lp, count)) = counter {
         let slot = Slot::Counter { lp, count };
-        match words.iter_mut().rev().find(|w| w.slots[0].is_none()).filter(|_| !unpacked) {
+        match words
+            .iter_mut()
+            .rev()
+            .find(|w| w.slots[0].is_none())
+            .filter(|_| !unpacked)
+        {
             Some(w) => w.slots[0] = Some(slot),
             None => words.push(EWord {
                 slots: [Some(slot), None, None],
@@ -149,19 +156,31 @@ pub fn emit_loop(
     let ii = plan.ii as usize;
     let t_trips = plan.kernel_trips();
     let kernel_lo = s - 1;
-    let kernel_hi = if t_trips >= 2 { kernel_lo + u } else { kernel_lo };
+    let kernel_hi = if t_trips >= 2 {
+        kernel_lo + u
+    } else {
+        kernel_lo
+    };
     let uses = Uses {
         sg,
         plan,
         pos,
         readers,
-        phi_of_next: info.phis.iter().filter_map(|p| p.next.map(|x| (x, p.value))).collect(),
+        phi_of_next: info
+            .phis
+            .iter()
+            .filter_map(|p| p.next.map(|x| (x, p.value)))
+            .collect(),
         exported: info.outputs.keys().copied().collect(),
     };
     // Which blocks are emitted: prologue + (kernel once) + leftover + epilogue.
     let mut blocks: Vec<u64> = (0..kernel_lo).collect();
     blocks.extend(kernel_lo..kernel_hi);
-    let leftover_from = if t_trips >= 2 { kernel_lo + u * t_trips } else { kernel_lo };
+    let leftover_from = if t_trips >= 2 {
+        kernel_lo + u * t_trips
+    } else {
+        kernel_lo
+    };
     blocks.extend(leftover_from..n + s - 1);
     // Liveness of straight-line instances, computed latest first.
     let mut live: HashMap<(u32, u64), bool> = HashMap::new();
@@ -252,11 +271,17 @@ impl Uses<'_> {
             if i + 1 == n && self.exported.contains(&d) {
                 return true;
             }
-            if self.readers[d.0 as usize].iter().any(|&y| reader_live(y, i)) {
+            if self.readers[d.0 as usize]
+                .iter()
+                .any(|&y| reader_live(y, i))
+            {
                 return true;
             }
             if let Some(&phi) = self.phi_of_next.get(&d) {
-                if self.readers[phi.0 as usize].iter().any(|&y| reader_live(y, i + 1)) {
+                if self.readers[phi.0 as usize]
+                    .iter()
+                    .any(|&y| reader_live(y, i + 1))
+                {
                     return true;
                 }
                 // The carried value's final value is read after the loop.

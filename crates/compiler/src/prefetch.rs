@@ -19,8 +19,9 @@
 //! it costs about the page's bytes over the core's bandwidth and only pays off when the
 //! page is still in cache when the gathers come. Pages above [`MAX_HOIST_BYTES`] are not
 //! prefetched before a loop (the loop streams through them long after the prefetch) and
-//! pages above [`MAX_AHEAD_BYTES`] not one iteration ahead (two would not fit in L2).
-//! Pages of unknown size (not declared by the program) are prefetched.
+//! pages above [`MAX_AHEAD_BYTES`] not one iteration ahead (two would not fit in L2);
+//! pages below [`MIN_PREFETCH_BYTES`] are not worth one. Pages of unknown size (not
+//! declared by the program) are prefetched.
 
 use std::collections::HashMap;
 
@@ -31,6 +32,9 @@ use vtpu_phext::Coord;
 
 /// Largest page prefetched once before a loop or in a block.
 pub const MAX_HOIST_BYTES: u64 = 64 << 10;
+/// Smallest page worth a prefetch: below this the gather's own load is as good, and
+/// the SPREFCH would only cost an S slot and a translation lookup.
+pub const MIN_PREFETCH_BYTES: u64 = 4 << 10;
 /// Largest page prefetched one loop iteration ahead.
 pub const MAX_AHEAD_BYTES: u64 = 256 << 10;
 use crate::graph::{NodeId, Place, Region, SentronGraph, ValueDef};
@@ -53,7 +57,12 @@ fn coord_use(sg: &SentronGraph, n: NodeId) -> Option<crate::graph::Value> {
 
 /// Size of the page a location names, if it is a declared page at a known coordinate
 /// (for a carried coordinate: its first page).
-fn page_bytes(sg: &SentronGraph, ci: &CoordInfo, loc: &Sym, sizes: &HashMap<Coord, u64>) -> Option<u64> {
+fn page_bytes(
+    sg: &SentronGraph,
+    ci: &CoordInfo,
+    loc: &Sym,
+    sizes: &HashMap<Coord, u64>,
+) -> Option<u64> {
     let c = match loc.root {
         Root::Const(_) => loc.constant(),
         Root::Val(v) => match sg.value(v).def {
@@ -66,7 +75,9 @@ fn page_bytes(sg: &SentronGraph, ci: &CoordInfo, loc: &Sym, sizes: &HashMap<Coor
 
 /// Insert prefetches; returns how many. `sizes`: bytes of the declared pages.
 pub fn insert(sg: &mut SentronGraph, ci: &CoordInfo, sizes: &HashMap<Coord, u64>) -> usize {
-    let fits = |sg: &SentronGraph, loc: &Sym, max: u64| page_bytes(sg, ci, loc, sizes).is_none_or(|b| b <= max);
+    let fits = |sg: &SentronGraph, loc: &Sym, max: u64| {
+        page_bytes(sg, ci, loc, sizes).is_none_or(|b| (MIN_PREFETCH_BYTES..=max).contains(&b))
+    };
     let mut touched: HashSet<Sym> = HashSet::new();
     let mut count = 0;
     let mut r = 0;
@@ -75,8 +86,13 @@ pub fn insert(sg: &mut SentronGraph, ci: &CoordInfo, sizes: &HashMap<Coord, u64>
             Region::Block(nodes) => {
                 for n in nodes {
                     let mem = sg.node(n).code().info().mem;
-                    let Some(loc) = ci.mem_loc(sg, n) else { continue };
-                    if mem == Mem::Read && !touched.contains(&loc) && fits(sg, &loc, MAX_HOIST_BYTES) {
+                    let Some(loc) = ci.mem_loc(sg, n) else {
+                        continue;
+                    };
+                    if mem == Mem::Read
+                        && !touched.contains(&loc)
+                        && fits(sg, &loc, MAX_HOIST_BYTES)
+                    {
                         if let Some(c) = coord_use(sg, n) {
                             let pos = block_pos(sg, r, n);
                             let (p, _) = sg.insert_synthetic(
@@ -106,13 +122,24 @@ pub fn insert(sg: &mut SentronGraph, ci: &CoordInfo, sizes: &HashMap<Coord, u64>
                 let mut hoist = Vec::new();
                 for n in body {
                     let mem = sg.node(n).code().info().mem;
-                    let Some(loc) = ci.mem_loc(sg, n) else { continue };
+                    let Some(loc) = ci.mem_loc(sg, n) else {
+                        continue;
+                    };
                     let Some(c) = coord_use(sg, n) else { continue };
                     let varies = matches!(loc.root, Root::Val(v) if matches!(sg.value(v).def, ValueDef::Phi { lp, .. } if lp == l));
                     if mem == Mem::Read && varies {
-                        if this_iter.insert(loc) && ci_has_step(ci, sg, &loc, l) && fits(sg, &loc, MAX_AHEAD_BYTES) {
+                        if this_iter.insert(loc)
+                            && ci_has_step(ci, sg, &loc, l)
+                            && fits(sg, &loc, MAX_AHEAD_BYTES)
+                        {
                             let pos = sg.lp(l).body.iter().position(|&x| x == n);
-                            let (p, _) = sg.insert_synthetic(Opcode::SPrefch, vec![c], None, Place::Loop(l), pos);
+                            let (p, _) = sg.insert_synthetic(
+                                Opcode::SPrefch,
+                                vec![c],
+                                None,
+                                Place::Loop(l),
+                                pos,
+                            );
                             sg.nodes[p.0 as usize].prefetch_for = Some(n);
                             count += 1;
                         }
@@ -137,7 +164,13 @@ pub fn insert(sg: &mut SentronGraph, ci: &CoordInfo, sizes: &HashMap<Coord, u64>
                         r += 1; // a block was inserted before this loop
                     }
                     for (c, gather) in hoist {
-                        let (p, _) = sg.insert_synthetic(Opcode::SPrefch, vec![c], None, Place::Block(pre as u32), None);
+                        let (p, _) = sg.insert_synthetic(
+                            Opcode::SPrefch,
+                            vec![c],
+                            None,
+                            Place::Block(pre as u32),
+                            None,
+                        );
                         sg.nodes[p.0 as usize].prefetch_for = Some(gather);
                         count += 1;
                     }
@@ -163,5 +196,6 @@ fn ci_has_step(ci: &CoordInfo, sg: &SentronGraph, loc: &Sym, l: crate::graph::Lo
         off: loc.off,
     };
     // A page that moves every iteration cannot alias itself one iteration later.
-    !ci.may_alias_later(l, &probe, &probe) && matches!(loc.root, Root::Val(v) if crate::coords::is_phi_of(sg, v, l))
+    !ci.may_alias_later(l, &probe, &probe)
+        && matches!(loc.root, Root::Val(v) if crate::coords::is_phi_of(sg, v, l))
 }

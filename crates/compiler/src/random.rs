@@ -50,7 +50,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -60,7 +60,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
     pub fn chance(&mut self, pct: u64) -> bool {
@@ -122,7 +122,9 @@ pub fn random_graph(spec: &RandomSpec) -> Result<Graph> {
     let mut rng = Rng::new(spec.seed);
     let mut g = Graph::new();
     for p in 0..IN_PAGES {
-        let vals: Vec<f32> = (0..IN_SLOTS * SLOT).map(|_| (rng.below(17) as f32 - 8.0) / 8.0).collect();
+        let vals: Vec<f32> = (0..IN_SLOTS * SLOT)
+            .map(|_| (rng.below(17) as f32 - 8.0) / 8.0)
+            .collect();
         g.page(PageDecl {
             coord: in_coord(p),
             dtype: DType::F32,
@@ -179,7 +181,10 @@ fn new_tile(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<Value> 
     let (coord, slot) = if s.next_slot > 0 && rng.chance(25) {
         (out_coord(s.id), rng.below(s.next_slot as u64) as i64)
     } else {
-        (in_coord(rng.below(u64::from(IN_PAGES)) as u32), rng.below(IN_SLOTS as u64) as i64)
+        (
+            in_coord(rng.below(u64::from(IN_PAGES)) as u32),
+            rng.below(IN_SLOTS as u64) as i64,
+        )
     };
     let c = sg.scli(coord)?;
     let off = sg.li(slot * SLOT)?;
@@ -189,7 +194,11 @@ fn new_tile(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<Value> 
 fn tile_or_new(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<Value> {
     // Decide first, then pick: a picked value counts as used.
     let reuse = rng.chance(70);
-    match if reuse { Pool::pick(&mut s.top.tiles, rng) } else { None } {
+    match if reuse {
+        Pool::pick(&mut s.top.tiles, rng)
+    } else {
+        None
+    } {
         Some(t) => Ok(t),
         None => new_tile(sg, s, rng),
     }
@@ -227,7 +236,8 @@ fn block_op(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
         2 | 3 => {
             let a = tile_or_new(sg, s, rng)?;
             let b = tile_or_new(sg, s, rng)?;
-            let code = [Opcode::DTAdd, Opcode::DTSub, Opcode::DTMul, Opcode::DTMax][rng.below(4) as usize];
+            let code =
+                [Opcode::DTAdd, Opcode::DTSub, Opcode::DTMul, Opcode::DTMax][rng.below(4) as usize];
             let t = sg.tbin(code, a, b)?;
             s.top.tiles.push((t, 0));
         }
@@ -248,7 +258,10 @@ fn block_op(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
                 Some(t) => t,
                 None => new_tile(sg, s, rng)?,
             };
-            let t = sg.op(Opcode::DTFma, &[crate::Arg::V(acc), crate::Arg::V(a), crate::Arg::V(b)])?[0];
+            let t = sg.op(
+                Opcode::DTFma,
+                &[crate::Arg::V(acc), crate::Arg::V(a), crate::Arg::V(b)],
+            )?[0];
             s.top.tiles.push((t, 0));
         }
         6 => {
@@ -263,7 +276,11 @@ fn block_op(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
         }
         7 => {
             let reuse = rng.chance(60);
-            let v = match if reuse { Pool::pick(&mut s.top.scalars, rng) } else { None } {
+            let v = match if reuse {
+                Pool::pick(&mut s.top.scalars, rng)
+            } else {
+                None
+            } {
                 Some(a) => match rng.below(3) {
                     0 | 1 => {
                         let b = Pool::pick(&mut s.top.scalars, rng).unwrap_or(a);
@@ -281,7 +298,10 @@ fn block_op(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
         }
         8 => {
             if let Some(r) = Pool::pick(&mut s.top.scalars, rng) {
-                let t = sg.op(Opcode::DTSplat, &[crate::Arg::V(r), crate::Arg::Shape(TR, TC)])?[0];
+                let t = sg.op(
+                    Opcode::DTSplat,
+                    &[crate::Arg::V(r), crate::Arg::Shape(TR, TC)],
+                )?[0];
                 s.top.tiles.push((t, 0));
             }
         }
@@ -304,7 +324,12 @@ fn scatter_out(sg: &mut SentronGraph, s: &mut Sen, t: Value) -> Result<()> {
 /// One communication event in the global order: a message between two sentrons, or a
 /// collective over all of them. `body`: the per-sentron loop-body pools, when inside a
 /// loop phase.
-fn comm_event(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, mut body: Option<&mut Vec<Pool>>) -> Result<()> {
+fn comm_event(
+    g: &mut Graph,
+    sens: &mut [Sen],
+    rng: &mut Rng,
+    mut body: Option<&mut Vec<Pool>>,
+) -> Result<()> {
     let n = sens.len() as u32;
     let kind = rng.below(4);
     if kind == 3 {
@@ -327,7 +352,7 @@ fn comm_event(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, mut body: Option<&
         let v = sg.li(rng.below(1000) as i64)?;
         sg.send_scalar(to, v)?;
         let r = g.sentron(to)?.recv_scalar(from)?;
-        match body.as_deref_mut() {
+        match body {
             Some(b) => b[to as usize].scalars.push((r, 0)),
             None => sens[to as usize].top.scalars.push((r, 0)),
         }
@@ -336,7 +361,7 @@ fn comm_event(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, mut body: Option<&
         let t = new_tile(sg, &mut sens[from as usize], rng)?;
         sg.send_tile(to, t)?;
         let r = g.sentron(to)?.recv_tile(from)?;
-        match body.as_deref_mut() {
+        match body {
             Some(b) => b[to as usize].tiles.push((r, 0)),
             None => sens[to as usize].top.tiles.push((r, 0)),
         }
@@ -346,7 +371,13 @@ fn comm_event(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, mut body: Option<&
 
 /// Every sentron runs a loop of `trip` iterations with carried accumulators, induction
 /// offsets and coordinates, gathers, scatters and (in a common order) messages.
-fn loop_phase(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, spec: &RandomSpec, trip: u64) -> Result<()> {
+fn loop_phase(
+    g: &mut Graph,
+    sens: &mut [Sen],
+    rng: &mut Rng,
+    spec: &RandomSpec,
+    trip: u64,
+) -> Result<()> {
     struct L {
         sum: Value,
         acc: Value,
@@ -383,7 +414,11 @@ fn loop_phase(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, spec: &RandomSpec,
         let init_out = sg.li(s.next_slot * SLOT)?;
         s.next_slot += trip as i64;
         let reuse = rng.chance(50);
-        let init_cnt = match if reuse { Pool::pick(&mut s.top.scalars, rng) } else { None } {
+        let init_cnt = match if reuse {
+            Pool::pick(&mut s.top.scalars, rng)
+        } else {
+            None
+        } {
             Some(v) => v,
             None => sg.li(0)?,
         };
@@ -412,13 +447,19 @@ fn loop_phase(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, spec: &RandomSpec,
         ls.push(l);
         bodies.push(Pool::default());
     }
-    let body_ops = if spec.chains { 0 } else { (spec.ops_per_phase / 4).max(2) };
+    let body_ops = if spec.chains {
+        0
+    } else {
+        (spec.ops_per_phase / 4).max(2)
+    };
     if spec.chains {
         for (i, s) in sens.iter_mut().enumerate() {
             let sg = g.sentron(s.id)?;
             let l = &ls[i];
             let b = &mut bodies[i];
-            let (Some(inv_a), Some(inv_b)) = (l.inv_a, l.inv_b) else { continue };
+            let (Some(inv_a), Some(inv_b)) = (l.inv_a, l.inv_b) else {
+                continue;
+            };
             for _ in 0..1 + rng.below(2) {
                 let ta = sg.gathers(inv_a, l.off, TR, TC)?;
                 let tb = sg.gathers(inv_b, l.off, TR, TC)?;
@@ -478,6 +519,21 @@ fn loop_phase(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, spec: &RandomSpec,
         if spec.messages && sens.len() > 1 && k % 3 == 2 {
             comm_event(g, sens, rng, Some(&mut bodies))?;
         }
+        // Keep the body's unused tiles few (fold pairs), so bodies stay allocatable.
+        for (i, s) in sens.iter().enumerate() {
+            let b = &mut bodies[i];
+            while b.tiles.iter().filter(|t| t.1 == 0).count() > 3 {
+                let pos: Vec<usize> = (0..b.tiles.len())
+                    .filter(|&j| b.tiles[j].1 == 0)
+                    .take(2)
+                    .collect();
+                let (x, y) = (b.tiles[pos[0]].0, b.tiles[pos[1]].0);
+                b.tiles[pos[0]].1 += 1;
+                b.tiles[pos[1]].1 += 1;
+                let f = g.sentron(s.id)?.tbin(Opcode::DTAdd, x, y)?;
+                b.tiles.push((f, 0));
+            }
+        }
     }
     for (i, s) in sens.iter_mut().enumerate() {
         let sg = g.sentron(s.id)?;
@@ -490,7 +546,10 @@ fn loop_phase(g: &mut Graph, sens: &mut [Sen], rng: &mut Rng, spec: &RandomSpec,
         // The in-place accumulators: acc += a * b, mm += a x b^T, chained into `next`.
         let x = body_tile(sg, b, &mut s.top, rng, l.coord, l.off)?;
         let y = body_tile(sg, b, &mut s.top, rng, l.coord, l.off)?;
-        let acc_next = sg.op(Opcode::DTFma, &[crate::Arg::V(l.acc), crate::Arg::V(x), crate::Arg::V(y)])?[0];
+        let acc_next = sg.op(
+            Opcode::DTFma,
+            &[crate::Arg::V(l.acc), crate::Arg::V(x), crate::Arg::V(y)],
+        )?[0];
         let mm_next = sg.matmul(l.mm, x, y)?;
         // Everything else the body computed is folded into the running sum.
         let mut sum = l.sum;
@@ -565,7 +624,9 @@ fn body_tile(
         sg.gathers(c, off, TR, TC)?
     };
     b.tiles.push((t, 0));
-    b.tiles.last_mut().map(|x| x.1 += 1);
+    if let Some(x) = b.tiles.last_mut() {
+        x.1 += 1;
+    }
     Ok(t)
 }
 
@@ -591,7 +652,10 @@ fn sink(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
         }
     }
     if let Some(r) = scalar {
-        let t = sg.op(Opcode::DTSplat, &[crate::Arg::V(r), crate::Arg::Shape(TR, TC)])?[0];
+        let t = sg.op(
+            Opcode::DTSplat,
+            &[crate::Arg::V(r), crate::Arg::Shape(TR, TC)],
+        )?[0];
         tile = Some(match tile {
             Some(acc) => sg.tbin(Opcode::DTAdd, acc, t)?,
             None => t,
@@ -617,4 +681,27 @@ fn sink(sg: &mut SentronGraph, s: &mut Sen, rng: &mut Rng) -> Result<()> {
         sg.scatter(m, c, off)?;
     }
     Ok(())
+}
+
+/// A random graph of at least `ops` ops (2 sentrons with messages, straight-line phases
+/// and loops), for timing the compiler.
+pub fn graph_of_size(ops: usize, seed: u64) -> Result<Graph> {
+    let mut phases = 4usize;
+    loop {
+        let spec = RandomSpec {
+            seed,
+            sentrons: 2,
+            phases,
+            ops_per_phase: 40,
+            max_trip: 9,
+            messages: true,
+            chains: false,
+        };
+        let g = random_graph(&spec)?;
+        if g.total_ops() >= ops || phases > 1 << 16 {
+            return Ok(g);
+        }
+        let scale = (ops as f64 / g.total_ops().max(1) as f64).max(1.1);
+        phases = ((phases as f64 * scale).ceil() as usize).max(phases + 1);
+    }
 }

@@ -4,9 +4,10 @@
 //! written by word d is held from boundary d+1; a read in word u needs it at boundary u.
 //! Two values conflict if their boundary ranges intersect, which encodes the VLIW rule
 //! exactly: a register may be rewritten in the very word of its last read. One
-//! exception, for the host: a value last read by a C-pipe op is held one boundary
-//! longer, because the fast executor runs the C slot after D and S and must copy the
-//! whole register file for a word whose C op reads a register D or S overwrite.
+//! exception, for the host: a value last read by a C-pipe op or by a page-writing S op
+//! is held one boundary longer, because the fast executor would have to copy the whole
+//! register file for a word in which such a reader shares its register with a writer
+//! (see `deps::reads_late`).
 //!
 //! - Top-level values (and the ops that update them in place) are **units** with one
 //!   range each; a unit read inside a loop kernel is held through the whole kernel.
@@ -26,8 +27,12 @@
 use std::collections::HashMap;
 
 use crate::error::{file_name, CompileError, Result};
-use crate::graph::{LoopId, NodeId, SentronGraph, Value, ValueDef};
+use crate::graph::{LoopId, SentronGraph, Value, ValueDef};
 use crate::pipeline::{EWord, LoopPlan, LoopSpan, Slot};
+use crate::rotation::{c_read, find};
+pub use crate::rotation::{
+    color_loop, loop_classes, total_lifetime, unroll_needed, ClassInfo, LoopClasses, LoopColors,
+};
 use vtpu_isa::{Op, Opcode, RegFile, Siw};
 
 /// Most kernel copies register rotation may ask for.
@@ -42,211 +47,6 @@ fn fidx(f: RegFile) -> usize {
 }
 const FILES: [RegFile; 3] = [RegFile::Scalar, RegFile::Tile, RegFile::Coord];
 
-#[derive(Clone, Debug)]
-pub struct ClassInfo {
-    pub file: RegFile,
-    /// Arc of instance 0 in iteration-relative boundaries [start, end].
-    pub start: i64,
-    pub end: i64,
-    /// Updated in place across iterations (an accumulator): one register throughout.
-    pub carried_tied: bool,
-    /// Read after the loop: its colours are not shared.
-    pub exported: bool,
-}
-
-/// The register classes of one loop body.
-#[derive(Clone, Debug, Default)]
-pub struct LoopClasses {
-    pub of: HashMap<Value, u32>,
-    pub classes: Vec<ClassInfo>,
-}
-
-fn find(p: &mut [u32], mut x: u32) -> u32 {
-    while p[x as usize] != x {
-        p[x as usize] = p[p[x as usize] as usize];
-        x = p[x as usize];
-    }
-    x
-}
-
-/// Classes and lifetimes of loop `plan`'s values under its schedule.
-pub fn loop_classes(
-    sg: &SentronGraph,
-    plan: &LoopPlan,
-    pos: &[u32],
-    readers: &[Vec<NodeId>],
-) -> LoopClasses {
-    let info = sg.lp(plan.lp);
-    let ii = i64::from(plan.ii);
-    let t = |n: NodeId| i64::from(plan.time[pos[n.0 as usize] as usize]);
-    let mut vals: Vec<Value> = Vec::new();
-    let mut idx: HashMap<Value, u32> = HashMap::new();
-    for &n in &info.body {
-        for &d in &sg.node(n).defs {
-            idx.insert(d, vals.len() as u32);
-            vals.push(d);
-        }
-    }
-    let mut parent: Vec<u32> = (0..vals.len() as u32).collect();
-    let mut carried = vec![false; vals.len()];
-    let next_of = |v: Value| -> Option<Value> {
-        match sg.value(v).def {
-            ValueDef::Phi { lp, index } if lp == plan.lp => info.phis[index as usize].next,
-            _ => None,
-        }
-    };
-    for &n in &info.body {
-        let node = sg.node(n);
-        for (d, tie) in node.defs.iter().zip(&node.tied) {
-            let Some(u) = tie else { continue };
-            let src = node.uses[*u as usize];
-            let (other, is_carried) = match next_of(src) {
-                Some(next) => (next, true),
-                None => (src, false),
-            };
-            if let (Some(&a), Some(&b)) = (idx.get(d), idx.get(&other)) {
-                let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-                parent[ra as usize] = rb;
-                if is_carried {
-                    carried[rb as usize] = true;
-                }
-            }
-        }
-    }
-    let mut out = LoopClasses::default();
-    let mut class_of_root: HashMap<u32, u32> = HashMap::new();
-    let phi_of_next: HashMap<Value, Value> =
-        info.phis.iter().filter_map(|p| p.next.map(|x| (x, p.value))).collect();
-    for (i, &v) in vals.iter().enumerate() {
-        let r = find(&mut parent, i as u32);
-        let c = *class_of_root.entry(r).or_insert_with(|| {
-            out.classes.push(ClassInfo {
-                file: sg.value(v).file,
-                start: i64::MAX,
-                end: i64::MIN,
-                carried_tied: false,
-                exported: false,
-            });
-            out.classes.len() as u32 - 1
-        });
-        out.of.insert(v, c);
-        let ci = &mut out.classes[c as usize];
-        if carried[r as usize] {
-            ci.carried_tied = true;
-        }
-        let ValueDef::Node { node, .. } = sg.value(v).def else { continue };
-        let d = t(node);
-        ci.start = ci.start.min(d + 1);
-        ci.end = ci.end.max(d + 1);
-        for &y in &readers[v.0 as usize] {
-            if sg.node(y).place == crate::graph::Place::Loop(plan.lp) {
-                ci.end = ci.end.max(t(y) + c_read(sg, y));
-            }
-        }
-        if let Some(&phi) = phi_of_next.get(&v) {
-            // Read as the carried value in the next iteration; the initial value of
-            // instance -1 must be held from the loop start, so the arc starts by II.
-            for &y in &readers[phi.0 as usize] {
-                if sg.node(y).place == crate::graph::Place::Loop(plan.lp) {
-                    ci.end = ci.end.max(t(y) + ii + c_read(sg, y));
-                }
-            }
-            ci.start = ci.start.min(ii);
-        }
-        if info.outputs.contains_key(&v) {
-            ci.exported = true;
-        }
-    }
-    out
-}
-
-/// 1 if `y` is a C-pipe op (its reads hold the register through its word, see above).
-fn c_read(sg: &SentronGraph, y: NodeId) -> i64 {
-    i64::from(sg.node(y).code().pipe() == vtpu_isa::Pipe::C)
-}
-
-/// Kernel copies needed so no instance outlives its register (U >= lifetime / II).
-pub fn unroll_needed(c: &LoopClasses, ii: u32) -> u32 {
-    let ii = i64::from(ii.max(1));
-    c.classes
-        .iter()
-        .filter(|c| !c.carried_tied)
-        .map(|c| {
-            let len = (c.end - c.start + 1).max(1);
-            ((len + ii - 1) / ii) as u32
-        })
-        .max()
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// Sum of the instance lifetimes (boundaries) of a loop's rotating classes.
-pub fn total_lifetime(c: &LoopClasses) -> i64 {
-    c.classes.iter().filter(|c| !c.carried_tied).map(|c| (c.end - c.start + 1).max(1)).sum()
-}
-
-/// Colours of one loop: per file the colour count, per (class, k) the colour.
-#[derive(Clone, Debug, Default)]
-pub struct LoopColors {
-    pub count: [usize; 3],
-    pub color: HashMap<(u32, u32), u32>,
-}
-
-/// Greedy circular-arc colouring of the periodic schedule (period U * II).
-pub fn color_loop(c: &LoopClasses, ii: u32, u: u32) -> LoopColors {
-    let p = i64::from(u) * i64::from(ii);
-    // (class, k, start mod P, len, exclusive)
-    let mut arcs: Vec<(u32, u32, i64, i64)> = Vec::new();
-    for (ci, cl) in c.classes.iter().enumerate() {
-        if cl.carried_tied {
-            arcs.push((ci as u32, u32::MAX, 0, p));
-            continue;
-        }
-        let len = (cl.end - cl.start + 1).clamp(1, p);
-        for k in 0..u {
-            let s = (cl.start + i64::from(k) * i64::from(ii)).rem_euclid(p);
-            arcs.push((ci as u32, k, s, len));
-        }
-    }
-    arcs.sort_by_key(|a| (std::cmp::Reverse(a.3 >= p), a.2, a.0, a.1));
-    let overlap = |s1: i64, l1: i64, s2: i64, l2: i64| -> bool {
-        l1 >= p || l2 >= p || (s2 - s1).rem_euclid(p) < l1 || (s1 - s2).rem_euclid(p) < l2
-    };
-    let mut out = LoopColors::default();
-    // Per file: per colour, its arcs (class, start, len).
-    let mut colours: [Vec<Vec<(u32, i64, i64)>>; 3] = Default::default();
-    for (cls, k, s, len) in arcs {
-        let info = &c.classes[cls as usize];
-        let f = fidx(info.file);
-        let excl = |a: u32| c.classes[a as usize].exported;
-        let col = colours[f].iter().position(|arcs_in| {
-            arcs_in.iter().all(|&(a, s2, l2)| {
-                let shares = a == cls || (!info.exported && !excl(a));
-                shares && !overlap(s, len, s2, l2)
-            })
-        });
-        let col = match col {
-            Some(x) => x,
-            None => {
-                colours[f].push(Vec::new());
-                colours[f].len() - 1
-            }
-        };
-        colours[f][col].push((cls, s, len));
-        if k == u32::MAX {
-            for kk in 0..u {
-                out.color.insert((cls, kk), col as u32);
-            }
-        } else {
-            out.color.insert((cls, k), col as u32);
-        }
-    }
-    for f in 0..3 {
-        out.count[f] = colours[f].len();
-    }
-    out
-}
-
 /// Per loop: its plan, classes and colours.
 pub struct LoopAlloc<'a> {
     pub plan: &'a LoopPlan,
@@ -258,6 +58,14 @@ pub struct LoopAlloc<'a> {
 enum Unit {
     Ext(u32),
     Loop { lp: u32, class: u32, k: u32 },
+}
+
+/// Where allocation ran out of registers: a word, and the loop whose values it was
+/// placing (None: a value of straight-line code).
+#[derive(Clone, Copy, Debug)]
+pub struct FailSite {
+    pub word: usize,
+    pub lp: Option<LoopId>,
 }
 
 struct ExtTable {
@@ -292,19 +100,29 @@ fn unit_of(
 ) -> Result<Unit> {
     match sg.value(v).def {
         ValueDef::Phi { lp, index } => {
-            let la = loops.get(&lp).ok_or_else(|| internal("phi of an unplanned loop"))?;
+            let la = loops
+                .get(&lp)
+                .ok_or_else(|| internal("phi of an unplanned loop"))?;
             let phi = &sg.lp(lp).phis[index as usize];
             if iter == 0 {
                 return Ok(Unit::Ext(tab.unit(sg, phi.init)));
             }
-            let next = phi.next.ok_or_else(|| internal("carried value without next"))?;
-            let class = *la.classes.of.get(&next).ok_or_else(|| internal("no class"))?;
+            let next = phi
+                .next
+                .ok_or_else(|| internal("carried value without next"))?;
+            let class = *la
+                .classes
+                .of
+                .get(&next)
+                .ok_or_else(|| internal("no class"))?;
             let k = ((iter - 1) % u64::from(la.plan.unroll.max(1))) as u32;
             Ok(Unit::Loop { lp: lp.0, class, k })
         }
         _ => match sg.value(v).scope {
             Some(lp) => {
-                let la = loops.get(&lp).ok_or_else(|| internal("value of an unplanned loop"))?;
+                let la = loops
+                    .get(&lp)
+                    .ok_or_else(|| internal("value of an unplanned loop"))?;
                 let class = *la.classes.of.get(&v).ok_or_else(|| internal("no class"))?;
                 let k = (iter % u64::from(la.plan.unroll.max(1))) as u32;
                 Ok(Unit::Loop { lp: lp.0, class, k })
@@ -328,6 +146,7 @@ pub fn allocate(
     words: &[EWord],
     spans: &[LoopSpan],
     loops: &HashMap<LoopId, LoopAlloc<'_>>,
+    fail_at: &mut Option<FailSite>,
 ) -> Result<Vec<Siw>> {
     let nv = sg.values.len();
     // Union in-place chains of top-level values.
@@ -351,7 +170,11 @@ pub fn allocate(
     };
     // Pass 1: ranges of top-level units.
     let mut counter_range: HashMap<u32, (i64, i64)> = HashMap::new();
-    let kernel_at = |w: usize| spans.iter().find_map(|s| s.kernel.filter(|k| w >= k.0 && w < k.1));
+    let kernel_at = |w: usize| {
+        spans
+            .iter()
+            .find_map(|s| s.kernel.filter(|k| w >= k.0 && w < k.1))
+    };
     for (w, word) in words.iter().enumerate() {
         let wi = w as i64;
         for slot in word.slots.iter().flatten() {
@@ -394,12 +217,18 @@ pub fn allocate(
     let mut order: Vec<&LoopId> = loops.keys().collect();
     order.sort();
     for lp in &order {
-        let (la, Some(span)) = (&loops[*lp], span_of.get(*lp)) else { continue };
+        let (la, Some(span)) = (&loops[*lp], span_of.get(*lp)) else {
+            continue;
+        };
         let n = la.plan.trip;
         let u = u64::from(la.plan.unroll.max(1));
         for (&body_v, &out_v) in &sg.lp(**lp).outputs {
             let e = tab.unit(sg, out_v);
-            let class = *la.classes.of.get(&body_v).ok_or_else(|| internal("output class"))?;
+            let class = *la
+                .classes
+                .of
+                .get(&body_v)
+                .ok_or_else(|| internal("output class"))?;
             let x = &mut tab.ext[e as usize];
             x.forced = Some((lp.0, class, ((n - 1) % u) as u32));
             x.start = x.start.min(span.end as i64);
@@ -407,7 +236,9 @@ pub fn allocate(
         }
     }
     for lp in &order {
-        let (la, Some(span)) = (&loops[*lp], span_of.get(*lp)) else { continue };
+        let (la, Some(span)) = (&loops[*lp], span_of.get(*lp)) else {
+            continue;
+        };
         for p in &sg.lp(**lp).phis {
             let e = tab.unit(sg, p.init);
             let x = &mut tab.ext[e as usize];
@@ -415,7 +246,9 @@ pub fn allocate(
             // only reader is the carried value: `normalize` copies shared ones).
             x.end = (span.start as i64).max(x.start);
             let Some(next) = p.next else { continue };
-            let Some(&class) = la.classes.of.get(&next) else { continue };
+            let Some(&class) = la.classes.of.get(&next) else {
+                continue;
+            };
             let k = la.plan.unroll.max(1) - 1;
             if readers[p.value.0 as usize].is_empty() {
                 continue;
@@ -427,7 +260,11 @@ pub fn allocate(
     }
     // Pass 2: linear scan.
     let ext = std::mem::take(&mut tab.ext);
-    let nregs = [vtpu_isa::NUM_SCALAR_REGS, vtpu_isa::NUM_TILE_REGS, vtpu_isa::NUM_COORD_REGS];
+    let nregs = [
+        vtpu_isa::NUM_SCALAR_REGS,
+        vtpu_isa::NUM_TILE_REGS,
+        vtpu_isa::NUM_COORD_REGS,
+    ];
     let mut busy: [Vec<i64>; 3] = [vec![-1; nregs[0]], vec![-1; nregs[1]], vec![-1; nregs[2]]];
     #[derive(Clone, Copy)]
     enum Ev {
@@ -438,7 +275,11 @@ pub fn allocate(
     let mut events: Vec<(i64, u8, Ev)> = Vec::new();
     for (i, x) in ext.iter().enumerate() {
         if x.start != i64::MAX {
-            events.push((x.start, if x.forced.is_some() { 2 } else { 0 }, Ev::Ext(i as u32)));
+            events.push((
+                x.start,
+                if x.forced.is_some() { 2 } else { 0 },
+                Ev::Ext(i as u32),
+            ));
         }
     }
     for s in spans {
@@ -449,7 +290,11 @@ pub fn allocate(
     }
     events.sort_by_key(|e| (e.0, e.1));
     let mut ext_reg: Vec<Option<u8>> = vec![None; ext.len()];
-    let mut holders: [Vec<String>; 3] = [vec![String::new(); nregs[0]], vec![String::new(); nregs[1]], vec![String::new(); nregs[2]]];
+    let mut holders: [Vec<String>; 3] = [
+        vec![String::new(); nregs[0]],
+        vec![String::new(); nregs[1]],
+        vec![String::new(); nregs[2]],
+    ];
     let root_of_unit: HashMap<u32, u32> = tab.of_root.iter().map(|(&r, &u)| (u, r)).collect();
     let describe_unit = |u: u32| -> String {
         let v = Value(root_of_unit.get(&u).copied().unwrap_or(0));
@@ -462,7 +307,9 @@ pub fn allocate(
     let mut group_regs: HashMap<u32, [Vec<u8>; 3]> = HashMap::new();
     let mut counter_reg: HashMap<u32, u8> = HashMap::new();
     let pick = |busy: &[i64], start: i64, taken: &[u8]| -> Option<u8> {
-        (0..busy.len()).find(|&r| busy[r] < start && !taken.contains(&(r as u8))).map(|r| r as u8)
+        (0..busy.len())
+            .find(|&r| busy[r] < start && !taken.contains(&(r as u8)))
+            .map(|r| r as u8)
     };
     let where_ = |w: i64| format!("{}, word {w}", sg.name());
     for (start, _, ev) in events {
@@ -473,13 +320,32 @@ pub fn allocate(
                 let r = match x.forced {
                     Some((lp, class, k)) => {
                         let la = &loops[&LoopId(lp)];
-                        let col = la.colors.color.get(&(class, k)).ok_or_else(|| internal("output colour"))?;
-                        let regs = group_regs.get(&lp).ok_or_else(|| internal("group before output"))?;
+                        let col = la
+                            .colors
+                            .color
+                            .get(&(class, k))
+                            .ok_or_else(|| internal("output colour"))?;
+                        let regs = group_regs
+                            .get(&lp)
+                            .ok_or_else(|| internal("group before output"))?;
                         regs[f][*col as usize]
                     }
                     None => match pick(&busy[f], start, &[]) {
                         Some(r) => r,
-                        None => return Err(pressure(&where_(start - 1), x.file, &busy[f], start, 1, &holders[f])),
+                        None => {
+                            *fail_at = Some(FailSite {
+                                word: (start - 1).max(0) as usize,
+                                lp: None,
+                            });
+                            return Err(pressure(
+                                &where_(start - 1),
+                                x.file,
+                                &busy[f],
+                                start,
+                                1,
+                                &holders[f],
+                            ));
+                        }
                     },
                 };
                 busy[f][r as usize] = busy[f][r as usize].max(x.end);
@@ -488,7 +354,20 @@ pub fn allocate(
             }
             Ev::Counter(l) => {
                 let (s, e) = counter_range[&l];
-                let r = pick(&busy[0], s, &[]).ok_or_else(|| pressure(&where_(s - 1), RegFile::Scalar, &busy[0], s, 1, &holders[0]))?;
+                let Some(r) = pick(&busy[0], s, &[]) else {
+                    *fail_at = Some(FailSite {
+                        word: (s - 1).max(0) as usize,
+                        lp: None,
+                    });
+                    return Err(pressure(
+                        &where_(s - 1),
+                        RegFile::Scalar,
+                        &busy[0],
+                        s,
+                        1,
+                        &holders[0],
+                    ));
+                };
                 busy[0][r as usize] = e;
                 holders[0][r as usize] = format!("the counter of loop {l}");
                 counter_reg.insert(l, r);
@@ -503,9 +382,14 @@ pub fn allocate(
                 }
                 // Initial values of carried values keep their registers.
                 for &(e, col) in init_map.get(&lp.0).map(|v| &v[..]).unwrap_or(&[]) {
-                    let Some(r) = ext_reg[e as usize] else { continue };
+                    let Some(r) = ext_reg[e as usize] else {
+                        continue;
+                    };
                     let f = fidx(ext[e as usize].file);
-                    if regs[f][col as usize] == u8::MAX && !regs[f].contains(&r) && busy[f][r as usize] < start {
+                    if regs[f][col as usize] == u8::MAX
+                        && !regs[f].contains(&r)
+                        && busy[f][r as usize] < start
+                    {
                         regs[f][col as usize] = r;
                     } else if regs[f][col as usize] != r {
                         return Err(internal(&format!(
@@ -526,12 +410,27 @@ pub fn allocate(
                                 "{}, loop of {} iterations ({}, II {}, {} stage(s), unroll {})",
                                 sg.name(),
                                 plan.trip,
-                                if plan.pipelined { "pipelined" } else { "not pipelined" },
+                                if plan.pipelined {
+                                    "pipelined"
+                                } else {
+                                    "not pipelined"
+                                },
                                 plan.ii,
                                 plan.stages,
                                 plan.unroll
                             );
-                            return Err(pressure(&at, FILES[f], &busy[f], start, regs[f].len(), &holders[f]));
+                            *fail_at = Some(FailSite {
+                                word: span.start,
+                                lp: Some(lp),
+                            });
+                            return Err(pressure(
+                                &at,
+                                FILES[f],
+                                &busy[f],
+                                start,
+                                regs[f].len(),
+                                &holders[f],
+                            ));
                         };
                         regs[f][c] = r;
                     }
@@ -552,11 +451,17 @@ pub fn allocate(
             let Some(slot) = slot else { continue };
             siw.slots[p] = match *slot {
                 Slot::Counter { lp, count } => {
-                    let r = counter_reg.get(&lp.0).copied().ok_or_else(|| internal("counter register"))?;
+                    let r = counter_reg
+                        .get(&lp.0)
+                        .copied()
+                        .ok_or_else(|| internal("counter register"))?;
                     Op::new(Opcode::DLi, [r, 0, 0, 0], Op::encode_i64(count as i64))
                 }
                 Slot::Cloop { lp } => {
-                    let r = counter_reg.get(&lp.0).copied().ok_or_else(|| internal("counter register"))?;
+                    let r = counter_reg
+                        .get(&lp.0)
+                        .copied()
+                        .ok_or_else(|| internal("counter register"))?;
                     let start = span_of
                         .get(&lp)
                         .and_then(|s| s.kernel)
@@ -579,7 +484,11 @@ pub fn allocate(
                         if kind.reg_file().is_none() {
                             continue;
                         }
-                        let v = if kind.reads() { uses.next() } else { defs.next() };
+                        let v = if kind.reads() {
+                            uses.next()
+                        } else {
+                            defs.next()
+                        };
                         let v = *v.ok_or_else(|| internal("operand count"))?;
                         let unit = unit_of(sg, loops, v, iter, &mut tab)?;
                         let file = sg.value(v).file;
@@ -588,7 +497,10 @@ pub fn allocate(
                             let d = *defs.next().ok_or_else(|| internal("operand count"))?;
                             let du = unit_of(sg, loops, d, iter, &mut tab)?;
                             if reg_of(du, &ext_reg, &group_regs, loops, file)? != op.args[i] {
-                                return Err(internal(&format!("in-place operand of {} split over two registers", sg.describe(node))));
+                                return Err(internal(&format!(
+                                    "in-place operand of {} split over two registers",
+                                    sg.describe(node)
+                                )));
                             }
                         }
                     }
@@ -609,7 +521,11 @@ fn reg_of(
     file: RegFile,
 ) -> Result<u8> {
     match unit {
-        Unit::Ext(e) => ext_reg.get(e as usize).copied().flatten().ok_or_else(|| internal("unallocated value")),
+        Unit::Ext(e) => ext_reg
+            .get(e as usize)
+            .copied()
+            .flatten()
+            .ok_or_else(|| internal("unallocated value")),
         Unit::Loop { lp, class, k } => {
             let col = loops
                 .get(&LoopId(lp))
@@ -628,7 +544,14 @@ fn internal(what: &str) -> CompileError {
     CompileError::Internal(format!("register allocation: {what}"))
 }
 
-fn pressure(at: &str, file: RegFile, busy: &[i64], start: i64, wanted: usize, holders: &[String]) -> CompileError {
+fn pressure(
+    at: &str,
+    file: RegFile,
+    busy: &[i64],
+    start: i64,
+    wanted: usize,
+    holders: &[String],
+) -> CompileError {
     let held = busy.iter().filter(|&&b| b >= start).count();
     let who: Vec<&str> = busy
         .iter()

@@ -32,12 +32,18 @@ pub fn counter_table(sides: &[(&str, &[Counters])]) -> String {
     let _ = writeln!(out, "{header}");
     let mut groups: Vec<(String, Vec<Counters>)> = (0..n)
         .map(|i| {
-            let cs = sides.iter().map(|s| s.1.get(i).cloned().unwrap_or_default()).collect();
+            let cs = sides
+                .iter()
+                .map(|s| s.1.get(i).cloned().unwrap_or_default())
+                .collect();
             (format!("sentron {i}"), cs)
         })
         .collect();
     if n > 1 {
-        groups.push(("all sentrons".into(), sides.iter().map(|s| Counters::total(s.1)).collect()));
+        groups.push((
+            "all sentrons".into(),
+            sides.iter().map(|s| Counters::total(s.1)).collect(),
+        ));
     }
     for (name, cs) in groups {
         let _ = writeln!(out, "{name}");
@@ -49,8 +55,12 @@ pub fn counter_table(sides: &[(&str, &[Counters])]) -> String {
             out.push('\n');
         };
         row("virtual SIWs retired (cycles)", &|c| c.siws.to_string());
-        row("virtual ops D / S / C", &|c| format!("{}/{}/{}", c.ops[0], c.ops[1], c.ops[2]));
-        row("virtual ops/cycle (ops per SIW)", &|c| format!("{:.3}", c.ops_per_siw()));
+        row("virtual ops D / S / C", &|c| {
+            format!("{}/{}/{}", c.ops[0], c.ops[1], c.ops[2])
+        });
+        row("virtual ops/cycle (ops per SIW)", &|c| {
+            format!("{:.3}", c.ops_per_siw())
+        });
         row("virtual utilization D / S / C", &|c| {
             format!(
                 "{:.0}/{:.0}/{:.0}%",
@@ -67,11 +77,17 @@ pub fn counter_table(sides: &[(&str, &[Counters])]) -> String {
                 format!("{}", (c.bytes_gathered + c.bytes_scattered) / c.ppt_misses)
             }
         });
-        row("host time of this sentron (ms)", &|c| format!("{:.3}", c.host_ns as f64 / 1e6));
-        row("host ns per SIW", &|c| {
-            c.host_ns_per_siw().map(|x| format!("{x:.1}")).unwrap_or_else(|| "n/a".into())
+        row("host time of this sentron (ms)", &|c| {
+            format!("{:.3}", c.host_ns as f64 / 1e6)
         });
-        row("host time blocked in C pipe (ms)", &|c| format!("{:.3}", c.host_blocked_ns as f64 / 1e6));
+        row("host ns per SIW", &|c| {
+            c.host_ns_per_siw()
+                .map(|x| format!("{x:.1}"))
+                .unwrap_or_else(|| "n/a".into())
+        });
+        row("host time blocked in C pipe (ms)", &|c| {
+            format!("{:.3}", c.host_blocked_ns as f64 / 1e6)
+        });
     }
     out
 }
@@ -80,11 +96,14 @@ pub fn counter_table(sides: &[(&str, &[Counters])]) -> String {
 pub fn compile_summary(label: &str, c: &Compiled) -> String {
     let mut out = String::new();
     for s in &c.streams {
-        let who = s.sentron.map(|i| format!("sentron {i}")).unwrap_or_else(|| "spmd".into());
+        let who = s
+            .sentron
+            .map(|i| format!("sentron {i}"))
+            .unwrap_or_else(|| "spmd".into());
         let _ = write!(
             out,
-            "  {label:<9} {who}: {} words ({} frontend), {} prefetch(es) inserted, {} copies",
-            s.words, s.frontend, s.prefetches, s.copies
+            "  {label:<9} {who}: {} words ({} frontend), {} prefetch(es) inserted, {} copies, {} word(s) the fast executor must buffer",
+            s.words, s.frontend, s.prefetches, s.copies, s.buffered_words
         );
         out.push('\n');
         for l in &s.loops {
@@ -134,17 +153,33 @@ pub fn format_workload(r: &WorkloadReport) -> String {
         l.distinct_pages,
         if l.distinct_pages == 0 { 0.0 } else { l.touched_bytes as f64 / l.distinct_pages as f64 }
     );
-    let cols: Vec<(&str, &[Counters])> = r.sides.iter().map(|s| (s.label, &s.counters[..])).collect();
+    let cols: Vec<(&str, &[Counters])> =
+        r.sides.iter().map(|s| (s.label, &s.counters[..])).collect();
     out.push_str(&counter_table(&cols));
     let median = |s: &Side| s.median_ns() as f64 / 1e6;
-    let _ = write!(out, "{:<42}", format!("host wall time, median of {} (ms)", r.sides.first().map_or(0, |s| s.wall_ns.len())));
+    let _ = write!(
+        out,
+        "{:<42}",
+        format!(
+            "host wall time, median of {} (ms)",
+            r.sides.first().map_or(0, |s| s.wall_ns.len())
+        )
+    );
     for s in &r.sides {
         let _ = write!(out, "{:>18}", format!("{:.3}", median(s)));
     }
     out.push('\n');
-    let _ = write!(out, "{:<42}", "host time of the slowest sentron, median (ms)");
+    let _ = write!(
+        out,
+        "{:<42}",
+        "host time of the slowest sentron, median (ms)"
+    );
     for s in &r.sides {
-        let _ = write!(out, "{:>18}", format!("{:.3}", s.median_sentron_ns() as f64 / 1e6));
+        let _ = write!(
+            out,
+            "{:>18}",
+            format!("{:.3}", s.median_sentron_ns() as f64 / 1e6)
+        );
     }
     out.push('\n');
     if let (Some(u), Some(p)) = (
@@ -153,7 +188,8 @@ pub fn format_workload(r: &WorkloadReport) -> String {
     ) {
         let ratio = median(p) / median(u).max(1e-9);
         let sratio = p.median_sentron_ns() as f64 / (u.median_sentron_ns() as f64).max(1.0);
-        let _ = writeln!(
+        let _ =
+            writeln!(
             out,
             "host time ratio packed / unpacked: {ratio:.3} wall, {sratio:.3} slowest sentron ({})",
             if ratio <= 1.0 { "packed is not slower" } else { "PACKED IS SLOWER on the host" }
@@ -161,10 +197,59 @@ pub fn format_workload(r: &WorkloadReport) -> String {
     }
     for s in &r.sides {
         out.push_str(&compile_summary(s.label, &s.compiled));
-        let _ = writeln!(out, "  {:<9} dead ops: {}; result: {}", s.label, s.dead_ops.len(), s.check);
+        let _ = writeln!(
+            out,
+            "  {:<9} dead ops: {}; result: {}",
+            s.label,
+            s.dead_ops.len(),
+            s.check
+        );
         for d in s.dead_ops.iter().take(5) {
             let _ = writeln!(out, "            {d}");
         }
+    }
+    out
+}
+
+/// A short summary of a workload run: per form, ops/cycle per sentron, PPT hit rate,
+/// host medians and the ratio.
+pub fn summary(r: &WorkloadReport) -> String {
+    let mut out = format!("workload {}: {}\n", r.name, r.description);
+    for s in &r.sides {
+        let per: Vec<String> = s
+            .counters
+            .iter()
+            .map(|c| format!("sentron {} {:.3}", c.sentron, c.ops_per_siw()))
+            .collect();
+        let t = s.total();
+        let _ = writeln!(
+            out,
+            "  {:<9} virtual ops/cycle: {}; utilization D/S/C {:.0}/{:.0}/{:.0}%; PPT hit rate {}; host wall median {:.3} ms, {:.1} ns per SIW (slowest sentron); dead ops {}",
+            s.label,
+            per.join(", "),
+            100.0 * t.pipe_utilization(0),
+            100.0 * t.pipe_utilization(1),
+            100.0 * t.pipe_utilization(2),
+            hit(&t),
+            s.median_ns() as f64 / 1e6,
+            s.median_sentron_ns() as f64 / s.counters.iter().map(|c| c.siws).max().unwrap_or(1).max(1) as f64,
+            s.dead_ops.len()
+        );
+    }
+    if let (Some(u), Some(p)) = (
+        r.sides.iter().find(|s| s.label == "unpacked"),
+        r.sides.iter().find(|s| s.label == "packed"),
+    ) {
+        let ratio = p.median_ns() as f64 / (u.median_ns() as f64).max(1.0);
+        let _ = writeln!(
+            out,
+            "  host wall time ratio packed / unpacked: {ratio:.3}{}",
+            if ratio > 1.0 {
+                " (packed is SLOWER on the host)"
+            } else {
+                ""
+            }
+        );
     }
     out
 }

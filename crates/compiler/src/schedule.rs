@@ -188,7 +188,12 @@ pub fn list_schedule(g: &DepGraph, pressure: Option<&Pressure>) -> Vec<u32> {
     }
     let mut released: Vec<bool> = deferred.iter().map(|d| !d).collect();
     let mut stack: Vec<usize> = Vec::new();
-    let release_preds = |c: usize, released: &mut Vec<bool>, stack: &mut Vec<usize>, pending: &mut BinaryHeap<Reverse<(u32, u32)>>, indeg: &[u32], earliest: &[u32]| {
+    let release_preds = |c: usize,
+                         released: &mut Vec<bool>,
+                         stack: &mut Vec<usize>,
+                         pending: &mut BinaryHeap<Reverse<(u32, u32)>>,
+                         indeg: &[u32],
+                         earliest: &[u32]| {
         stack.push(c);
         while let Some(x) = stack.pop() {
             for &e in &g.pred[x] {
@@ -210,7 +215,14 @@ pub fn list_schedule(g: &DepGraph, pressure: Option<&Pressure>) -> Vec<u32> {
             if indeg[i] == 0 {
                 pending.push(Reverse((0, i as u32)));
             }
-            release_preds(i, &mut released, &mut stack, &mut pending, &indeg, &earliest);
+            release_preds(
+                i,
+                &mut released,
+                &mut stack,
+                &mut pending,
+                &indeg,
+                &earliest,
+            );
         }
     }
     for i in 0..n {
@@ -218,7 +230,14 @@ pub fn list_schedule(g: &DepGraph, pressure: Option<&Pressure>) -> Vec<u32> {
             pending.push(Reverse((0, i as u32)));
         }
         if !deferred[i] && waiting_nd[i] == 0 {
-            release_preds(i, &mut released, &mut stack, &mut pending, &indeg, &earliest);
+            release_preds(
+                i,
+                &mut released,
+                &mut stack,
+                &mut pending,
+                &indeg,
+                &earliest,
+            );
         }
     }
     let mut live = pressure.map(|p| Live {
@@ -286,7 +305,14 @@ pub fn list_schedule(g: &DepGraph, pressure: Option<&Pressure>) -> Vec<u32> {
                     if !deferred[i] {
                         waiting_nd[s] -= 1;
                         if waiting_nd[s] == 0 && !deferred[s] {
-                            release_preds(s, &mut released, &mut stack, &mut pending, &indeg, &earliest);
+                            release_preds(
+                                s,
+                                &mut released,
+                                &mut stack,
+                                &mut pending,
+                                &indeg,
+                                &earliest,
+                            );
                         }
                     }
                     if indeg[s] == 0 && Some(s) != term && released[s] {

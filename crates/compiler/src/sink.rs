@@ -91,7 +91,10 @@ pub fn sink(
 /// Every edge of `dg` holds under `time` (a moved op must not break one).
 fn valid(dg: &DepGraph, time: &[u32], ii: u32, pf: bool) -> bool {
     dg.edges.iter().all(|e| {
-        let (a, b) = (i64::from(time[e.from as usize]), i64::from(time[e.to as usize]));
+        let (a, b) = (
+            i64::from(time[e.from as usize]),
+            i64::from(time[e.to as usize]),
+        );
         b + i64::from(ii) * i64::from(e.dist) >= a + e.lat.get(ii, pf)
     })
 }
@@ -103,7 +106,13 @@ pub const MAX_EVALS: usize = 4000;
 /// times, try moving an op of a longest-lived class to a later row, first moving the op
 /// that occupies that row elsewhere; keep a move pair when U drops (or stays while the
 /// total lifetime shrinks). `unroll` evaluates a schedule: (U, total lifetime).
-pub fn improve(dg: &DepGraph, time: &mut Vec<u32>, ii: u32, pf: bool, unroll: &dyn Fn(&[u32]) -> (u32, i64)) {
+pub fn improve(
+    dg: &DepGraph,
+    time: &mut Vec<u32>,
+    ii: u32,
+    pf: bool,
+    unroll: &dyn Fn(&[u32]) -> (u32, i64),
+) {
     let n = dg.len();
     let (mut best_u, mut best_len) = unroll(time);
     if best_u <= 1 || n == 0 || ii == 0 {
@@ -123,7 +132,8 @@ pub fn improve(dg: &DepGraph, time: &mut Vec<u32>, ii: u32, pf: bool, unroll: &d
                 if tx == time[x] {
                     continue;
                 }
-                let occupant = (0..n).find(|&y| y != x && dg.pipe[y] == dg.pipe[x] && row(time[y]) == row(tx));
+                let occupant =
+                    (0..n).find(|&y| y != x && dg.pipe[y] == dg.pipe[x] && row(time[y]) == row(tx));
                 let reserved = dg.pipe[x] as usize == 2 && row(tx) == ii as usize - 1;
                 if reserved {
                     continue;
@@ -139,7 +149,12 @@ pub fn improve(dg: &DepGraph, time: &mut Vec<u32>, ii: u32, pf: bool, unroll: &d
                             ty != time[y]
                                 && row(ty) != row(tx)
                                 && (row(ty) == row(time[x])
-                                    || !(0..n).any(|z| z != x && z != y && dg.pipe[z] == dg.pipe[y] && row(time[z]) == row(ty)))
+                                    || !(0..n).any(|z| {
+                                        z != x
+                                            && z != y
+                                            && dg.pipe[z] == dg.pipe[y]
+                                            && row(time[z]) == row(ty)
+                                    }))
                                 && !(dg.pipe[y] as usize == 2 && row(ty) == ii as usize - 1)
                         })
                         .map(|ty| {

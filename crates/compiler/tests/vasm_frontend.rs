@@ -8,13 +8,21 @@ use vtpu_runtime::ExecutorKind;
 
 fn check(name: &str, src: &str, sentrons: usize, frontend: &str) -> vtpu_compiler::Compiled {
     let p = vtpu_isa::assemble_file(name, src).expect("assembles");
-    let c = compile_program(&p, &CompileOptions::packed()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let c =
+        compile_program(&p, &CompileOptions::packed()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (r0, pages0) = common::run(&p, sentrons, ExecutorKind::Reference);
     let (r1, pages1) = common::run(&c.program, sentrons, ExecutorKind::Reference);
     common::same_pages(&pages0, &pages1, name);
-    assert!(r1.total().siws <= r0.total().siws, "{name}: packing added words");
+    assert!(
+        r1.total().siws <= r0.total().siws,
+        "{name}: packing added words"
+    );
     for s in &c.streams {
-        assert!(s.frontend.starts_with(frontend), "{name}: frontend {}", s.frontend);
+        assert!(
+            s.frontend.starts_with(frontend),
+            "{name}: frontend {}",
+            s.frontend
+        );
     }
     c
 }
@@ -24,7 +32,11 @@ fn repository_examples() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/vasm/");
     let micro = std::fs::read_to_string(format!("{root}microvtpu.vasm")).expect("read");
     let c = check("microvtpu.vasm", &micro, 2, "vasm, renamed");
-    assert!(c.program.total_words() < 21, "microvtpu packs: {} words", c.program.total_words());
+    assert!(
+        c.program.total_words() < 21,
+        "microvtpu packs: {} words",
+        c.program.total_words()
+    );
     let loop_sum = std::fs::read_to_string(format!("{root}loop_sum.vasm")).expect("read");
     // loop_sum uses its loop counter as data and branches: compiled in place.
     check("loop_sum.vasm", &loop_sum, 2, "vasm, in place");
@@ -60,7 +72,11 @@ fn counted_loop_is_renamed_and_pipelined() {
     // (it does not delete them) and the dead-op check reports exactly those.
     let dead = vtpu_isa::validate::dead_ops(&c.program);
     assert!(!dead.is_empty());
-    assert!(dead.iter().all(|d| d.op.starts_with("DTZERO") || d.op.starts_with("DTRSUM")), "{dead:?}");
+    assert!(
+        dead.iter()
+            .all(|d| d.op.starts_with("DTZERO") || d.op.starts_with("DTRSUM")),
+        "{dead:?}"
+    );
 }
 
 #[test]

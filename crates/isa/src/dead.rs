@@ -158,7 +158,8 @@ pub fn dead_ops(p: &Program) -> Vec<DeadOp> {
                     }
                     let reason = if op.code.info().mem == Mem::Prefetch {
                         let c = page_reg(op);
-                        (c & page_out[w] == 0 || c & kill[w] != 0).then_some(DeadReason::UselessPrefetch)
+                        (c & page_out[w] == 0 || c & kill[w] != 0)
+                            .then_some(DeadReason::UselessPrefetch)
                     } else {
                         let wr = regs(op, Operand::writes);
                         (wr != 0 && wr & live_out[w] == 0).then_some(DeadReason::UnreadResult)
@@ -212,7 +213,11 @@ mod tests {
         );
         let d = dead_ops(&p);
         let words: Vec<usize> = d.iter().map(|x| x.word).collect();
-        assert_eq!(words, [0, 1], "DADDI's result is unread, so DLI r0 only feeds a dead op: {d:?}");
+        assert_eq!(
+            words,
+            [0, 1],
+            "DADDI's result is unread, so DLI r0 only feeds a dead op: {d:?}"
+        );
     }
 
     #[test]
@@ -261,6 +266,12 @@ mod tests {
         let d = dead_ops(&p);
         let got: Vec<(usize, DeadReason)> = d.iter().map(|x| (x.word, x.reason)).collect();
         // The first SCLI only fed the useless prefetch.
-        assert_eq!(got, [(0, DeadReason::UnreadResult), (1, DeadReason::UselessPrefetch)]);
+        assert_eq!(
+            got,
+            [
+                (0, DeadReason::UnreadResult),
+                (1, DeadReason::UselessPrefetch)
+            ]
+        );
     }
 }

@@ -95,14 +95,25 @@ pub fn layer_cost(cfg: &LayerConfig, elem_bytes: usize, t: usize, s: usize) -> (
     ((params * elem_bytes) as u64, (2 * t * params + attn) as u64)
 }
 
+/// The derived tolerance of a layer output against the f64 reference, relative to
+/// max|reference| (the derivation is in `tests/common/mod.rs`): `u` times the summed
+/// reduction lengths of the layer's stages.
+pub fn tolerance(cfg: &LayerConfig, kv_len: usize) -> f64 {
+    let u = f64::from(f32::EPSILON) / 2.0;
+    let k = 4 * cfg.dim + cfg.head_dim + kv_len + cfg.q_dim() + cfg.ffn_dim + 16;
+    u * k as f64
+}
+
 /// Runs an 8-token prefill and one decode step on `runner` (which must be fresh) and on
-/// the f64 reference; returns the worst error relative to max|reference|. The runner is
+/// the f64 reference with the same (dtype-rounded) weights; returns the worst error
+/// relative to max|reference|, or an error if it exceeds [`tolerance`]. The runner is
 /// reset afterwards.
 pub fn validate_against_reference(
     runner: &mut LayerRunner,
     cfg: &LayerConfig,
     w: &LayerWeights,
 ) -> Result<f64, LayerError> {
+    let w = &crate::layer_pages::rounded_to(w, runner.weight_dtype());
     let mut rng = SplitMix64::new(99);
     let mut cache = KvCacheF64::new(cfg)?;
     let mut worst = 0.0f64;
@@ -112,7 +123,7 @@ pub fn validate_against_reference(
         let x: Vec<f32> = (0..t * cfg.dim).map(|_| rng.uniform(-2.0, 2.0)).collect();
         let (got, _) = runner.forward(&x, pos)?;
         let want = layer_forward_f64(cfg, w, &x, pos, &mut cache)
-            .map_err(|e| LayerError::Space(format!("reference forward failed: {e}")))?;
+            .map_err(|e| LayerError::Reference(e.to_string()))?;
         pos += t;
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let err = got
@@ -123,6 +134,13 @@ pub fn validate_against_reference(
         worst = worst.max(err / scale.max(f64::MIN_POSITIVE));
     }
     runner.reset();
+    let tol = tolerance(cfg, 9);
+    if worst.is_nan() || worst > tol {
+        return Err(LayerError::Mismatch {
+            error: worst,
+            tolerance: tol,
+        });
+    }
     Ok(worst)
 }
 

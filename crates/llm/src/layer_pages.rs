@@ -42,6 +42,31 @@ pub fn encode(v: &[f32], dtype: DType) -> Vec<u8> {
     }
 }
 
+/// `w` with its projection matrices rounded to `dtype` (f16 / bf16, nearest even) and
+/// back, exactly: the weights a layer stored in `dtype` computes with, for comparing it
+/// with the f64 reference. Norm scales and biases stay f32 (they are stored f32).
+pub fn rounded_to(w: &LayerWeights, dtype: DType) -> LayerWeights {
+    let r = |v: &Vec<f32>| -> Vec<f32> {
+        v.iter()
+            .map(|&x| match dtype {
+                DType::F16 => f16::from_f32(x).to_f32(),
+                DType::BF16 => bf16::from_f32(x).to_f32(),
+                _ => x,
+            })
+            .collect()
+    };
+    LayerWeights {
+        wq: r(&w.wq),
+        wk: r(&w.wk),
+        wv: r(&w.wv),
+        wo: r(&w.wo),
+        w_gate: r(&w.w_gate),
+        w_up: r(&w.w_up),
+        w_down: r(&w.w_down),
+        ..w.clone()
+    }
+}
+
 /// Columns `[c0, c1)` of the row-major `rows x cols` matrix `m`.
 fn columns(m: &[f32], cols: usize, c0: usize, c1: usize) -> Vec<f32> {
     m.chunks_exact(cols)

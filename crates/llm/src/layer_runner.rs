@@ -94,6 +94,10 @@ pub enum LayerError {
     OutputLength { got: usize, expected: usize },
     #[error("layer: building phext space: {0}")]
     Space(String),
+    #[error("layer: the f64 reference forward failed: {0}")]
+    Reference(String),
+    #[error("layer: disagrees with the f64 reference: max rel error {error:.3e} > tolerance {tolerance:.3e}")]
+    Mismatch { error: f64, tolerance: f64 },
     #[error("layer: the vTPU stopped: {0}")]
     Machine(#[from] MachineError),
 }

@@ -97,3 +97,13 @@ pub fn view_width(dtype: vtpu_phext::DType) -> Option<usize> {
         _ => None,
     }
 }
+
+/// The trap for a failed SALLOC: a page already at the coordinate (perhaps created a
+/// moment ago by another sentron) is `AlreadyMapped`; anything else is an allocation
+/// failure with the space's own message.
+pub fn alloc_trap(e: vtpu_phext::SpaceError, coord: Coord) -> TrapKind {
+    match e {
+        vtpu_phext::SpaceError::AlreadyMapped { .. } => TrapKind::AlreadyMapped(coord),
+        e => TrapKind::Alloc(e.to_string()),
+    }
+}

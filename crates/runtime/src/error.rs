@@ -43,6 +43,8 @@ pub enum TrapKind {
         expected: &'static str,
         got: &'static str,
     },
+    #[error("mailbox to sentron {to} is full: {pending} bytes are waiting, at most {max} may (the receiver does not keep up)")]
+    MailboxFull { to: u32, pending: u64, max: u64 },
     #[error("word limit of {0} exceeded (an endless loop?)")]
     WordLimit(u64),
     #[error("page allocation failed: {0}")]

@@ -815,12 +815,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     PageKind::Scratch
                 };
                 let (rows, cols) = op.imm_shape();
-                if self.space.get(coord).is_some() {
-                    return Err(trap_at(TrapKind::AlreadyMapped(coord), Some(coord)));
-                }
                 self.space
                     .alloc(coord, dtype, [rows as usize, cols as usize], kind)
-                    .map_err(|e| trap_at(TrapKind::Alloc(e.to_string()), Some(coord)))?;
+                    .map_err(|e| trap_at(crate::common::alloc_trap(e, coord), Some(coord)))?;
             }
             Opcode::SFree => {
                 let coord = self.regs.c[d as usize];
@@ -910,7 +907,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 };
                 self.counters.msgs_sent += 1;
                 self.counters.msg_bytes += msg.bytes();
-                self.fabric.send(self.id, to, msg);
+                self.fabric.send(self.id, to, msg).map_err(|pending| TrapKind::MailboxFull {
+                    to,
+                    pending,
+                    max: crate::fabric::MAX_MAILBOX_BYTES,
+                })?;
                 Flow::Next
             }
             Opcode::CRecvR | Opcode::CRecvT => {

@@ -17,7 +17,7 @@ mod layer_ops;
 use crate::common::{check_range, record_tlb, reg_uses, resolve_group, view_width};
 use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
-use crate::fabric::{group_text, CollKind, Message};
+use crate::fabric::{group_text, CollKind, Mailbox, Message};
 use crate::state::{Regs, Tile, TileData, TileSlice};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -92,7 +92,7 @@ pub fn run_reference(
         .map(|id| program.stream_for(id).map(|s| &s.words[..]).unwrap_or(&[]))
         .collect();
     let mut m = Shared {
-        mail: vec![VecDeque::new(); n * n],
+        mail: vec![Mailbox::default(); n * n],
         groups: HashMap::new(),
         n,
         space,
@@ -149,7 +149,7 @@ pub fn run_reference(
 }
 
 struct Shared<'a> {
-    mail: Vec<VecDeque<Message>>,
+    mail: Vec<Mailbox>,
     groups: HashMap<u64, RefGroup>,
     n: usize,
     space: &'a PhextSpace,
@@ -581,13 +581,10 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
             } else {
                 PageKind::Scratch
             };
-            if space.get(coord).is_some() {
-                return Err((TrapKind::AlreadyMapped(coord), Some(coord)));
-            }
             let (rows, cols) = op.imm_shape();
             space
                 .alloc(coord, dtype, [rows as usize, cols as usize], kind)
-                .map_err(|e| (TrapKind::Alloc(e.to_string()), Some(coord)))?;
+                .map_err(|e| (crate::common::alloc_trap(e, coord), Some(coord)))?;
         }
         Opcode::SFree => {
             let coord = r.c[d as usize];
@@ -680,14 +677,17 @@ fn exec_c(
             };
             s.counters.msgs_sent += 1;
             s.counters.msg_bytes += msg.bytes();
-            m.mail[a as usize * m.n + s.id as usize].push_back(msg);
+            let to = a as u32;
+            m.mail[a as usize * m.n + s.id as usize].push(msg).map_err(|pending| {
+                (TrapKind::MailboxFull { to, pending, max: crate::fabric::MAX_MAILBOX_BYTES }, None)
+            })?;
             CFlow::Next
         }
         Opcode::CRecvR | Opcode::CRecvT => {
             if b as usize >= m.n {
                 return tk(TrapKind::NoSuchSentron(b as u32));
             }
-            let Some(msg) = m.mail[s.id as usize * m.n + b as usize].pop_front() else {
+            let Some(msg) = m.mail[s.id as usize * m.n + b as usize].pop() else {
                 return Ok(None);
             };
             match (op.code, msg) {

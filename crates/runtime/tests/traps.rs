@@ -201,3 +201,23 @@ fn invalid_programs_are_rejected_before_running() {
     let (r, _) = run_on(src, 2, ExecutorKind::Fast);
     assert!(matches!(r, Err(MachineError::Invalid(_))), "{:?}", r.err());
 }
+
+#[test]
+fn a_sender_that_outruns_its_receiver_traps_instead_of_exhausting_memory() {
+    // 1 MiB tiles to a sentron that never receives: the mailbox cap (256 MiB) stops it.
+    let src = "
+    .sentron 0
+        DTZERO t0, 512x512
+        DLI r1, 300
+    top:
+        CSEND @1, t0
+        CLOOP r1, top
+    .sentron 1
+        DLI r1, 1
+    ";
+    let (a, b) = fail_both(src, 2);
+    for e in [&a, &b] {
+        assert!(matches!(trap_of(e).kind, TrapKind::MailboxFull { to: 1, .. }), "{e}");
+        assert!(e.to_string().contains("mailbox to sentron 1 is full"), "{e}");
+    }
+}

@@ -120,7 +120,9 @@ pub fn build(p: GemvParams) -> Result<Workload> {
     }
     let bands = p.bands();
     if bands % s != 0 || bands > 999 || h_blocks > 999 {
-        return Err(bad(format!("{bands} bands must split evenly over {s} sentrons and be at most 999")));
+        return Err(bad(format!(
+            "{bands} bands must split evenly over {s} sentrons and be at most 999"
+        )));
     }
     let t = p.tiles_per_page();
     let mut g = Graph::new();
@@ -182,10 +184,14 @@ pub fn build(p: GemvParams) -> Result<Workload> {
     let per = bands / s;
     for id in 0..s {
         let sg = g.sentron(id)?;
-        let cx: Vec<Value> = (0..h_blocks).map(|h| sg.scli(x_coord(h))).collect::<Result<_>>()?;
+        let cx: Vec<Value> = (0..h_blocks)
+            .map(|h| sg.scli(x_coord(h)))
+            .collect::<Result<_>>()?;
         let cy = sg.scli(y_coord())?;
         // Tile offsets inside a page: loop-invariant.
-        let woff: Vec<Value> = (0..t).map(|j| sg.li(i64::from(j * tr * tk))).collect::<Result<_>>()?;
+        let woff: Vec<Value> = (0..t)
+            .map(|j| sg.li(i64::from(j * tr * tk)))
+            .collect::<Result<_>>()?;
         let cw0 = sg.scli(w_coord(id * per, 0))?;
         let y0 = sg.li(i64::from(id * per * tr))?;
         sg.begin_loop(u64::from(per))?;
@@ -243,7 +249,9 @@ fn check(space: &PhextSpace, rows: u32, cols: u32) -> std::result::Result<String
         let tol = f64::from(cols) * f64::from(f32::EPSILON) * mag + 1e-6;
         let err = (f64::from(got) - want).abs();
         if err > tol {
-            return Err(format!("y[{r}] = {got}, reference {want} (error {err:.3e} > tolerance {tol:.3e})"));
+            return Err(format!(
+                "y[{r}] = {got}, reference {want} (error {err:.3e} > tolerance {tol:.3e})"
+            ));
         }
         worst = worst.max(err / tol);
     }

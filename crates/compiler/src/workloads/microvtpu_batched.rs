@@ -29,7 +29,7 @@ pub struct MicroParams {
 impl Default for MicroParams {
     fn default() -> Self {
         MicroParams {
-            samples: 4096,
+            samples: 16384,
             features: 32,
             rows: 8,
         }
@@ -42,7 +42,13 @@ fn coord(book: u32, scroll: u32) -> Coord {
 
 /// q, k, v, residual (read-only inputs) and Bob's output page.
 pub fn page_coords() -> [Coord; 5] {
-    [coord(1, 1), coord(1, 2), coord(1, 3), coord(1, 4), coord(2, 1)]
+    [
+        coord(1, 1),
+        coord(1, 2),
+        coord(1, 3),
+        coord(1, 4),
+        coord(2, 1),
+    ]
 }
 
 /// Input value of tensor `t` (0 q, 1 k, 2 v, 3 residual) at element `i`: small
@@ -56,7 +62,10 @@ pub fn build(p: MicroParams) -> Result<Workload> {
     if p.rows == 0 || p.features == 0 || p.samples == 0 || p.samples % p.rows != 0 {
         return Err(crate::CompileError::Structure {
             at: "microvtpu-batched".into(),
-            what: format!("samples ({}) must be a positive multiple of rows ({})", p.samples, p.rows),
+            what: format!(
+                "samples ({}) must be a positive multiple of rows ({})",
+                p.samples, p.rows
+            ),
         });
     }
     let elems = p.samples as usize * p.features as usize;
@@ -137,5 +146,7 @@ fn check(space: &PhextSpace, elems: usize) -> std::result::Result<String, String
             return Err(format!("output element {i} is {o}, expected {want}"));
         }
     }
-    Ok(format!("all {elems} outputs equal q*k*v + residual exactly"))
+    Ok(format!(
+        "all {elems} outputs equal q*k*v + residual exactly"
+    ))
 }

@@ -117,8 +117,12 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<WorkloadReport> {
     let compile_s = t0.elapsed().as_secs_f64();
     let unpacked = compile(&w.graph, &CompileOptions::unpacked())?;
     let choice = layout::choose(&w.graph, &w.data_pages, opts.layout);
-    let space = PhextSpace::build_placed(choice.layout, w.data_pages.clone(), vtpu_phext::DEFAULT_PART_LIMIT)
-        .map_err(|e| CompileError::Internal(format!("building phext space: {e}")))?;
+    let space = PhextSpace::build_placed(
+        choice.layout,
+        w.data_pages.clone(),
+        vtpu_phext::DEFAULT_PART_LIMIT,
+    )
+    .map_err(|e| CompileError::Internal(format!("building phext space: {e}")))?;
     vtpu_runtime::load_pages(&packed.program, &space)
         .map_err(|e| CompileError::Internal(format!("loading pages: {e}")))?;
     let cfg = RunConfig {
@@ -128,11 +132,17 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<WorkloadReport> {
         ..RunConfig::default()
     };
     let mut sides: Vec<Side> = Vec::new();
-    for (label, c, want) in [("unpacked", unpacked, opts.unpacked), ("packed", packed, opts.packed)] {
+    for (label, c, want) in [
+        ("unpacked", unpacked, opts.unpacked),
+        ("packed", packed, opts.packed),
+    ] {
         if !want {
             continue;
         }
-        let dead = vtpu_isa::validate::dead_ops(&c.program).iter().map(|d| d.to_string()).collect();
+        let dead = vtpu_isa::validate::dead_ops(&c.program)
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
         sides.push(Side {
             label,
             compiled: c,
@@ -144,8 +154,9 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<WorkloadReport> {
         });
     }
     let run_once = |side: &Side| -> Result<(Vec<Counters>, u64)> {
-        let r = vtpu_runtime::run(&side.compiled.program, &space, &cfg)
-            .map_err(|e| CompileError::Internal(format!("{} {} run failed: {e}", w.name, side.label)))?;
+        let r = vtpu_runtime::run(&side.compiled.program, &space, &cfg).map_err(|e| {
+            CompileError::Internal(format!("{} {} run failed: {e}", w.name, side.label))
+        })?;
         Ok((r.counters, r.host_wall_ns))
     };
     // Warm-up (its results checked from a cleared output), then alternate so that both
@@ -160,7 +171,8 @@ pub fn run(w: &Workload, opts: &RunOptions) -> Result<WorkloadReport> {
     for _ in 0..opts.runs.max(1) {
         for side in &mut sides {
             let (c, ns) = run_once(side)?;
-            side.sentron_ns.push(c.iter().map(|x| x.host_ns).max().unwrap_or(0));
+            side.sentron_ns
+                .push(c.iter().map(|x| x.host_ns).max().unwrap_or(0));
             side.counters = c;
             side.wall_ns.push(ns);
         }

@@ -1,0 +1,356 @@
+//! The SIW compiler on the command line:
+//! - `vtpu compile PROG [-o OUT]`: pack a `.vasm` / `.vsiw` program into SIWs and write
+//!   the packed `.vasm` (`--report` also runs both and prints before/after counters);
+//! - `vtpu run PROG --packed --report`: run the program as given (before) and packed
+//!   (after) in the same process and print both;
+//! - `vtpu workload microvtpu-batched|gemv|compile-time`: the workloads that prove the
+//!   compiler, unpacked and packed, with counters, host times and their ratio.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::ValueEnum;
+use std::path::PathBuf;
+use std::time::Instant;
+use vtpu_compiler::workloads::{
+    self, gemv::GemvParams, microvtpu_batched::MicroParams, RunOptions,
+};
+use vtpu_compiler::{compile_program, report, CompileOptions};
+use vtpu_isa::Program;
+use vtpu_phext::Layout;
+use vtpu_runtime::{Counters, ExecutorKind, RunConfig};
+
+#[derive(clap::Args)]
+pub struct CompileArgs {
+    /// The program to pack (.vasm or .vsiw). Straight-line code and counted CLOOP loops
+    /// are renamed, software-pipelined and register-allocated; any other control flow is
+    /// scheduled block by block in place (see docs/COMPILER.md).
+    input: PathBuf,
+    /// Where to write the packed .vasm (default: INPUT with extension .packed.vasm).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Do not insert SPREFCH ahead of gathers.
+    #[arg(long)]
+    no_prefetch: bool,
+    /// Do not software-pipeline loops.
+    #[arg(long)]
+    no_pipeline: bool,
+    /// Also run the input and the packed program and print before/after counters.
+    #[arg(long)]
+    report: bool,
+    /// Sentrons to run on for --report (default: the program's streams).
+    #[arg(long, short = 'n')]
+    sentrons: Option<usize>,
+    /// Executor for --report.
+    #[arg(long, value_enum, default_value_t = crate::Exec::Fast)]
+    executor: crate::Exec,
+    /// Timed runs of each form for --report (median).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+fn exec_kind(e: crate::Exec) -> ExecutorKind {
+    match e {
+        crate::Exec::Fast => ExecutorKind::Fast,
+        crate::Exec::Reference => ExecutorKind::Reference,
+    }
+}
+
+pub fn compile(a: CompileArgs) -> Result<()> {
+    let p = crate::read_program(&a.input)?;
+    let opts = CompileOptions {
+        prefetch: !a.no_prefetch,
+        pipeline: !a.no_pipeline,
+        ..CompileOptions::packed()
+    };
+    let t0 = Instant::now();
+    let c = compile_program(&p, &opts).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.input.with_extension("packed.vasm"));
+    let text = format!(
+        "; packed by `vtpu compile` from {}\n{}",
+        a.input.display(),
+        vtpu_isa::disassemble(&c.program)
+    );
+    std::fs::write(&out, text).with_context(|| format!("cannot write {}", out.display()))?;
+    let (ops, w0, w1) = (
+        p.streams
+            .iter()
+            .flat_map(|s| &s.words)
+            .map(|w| w.op_count())
+            .sum::<usize>(),
+        p.total_words(),
+        c.program.total_words(),
+    );
+    println!(
+        "{} -> {}: {w0} -> {w1} words ({ops} ops in the input; static ops per word {:.3} -> {:.3}), compiled in {ms:.1} ms",
+        a.input.display(),
+        out.display(),
+        ops as f64 / w0.max(1) as f64,
+        c.program.streams.iter().flat_map(|s| &s.words).map(|w| w.op_count()).sum::<usize>() as f64 / w1.max(1) as f64,
+    );
+    print!("{}", report::compile_summary("packed", &c));
+    for (label, prog) in [("input", &p), ("packed", &c.program)] {
+        let dead = vtpu_isa::validate::dead_ops(prog);
+        println!("dead ops in the {label} program: {}", dead.len());
+        for d in dead.iter().take(5) {
+            println!("  {d}");
+        }
+    }
+    if a.report {
+        let n = a.sentrons.unwrap_or_else(|| p.min_sentrons());
+        print!(
+            "{}",
+            before_after(&p, &c.program, n, exec_kind(a.executor), a.runs, true)?
+        );
+    }
+    Ok(())
+}
+
+/// Run a program as given and packed (`vtpu run --packed`).
+pub fn run_packed(
+    p: &Program,
+    sentrons: Option<usize>,
+    exec: crate::Exec,
+    report: bool,
+    pin: bool,
+) -> Result<()> {
+    let c = compile_program(p, &CompileOptions::packed()).map_err(|e| anyhow!("{e}"))?;
+    let n = sentrons.unwrap_or_else(|| p.min_sentrons());
+    let text = before_after(p, &c.program, n, exec_kind(exec), 5, pin)?;
+    if report {
+        print!("{text}");
+    } else {
+        println!("{}", text.lines().last().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// Counters and median host times of one program: (counters of the last run, wall ns of
+/// every run, final pages).
+fn measure(
+    p: &Program,
+    cfg: &RunConfig,
+    runs: usize,
+) -> Result<(Vec<Counters>, Vec<u64>, Vec<(vtpu_phext::Coord, Vec<u8>)>)> {
+    let mut walls = Vec::new();
+    let mut last = Vec::new();
+    let mut pages = Vec::new();
+    for i in 0..=runs {
+        let space = vtpu_runtime::build_space(p, Layout::ZOrder)?;
+        let r = vtpu_runtime::run(p, &space, cfg)?;
+        if i > 0 {
+            walls.push(r.host_wall_ns);
+        }
+        last = r.counters;
+        pages = space
+            .pages()
+            .iter()
+            .map(|pg| (pg.coord(), pg.read(|b| b.to_vec())))
+            .collect();
+    }
+    pages.sort_by_key(|x| x.0);
+    Ok((last, walls, pages))
+}
+
+fn median(v: &[u64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or(0) as f64
+}
+
+/// Before/after table of two programs, with host medians, their ratio and a page check.
+pub fn before_after(
+    before: &Program,
+    after: &Program,
+    n: usize,
+    exec: ExecutorKind,
+    runs: usize,
+    pin: bool,
+) -> Result<String> {
+    let cfg = RunConfig {
+        sentrons: n,
+        executor: exec,
+        pin,
+        ..RunConfig::default()
+    };
+    let (cb, wb, pb) = measure(before, &cfg, runs.max(1))?;
+    let (ca, wa, pa) = measure(after, &cfg, runs.max(1))?;
+    let mut out = format!("before/after on {n} sentron(s), {exec:?} executor\n");
+    out.push_str(&report::counter_table(&[
+        ("before", &cb),
+        ("after (packed)", &ca),
+    ]));
+    let (mb, ma) = (median(&wb), median(&wa));
+    out.push_str(&format!(
+        "host wall time, median of {} (ms): before {:.3}, after {:.3}; ratio after/before {:.3}{}\n",
+        wb.len(),
+        mb / 1e6,
+        ma / 1e6,
+        ma / mb.max(1.0),
+        if ma > mb { " (the packed program is SLOWER on the host)" } else { "" }
+    ));
+    out.push_str(if pb == pa {
+        "pages after the run: identical\n"
+    } else {
+        "pages after the run: DIFFERENT\n"
+    });
+    if pb != pa {
+        bail!("{out}the packed program left different pages: this is a compiler bug, please report it");
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WorkloadKind {
+    /// Many independent q*k*v + residual samples over Alice (0) and Bob (1).
+    MicrovtpuBatched,
+    /// Tiled GEMV over the pages of a >= 64 MiB weight matrix on 2 sentrons.
+    Gemv,
+    /// Compile time of a random graph of --ops ops (no run).
+    CompileTime,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormArg {
+    Both,
+    Packed,
+    Unpacked,
+}
+
+#[derive(clap::Args)]
+pub struct WorkloadArgs {
+    #[arg(value_enum)]
+    which: WorkloadKind,
+    /// Which forms to run.
+    #[arg(long, value_enum, default_value_t = FormArg::Both)]
+    mode: FormArg,
+    /// Print the full before/after counter table (default: a summary).
+    #[arg(long)]
+    report: bool,
+    /// Timed runs per form, after one warm-up each (medians are reported).
+    #[arg(long, default_value_t = 9)]
+    runs: usize,
+    /// Page placement (default: the compiler's choice from the access order).
+    #[arg(long, value_enum)]
+    layout: Option<crate::LayoutArg>,
+    #[arg(long, value_enum, default_value_t = crate::Exec::Fast)]
+    executor: crate::Exec,
+    /// Write the unpacked and packed programs as .vasm into this directory.
+    #[arg(long, value_name = "DIR")]
+    emit: Option<PathBuf>,
+    /// Do not pin sentron threads to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// microvtpu-batched: samples, features per sample, samples per gather.
+    #[arg(long, default_value_t = 16384)]
+    samples: u32,
+    #[arg(long, default_value_t = 32)]
+    features: u32,
+    #[arg(long, default_value_t = 8)]
+    rows: u32,
+    /// gemv: matrix rows N and columns K, tile rows and columns, column blocks (pages
+    /// per band) and sentrons.
+    #[arg(long, default_value_t = 4096)]
+    n: u32,
+    #[arg(long, default_value_t = 4096)]
+    k: u32,
+    #[arg(long, default_value_t = 16)]
+    tile_rows: u32,
+    #[arg(long, default_value_t = 128)]
+    tile_cols: u32,
+    #[arg(long, default_value_t = 2)]
+    col_blocks: u32,
+    #[arg(long, default_value_t = 2)]
+    sentrons: u32,
+    /// compile-time: ops in the random graph.
+    #[arg(long, default_value_t = 100_000)]
+    ops: usize,
+}
+
+pub fn workload(a: WorkloadArgs) -> Result<()> {
+    let w = match a.which {
+        WorkloadKind::MicrovtpuBatched => workloads::microvtpu_batched::build(MicroParams {
+            samples: a.samples,
+            features: a.features,
+            rows: a.rows,
+        }),
+        WorkloadKind::Gemv => workloads::gemv::build(GemvParams {
+            rows: a.n,
+            cols: a.k,
+            tile_rows: a.tile_rows,
+            tile_cols: a.tile_cols,
+            col_blocks: a.col_blocks,
+            sentrons: a.sentrons,
+        }),
+        WorkloadKind::CompileTime => return compile_time(a.ops),
+    }
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = &a.emit {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (label, opts) in [
+            ("unpacked", CompileOptions::unpacked()),
+            ("packed", CompileOptions::packed()),
+        ] {
+            let c = vtpu_compiler::compile(&w.graph, &opts).map_err(|e| anyhow!("{e}"))?;
+            let path = dir.join(format!("{}.{label}.vasm", w.name));
+            std::fs::write(&path, vtpu_isa::disassemble(&c.program))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    let opts = RunOptions {
+        runs: a.runs.max(1),
+        executor: exec_kind(a.executor),
+        layout: a.layout.map(|l| match l {
+            crate::LayoutArg::Zorder => Layout::ZOrder,
+            crate::LayoutArg::Hilbert => Layout::Hilbert,
+            crate::LayoutArg::Insertion => Layout::Insertion,
+        }),
+        pin: !a.no_pin,
+        unpacked: !matches!(a.mode, FormArg::Packed),
+        packed: !matches!(a.mode, FormArg::Unpacked),
+    };
+    let r = workloads::run(&w, &opts).map_err(|e| anyhow!("{e}"))?;
+    if a.report {
+        print!("{}", report::format_workload(&r));
+    } else {
+        print!("{}", report::summary(&r));
+    }
+    Ok(())
+}
+
+/// Time the compiler on a random graph of about `ops` ops (2 sentrons, loops, messages).
+fn compile_time(ops: usize) -> Result<()> {
+    let t0 = Instant::now();
+    let g = vtpu_compiler::random::graph_of_size(ops, 7).map_err(|e| anyhow!("{e}"))?;
+    let gen_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let loops: usize = g.streams.iter().map(|s| s.loops.len()).sum();
+    println!(
+        "random graph: {} ops over {} sentrons, {loops} loops (generated in {gen_ms:.0} ms)",
+        g.total_ops(),
+        g.streams.len()
+    );
+    for (label, opts) in [
+        ("unpacked", CompileOptions::unpacked()),
+        ("packed", CompileOptions::packed()),
+    ] {
+        let t = Instant::now();
+        let c = vtpu_compiler::compile(&g, &opts).map_err(|e| anyhow!("{label}: {e}"))?;
+        let s = t.elapsed().as_secs_f64();
+        let piped: usize = c
+            .streams
+            .iter()
+            .flat_map(|s| &s.loops)
+            .filter(|l| l.pipelined)
+            .count();
+        println!(
+            "compile {label:<9} {:>8.3} s ({:.2} us per op): {} words, {piped} loops pipelined",
+            s,
+            1e6 * s / g.total_ops().max(1) as f64,
+            c.program.total_words()
+        );
+    }
+    Ok(())
+}
