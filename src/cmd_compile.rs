@@ -91,6 +91,20 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         c.program.streams.iter().flat_map(|s| &s.words).map(|w| w.op_count()).sum::<usize>() as f64 / w1.max(1) as f64,
     );
     print!("{}", report::compile_summary("packed", &c));
+    if let Ok(g) = vtpu_compiler::frontend::program_graph(&p) {
+        let l = vtpu_compiler::layout::choose(&g, &[], None);
+        let scores: Vec<String> = l
+            .scores
+            .iter()
+            .map(|s| format!("{} {:.0}%", s.layout, 100.0 * s.sequential))
+            .collect();
+        println!(
+            "page layout: {} (sequential first-touch transitions: {}; `vtpu run --layout {}`)",
+            l.layout,
+            scores.join(", "),
+            l.layout
+        );
+    }
     for (label, prog) in [("input", &p), ("packed", &c.program)] {
         let dead = vtpu_isa::validate::dead_ops(prog);
         println!("dead ops in the {label} program: {}", dead.len());
@@ -243,6 +257,12 @@ pub struct WorkloadArgs {
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Compile the packed form without SPREFCH insertion.
+    #[arg(long)]
+    no_prefetch: bool,
+    /// Compile the packed form without software pipelining.
+    #[arg(long)]
+    no_pipeline: bool,
     /// microvtpu-batched: samples, features per sample, samples per gather.
     #[arg(long, default_value_t = 16384)]
     samples: u32,
@@ -311,6 +331,11 @@ pub fn workload(a: WorkloadArgs) -> Result<()> {
         pin: !a.no_pin,
         unpacked: !matches!(a.mode, FormArg::Packed),
         packed: !matches!(a.mode, FormArg::Unpacked),
+        compile: CompileOptions {
+            prefetch: !a.no_prefetch,
+            pipeline: !a.no_pipeline,
+            ..CompileOptions::packed()
+        },
     };
     let r = workloads::run(&w, &opts).map_err(|e| anyhow!("{e}"))?;
     if a.report {

@@ -1,5 +1,7 @@
 //! Compile many random graphs packed and unpacked, run both on the reference executor
-//! and compare every page; prints failures and pipelining statistics.
+//! (and the packed one on the fast executor, and the unpacked program recompiled from
+//! its assembly) and compare every page; also requires no dead ops. Prints failures
+//! and pipelining statistics.
 //!
 //! Run: `cargo run --release -p vtpu-compiler --example random_stress -- [COUNT] [FIRST_SEED]`
 
@@ -8,12 +10,18 @@ use vtpu_compiler::{compile, CompileOptions};
 use vtpu_phext::{Layout, PhextSpace};
 use vtpu_runtime::{ExecutorKind, RunConfig};
 
-fn pages(p: &vtpu_isa::Program, n: usize) -> Result<Vec<(vtpu_phext::Coord, Vec<u8>)>, String> {
+type Pages = Vec<(vtpu_phext::Coord, Vec<u8>)>;
+
+fn pages(p: &vtpu_isa::Program, n: usize) -> Result<Pages, String> {
+    pages_on(p, n, ExecutorKind::Reference)
+}
+
+fn pages_on(p: &vtpu_isa::Program, n: usize, executor: ExecutorKind) -> Result<Pages, String> {
     let space = PhextSpace::new(Layout::ZOrder);
     vtpu_runtime::load_pages(p, &space).map_err(|e| e.to_string())?;
     let cfg = RunConfig {
         sentrons: n,
-        executor: ExecutorKind::Reference,
+        executor,
         pin: false,
         word_limit: 50_000_000,
         ..RunConfig::default()
@@ -86,6 +94,11 @@ fn main() {
             let (a, b) = (pages(&un.program, n)?, pages(&pk.program, n)?);
             if a != b {
                 return Err("pages differ".into());
+            }
+            // On the fast executor too (its SIMD kernels round differently from the
+            // reference's, so compare it with itself).
+            if pages_on(&pk.program, n, ExecutorKind::Fast)? != pages_on(&un.program, n, ExecutorKind::Fast)? {
+                return Err("fast executor: pages differ".into());
             }
             // The unpacked program as .vasm input (renamed by the frontend).
             let re = vtpu_compiler::compile_program(&un.program, &opts)

@@ -279,6 +279,11 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
         g.succ[a].push(e);
         g.pred[b].push(e);
     }
+    // Edges between the slots of one input word can form a cycle (each must stay in
+    // that word); such a block is kept as written.
+    if crate::schedule::topo_order(&g).len() != n {
+        return words.to_vec();
+    }
     let time = list_schedule(&g, None);
     let len = time.iter().max().map_or(0, |&t| t as usize + 1);
     let mut out = vec![Siw::NOP; len];

@@ -1,22 +1,29 @@
 //! vtpu-compiler: the SIW compiler.
 //!
 //! A program is written as a dataflow [`graph`] of D/S/C ops on values (one graph per
-//! sentron), or read from an unpacked `.vasm` program ([`frontend`]). The compiler packs
-//! it into sentron instruction words:
+//! sentron; [`builder`] has shorthands, [`loops`] the counted loops), or read from a
+//! `.vasm` program ([`frontend`]: renamed into a graph when it is straight-line code and
+//! counted loops, else scheduled [`in_place`]). The compiler packs it into sentron
+//! instruction words ([`lower`] drives):
 //! - [`deps`]: dependencies from op properties (operand roles, memory effects,
-//!   coordination kinds, pipes) — never from op names;
+//!   coordination kinds, pipes) — never from op names; [`coords`]: which pages may alias;
 //! - [`schedule`]: list scheduling with slot constraints, critical-path priority and a
 //!   register-pressure guard;
-//! - [`modulo`]: software pipelining of counted loops;
+//! - [`modulo`], [`plan`], [`sink`]: software pipelining of counted loops and the
+//!   lifetime passes;
 //! - [`prefetch`]: SPREFCH ahead of the gathers that need a page;
-//! - [`regalloc`]: register allocation with rotation (double buffering) of loop values;
 //! - [`pipeline`]: prologue / kernel / epilogue code;
+//! - [`rotation`], [`regalloc`]: register allocation with rotation (double buffering) of
+//!   loop values;
+//! - [`messages`]: sends, receives and collectives checked for deadlock across sentrons;
 //! - [`layout`]: page placement (Z-order, Hilbert or insertion order) chosen from the
 //!   program's page access order;
-//! - [`workloads`]: the batched microvtpu and the tiled GEMV that prove it.
+//! - [`workloads`], [`report`]: the batched microvtpu and the tiled GEMV that prove it,
+//!   and their before/after reports; [`random`]: random graphs for tests and timing.
 //!
 //! Every compiled program passes the ISA validator; the unpacked form of the same graph
-//! (one op per word) is the baseline that reports compare against.
+//! (one op per word) is the baseline that reports compare against. See
+//! `docs/COMPILER.md`.
 
 pub mod builder;
 pub mod coords;

@@ -18,7 +18,7 @@ use crate::deps;
 use crate::error::{CompileError, Result};
 use crate::graph::{Graph, LoopId, NodeId, Place, Region, SentronGraph};
 use crate::pipeline::{self, EWord, LoopPlan};
-use crate::plan::{check_plan, improve_lifetimes, plan_loop, prefetch_ahead};
+use crate::plan::{check_plan, improve_lifetimes, plan_loop, prefetch_ahead, PlanMode};
 use crate::pressure::PressureInfo;
 use crate::regalloc::{self, LoopAlloc, LoopClasses, LoopColors, MAX_UNROLL};
 use crate::schedule;
@@ -200,12 +200,7 @@ pub fn lower_stream(
                 };
                 return Ok((words, report));
             }
-            Err(
-                f @ Fail {
-                    error: CompileError::RegisterPressure { .. },
-                    ..
-                },
-            ) if packed => {
+            Err(f) if packed && matches!(f.error, CompileError::RegisterPressure { .. }) => {
                 if std::env::var_os("VTPU_COMPILER_DEBUG").is_some() {
                     eprintln!("retrying after: {}", f.error);
                 }
@@ -371,17 +366,28 @@ fn try_lower(
         let allow_pipe = packed && opts.pipeline && !relax.no_pipe.contains(&lp) && !in_order;
         let first_ii = relax.min_ii.get(&lp).copied().unwrap_or(0);
         let mut candidates: Vec<LoopPlan> = Vec::new();
-        let plain = plan_loop(sg, lp, &dg, packed, false, false, in_order, 0);
+        let plain = plan_loop(
+            sg,
+            lp,
+            &dg,
+            PlanMode {
+                packed,
+                in_order,
+                ..PlanMode::default()
+            },
+        );
         if allow_pipe {
             let p = plan_loop(
                 sg,
                 lp,
                 &dg,
-                packed,
-                true,
-                opts.pipeline_always,
-                false,
-                first_ii,
+                PlanMode {
+                    packed,
+                    pipeline: true,
+                    always: opts.pipeline_always,
+                    in_order: false,
+                    first_ii,
+                },
             );
             if p.pipelined {
                 candidates.push(p);
@@ -392,7 +398,16 @@ fn try_lower(
         }
         candidates.push(plain);
         if packed && !in_order {
-            candidates.push(plan_loop(sg, lp, &dg, packed, false, false, true, 0));
+            candidates.push(plan_loop(
+                sg,
+                lp,
+                &dg,
+                PlanMode {
+                    packed,
+                    in_order: true,
+                    ..PlanMode::default()
+                },
+            ));
         }
         let last = candidates.len() - 1;
         let mut chosen = None;
@@ -422,7 +437,7 @@ fn try_lower(
             }
             plan.unroll = u;
             let colors = regalloc::color_loop(&cl, plan.ii, u);
-            if fits(&colors) || k == last {
+            if fits(&colors) || k == last || (opts.pipeline_always && plan.pipelined) {
                 chosen = Some((plan, cl, colors));
                 break;
             }

@@ -104,16 +104,28 @@ fn tile_limits(sg: &SentronGraph, dg: &DepGraph) -> Vec<modulo::Limit> {
 }
 
 /// Schedule one loop body: modulo if allowed and shorter, else list (or sequential).
-pub(crate) fn plan_loop(
-    sg: &SentronGraph,
-    lp: LoopId,
-    dg: &DepGraph,
-    packed: bool,
-    allow_pipe: bool,
-    always: bool,
-    in_order: bool,
-    first_ii: u32,
-) -> LoopPlan {
+/// How a loop may be planned.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PlanMode {
+    pub packed: bool,
+    /// Try a modulo schedule.
+    pub pipeline: bool,
+    /// Keep a modulo schedule even when the plain loop is shorter (testing).
+    pub always: bool,
+    /// Schedule the body in op order (register pressure fallback).
+    pub in_order: bool,
+    /// Smallest II to try.
+    pub first_ii: u32,
+}
+
+pub(crate) fn plan_loop(sg: &SentronGraph, lp: LoopId, dg: &DepGraph, mode: PlanMode) -> LoopPlan {
+    let PlanMode {
+        packed,
+        pipeline: allow_pipe,
+        always,
+        in_order,
+        first_ii,
+    } = mode;
     let trip = sg.lp(lp).trip;
     let n = dg.len() as u32;
     let base = |time: Vec<u32>, ii: u32, why: Option<String>| LoopPlan {

@@ -104,8 +104,8 @@ impl PressureInfo {
             vtpu_isa::NUM_COORD_REGS,
         ];
         let mut p = Pressure::default();
-        for f in 0..3 {
-            p.limit[f] = sizes[f].saturating_sub(self.reserved[r][f]).max(2);
+        for ((lim, size), held) in p.limit.iter_mut().zip(sizes).zip(self.reserved[r]) {
+            *lim = size.saturating_sub(held).max(2);
         }
         let mut local: HashMap<crate::graph::Value, u32> = HashMap::new();
         for &n in &dg.nodes {

@@ -73,7 +73,7 @@ const TC: u32 = 4;
 const SLOT: i64 = (TR * TC) as i64;
 /// Input pages: consecutive scrolls 1..=IN_PAGES, each IN_SLOTS slots of 2x4.
 const IN_PAGES: u32 = 10;
-const IN_SLOTS: i64 = 16;
+const IN_SLOTS: i64 = 128;
 /// Output page slots per sentron.
 const OUT_SLOTS: i64 = 4096;
 

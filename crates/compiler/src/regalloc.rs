@@ -377,8 +377,8 @@ pub fn allocate(
                 let span = span_of[&lp];
                 let end = (span.end as i64 - 1).max(start);
                 let mut regs: [Vec<u8>; 3] = Default::default();
-                for f in 0..3 {
-                    regs[f] = vec![u8::MAX; la.colors.count[f]];
+                for (regs_f, &count) in regs.iter_mut().zip(&la.colors.count) {
+                    *regs_f = vec![u8::MAX; count];
                 }
                 // Initial values of carried values keep their registers.
                 for &(e, col) in init_map.get(&lp.0).map(|v| &v[..]).unwrap_or(&[]) {

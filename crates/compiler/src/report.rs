@@ -70,13 +70,13 @@ pub fn counter_table(sides: &[(&str, &[Counters])]) -> String {
             )
         });
         row("virtual PPT hit rate (trans. cache)", &hit);
-        row("virtual bytes gathered / PPT miss", &|c| {
-            if c.ppt_misses == 0 {
-                "n/a".into()
-            } else {
-                format!("{}", (c.bytes_gathered + c.bytes_scattered) / c.ppt_misses)
-            }
-        });
+        row(
+            "virtual bytes gathered / PPT miss",
+            &|c| match (c.bytes_gathered + c.bytes_scattered).checked_div(c.ppt_misses) {
+                Some(b) => b.to_string(),
+                None => "n/a".into(),
+            },
+        );
         row("host time of this sentron (ms)", &|c| {
             format!("{:.3}", c.host_ns as f64 / 1e6)
         });

@@ -226,8 +226,8 @@ pub fn color_loop(c: &LoopClasses, ii: u32, u: u32) -> LoopColors {
             out.color.insert((cls, k), col as u32);
         }
     }
-    for f in 0..3 {
-        out.count[f] = colours[f].len();
+    for (count, c) in out.count.iter_mut().zip(&colours) {
+        *count = c.len();
     }
     out
 }

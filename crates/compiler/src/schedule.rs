@@ -129,10 +129,7 @@ struct Live<'a> {
 
 impl Live<'_> {
     fn net(&self, i: usize) -> [i64; 3] {
-        let mut net = [0i64; 3];
-        for f in 0..3 {
-            net[f] = i64::from(self.p.adds[i][f]);
-        }
+        let mut net = self.p.adds[i].map(i64::from);
         for &v in &self.p.reads[i] {
             let v = v as usize;
             if self.remaining[v] == 1 && !self.p.escapes[v] {
@@ -151,8 +148,8 @@ impl Live<'_> {
             let v = v as usize;
             self.remaining[v] = self.remaining[v].saturating_sub(1);
         }
-        for f in 0..3 {
-            self.live[f] = (self.live[f] as i64 + net[f]).max(0) as usize;
+        for (live, n) in self.live.iter_mut().zip(net) {
+            *live = (*live as i64 + n).max(0) as usize;
         }
     }
 }
@@ -337,8 +334,12 @@ pub fn list_schedule(g: &DepGraph, pressure: Option<&Pressure>) -> Vec<u32> {
         }
         t += 1;
         if heaps.iter().all(|h| h.is_empty()) {
-            if let Some(&Reverse((e, _))) = pending.peek() {
-                t = t.max(e);
+            match pending.peek() {
+                Some(&Reverse((e, _))) => t = t.max(e),
+                // Nothing ready and nothing pending: only a dependency cycle does that
+                // (callers check first); fall back to op order rather than spin.
+                None if !any => return in_order(g),
+                None => {}
             }
         }
     }

@@ -107,3 +107,28 @@ fn wrong_pipe_is_an_error() {
     let e = compile_program(&p, &CompileOptions::packed()).expect_err("must fail");
     assert!(e.to_string().contains("slot"), "{e}");
 }
+
+#[test]
+fn every_operand_kind_compiles_in_place() {
+    // The ISA's kitchen-sink program (branches, every op, packed input words).
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/asm/kitchen_sink.vasm"
+    );
+    let src = std::fs::read_to_string(path).expect("read");
+    let p = vtpu_isa::assemble_file("kitchen_sink.vasm", &src).expect("assembles");
+    let c = compile_program(&p, &CompileOptions::packed()).expect("compiles");
+    assert!(c.program.total_words() <= p.total_words());
+    let ops = |q: &vtpu_isa::Program| {
+        q.streams
+            .iter()
+            .flat_map(|s| &s.words)
+            .map(|w| w.op_count())
+            .sum::<usize>()
+    };
+    assert_eq!(
+        ops(&c.program),
+        ops(&p),
+        "in-place scheduling keeps every op"
+    );
+}

@@ -19,7 +19,7 @@ use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
 use crate::fabric::{group_text, CollKind, Mailbox, Message};
 use crate::state::{Regs, Tile, TileData, TileSlice};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode, Program, RegFile};
 use vtpu_kernels::{scalar as ks, BinOp, UnOp, Weights};

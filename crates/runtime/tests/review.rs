@@ -125,9 +125,9 @@ fn fabric_message_storm_has_no_false_deadlock() {
                     let next = (me + 1) % n as u32;
                     let prev = (me + n as u32 - 1) % n as u32;
                     for i in 0..ROUNDS {
-                        fabric.send(me, next, Message::Scalar(i * 64 + me as i64));
+                        fabric.send(me, next, Message::Scalar(i * 64 + me as i64)).expect("room");
                         // Also a message to self, received at once.
-                        fabric.send(me, me, Message::Scalar(-i));
+                        fabric.send(me, me, Message::Scalar(-i)).expect("room");
                         assert_eq!(fabric.recv(me, me, &site()), Ok(Message::Scalar(-i)));
                         let m = fabric.recv(me, prev, &site()).expect("no deadlock");
                         assert_eq!(m, Message::Scalar(i * 64 + prev as i64));
@@ -206,7 +206,7 @@ fn fabric_deadlock_is_exact() {
             }
             std::thread::sleep(Duration::from_millis(30));
             assert!(!f.stopped(), "false deadlock while sentron 1 was running");
-            f.send(1, 0, Message::Scalar(7));
+            f.send(1, 0, Message::Scalar(7)).expect("room");
             f.halt(1);
         });
     });

@@ -106,6 +106,8 @@ fn page_bytes(p: &GemvParams, b: u32, h: u32) -> Vec<u8> {
 }
 
 /// Build the GEMV graph and its weight pages.
+// `u32::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn build(p: GemvParams) -> Result<Workload> {
     let bad = |what: String| CompileError::Structure {
         at: "gemv".into(),

@@ -58,6 +58,8 @@ fn input(t: usize, i: usize) -> f32 {
 }
 
 /// The batched microvtpu as a graph.
+// `u32::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn build(p: MicroParams) -> Result<Workload> {
     if p.rows == 0 || p.features == 0 || p.samples == 0 || p.samples % p.rows != 0 {
         return Err(crate::CompileError::Structure {

@@ -15,6 +15,9 @@ use crate::lower::{compile, CompileOptions, Compiled};
 use vtpu_phext::{Layout, PageInit, PhextSpace};
 use vtpu_runtime::{Counters, ExecutorKind, RunConfig};
 
+/// A result check: Ok(summary) or Err(what is wrong).
+pub type Check = Box<dyn Fn(&PhextSpace) -> std::result::Result<String, String>>;
+
 /// A runnable workload.
 pub struct Workload {
     pub name: String,
@@ -25,7 +28,7 @@ pub struct Workload {
     /// program text); the program declares them without data.
     pub data_pages: Vec<PageInit>,
     /// Checks the results in phext space after a run; Ok(summary) or Err(what is wrong).
-    pub check: Box<dyn Fn(&PhextSpace) -> std::result::Result<String, String>>,
+    pub check: Check,
 }
 
 /// How to run a workload.
@@ -41,6 +44,8 @@ pub struct RunOptions {
     pub unpacked: bool,
     /// Run the packed form too.
     pub packed: bool,
+    /// How the packed form is compiled.
+    pub compile: CompileOptions,
 }
 
 impl Default for RunOptions {
@@ -52,6 +57,7 @@ impl Default for RunOptions {
             pin: true,
             unpacked: true,
             packed: true,
+            compile: CompileOptions::packed(),
         }
     }
 }
@@ -113,7 +119,7 @@ fn clear_writable(space: &PhextSpace) {
 /// Compile, run and measure a workload.
 pub fn run(w: &Workload, opts: &RunOptions) -> Result<WorkloadReport> {
     let t0 = Instant::now();
-    let packed = compile(&w.graph, &CompileOptions::packed())?;
+    let packed = compile(&w.graph, &opts.compile)?;
     let compile_s = t0.elapsed().as_secs_f64();
     let unpacked = compile(&w.graph, &CompileOptions::unpacked())?;
     let choice = layout::choose(&w.graph, &w.data_pages, opts.layout);
