@@ -31,7 +31,14 @@ fn profile_layer_prints_ops_time_split_and_counters() {
         "16",
     ]);
     assert!(ok, "{out}\n{err}");
-    for needle in ["DTMM", "GB/s", "dispatch", "ops/SIW", "PPT", "f64 reference"] {
+    for needle in [
+        "DTMM",
+        "GB/s",
+        "dispatch",
+        "ops/SIW",
+        "PPT",
+        "f64 reference",
+    ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
 }
@@ -61,11 +68,18 @@ fn bench_layer_writes_its_table() {
     for _ in 0..2 {
         let (ok, out, err) = run(&args);
         assert!(ok, "{out}\n{err}");
-        assert!(out.contains("| smollm2_135m | decode | 512 | f32 |"), "{out}");
+        assert!(
+            out.contains("| smollm2_135m | decode | 512 | f32 |"),
+            "{out}"
+        );
     }
     // Written twice: the section is replaced, not duplicated; other sections stay.
     let text = std::fs::read_to_string(&md).unwrap();
-    assert_eq!(text.matches("## One transformer layer").count(), 1, "{text}");
+    assert_eq!(
+        text.matches("## One transformer layer").count(),
+        1,
+        "{text}"
+    );
     assert!(text.contains("Someone else's section\nkept"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -77,7 +91,10 @@ fn bad_arguments_are_clear_errors() {
         (vec!["profile-layer", "--dtype", "q4_0"], "weight dtype"),
         (vec!["profile-layer", "--mode", "train"], "--mode"),
         (vec!["profile-layer", "--sentrons", "0"], "sentrons"),
-        (vec!["bench-layer", "--dtypes", "i8", "--no-baseline"], "weight dtype"),
+        (
+            vec!["bench-layer", "--dtypes", "i8", "--no-baseline"],
+            "weight dtype",
+        ),
     ] {
         let (ok, out, err) = run(&args);
         assert!(!ok, "{args:?} should fail:\n{out}");

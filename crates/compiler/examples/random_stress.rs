@@ -97,7 +97,9 @@ fn main() {
             }
             // On the fast executor too (its SIMD kernels round differently from the
             // reference's, so compare it with itself).
-            if pages_on(&pk.program, n, ExecutorKind::Fast)? != pages_on(&un.program, n, ExecutorKind::Fast)? {
+            if pages_on(&pk.program, n, ExecutorKind::Fast)?
+                != pages_on(&un.program, n, ExecutorKind::Fast)?
+            {
                 return Err("fast executor: pages differ".into());
             }
             // The unpacked program as .vasm input (renamed by the frontend).

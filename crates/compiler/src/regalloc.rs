@@ -170,11 +170,15 @@ pub fn allocate(
     };
     // Pass 1: ranges of top-level units.
     let mut counter_range: HashMap<u32, (i64, i64)> = HashMap::new();
-    let kernel_at = |w: usize| {
-        spans
-            .iter()
-            .find_map(|s| s.kernel.filter(|k| w >= k.0 && w < k.1))
-    };
+    // The kernel loop (if any) each word belongs to: its end.
+    let mut kernel_end: Vec<Option<usize>> = vec![None; words.len()];
+    for sp in spans {
+        if let Some((ks, ke)) = sp.kernel {
+            for slot in kernel_end.iter_mut().take(ke).skip(ks) {
+                *slot = Some(ke);
+            }
+        }
+    }
     for (w, word) in words.iter().enumerate() {
         let wi = w as i64;
         for slot in word.slots.iter().flatten() {
@@ -184,7 +188,7 @@ pub fn allocate(
                     for &u in &n.uses {
                         if let Unit::Ext(e) = unit_of(sg, loops, u, iter, &mut tab)? {
                             let mut end = wi + c_read(sg, node);
-                            if let Some((_, ke)) = kernel_at(w) {
+                            if let Some(ke) = kernel_end[w] {
                                 end = end.max(ke as i64 - 1);
                             }
                             let x = &mut tab.ext[e as usize];

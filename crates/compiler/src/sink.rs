@@ -100,7 +100,7 @@ fn valid(dg: &DepGraph, time: &[u32], ii: u32, pf: bool) -> bool {
 }
 
 /// Most schedules `improve` evaluates.
-pub const MAX_EVALS: usize = 4000;
+pub const MAX_EVALS: usize = 1500;
 
 /// Local search after sinking: when register rotation still needs a kernel unrolled U > 1
 /// times, try moving an op of a longest-lived class to a later row, first moving the op
@@ -120,7 +120,14 @@ pub fn improve(
     }
     let max_t = time.iter().copied().max().unwrap_or(0);
     let row = |t: u32| (t % ii) as usize;
-    // Each evaluation costs O(ops); bound the search so big bodies compile quickly.
+    let reserved = |p: usize, r: usize| p == 2 && r == ii as usize - 1;
+    // Which op holds each (row, pipe) slot.
+    let mut occ: Vec<[Option<usize>; 3]> = vec![[None; 3]; ii as usize];
+    for (i, &t) in time.iter().enumerate() {
+        occ[row(t)][dg.pipe[i] as usize] = Some(i);
+    }
+    // Each candidate schedule costs O(ops) to evaluate; bound the search so big bodies
+    // compile quickly.
     let mut budget: usize = MAX_EVALS;
     for _round in 0..4 {
         let mut improved = false;
@@ -128,48 +135,36 @@ pub fn improve(
             if dg.prefetch[x] || dg.terminator == Some(x) {
                 continue;
             }
+            let px = dg.pipe[x] as usize;
             for tx in 0..=max_t {
-                if tx == time[x] {
+                if tx == time[x] || reserved(px, row(tx)) {
                     continue;
                 }
-                let occupant =
-                    (0..n).find(|&y| y != x && dg.pipe[y] == dg.pipe[x] && row(time[y]) == row(tx));
-                let reserved = dg.pipe[x] as usize == 2 && row(tx) == ii as usize - 1;
-                if reserved {
-                    continue;
-                }
-                let candidates: Vec<Vec<u32>> = match occupant {
-                    None => {
-                        let mut t = time.clone();
-                        t[x] = tx;
-                        vec![t]
+                let occupant = occ[row(tx)][px].filter(|&y| y != x);
+                let mut moves: Vec<(usize, u32)> = Vec::new();
+                match occupant {
+                    None => moves.push((usize::MAX, 0)),
+                    Some(y) => {
+                        let py = dg.pipe[y] as usize;
+                        for ty in 0..=max_t {
+                            let r = row(ty);
+                            let free = r == row(time[x]) || occ[r][py].is_none();
+                            if ty != time[y] && r != row(tx) && free && !reserved(py, r) {
+                                moves.push((y, ty));
+                            }
+                        }
                     }
-                    Some(y) => (0..=max_t)
-                        .filter(|&ty| {
-                            ty != time[y]
-                                && row(ty) != row(tx)
-                                && (row(ty) == row(time[x])
-                                    || !(0..n).any(|z| {
-                                        z != x
-                                            && z != y
-                                            && dg.pipe[z] == dg.pipe[y]
-                                            && row(time[z]) == row(ty)
-                                    }))
-                                && !(dg.pipe[y] as usize == 2 && row(ty) == ii as usize - 1)
-                        })
-                        .map(|ty| {
-                            let mut t = time.clone();
-                            t[x] = tx;
-                            t[y] = ty;
-                            t
-                        })
-                        .collect(),
-                };
-                for t in candidates {
+                }
+                for (y, ty) in moves {
                     if budget == 0 {
                         return;
                     }
                     budget -= 1;
+                    let mut t = time.clone();
+                    t[x] = tx;
+                    if y != usize::MAX {
+                        t[y] = ty;
+                    }
                     if !valid(dg, &t, ii, pf) {
                         continue;
                     }
@@ -177,6 +172,12 @@ pub fn improve(
                     if u < best_u || (u == best_u && len < best_len) {
                         best_u = u;
                         best_len = len;
+                        occ[row(time[x])][px] = None;
+                        if y != usize::MAX {
+                            occ[row(time[y])][dg.pipe[y] as usize] = None;
+                            occ[row(ty)][dg.pipe[y] as usize] = Some(y);
+                        }
+                        occ[row(tx)][px] = Some(x);
                         *time = t;
                         improved = true;
                         break;

@@ -7,8 +7,8 @@
 //! buffers have grown to their working sizes, allocates nothing but its report.
 //!
 //! Between runs the workers spin briefly on an atomic run number (a token loop calls
-//! again within microseconds), then sleep on a condition variable, so an idle session
-//! costs no CPU.
+//! again within microseconds) when every sentron has a core of its own, then sleep on a
+//! condition variable, so an idle session costs no CPU.
 //!
 //! Semantics are exactly those of [`crate::run`] with the fast executor: registers start
 //! at their initial values on every run, pages persist (they are the state), and the
@@ -55,6 +55,9 @@ struct Shared {
     run: AtomicU64,
     shutdown: AtomicBool,
     profile: AtomicBool,
+    /// Idle workers spin before sleeping only when every sentron has a core of its own
+    /// (a spinning worker would otherwise take the core a busy one needs).
+    spin: bool,
     /// Workers done with the current run.
     done: AtomicUsize,
     lock: Mutex<Vec<Option<SentronResult>>>,
@@ -123,6 +126,7 @@ impl Session {
             run: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
             profile: AtomicBool::new(false),
+            spin: std::thread::available_parallelism().is_ok_and(|c| n <= c.get()),
             done: AtomicUsize::new(0),
             lock: Mutex::new(vec![None; n]),
             start_cv: Condvar::new(),
@@ -284,7 +288,7 @@ fn worker(sh: &Shared, id: u32) {
     let mut keep = crate::fast::Recycled::default();
     loop {
         // Spin, then sleep, until a new run starts or the session ends.
-        let spin_until = Instant::now() + SPIN;
+        let spin_until = Instant::now() + if sh.spin { SPIN } else { Duration::ZERO };
         while sh.run.load(Ordering::Acquire) == seen
             && !sh.shutdown.load(Ordering::Acquire)
             && Instant::now() < spin_until
