@@ -12,8 +12,8 @@ use std::fmt;
 
 use crate::word::{kind_code, GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use crate::{
-    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_SENTRONS,
-    MAX_PAGE_ELEMS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
+    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_PAGE_ELEMS,
+    MAX_SENTRONS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
 };
 use vtpu_phext::{Coord, CoordKey, DType, PageKind, DEFAULT_PART_LIMIT, DIM_NAMES};
 
@@ -195,7 +195,9 @@ fn page_problems(page: &PageDecl) -> Vec<String> {
     }
     let elems = u64::from(rows) * u64::from(cols);
     if elems > MAX_PAGE_ELEMS {
-        out.push(format!("shape {rows}x{cols} has {elems} elements, more than the limit {MAX_PAGE_ELEMS}"));
+        out.push(format!(
+            "shape {rows}x{cols} has {elems} elements, more than the limit {MAX_PAGE_ELEMS}"
+        ));
     }
     match usize::try_from(elems) {
         Ok(n) => {

@@ -245,8 +245,20 @@ fn huge_shapes_are_rejected_before_anything_allocates() {
         None,
         &["shape 16777216x16777216 has 281474976710656 elements, more than the limit 67108864"],
     );
-    expect("DTSPLAT t0, r0, 65536x1025", None, &["more than the limit 67108864"]);
-    expect("SALLOC c0, f32, owned, 65536x16385", None, &["more than the limit 1073741824"]);
+    expect(
+        "DTSPLAT t0, r0, 65536x1025",
+        None,
+        &["more than the limit 67108864"],
+    );
+    expect(
+        "SALLOC c0, f32, owned, 65536x16385",
+        None,
+        &["more than the limit 1073741824"],
+    );
     expect("SALLOC c0, f32, scratch, 65536x16384", None, &[]);
-    expect(".page 1.1.1/1.1.1/1.1.1 f32 65536x16385\nCHALT", None, &["more than the limit 1073741824"]);
+    expect(
+        ".page 1.1.1/1.1.1/1.1.1 f32 65536x16385\nCHALT",
+        None,
+        &["more than the limit 1073741824"],
+    );
 }

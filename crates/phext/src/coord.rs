@@ -181,7 +181,11 @@ impl Coord {
             .enumerate()
             .find(|&(d, &p)| d != skip && u32::from(p) > limit)
             .map_or((skip, 0), |(d, &p)| (d, p));
-        CoordError::PartOutOfRange { dim: d, value: i128::from(p), limit }
+        CoordError::PartOutOfRange {
+            dim: d,
+            value: i128::from(p),
+            limit,
+        }
     }
 
     /// The packed key: (part-1) in 14 bits each, library most significant. No allocation,
@@ -381,7 +385,11 @@ mod tests {
         let c = Coord::parse("3.1.1/1.1.1/1.1.998").unwrap();
         for (dim, delta) in [(8, 1), (8, 2), (0, -2), (0, -3), (4, 998), (4, 999), (9, 0)] {
             let step = c.step(dim, delta, 999);
-            assert_eq!(step, c.offset(dim, delta, 999).ok(), "dim {dim} delta {delta}");
+            assert_eq!(
+                step,
+                c.offset(dim, delta, 999).ok(),
+                "dim {dim} delta {delta}"
+            );
         }
         assert_eq!(c.step(8, i64::MAX, 999), None);
     }

@@ -205,7 +205,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         let mut pc = 0usize;
         let mut back_jumps: u32 = 0;
         loop {
-            let Some(w) = words.get(pc) else { return Ok(()) };
+            let Some(w) = words.get(pc) else {
+                return Ok(());
+            };
             if let Some(n) = self.exec.get_mut(pc) {
                 *n += 1;
             }
@@ -221,17 +223,31 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     if t as usize <= pc {
                         if self.retired > self.word_limit {
                             let fault = trap_at(TrapKind::WordLimit(self.word_limit), None);
-                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault });
+                            return Err(StopAt {
+                                pc: pc as u32,
+                                op: w.ops[2],
+                                fault,
+                            });
                         }
                         back_jumps = back_jumps.wrapping_add(1);
                         if back_jumps.is_multiple_of(1024) && self.fabric.stopped() {
-                            return Err(StopAt { pc: pc as u32, op: w.ops[2], fault: stopped() });
+                            return Err(StopAt {
+                                pc: pc as u32,
+                                op: w.ops[2],
+                                fault: stopped(),
+                            });
                         }
                     }
                     pc = t as usize;
                 }
                 Ok(Flow::Halt) => return Ok(()),
-                Err((slot, fault)) => return Err(StopAt { pc: pc as u32, op: w.ops[slot], fault }),
+                Err((slot, fault)) => {
+                    return Err(StopAt {
+                        pc: pc as u32,
+                        op: w.ops[slot],
+                        fault,
+                    })
+                }
             }
         }
     }
@@ -345,7 +361,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         }
         match t.f32s() {
             Some(s) => Ok((s, t.rows, t.cols)),
-            None if t.is_window() => Err(TrapKind::BadDType(crate::layer_ops::window_use(i)).into()),
+            None if t.is_window() => {
+                Err(TrapKind::BadDType(crate::layer_ops::window_use(i)).into())
+            }
             None => Err(TrapKind::BadDType(format!(
                 "t{i} holds {}; this op needs f32",
                 t.dtype.name()
@@ -667,7 +685,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .map_err(|e| TrapKind::CoordRange(e.to_string()))?;
             }
             Opcode::SIndex | Opcode::SIndexi => {
-                let delta = if op.code == Opcode::SIndex { self.regs.s[c as usize & SMASK] } else { op.imm_i64() };
+                let delta = if op.code == Opcode::SIndex {
+                    self.regs.s[c as usize & SMASK]
+                } else {
+                    op.imm_i64()
+                };
                 let base = self.regs.c[a as usize & CMASK];
                 let limit = self.space.part_limit();
                 // Coordinate registers only ever hold coordinates within the space's
@@ -907,11 +929,13 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 };
                 self.counters.msgs_sent += 1;
                 self.counters.msg_bytes += msg.bytes();
-                self.fabric.send(self.id, to, msg).map_err(|pending| TrapKind::MailboxFull {
-                    to,
-                    pending,
-                    max: crate::fabric::MAX_MAILBOX_BYTES,
-                })?;
+                self.fabric
+                    .send(self.id, to, msg)
+                    .map_err(|pending| TrapKind::MailboxFull {
+                        to,
+                        pending,
+                        max: crate::fabric::MAX_MAILBOX_BYTES,
+                    })?;
                 Flow::Next
             }
             Opcode::CRecvR | Opcode::CRecvT => {

@@ -592,9 +592,7 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                 .free(coord)
                 .map_err(|_| (TrapKind::PageFault(coord), Some(coord)))?;
         }
-        Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => {
-            layer_ops::exec_s(r, op, s, space)?
-        }
+        Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => layer_ops::exec_s(r, op, s, space)?,
         _ => {}
     }
     Ok(())
@@ -678,9 +676,18 @@ fn exec_c(
             s.counters.msgs_sent += 1;
             s.counters.msg_bytes += msg.bytes();
             let to = a as u32;
-            m.mail[a as usize * m.n + s.id as usize].push(msg).map_err(|pending| {
-                (TrapKind::MailboxFull { to, pending, max: crate::fabric::MAX_MAILBOX_BYTES }, None)
-            })?;
+            m.mail[a as usize * m.n + s.id as usize]
+                .push(msg)
+                .map_err(|pending| {
+                    (
+                        TrapKind::MailboxFull {
+                            to,
+                            pending,
+                            max: crate::fabric::MAX_MAILBOX_BYTES,
+                        },
+                        None,
+                    )
+                })?;
             CFlow::Next
         }
         Opcode::CRecvR | Opcode::CRecvT => {
@@ -764,7 +771,10 @@ fn exec_c(
             };
             *pending &= !(1u64 << s.id);
             let result = if *pending == 0 {
-                g.results.remove(&my_gen).map(|(r, _)| r).unwrap_or(Ok(None))
+                g.results
+                    .remove(&my_gen)
+                    .map(|(r, _)| r)
+                    .unwrap_or(Ok(None))
             } else {
                 result.clone()
             };

@@ -125,7 +125,9 @@ fn fabric_message_storm_has_no_false_deadlock() {
                     let next = (me + 1) % n as u32;
                     let prev = (me + n as u32 - 1) % n as u32;
                     for i in 0..ROUNDS {
-                        fabric.send(me, next, Message::Scalar(i * 64 + me as i64)).expect("room");
+                        fabric
+                            .send(me, next, Message::Scalar(i * 64 + me as i64))
+                            .expect("room");
                         // Also a message to self, received at once.
                         fabric.send(me, me, Message::Scalar(-i)).expect("room");
                         assert_eq!(fabric.recv(me, me, &site()), Ok(Message::Scalar(-i)));

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use vtpu_isa::validate::writes;
 use vtpu_isa::word::{GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use vtpu_isa::{
-    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, Siw, Stream, MAX_TILE_DIM, MAX_TILE_ELEMS, OPS,
+    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, Siw, Stream, MAX_TILE_DIM,
+    MAX_TILE_ELEMS, OPS,
 };
 use vtpu_phext::{Coord, DType, PageKind, DIM_NAMES};
 

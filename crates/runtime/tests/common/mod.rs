@@ -34,12 +34,23 @@ pub fn run_at(
     executor: ExecutorKind,
     kernel_level: Option<vtpu_kernels::KernelLevel>,
 ) -> (Result<RunReport, MachineError>, PhextSpace) {
+    run_limited(src, sentrons, executor, kernel_level, 1_000_000)
+}
+
+/// Like `run_at`, with a chosen word limit per sentron.
+pub fn run_limited(
+    src: &str,
+    sentrons: usize,
+    executor: ExecutorKind,
+    kernel_level: Option<vtpu_kernels::KernelLevel>,
+    word_limit: u64,
+) -> (Result<RunReport, MachineError>, PhextSpace) {
     let p = assemble(src);
     let space = vtpu_runtime::build_space(&p, Layout::ZOrder).expect("pages load");
     let cfg = RunConfig {
         sentrons,
         executor,
-        word_limit: 1_000_000,
+        word_limit,
         kernel_level,
         ..RunConfig::default()
     };
