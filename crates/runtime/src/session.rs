@@ -137,9 +137,14 @@ impl Session {
         } else {
             Vec::new()
         };
-        let mut workers = Vec::with_capacity(n);
+        // Workers join `session` as they start: if a later one cannot start, dropping
+        // `session` shuts down and joins the ones already running.
+        let mut session = Session {
+            shared,
+            workers: Vec::with_capacity(n),
+        };
         for i in 0..n {
-            let sh = Arc::clone(&shared);
+            let sh = Arc::clone(&session.shared);
             let core = (!cores.is_empty()).then(|| cores[i % cores.len()]);
             let h = std::thread::Builder::new()
                 .name(format!("sentron-{i}"))
@@ -150,9 +155,9 @@ impl Session {
                     worker(&sh, i as u32);
                 })
                 .map_err(|e| MachineError::Setup(format!("cannot start sentron {i}: {e}")))?;
-            workers.push(h);
+            session.workers.push(h);
         }
-        Ok(Session { shared, workers })
+        Ok(session)
     }
 
     pub fn sentrons(&self) -> usize {
