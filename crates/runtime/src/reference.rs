@@ -465,6 +465,48 @@ fn set_s(r: &mut Regs, d: u8, v: i64) -> R<u64> {
     Ok(0)
 }
 
+/// The tile a gather of `rows x cols` elements from element `off` of `page` yields: a
+/// zero-copy view of a read-only page (f32/f16/bf16), else an f32 copy. Shared by
+/// SGATHER, SGATHERS and SGATHERV; the range was checked by the caller.
+fn gather_tile(
+    s: &mut RefSentron,
+    page: &Arc<vtpu_phext::Page>,
+    coord: Coord,
+    off: usize,
+    rows: u32,
+    cols: u32,
+) -> R<Tile> {
+    let n = rows as usize * cols as usize;
+    let dtype = page.dtype();
+    let width = view_width(dtype);
+    s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
+    match width {
+        Some(w) if page.is_read_only() => Ok(Tile {
+            rows,
+            cols,
+            dtype,
+            data: TileData::View {
+                page: page.clone(),
+                byte_off: off * w,
+            },
+        }),
+        _ if dtype == DType::F32 => {
+            let mut v = vec![0.0; n];
+            page.read_f32(off, &mut v)
+                .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
+            s.counters.bytes_copied += 4 * n as u64;
+            Ok(Tile::from_f32(rows, cols, v))
+        }
+        _ => Err((
+            TrapKind::BadDType(format!(
+                "gather of a writable {} page (tiles copy f32 only)",
+                dtype.name()
+            )),
+            Some(coord),
+        )),
+    }
+}
+
 fn page_of(s: &mut RefSentron, space: &PhextSpace, coord: Coord) -> R<Arc<vtpu_phext::Page>> {
     s.tlb
         .lookup(space, coord.key())
@@ -503,38 +545,7 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                     check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
                 (rows, cols, off)
             };
-            let n = rows as usize * cols as usize;
-            let dtype = page.dtype();
-            let width = view_width(dtype);
-            s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
-            let tile = match width {
-                Some(w) if page.is_read_only() => Tile {
-                    rows,
-                    cols,
-                    dtype,
-                    data: TileData::View {
-                        page: page.clone(),
-                        byte_off: off * w,
-                    },
-                },
-                _ if dtype == DType::F32 => {
-                    let mut v = vec![0.0; n];
-                    page.read_f32(off, &mut v)
-                        .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
-                    s.counters.bytes_copied += 4 * n as u64;
-                    Tile::from_f32(rows, cols, v)
-                }
-                _ => {
-                    return Err((
-                        TrapKind::BadDType(format!(
-                            "gather of a writable {} page (tiles copy f32 only)",
-                            dtype.name()
-                        )),
-                        Some(coord),
-                    ))
-                }
-            };
-            r.t[d as usize] = tile;
+            r.t[d as usize] = gather_tile(s, &page, coord, off, rows, cols)?;
         }
         Opcode::SScatter => {
             let coord = r.c[a as usize];

@@ -20,8 +20,8 @@
 //!   which must be DTMM or DTMMN (as their second operand); every other op traps.
 //! - `SLOAD rd, ca, rb`: element rb of an i32 page.
 
-use super::{f32_of, page_of, tk, RefSentron, R};
-use crate::common::{check_range, view_width};
+use super::{f32_of, gather_tile, page_of, tk, RefSentron, R};
+use crate::common::check_range;
 use crate::error::TrapKind;
 use crate::layer_ops as spec;
 use crate::state::{Regs, Tile, TileData, TileSlice};
@@ -201,37 +201,7 @@ pub(super) fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, space: &PhextSpa
             let n = rows as usize * cols as usize;
             let off =
                 check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
-            let dtype = page.dtype();
-            let width = view_width(dtype);
-            s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
-            let tile = match width {
-                Some(w) if page.is_read_only() => Tile {
-                    rows,
-                    cols,
-                    dtype,
-                    data: TileData::View {
-                        page: page.clone(),
-                        byte_off: off * w,
-                    },
-                },
-                _ if dtype == DType::F32 => {
-                    let mut v = vec![0.0; n];
-                    page.read_f32(off, &mut v)
-                        .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
-                    s.counters.bytes_copied += 4 * n as u64;
-                    Tile::from_f32(rows, cols, v)
-                }
-                _ => {
-                    return Err((
-                        TrapKind::BadDType(format!(
-                            "gather of a writable {} page (tiles copy f32 only)",
-                            dtype.name()
-                        )),
-                        Some(coord),
-                    ))
-                }
-            };
-            r.t[d as usize] = tile;
+            r.t[d as usize] = gather_tile(s, &page, coord, off, rows, cols)?;
         }
         Opcode::SWindow => {
             let (rows, cols) =
