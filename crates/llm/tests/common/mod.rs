@@ -3,12 +3,10 @@
 //! by side through prefill and decode steps.
 #![allow(dead_code)]
 
-use half::{bf16, f16};
 use vtpu_llm::{
     layer_forward_f64, KvCacheF64, LayerConfig, LayerOptions, LayerRunner, LayerWeights,
     RopeLayout, SplitMix64,
 };
-use vtpu_phext::DType;
 
 /// Small shapes of the three architectures (GQA everywhere; `qwen3` has H*Hd != D and
 /// q/k norm; `smol3` has 3 kv heads so 2 sentrons get an uneven split).
@@ -102,30 +100,6 @@ pub fn scaled_weights(cfg: &LayerConfig, seed: u64) -> LayerWeights {
     w
 }
 
-/// The projection matrices rounded to `dtype` and back (exact), so the f64 reference
-/// sees exactly the weights the vTPU stores.
-pub fn rounded(w: &LayerWeights, dtype: DType) -> LayerWeights {
-    let r = |v: &Vec<f32>| -> Vec<f32> {
-        v.iter()
-            .map(|&x| match dtype {
-                DType::F16 => f16::from_f32(x).to_f32(),
-                DType::BF16 => bf16::from_f32(x).to_f32(),
-                _ => x,
-            })
-            .collect()
-    };
-    LayerWeights {
-        wq: r(&w.wq),
-        wk: r(&w.wk),
-        wv: r(&w.wv),
-        wo: r(&w.wo),
-        w_gate: r(&w.w_gate),
-        w_up: r(&w.w_up),
-        w_down: r(&w.w_down),
-        ..w.clone()
-    }
-}
-
 /// Inputs `[T, D]` uniform in [-2, 2].
 pub fn inputs(rng: &mut SplitMix64, t: usize, d: usize) -> Vec<f32> {
     (0..t * d).map(|_| rng.uniform(-2.0, 2.0)).collect()
@@ -180,7 +154,8 @@ pub fn compare(
     steps: &[usize],
     seed: u64,
 ) -> f64 {
-    let reference_w = rounded(w, opts.weight_dtype);
+    // The f64 reference sees exactly the weights the vTPU stores.
+    let reference_w = vtpu_llm::layer_pages::rounded_to(w, opts.weight_dtype);
     let mut runner = LayerRunner::new(cfg, w, opts).unwrap_or_else(|e| panic!("{name}: {e}"));
     let mut cache = KvCacheF64::new(cfg).expect("cache");
     let mut rng = SplitMix64::new(seed);
