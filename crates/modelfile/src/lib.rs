@@ -1,0 +1,1 @@
+//! vtpu-modelfile: readers for model files (GGUF, Hugging Face directories).

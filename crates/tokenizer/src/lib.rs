@@ -1,0 +1,1 @@
+//! vtpu-tokenizer: text <-> token ids.
