@@ -14,9 +14,10 @@ use vtpu_compiler::workloads::{
     self, gemv::GemvParams, microvtpu_batched::MicroParams, RunOptions,
 };
 use vtpu_compiler::{compile_program, report, CompileOptions};
+use crate::cmd_run::Setup;
 use vtpu_isa::Program;
-use vtpu_phext::Layout;
-use vtpu_runtime::{Counters, ExecutorKind, RunConfig};
+use vtpu_phext::{Layout, PhextSpace};
+use vtpu_runtime::{RunConfig, RunReport};
 
 #[derive(clap::Args)]
 pub struct CompileArgs {
@@ -37,25 +38,36 @@ pub struct CompileArgs {
     #[arg(long)]
     report: bool,
     /// Sentrons to run on for --report (default: the program's streams).
-    #[arg(long, short = 'n')]
+    #[arg(long, short = 'n', value_parser = crate::cmd_run::parse_sentrons)]
     sentrons: Option<usize>,
     /// Executor for --report.
     #[arg(long, value_enum, default_value_t = crate::Exec::Fast)]
     executor: crate::Exec,
     /// Timed runs of each form for --report (median).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = crate::cmd_run::parse_runs)]
     runs: usize,
-}
-
-fn exec_kind(e: crate::Exec) -> ExecutorKind {
-    match e {
-        crate::Exec::Fast => ExecutorKind::Fast,
-        crate::Exec::Reference => ExecutorKind::Reference,
-    }
+    /// For --report: stop with a trap when a sentron retires more than this many words
+    /// (an endless loop in the input then ends instead of hanging the compile).
+    #[arg(long, value_parser = crate::cmd_run::parse_max_words)]
+    max_words: Option<u64>,
 }
 
 pub fn compile(a: CompileArgs) -> Result<()> {
+    let out = a
+        .output
+        .clone()
+        .unwrap_or_else(|| a.input.with_extension("packed.vasm"));
+    // Before any work: the output must not be the input (the source would be lost) and
+    // must be creatable (checked after reading the input, so a missing input is what
+    // the error names).
+    crate::cmd_run::refuse_overwrite(&a.input, &out, "-o")?;
     let p = crate::read_program(&a.input)?;
+    crate::cmd_run::check_output_file(&out, "-o")?;
+    let n = a.sentrons.unwrap_or_else(|| p.min_sentrons());
+    if a.report {
+        crate::cmd_run::validate_for_run(&p, n, vtpu_phext::DEFAULT_PART_LIMIT)
+            .with_context(|| format!("{}: cannot run it for --report", a.input.display()))?;
+    }
     let opts = CompileOptions {
         prefetch: !a.no_prefetch,
         pipeline: !a.no_pipeline,
@@ -64,10 +76,6 @@ pub fn compile(a: CompileArgs) -> Result<()> {
     let t0 = Instant::now();
     let c = compile_program(&p, &opts).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
-    let out = a
-        .output
-        .clone()
-        .unwrap_or_else(|| a.input.with_extension("packed.vasm"));
     let text = format!(
         "; packed by `vtpu compile` from {}\n{}",
         a.input.display(),
@@ -113,59 +121,63 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         }
     }
     if a.report {
-        let n = a.sentrons.unwrap_or_else(|| p.min_sentrons());
-        print!(
-            "{}",
-            before_after(&p, &c.program, n, exec_kind(a.executor), a.runs, true)?
-        );
+        let cfg = RunConfig {
+            sentrons: n,
+            executor: crate::cmd_run::exec_kind(a.executor),
+            word_limit: a.max_words.unwrap_or(u64::MAX),
+            ..RunConfig::default()
+        };
+        let setup = Setup {
+            layout: Layout::ZOrder,
+            load: None,
+        };
+        print!("{}", before_after(&p, &c.program, &setup, &cfg, a.runs)?.text);
     }
     Ok(())
 }
 
-/// Run a program as given and packed (`vtpu run --packed`).
-pub fn run_packed(
-    p: &Program,
-    sentrons: Option<usize>,
-    exec: crate::Exec,
-    report: bool,
-    pin: bool,
-) -> Result<()> {
+/// Run a program as given and packed (`vtpu run --packed`), each form from the same
+/// start (`setup`: a fresh space by its layout, or `--load`), with `cfg` (sentrons,
+/// executor, pinning, word limit). The caller saves, shows and reports from the result.
+pub fn run_packed(p: &Program, setup: &Setup, cfg: &RunConfig) -> Result<BeforeAfter> {
     let c = compile_program(p, &CompileOptions::packed()).map_err(|e| anyhow!("{e}"))?;
-    let n = sentrons.unwrap_or_else(|| p.min_sentrons());
-    let text = before_after(p, &c.program, n, exec_kind(exec), 5, pin)?;
-    if report {
-        print!("{text}");
-    } else {
-        println!("{}", text.lines().last().unwrap_or_default());
-    }
-    Ok(())
+    before_after(p, &c.program, setup, cfg, 5)
 }
 
-/// Counters and median host times of one program: (counters of the last run, wall ns of
-/// every run, final pages).
-fn measure(
-    p: &Program,
-    cfg: &RunConfig,
-    runs: usize,
-) -> Result<(Vec<Counters>, Vec<u64>, Vec<(vtpu_phext::Coord, Vec<u8>)>)> {
-    let mut walls = Vec::new();
-    let mut last = Vec::new();
-    let mut pages = Vec::new();
+/// One program measured: the last run's report and final space, every run's wall ns,
+/// and the final pages (to compare forms).
+struct Measured {
+    report: RunReport,
+    space: PhextSpace,
+    walls: Vec<u64>,
+    pages: Vec<(vtpu_phext::Coord, Vec<u8>)>,
+}
+
+/// Run `p` once to warm up and `runs` times timed, each from a fresh start.
+fn measure(p: &Program, setup: &Setup, cfg: &RunConfig, runs: usize) -> Result<Measured> {
+    let mut walls = Vec::with_capacity(runs);
+    let mut last = None;
     for i in 0..=runs {
-        let space = vtpu_runtime::build_space(p, Layout::ZOrder)?;
+        let space = setup.space(p, cfg.sentrons)?;
         let r = vtpu_runtime::run(p, &space, cfg)?;
         if i > 0 {
             walls.push(r.host_wall_ns);
         }
-        last = r.counters;
-        pages = space
-            .pages()
-            .iter()
-            .map(|pg| (pg.coord(), pg.read(|b| b.to_vec())))
-            .collect();
+        last = Some((r, space));
     }
+    let (report, space) = last.ok_or_else(|| anyhow!("no run"))?;
+    let mut pages: Vec<_> = space
+        .pages()
+        .iter()
+        .map(|pg| (pg.coord(), pg.read(|b| b.to_vec())))
+        .collect();
     pages.sort_by_key(|x| x.0);
-    Ok((last, walls, pages))
+    Ok(Measured {
+        report,
+        space,
+        walls,
+        pages,
+    })
 }
 
 fn median(v: &[u64]) -> f64 {
@@ -174,46 +186,56 @@ fn median(v: &[u64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0) as f64
 }
 
+/// Two forms of a program run side by side.
+pub struct BeforeAfter {
+    /// The before/after table, host medians, their ratio and the page check.
+    pub text: String,
+    pub before: RunReport,
+    pub after: RunReport,
+    /// The phext space after the packed program's last run.
+    pub after_space: PhextSpace,
+}
+
 /// Before/after table of two programs, with host medians, their ratio and a page check.
 pub fn before_after(
     before: &Program,
     after: &Program,
-    n: usize,
-    exec: ExecutorKind,
+    setup: &Setup,
+    cfg: &RunConfig,
     runs: usize,
-    pin: bool,
-) -> Result<String> {
-    let cfg = RunConfig {
-        sentrons: n,
-        executor: exec,
-        pin,
-        ..RunConfig::default()
-    };
-    let (cb, wb, pb) = measure(before, &cfg, runs.max(1))?;
-    let (ca, wa, pa) = measure(after, &cfg, runs.max(1))?;
+) -> Result<BeforeAfter> {
+    let runs = runs.max(1);
+    let b = measure(before, setup, cfg, runs)?;
+    let a = measure(after, setup, cfg, runs)?;
+    let (n, exec) = (cfg.sentrons, cfg.executor);
     let mut out = format!("before/after on {n} sentron(s), {exec:?} executor\n");
     out.push_str(&report::counter_table(&[
-        ("before", &cb),
-        ("after (packed)", &ca),
+        ("before", &b.report.counters),
+        ("after (packed)", &a.report.counters),
     ]));
-    let (mb, ma) = (median(&wb), median(&wa));
+    let (mb, ma) = (median(&b.walls), median(&a.walls));
     out.push_str(&format!(
         "host wall time, median of {} (ms): before {:.3}, after {:.3}; ratio after/before {:.3}{}\n",
-        wb.len(),
+        b.walls.len(),
         mb / 1e6,
         ma / 1e6,
         ma / mb.max(1.0),
         if ma > mb { " (the packed program is SLOWER on the host)" } else { "" }
     ));
-    out.push_str(if pb == pa {
+    out.push_str(if b.pages == a.pages {
         "pages after the run: identical\n"
     } else {
         "pages after the run: DIFFERENT\n"
     });
-    if pb != pa {
+    if b.pages != a.pages {
         bail!("{out}the packed program left different pages: this is a compiler bug, please report it");
     }
-    Ok(out)
+    Ok(BeforeAfter {
+        text: out,
+        before: b.report,
+        after: a.report,
+        after_space: a.space,
+    })
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -244,7 +266,7 @@ pub struct WorkloadArgs {
     #[arg(long)]
     report: bool,
     /// Timed runs per form, after one warm-up each (medians are reported).
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 9, value_parser = crate::cmd_run::parse_runs)]
     runs: usize,
     /// Page placement (default: the compiler's choice from the access order).
     #[arg(long, value_enum)]
@@ -264,32 +286,87 @@ pub struct WorkloadArgs {
     #[arg(long)]
     no_pipeline: bool,
     /// microvtpu-batched: samples, features per sample, samples per gather.
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = 16384, value_parser = crate::cmd_run::parse_count_u32)]
     samples: u32,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = crate::cmd_run::parse_count_u32)]
     features: u32,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::cmd_run::parse_count_u32)]
     rows: u32,
     /// gemv: matrix rows N and columns K, tile rows and columns, column blocks (pages
     /// per band) and sentrons.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::cmd_run::parse_count_u32)]
     n: u32,
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = crate::cmd_run::parse_count_u32)]
     k: u32,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::cmd_run::parse_count_u32)]
     tile_rows: u32,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::cmd_run::parse_count_u32)]
     tile_cols: u32,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::cmd_run::parse_count_u32)]
     col_blocks: u32,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = parse_sentrons_u32)]
     sentrons: u32,
     /// compile-time: ops in the random graph.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000, value_parser = parse_ops)]
     ops: usize,
 }
 
+fn parse_sentrons_u32(s: &str) -> Result<u32, String> {
+    crate::cmd_run::parse_sentrons(s).map(|n| n as u32)
+}
+
+/// Most ops of the compile-time workload's random graph: its generator and the
+/// compiler hold every op in memory (about a kilobyte each, with the schedule).
+const MAX_OPS: usize = 10_000_000;
+
+fn parse_ops(s: &str) -> Result<usize, String> {
+    let n = crate::cmd_run::parse_count(s)?;
+    if n > MAX_OPS {
+        return Err(format!("must be at most {MAX_OPS}, got {n}"));
+    }
+    Ok(n)
+}
+
+/// Refuse workload sizes whose host buffers (page init data, the page itself) exceed
+/// what a program may declare, before anything is built: `--features` near u32::MAX
+/// would otherwise ask the allocator for terabytes.
+fn check_workload_size(a: &WorkloadArgs) -> Result<()> {
+    let page = |what: &str, rows: u32, cols: u32| -> Result<()> {
+        let elems = u64::from(rows) * u64::from(cols);
+        let dims = (1..=vtpu_isa::MAX_TILE_DIM).contains(&rows)
+            && (1..=vtpu_isa::MAX_TILE_DIM).contains(&cols);
+        if !dims || elems > vtpu_isa::MAX_PAGE_ELEMS {
+            bail!(
+                "{what}: a {rows}x{cols} page is beyond the page limits (each dimension 1..={}, at most {} elements)",
+                vtpu_isa::MAX_TILE_DIM,
+                vtpu_isa::MAX_PAGE_ELEMS
+            );
+        }
+        Ok(())
+    };
+    match a.which {
+        WorkloadKind::MicrovtpuBatched => {
+            page("--samples x --features", a.samples, a.features)?;
+            page("--rows x --features (one gather)", a.rows, a.features)?;
+            if a.samples % a.rows != 0 {
+                bail!(
+                    "--samples ({}) must be a multiple of --rows ({})",
+                    a.samples,
+                    a.rows
+                );
+            }
+        }
+        WorkloadKind::Gemv => {
+            page("--n x --k (the matrix)", a.n, a.k)?;
+            page("--tile-rows x --tile-cols", a.tile_rows, a.tile_cols)?;
+        }
+        WorkloadKind::CompileTime => {}
+    }
+    Ok(())
+}
+
 pub fn workload(a: WorkloadArgs) -> Result<()> {
+    check_workload_size(&a)?;
     let w = match a.which {
         WorkloadKind::MicrovtpuBatched => workloads::microvtpu_batched::build(MicroParams {
             samples: a.samples,
@@ -321,8 +398,8 @@ pub fn workload(a: WorkloadArgs) -> Result<()> {
         }
     }
     let opts = RunOptions {
-        runs: a.runs.max(1),
-        executor: exec_kind(a.executor),
+        runs: a.runs,
+        executor: crate::cmd_run::exec_kind(a.executor),
         layout: a.layout.map(|l| match l {
             crate::LayoutArg::Zorder => Layout::ZOrder,
             crate::LayoutArg::Hilbert => Layout::Hilbert,

@@ -19,16 +19,18 @@ pub struct BenchArgs {
     /// Shapes to run (comma separated): smollm2_135m, qwen25_05b, qwen3_style.
     #[arg(long, default_value = "smollm2_135m,qwen25_05b,qwen3_style")]
     shapes: String,
-    /// Threads: vTPU sentrons, and NumPy / PyTorch threads.
-    #[arg(long, default_value_t = 2)]
+    /// Threads: vTPU sentrons, and NumPy / PyTorch threads (1..=64).
+    #[arg(long, default_value_t = 2, value_parser = crate::cmd_run::parse_sentrons)]
     threads: usize,
     /// Weight dtypes of the vTPU layer (comma separated: f32, f16, bf16). The baseline
     /// is f32.
     #[arg(long, default_value = "f32,bf16")]
     dtypes: String,
-    #[arg(long, default_value_t = 5)]
+    /// Untimed calls before timing (0 allowed).
+    #[arg(long, default_value_t = 5, value_parser = parse_warmup)]
     warmup: usize,
-    #[arg(long, default_value_t = 30)]
+    /// Timed calls per case (median).
+    #[arg(long, default_value_t = 30, value_parser = crate::cmd_run::parse_runs)]
     runs: usize,
     /// Python with numpy, torch, safetensors, threadpoolctl (default: $VTPU_PYTHON, else
     /// the venv of scripts/setup_python.sh if it exists).
@@ -52,19 +54,27 @@ pub struct ProfileArgs {
     mode: String,
     #[arg(long, default_value_t = 512)]
     kv: usize,
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::cmd_run::parse_count)]
     tokens: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = crate::cmd_run::parse_sentrons)]
     sentrons: usize,
     /// Weight dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Profiled calls (after one warm-up call).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = crate::cmd_run::parse_runs)]
     calls: usize,
     /// Also print the layer program of sentron 0 (disassembly).
     #[arg(long)]
     program: bool,
+}
+
+/// `--warmup`: 0 is a valid choice (no warm-up), absurd counts are not.
+fn parse_warmup(s: &str) -> Result<usize, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    crate::cmd_run::parse_runs(s)
 }
 
 fn config(name: &str) -> Result<LayerConfig> {

@@ -2,14 +2,16 @@
 
 mod cmd_compile;
 mod cmd_llm;
+mod cmd_run;
+mod cmd_model;
+mod fetch;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vtpu_isa::Program;
-use vtpu_phext::{Coord, Layout, LoadMode, PhextSpace};
-use vtpu_runtime::{ExecutorKind, RunConfig};
+use vtpu_phext::{LoadMode, PhextSpace};
 
 #[derive(Parser)]
 #[command(
@@ -48,8 +50,8 @@ enum Cmd {
     Validate {
         /// The program to check.
         input: PathBuf,
-        /// Check it for a machine of this many sentrons.
-        #[arg(long, default_value_t = 1)]
+        /// Check it for a machine of this many sentrons (1..=64, as `run` takes).
+        #[arg(long, default_value_t = 1, value_parser = cmd_run::parse_sentrons)]
         sentrons: usize,
     },
     /// List the pages of a saved phext space (.phext manifest + sidecar).
@@ -68,6 +70,13 @@ enum Cmd {
     /// Run a compiler workload (microvtpu-batched, gemv, compile-time), unpacked and
     /// packed, with virtual counters and host times.
     Workload(cmd_compile::WorkloadArgs),
+    /// Generate text with a model (GGUF) on the sentrons; the continuation goes to
+    /// stdout, timings and counters to stderr.
+    Generate(cmd_model::GenerateArgs),
+    /// Print the token ids of a text as the model's tokenizer makes them (JSON array).
+    Tokenize(cmd_model::TokenizeArgs),
+    /// List a model file's metadata and tensors (no weights are read).
+    Inspect(cmd_model::InspectArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,8 +98,9 @@ enum LayoutArg {
 struct RunArgs {
     /// The program: .vasm text or .vsiw binary.
     program: PathBuf,
-    /// Number of sentrons (threads); each runs its `.sentron N` stream or the shared one.
-    #[arg(long, short = 'n')]
+    /// Number of sentrons (threads, 1..=64); each runs its `.sentron N` stream or the
+    /// shared one.
+    #[arg(long, short = 'n', value_parser = cmd_run::parse_sentrons)]
     sentrons: Option<usize>,
     /// Which executor runs the program.
     #[arg(long, value_enum, default_value_t = Exec::Fast)]
@@ -114,13 +124,15 @@ struct RunArgs {
     #[arg(long, value_name = "COORD")]
     show: Vec<String>,
     /// Stop with a trap when a sentron retires more than this many words.
-    #[arg(long)]
+    #[arg(long, value_parser = cmd_run::parse_max_words)]
     max_words: Option<u64>,
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     no_pin: bool,
     /// Also pack the program with the SIW compiler and run both: with --report, the
-    /// counters before (as given) and after (packed), side by side.
+    /// counters before (as given) and after (packed), side by side. Every other option
+    /// applies to both runs; --save, --show and --report-json (then {"before",
+    /// "after"}) take the packed run's results.
     #[arg(long)]
     packed: bool,
 }
@@ -130,7 +142,7 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cmd_run::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -138,10 +150,12 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => cmd_run::run(a),
         Cmd::Asm { input, output } => {
-            let p = read_program(&input)?;
             let out = output.unwrap_or_else(|| input.with_extension("vsiw"));
+            cmd_run::refuse_overwrite(&input, &out, "-o")?;
+            let p = read_program(&input)?;
+            cmd_run::check_output_file(&out, "-o")?;
             std::fs::write(&out, vtpu_isa::encode::encode_program(&p))
                 .with_context(|| format!("cannot write {}", out.display()))?;
             eprintln!(
@@ -155,6 +169,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Cmd::Disasm { input, output } => {
+            if let Some(o) = &output {
+                cmd_run::refuse_overwrite(&input, o, "-o")?;
+            }
             let p = read_program(&input)?;
             let text = vtpu_isa::disasm::disassemble(&p);
             match output {
@@ -199,6 +216,9 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::ProfileLayer(a) => cmd_llm::profile(a),
         Cmd::Compile(a) => cmd_compile::compile(a),
         Cmd::Workload(a) => cmd_compile::workload(a),
+        Cmd::Generate(a) => cmd_model::generate_cmd(a),
+        Cmd::Tokenize(a) => cmd_model::tokenize_cmd(a),
+        Cmd::Inspect(a) => cmd_model::inspect_cmd(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;
@@ -219,17 +239,10 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// Read a program: .vsiw files (by their magic) are decoded, anything else assembled.
+/// Read a program: .vsiw files (by their magic) are decoded, anything else assembled
+/// (bounded: see `cmd_run::read_program`).
 fn read_program(path: &Path) -> Result<Program> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.starts_with(b"VSIW") {
-        return vtpu_isa::encode::decode_program(&bytes)
-            .with_context(|| format!("{}: not a valid .vsiw program", path.display()));
-    }
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("{}: not UTF-8 text and not a .vsiw binary", path.display()))?;
-    vtpu_isa::asm::assemble_file(&path.display().to_string(), &text)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    cmd_run::read_program(path)
 }
 
 fn preview(p: &vtpu_phext::Page) -> String {
@@ -243,75 +256,3 @@ fn preview(p: &vtpu_phext::Page) -> String {
     }
 }
 
-fn run(a: RunArgs) -> Result<()> {
-    let program = read_program(&a.program)?;
-    if a.packed {
-        return cmd_compile::run_packed(&program, a.sentrons, a.executor, a.report, !a.no_pin);
-    }
-    let layout = match a.layout {
-        LayoutArg::Zorder => Layout::ZOrder,
-        LayoutArg::Hilbert => Layout::Hilbert,
-        LayoutArg::Insertion => Layout::Insertion,
-    };
-    // A fresh space places the declared pages by the layout's curve; a loaded one keeps
-    // its pages and gains any the program declares that it lacks.
-    let space = match &a.load {
-        Some(m) => {
-            let space = PhextSpace::load(m, LoadMode::Copy)
-                .with_context(|| format!("cannot load {}", m.display()))?;
-            vtpu_runtime::load_pages(&program, &space)?;
-            space
-        }
-        None => vtpu_runtime::build_space(&program, layout)?,
-    };
-    let cfg = RunConfig {
-        sentrons: a.sentrons.unwrap_or_else(|| program.min_sentrons()),
-        executor: match a.executor {
-            Exec::Fast => ExecutorKind::Fast,
-            Exec::Reference => ExecutorKind::Reference,
-        },
-        pin: !a.no_pin,
-        word_limit: a.max_words.unwrap_or(u64::MAX),
-        ..RunConfig::default()
-    };
-    let report = vtpu_runtime::run(&program, &space, &cfg)?;
-    for c in &a.show {
-        let coord = Coord::parse(c).with_context(|| format!("--show {c}"))?;
-        match space.get(coord) {
-            Some(p) => println!("{coord} = {}", page_values(&p)?),
-            None => bail!("--show {coord}: no page at that coordinate"),
-        }
-    }
-    if a.report {
-        print!("{}", vtpu_runtime::report::format_report(&report));
-    }
-    if let Some(path) = &a.report_json {
-        let text = serde_json::to_string_pretty(&vtpu_runtime::report::report_json(&report))?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if let Some(m) = &a.save {
-        let stats = space
-            .save(m)
-            .with_context(|| format!("cannot save phext space to {}", m.display()))?;
-        eprintln!("saved phext space to {} ({stats:?})", m.display());
-    }
-    Ok(())
-}
-
-fn page_values(p: &vtpu_phext::Page) -> Result<String> {
-    if p.dtype() != vtpu_phext::DType::F32 {
-        return Ok(format!(
-            "<{} page, {}x{}>",
-            p.dtype().name(),
-            p.shape()[0],
-            p.shape()[1]
-        ));
-    }
-    let mut v = vec![0f32; p.elems()];
-    p.read_f32(0, &mut v)?;
-    Ok(if v.len() == 1 {
-        format!("{}", v[0])
-    } else {
-        format!("{v:?}")
-    })
-}

@@ -25,7 +25,11 @@ use crate::syntax::{
     describe, is_ident, parse_dec_u32, parse_f32, parse_operand, parse_shape, Raw, Val,
 };
 use crate::word::{PageDecl, PageInitData};
-use crate::{Op, Opcode, Program, Siw, Stream, MAX_SENTRONS, MAX_STREAM_WORDS};
+use crate::limits;
+use crate::{
+    Op, Opcode, Program, Siw, Stream, MAX_PAGES, MAX_PROGRAM_BYTES, MAX_SENTRONS,
+    MAX_STREAM_WORDS,
+};
 use vtpu_phext::{Coord, DType, PageKind, MAX_PART_LIMIT};
 
 /// An assembly error: where (1-based line and column, in characters) and what was
@@ -110,7 +114,23 @@ impl Tok<'_> {
         self.col + self.text.chars().count()
     }
     fn shown(&self) -> String {
-        format!("{:?}", self.text)
+        quoted(self.text)
+    }
+}
+
+/// Most characters of an offending token an error message quotes.
+const QUOTE_CHARS: usize = 40;
+
+/// `text` quoted for an error message, cut to a short prefix when long (a 10 MB token
+/// is named by its start and length, not echoed).
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((cut, _)) => format!(
+            "{:?}... ({} characters)",
+            &text[..cut],
+            text.chars().count()
+        ),
+        None => format!("{text:?}"),
     }
 }
 
@@ -189,7 +209,7 @@ impl StreamBuilder {
                 let e = expected(
                     f.col,
                     "a label defined in this stream",
-                    format!("undefined label {:?}", f.name),
+                    format!("undefined label {}", quoted(&f.name)),
                 );
                 return Err(e.at_line(f.line));
             };
@@ -202,13 +222,41 @@ impl StreamBuilder {
     }
 }
 
-#[derive(Default)]
 struct Assembler {
     pages: Vec<PageDecl>,
     streams: Vec<Stream>,
     cur: Option<StreamBuilder>,
     /// Line of the `.sentron N` directive per id, and of the SPMD stream's start.
     seen: HashMap<Option<u32>, usize>,
+    /// Bytes of the `.vsiw` encoding so far: a program that would not fit
+    /// [`MAX_PROGRAM_BYTES`] is refused here, not by the decoder after `asm` wrote it.
+    encoded: u64,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler {
+            pages: Vec::new(),
+            streams: Vec::new(),
+            cur: None,
+            seen: HashMap::new(),
+            encoded: crate::encode::HEADER_BYTES as u64,
+        }
+    }
+}
+
+/// Grow the encoded size by `more` bytes, or say why the program is too large.
+fn grow(encoded: &mut u64, more: u64, col: usize) -> Result<(), LineError> {
+    let total = encoded.saturating_add(more);
+    if total > MAX_PROGRAM_BYTES {
+        return Err(expected(
+            col,
+            format!("a program whose .vsiw encoding fits {MAX_PROGRAM_BYTES} bytes"),
+            format!("{total} bytes with this line"),
+        ));
+    }
+    *encoded = total;
+    Ok(())
 }
 
 impl Assembler {
@@ -239,7 +287,7 @@ impl Assembler {
                 return Err(expected(
                     first.col,
                     "a label name (letters, digits and _, not starting with a digit)",
-                    format!("{name:?}"),
+                    quoted(name),
                 ));
             }
             self.define_label(line_no, first.col, name)?;
@@ -257,6 +305,15 @@ impl Assembler {
             return Ok(());
         }
         let (word, fixups) = parse_word(&toks)?;
+        let cur_exists = self.cur.is_some();
+        let stream_bytes = if cur_exists { 0 } else { limits::ENCODED_STREAM_BYTES };
+        grow(
+            &mut self.encoded,
+            limits::ENCODED_WORD_BYTES + stream_bytes,
+            toks[0].col,
+        )?;
+        // current() counts the implicit stream's header itself.
+        self.encoded -= stream_bytes;
         let cur = self.current(line_no);
         if cur.words.len() >= MAX_STREAM_WORDS {
             return Err(expected(
@@ -283,6 +340,7 @@ impl Assembler {
     fn current(&mut self, line_no: usize) -> &mut StreamBuilder {
         if self.cur.is_none() {
             self.seen.insert(None, line_no);
+            self.encoded = self.encoded.saturating_add(limits::ENCODED_STREAM_BYTES);
         }
         self.cur.get_or_insert_with(|| StreamBuilder::new(None))
     }
@@ -294,7 +352,7 @@ impl Assembler {
             return Err(expected(
                 col,
                 "a new label name",
-                format!("{name:?}, already defined at line {first}"),
+                format!("{}, already defined at line {first}", quoted(name)),
             ));
         }
         cur.labels.insert(name.to_string(), (here, line_no));
@@ -305,6 +363,9 @@ impl Assembler {
         if let Some(prev) = self.cur.take() {
             self.streams.push(prev.finish()?);
         }
+        // At most MAX_STREAMS headers of 16 bytes: never the byte that breaks the limit
+        // on its own, so it is simply counted.
+        self.encoded = self.encoded.saturating_add(limits::ENCODED_STREAM_BYTES);
         self.cur = Some(StreamBuilder::new(sentron));
         Ok(())
     }
@@ -339,7 +400,15 @@ impl Assembler {
                 self.open(line_no, d.col, None)
             }
             ".page" => {
+                if self.pages.len() >= MAX_PAGES {
+                    return Err(at(expected(
+                        d.col,
+                        format!("at most {MAX_PAGES} page declarations"),
+                        "one more",
+                    )));
+                }
                 let page = parse_page(&toks[1..], end).map_err(at)?;
+                grow(&mut self.encoded, limits::encoded_page_bytes(&page), d.col).map_err(at)?;
                 self.pages.push(page);
                 Ok(())
             }
@@ -404,6 +473,9 @@ fn parse_page(toks: &[Tok<'_>], end: usize) -> Result<PageDecl, LineError> {
     let t = get(2, "a page shape ROWSxCOLS")?;
     let (rows, cols) = parse_shape(t.text)
         .ok_or_else(|| expected(t.col, describe(crate::Operand::Shape), t.shown()))?;
+    if let Some(problem) = limits::page_shape_problem(rows, cols) {
+        return Err(expected(t.col, "a page shape within the limits", problem));
+    }
     let mut page = PageDecl {
         coord,
         dtype,
@@ -527,8 +599,9 @@ fn parse_word(toks: &[Tok<'_>]) -> Result<(Siw, Vec<LabelUse>), LineError> {
                 m.col,
                 format!("at most one {pipe}-pipe op per word"),
                 format!(
-                    "a second one, {:?} (the first is {name:?} at column {col})",
-                    m.text
+                    "a second one, {} (the first is {} at column {col})",
+                    quoted(m.text),
+                    quoted(name)
                 ),
             ));
         }
@@ -639,8 +712,8 @@ fn parse_op(
                 Ok(v) => vals.push((v, *col)),
                 Err(what) => {
                     let found = match r {
-                        Raw::Atom(a) => format!("{a:?}"),
-                        Raw::List(items) => format!("{:?}", format!("{{{}}}", items.join(","))),
+                        Raw::Atom(a) => quoted(a),
+                        Raw::List(items) => quoted(&format!("{{{}}}", items.join(","))),
                     };
                     failure = Some((i, *col, what, found));
                     break;

@@ -1,4 +1,4 @@
-//! The binary encoding of words and programs (`.vsiw` files), format version 1.
+//! The binary encoding of words and programs (`.vsiw` files), container version 2.
 //!
 //! Every multi-byte integer is little-endian. The layout is written down for people in
 //! `docs/ISA.md`; this module is its only implementation.
@@ -11,40 +11,59 @@
 //! pipe's slot, zero reserved bytes, zero argument bytes beyond the op's small operands
 //! and zero `imm` bits beyond what its big operand uses ([`Operand::imm_bits`]). Whether
 //! the values make sense (register indices in range, valid coordinates, branch targets
-//! inside the stream) is the validator's job, not the decoder's.
+//! inside the stream) is the validator's job, not the decoder's; the crate limits
+//! (counts, sentron ids, page sizes, file size: see `limits.rs`) are checked by the
+//! decoder, the assembler and the validator alike.
 //!
-//! Program container:
+//! Program container (version 2):
 //!
 //! ```text
-//! header   magic "VSIW", version u16 = 1, flags u16 = 0, page_count u64, stream_count u64
+//! header   magic "VSIW", version u16 = 2, flags u16 = 0,
+//!          checked_len u64 (bytes after byte 24 = file length - 24),
+//!          checksum u64 (xxh3-64 of every byte after byte 24),
+//!          page_count u64, stream_count u64
 //! page     coord key u128, dtype code u8, kind u8 (0 owned, 1 scratch, 2 mapped),
 //!          read_only u8 (0|1), init u8 (0 zero, 1 f32), rows u32, cols u32,
 //!          [init = 1: value_count u64, value_count x f32 bits u32]
-//! stream   target u64 (u64::MAX = every sentron, else a sentron id <= u32::MAX),
+//! stream   target u64 (u64::MAX = every sentron, else a sentron id < 64),
 //!          word_count u64, word_count x 72-byte words
 //! ```
 //!
-//! Nothing may follow the last stream. Every count is checked against the bytes that
-//! remain and against the crate limits ([`MAX_PAGES`], [`MAX_STREAMS`],
-//! [`MAX_STREAM_WORDS`]) before anything is allocated.
+//! Nothing may follow the last stream. The checksum is verified before anything else
+//! is decoded, so a damaged file (one flipped byte anywhere) is reported as damaged
+//! instead of decoding as a different program; every count is then checked against the
+//! bytes that remain and against the crate limits before anything is allocated.
+//!
+//! Version 1 (no length, no checksum: the header ended after the two counts) is not
+//! read: its files are build products of `.vasm` sources, and reading unchecked bytes
+//! would bring back the problem the checksum solves. The decoder says so and how to
+//! rebuild the file (`vtpu asm SOURCE.vasm`).
 
+use crate::limits;
 use crate::word::{kind_code, kind_from_code};
 use crate::{
     Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, Siw, Stream, MAX_PAGES,
-    MAX_STREAMS, MAX_STREAM_WORDS,
+    MAX_PROGRAM_BYTES, MAX_STREAMS, MAX_STREAM_WORDS,
 };
 use vtpu_phext::{Coord, CoordKey, DType};
 
 /// The four bytes every `.vsiw` file starts with.
 pub const MAGIC: [u8; 4] = *b"VSIW";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The container version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 2;
+/// The first version with a length and checksum; older files get a clear error.
+const FIRST_CHECKED_VERSION: u16 = 2;
 /// Bytes of one encoded slot.
 pub const SLOT_BYTES: usize = 24;
 /// Bytes of one encoded word (three slots).
 pub const SIW_BYTES: usize = 3 * SLOT_BYTES;
-/// Bytes of the program header.
-pub const HEADER_BYTES: usize = 24;
+/// Bytes of the program header (magic .. stream count).
+pub const HEADER_BYTES: usize = 40;
+/// The checksum covers every byte from here to the end of the file.
+pub const CHECKED_FROM: usize = 24;
+/// Where the header's `checked_len` and `checksum` fields are.
+const CHECKED_LEN_AT: usize = 8;
+const CHECKSUM_AT: usize = 16;
 /// Bytes of a page declaration without its init values.
 pub const PAGE_FIXED_BYTES: usize = 28;
 /// Bytes of a stream header.
@@ -168,18 +187,26 @@ fn decode_slot(b: [u8; SLOT_BYTES], base: usize, pipe: Pipe) -> Result<Op, Decod
     Ok(Op::new(code, args, imm))
 }
 
-/// The `.vsiw` encoding of a program.
+/// The number of bytes [`encode_program`] writes for `p` (without writing them), so
+/// limits on the file size can be checked before a program is encoded or accepted.
+pub fn encoded_len(p: &Program) -> u64 {
+    let pages: u64 = p.pages.iter().map(limits::encoded_page_bytes).sum();
+    let streams: u64 = p
+        .streams
+        .iter()
+        .map(|s| STREAM_HEADER_BYTES as u64 + SIW_BYTES as u64 * s.words.len() as u64)
+        .sum();
+    HEADER_BYTES as u64 + pages + streams
+}
+
+/// The `.vsiw` encoding of a program (container version 2, sealed with its length
+/// and checksum).
 pub fn encode_program(p: &Program) -> Vec<u8> {
-    let words: usize = p.total_words();
-    let mut out = Vec::with_capacity(
-        HEADER_BYTES
-            + p.pages.len() * PAGE_FIXED_BYTES
-            + p.streams.len() * STREAM_HEADER_BYTES
-            + words * SIW_BYTES,
-    );
+    let mut out = Vec::with_capacity(usize::try_from(encoded_len(p)).unwrap_or(0));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&[0u8; 16]); // checked_len and checksum: sealed below
     out.extend_from_slice(&(p.pages.len() as u64).to_le_bytes());
     out.extend_from_slice(&(p.streams.len() as u64).to_le_bytes());
     for page in &p.pages {
@@ -210,7 +237,22 @@ pub fn encode_program(p: &Program) -> Vec<u8> {
             }
         }
     }
+    seal(&mut out);
     out
+}
+
+/// Write the length and checksum fields of a version-2 container over its current
+/// bytes. For tools and tests that edit a program's bytes on purpose (fuzzers that
+/// must get past the checksum to reach the body); a no-op on input too short to have
+/// the fields.
+pub fn seal(bytes: &mut [u8]) {
+    if bytes.len() < CHECKED_FROM {
+        return;
+    }
+    let len = (bytes.len() - CHECKED_FROM) as u64;
+    let sum = xxhash_rust::xxh3::xxh3_64(&bytes[CHECKED_FROM..]);
+    bytes[CHECKED_LEN_AT..CHECKED_LEN_AT + 8].copy_from_slice(&len.to_le_bytes());
+    bytes[CHECKSUM_AT..CHECKSUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
 }
 
 /// A bounds-checked little-endian cursor over untrusted bytes.
@@ -289,8 +331,16 @@ impl<'a> Reader<'a> {
 }
 
 /// Decode a `.vsiw` program. Never panics and never allocates more than the input size
-/// justifies; the error names the byte offset and what was expected there.
+/// justifies; the error names the byte offset and what was expected there. Inputs
+/// larger than [`MAX_PROGRAM_BYTES`] are refused before anything is read.
 pub fn decode_program(bytes: &[u8]) -> Result<Program, DecodeError> {
+    if bytes.len() as u64 > MAX_PROGRAM_BYTES {
+        return Err(err(
+            0,
+            format!("a program of at most {MAX_PROGRAM_BYTES} bytes"),
+            format!("{} bytes", bytes.len()),
+        ));
+    }
     let mut r = Reader { bytes, pos: 0 };
     let magic = r.array::<4>("the magic \"VSIW\"")?;
     if magic != MAGIC {
@@ -303,16 +353,43 @@ pub fn decode_program(bytes: &[u8]) -> Result<Program, DecodeError> {
     let at = r.pos;
     let version = r.u16("the format version")?;
     if version != FORMAT_VERSION {
+        let hint = if version < FIRST_CHECKED_VERSION {
+            " (an old file without a checksum: rebuild it from its source with `vtpu asm SOURCE.vasm`)"
+        } else {
+            " (written by a newer vtpu)"
+        };
         return Err(err(
             at,
             format!("format version {FORMAT_VERSION}"),
-            format!("version {version}"),
+            format!("version {version}{hint}"),
         ));
     }
     let at = r.pos;
     let flags = r.u16("the header flags")?;
     if flags != 0 {
         return Err(err(at, "header flags 0", flags.to_string()));
+    }
+    let at = r.pos;
+    let checked_len = r.u64("the checked length")?;
+    let stored_sum = r.u64("the checksum")?;
+    let actual_len = (bytes.len() - CHECKED_FROM) as u64;
+    if checked_len != actual_len {
+        return Err(err(
+            at,
+            format!(
+                "{} bytes after the first {CHECKED_FROM} (the length the header records)",
+                checked_len
+            ),
+            format!("{actual_len} bytes: the file is truncated or has bytes appended"),
+        ));
+    }
+    let actual_sum = xxhash_rust::xxh3::xxh3_64(&bytes[CHECKED_FROM..]);
+    if stored_sum != actual_sum {
+        return Err(err(
+            CHECKSUM_AT,
+            format!("checksum {stored_sum:016x} (xxh3-64 of bytes {CHECKED_FROM}..)"),
+            format!("bytes that hash to {actual_sum:016x}: the file is damaged"),
+        ));
     }
     let page_count = r.count("a page count", MAX_PAGES, PAGE_FIXED_BYTES)?;
     let stream_count = r.count("a stream count", MAX_STREAMS, STREAM_HEADER_BYTES)?;
@@ -354,10 +431,14 @@ fn decode_page(r: &mut Reader<'_>) -> Result<PageDecl, DecodeError> {
     })?;
     let read_only = r.flag("the read-only flag")?;
     let has_values = r.flag("the init tag")?;
+    let at = r.pos;
     let rows = r.u32("the page rows")?;
     let cols = r.u32("the page cols")?;
+    if let Some(problem) = limits::page_shape_problem(rows, cols) {
+        return Err(err(at, "a page shape within the limits", problem));
+    }
     let init = if has_values {
-        let n = r.count("an init value count", usize::MAX, 4)?;
+        let n = r.count("an init value count", limits::MAX_PAGE_ELEMS_USIZE, 4)?;
         let mut values = Vec::with_capacity(n);
         for _ in 0..n {
             values.push(f32::from_bits(r.u32("an f32 init value")?));
@@ -382,11 +463,17 @@ fn decode_stream(r: &mut Reader<'_>) -> Result<Stream, DecodeError> {
     let sentron = if target == EVERY_SENTRON {
         None
     } else {
-        Some(u32::try_from(target).map_err(|_| {
+        let id = u32::try_from(target)
+            .ok()
+            .filter(|&id| limits::sentron_id_ok(id));
+        Some(id.ok_or_else(|| {
             err(
                 at,
-                "a sentron id <= 4294967295 or 0xffffffffffffffff (every sentron)",
-                format!("{target:#x}"),
+                format!(
+                    "a sentron id 0..={} or 0xffffffffffffffff (every sentron)",
+                    crate::MAX_SENTRONS - 1
+                ),
+                format!("{target} ({target:#x})"),
             )
         })?)
     };
@@ -437,13 +524,45 @@ mod tests {
         let p = Program::default();
         let b = encode_program(&p);
         assert_eq!(b.len(), HEADER_BYTES);
+        assert_eq!(encoded_len(&p), HEADER_BYTES as u64);
         assert_eq!(decode_program(&b), Ok(p));
         for n in 0..b.len() {
             assert!(decode_program(&b[..n]).is_err());
         }
         let mut huge = b.clone();
-        huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        huge[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        seal(&mut huge);
         let e = decode_program(&huge).unwrap_err();
-        assert_eq!(e.offset, 8, "{e}");
+        assert_eq!(e.offset, 24, "{e}");
+    }
+
+    #[test]
+    fn every_flipped_byte_is_an_error() {
+        let mut p = Program::default();
+        p.streams.push(Stream {
+            sentron: Some(1),
+            words: vec![Siw::NOP; 2],
+        });
+        let b = encode_program(&p);
+        assert_eq!(encoded_len(&p), b.len() as u64);
+        for i in 0..b.len() {
+            for bit in 0..8 {
+                let mut c = b.clone();
+                c[i] ^= 1 << bit;
+                assert!(decode_program(&c).is_err(), "byte {i} bit {bit}");
+            }
+        }
+        let mut c = b.clone();
+        c[60] ^= 1;
+        let e = decode_program(&c).unwrap_err().to_string();
+        assert!(e.contains("damaged"), "{e}");
+    }
+
+    #[test]
+    fn version_1_is_refused_with_a_hint() {
+        let mut b = encode_program(&Program::default());
+        b[4] = 1;
+        let e = decode_program(&b).unwrap_err().to_string();
+        assert!(e.contains("vtpu asm"), "{e}");
     }
 }

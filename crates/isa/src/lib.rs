@@ -18,6 +18,7 @@ pub mod asm;
 pub mod dead;
 pub mod disasm;
 pub mod encode;
+mod limits;
 pub mod ops;
 mod syntax;
 pub mod validate;
@@ -51,6 +52,11 @@ pub const MAX_STREAM_WORDS: usize = 1 << 24;
 pub const MAX_STREAMS: usize = MAX_SENTRONS + 1;
 /// Largest number of page declarations in one program.
 pub const MAX_PAGES: usize = 1 << 20;
+/// Largest program file: a `.vsiw` container (what the decoder accepts, what the
+/// assembler may produce) and a `.vasm` source the command line reads. 256 MiB holds
+/// 3.7 M words; readers stop at this many bytes instead of reading whatever a path
+/// yields (`/dev/zero`).
+pub const MAX_PROGRAM_BYTES: u64 = 256 << 20;
 
 /// The three pipes, in slot order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

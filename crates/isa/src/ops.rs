@@ -304,6 +304,8 @@ isa! {
     DTSwiglu = 0x0034, "DTSWIGLU", D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = silu(ta) * tb elementwise";
     DTAddR   = 0x0035, "DTADDR",   D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta + tb on every row of ta (tb: cols(ta) f32 elements, e.g. a bias)";
     DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   "td = ta read as rows of imm columns (same elements, row-major)";
+    // Real models (issue 7).
+    DTEmbed  = 0x0037, "DTEMBED",  D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td (n x cols(tb)) = rows ta[0..n] of the table tb (any page dtype, dequantized to f32); ta holds n integral row ids";
     // ---------------------------------------------------------------- S pipe: pages in phext space
     SNop     = 0x0100, "SNOP",     S, [],               mem None,     coord None, traps false, Nop,    "no S-pipe operation";
     SCli     = 0x0101, "SCLI",     S, [CW, CoordImm],   mem None,     coord None, traps false, Scalar, "cd = coordinate immediate";

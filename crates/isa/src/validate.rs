@@ -12,8 +12,8 @@ use std::fmt;
 
 use crate::word::{kind_code, GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use crate::{
-    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_PAGE_ELEMS,
-    MAX_SENTRONS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
+    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_PAGES,
+    MAX_PAGE_ELEMS, MAX_SENTRONS, MAX_STREAMS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
 };
 use vtpu_phext::{Coord, CoordKey, DType, PageKind, DEFAULT_PART_LIMIT, DIM_NAMES};
 
@@ -152,6 +152,15 @@ fn coord_problem(c: &Coord, limit: u32) -> Option<String> {
 }
 
 fn check_pages(p: &Program, limit: u32, errs: &mut Vec<ValidationError>) {
+    if p.pages.len() > MAX_PAGES {
+        errs.push(ValidationError {
+            site: Site::Program,
+            message: format!(
+                "{} page declarations, more than the limit {MAX_PAGES}",
+                p.pages.len()
+            ),
+        });
+    }
     let mut seen: HashMap<Coord, usize> = HashMap::new();
     for (index, page) in p.pages.iter().enumerate() {
         let mut push = |message: String| {
@@ -187,18 +196,11 @@ fn page_problems(page: &PageDecl) -> Vec<String> {
             "a program cannot declare a mapped page (mapped pages come from model files)".into(),
         );
     }
-    let dims_ok = [rows, cols].iter().all(|d| (1..=MAX_TILE_DIM).contains(d));
-    if !dims_ok {
-        out.push(format!(
-            "shape {rows}x{cols}: each dimension must be 1..={MAX_TILE_DIM}"
-        ));
+    // The same check as the assembler's and the decoder's (limits.rs).
+    if let Some(problem) = crate::limits::page_shape_problem(rows, cols) {
+        out.push(problem);
     }
     let elems = u64::from(rows) * u64::from(cols);
-    if elems > MAX_PAGE_ELEMS {
-        out.push(format!(
-            "shape {rows}x{cols} has {elems} elements, more than the limit {MAX_PAGE_ELEMS}"
-        ));
-    }
     match usize::try_from(elems) {
         Ok(n) => {
             if let Err(e) = page.dtype.bytes_for(n) {
@@ -229,6 +231,15 @@ fn check_streams(p: &Program, opts: &ValidateOptions, errs: &mut Vec<ValidationE
         errs.push(ValidationError {
             site: Site::Program,
             message: "the program has no stream to run".into(),
+        });
+    }
+    if p.streams.len() > MAX_STREAMS {
+        errs.push(ValidationError {
+            site: Site::Program,
+            message: format!(
+                "{} streams, more than the limit {MAX_STREAMS} (one per sentron and one SPMD)",
+                p.streams.len()
+            ),
         });
     }
     let mut seen: HashMap<Option<u32>, usize> = HashMap::new();

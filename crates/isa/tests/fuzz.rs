@@ -11,7 +11,7 @@ use common::{arb_program, arb_word};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use std::sync::atomic::{AtomicU64, Ordering};
-use vtpu_isa::encode::{HEADER_BYTES, MAGIC, SIW_BYTES};
+use vtpu_isa::encode::{seal, CHECKED_FROM, HEADER_BYTES, MAGIC, SIW_BYTES};
 use vtpu_isa::{
     assemble, decode_program, decode_word, disassemble, encode_program, encode_word, validate, Op,
     Opcode, PageDecl, PageInitData, Pipe, Program, Siw, Stream, ValidateOptions, OPS,
@@ -311,16 +311,18 @@ fn arb_wellformed_program() -> impl Strategy<Value = Program> {
         arb_wellformed_op(Pipe::C),
     )
         .prop_map(|(d, s, c)| Siw { slots: [d, s, c] });
-    let sentron = prop_oneof![2 => Just(None), 3 => (0u32..4).prop_map(Some), 1 => any::<u32>().prop_map(Some)];
+    // Within the crate limits the decoder checks (sentron ids < 64, page shapes).
+    let sentron = prop_oneof![2 => Just(None), 3 => (0u32..4).prop_map(Some), 1 => (0u32..64).prop_map(Some)];
     let stream = (sentron, prop::collection::vec(word, 0..6))
         .prop_map(|(sentron, words)| Stream { sentron, words });
     let page = (
         prop::array::uniform9(prop_oneof![1u32..=3, 1u32..=16383]),
         prop::sample::select(DType::ALL.to_vec()),
         (
-            prop_oneof![0u32..4, any::<u32>()],
-            prop_oneof![0u32..300, any::<u32>()],
-        ),
+            prop_oneof![1u32..4, 1u32..=vtpu_isa::MAX_TILE_DIM],
+            prop_oneof![1u32..300, 1u32..=vtpu_isa::MAX_TILE_DIM],
+        )
+            .prop_map(|(r, c)| (r, c.min((vtpu_isa::MAX_PAGE_ELEMS / u64::from(r)) as u32))),
         prop::sample::select(vec![PageKind::Owned, PageKind::Scratch, PageKind::Mapped]),
         any::<bool>(),
         prop::option::of(prop::collection::vec(
@@ -346,14 +348,16 @@ fn arb_wellformed_program() -> impl Strategy<Value = Program> {
         .prop_map(|(pages, streams)| Program { pages, streams })
 }
 
-/// A valid header claiming a few pages and streams, then random bytes.
+/// A valid header claiming a few pages and streams, then random bytes, sealed with a
+/// matching length and checksum so the decoder reads the random body.
 fn header_then((pages, streams, rest): (u64, u64, Vec<u8>)) -> Vec<u8> {
     let mut b = encode_program(&Program::default());
     debug_assert_eq!(b.len(), HEADER_BYTES);
-    b.truncate(8);
+    b.truncate(CHECKED_FROM);
     b.extend(pages.to_le_bytes());
     b.extend(streams.to_le_bytes());
     b.extend(rest);
+    seal(&mut b);
     b
 }
 
@@ -384,12 +388,22 @@ proptest! {
     fn mutated_programs_never_panic_the_decoder(
         (p, _) in arb_program(),
         muts in prop::collection::vec(arb_mutation(), 1..4),
+        reseal in prop::bool::weighted(0.9),
     ) {
         let mut bytes = encode_program(&p);
         for m in &muts {
             mutate(&mut bytes, m);
         }
+        // Mostly re-sealed so the body parser sees the damage; otherwise the checksum
+        // must catch it.
+        let unchanged = bytes == encode_program(&p);
+        if reseal {
+            seal(&mut bytes);
+        }
         let decoded = decode_program(&bytes);
+        if !reseal && !unchanged {
+            prop_assert!(decoded.is_err(), "damage not detected");
+        }
         PROGRAMS.record(decoded.is_ok());
         if let Ok(q) = decoded {
             check_decoded(&q, &bytes)?;

@@ -16,12 +16,21 @@
 //! Baselines measured in the same run: DRAM read bandwidth (a vector sum over 1 GiB)
 //! and the FMA peak of one core (independent `vfmadd` chains). GFLOP/s count an FMA as
 //! 2 flops; GB/s count weight bytes only.
+//!
+//! Quantized weights (`quant` section; `... kernel_bench 11 quant`): for each GGML type,
+//! implementation (AVX-512 VNNI / BW, AVX2) and shape, GEMV (m = 1) hot and cold and
+//! m = 32 hot, in GB/s of quantized weight bytes (the time includes quantizing the
+//! activations, as every call does). The SmolLM2 / Qwen2.5 shapes have k = 576 or 896,
+//! not multiples of the k-quants' 256 (llama-quantize falls back to Q5_0 / Q8_0 for
+//! such tensors), so the k-quants run on the ffn_down shapes 576x1536 and 896x4864.
+//! Results are validated bit for bit against the scalar specification first.
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use half::{bf16, f16};
-use vtpu_kernels::{scalar, KernelLevel, Kernels, Weights};
+use vtpu_kernels::quant::{matmul_bt_rows_with, QuantImpl};
+use vtpu_kernels::{scalar, KernelLevel, Kernels, QuantType, Weights};
 
 /// Bytes of weight copies the `cold` GEMV rotates through (and the DRAM baseline reads).
 const COLD_BYTES: usize = 1 << 30;
@@ -221,6 +230,14 @@ fn main() {
         None => println!("baseline: FMA peak unavailable (no AVX-512)"),
     }
 
+    if "quant".contains(only.as_str()) {
+        // Optional third / fourth arguments: only these type names / implementations
+        // (substrings, e.g. `q4_0`, `Vnni`).
+        let types = std::env::args().nth(3).unwrap_or_default();
+        let imps = std::env::args().nth(4).unwrap_or_default();
+        quant_section(runs, &mut rng, &types, &imps);
+    }
+
     let shapes = [(576usize, 1536usize), (896, 4864), (4864, 896)];
     for level in [KernelLevel::Avx512, KernelLevel::Avx2] {
         let Some(k) = Kernels::new(level) else {
@@ -291,6 +308,110 @@ fn main() {
                     "",
                     "",
                     gflops
+                );
+            }
+        }
+    }
+}
+
+/// `n x k` random weights of `qtype`: reference-quantized random values where a
+/// quantizer exists, else random quant bytes with ordinary f16 scales.
+fn quant_weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8> {
+    let row_bytes = qtype.row_bytes(k).expect("k is a whole number of blocks");
+    let mut w = vec![0u8; n * row_bytes];
+    let vals: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
+    if vtpu_kernels::quantize_row(qtype, &vals, &mut w[..row_bytes]).is_ok() {
+        // One quantized row repeated (bandwidth does not care) with bytes perturbed so
+        // rows differ; scales stay ordinary.
+        for r in 1..n {
+            w.copy_within(0..row_bytes, r * row_bytes);
+        }
+        return w;
+    }
+    for (i, b) in w.iter_mut().enumerate() {
+        *b = (rng.f32().to_bits() >> 8) as u8 ^ i as u8;
+    }
+    let bb = qtype.block_bytes();
+    let d_at = if qtype == QuantType::Q6K { vec![208] } else { vec![0, 2] };
+    for blk in w.chunks_exact_mut(bb) {
+        for &at in &d_at {
+            let d = half::f16::from_f32(0.001 + 0.01 * rng.f32().abs());
+            blk[at..at + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+        }
+    }
+    w
+}
+
+/// Quantized matmul: GB/s of weight bytes per type, implementation and shape.
+fn quant_section(runs: usize, rng: &mut Rng, type_filter: &str, imp_filter: &str) {
+    let imps: Vec<QuantImpl> = [QuantImpl::Avx512Vnni, QuantImpl::Avx512Bw, QuantImpl::Avx2]
+        .into_iter()
+        .filter(|i| i.is_supported() && format!("{i:?}").contains(imp_filter))
+        .collect();
+    let small = [(576usize, 576usize), (1536, 576), (49152, 576), (4864, 896)];
+    let kshapes = [(576usize, 1536usize), (896, 4864)];
+    let types = [
+        QuantType::Q8_0,
+        QuantType::Q4_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
+        QuantType::Q4K,
+        QuantType::Q5K,
+        QuantType::Q6K,
+    ];
+    println!("\n== quantized matmul (GB/s of weight bytes; m = 32 also in GOP/s, 2 ops per MAC) ==");
+    println!(
+        "{:<11} {:<5} {:>11} {:>9} {:>10} {:>10} {:>10} {:>9}",
+        "impl", "type", "n x k", "MiB", "m=1 hot", "m=1 cold", "m=32 hot", "GOP/s"
+    );
+    for qtype in types.into_iter().filter(|t| t.name().contains(type_filter)) {
+        let shapes: &[(usize, usize)] = if qtype.block_elems() == 256 { &kshapes } else { &small };
+        for &(n, k) in shapes {
+            let w = quant_weights(rng, qtype, n, k);
+            let bytes = w.len() as f64;
+            let a32: Vec<f32> = (0..32 * k).map(|_| rng.f32()).collect();
+            let copies = (COLD_BYTES as f64 / bytes).ceil() as usize;
+            let many: Vec<Vec<u8>> = (0..copies).map(|_| w.clone()).collect();
+            for &imp in &imps {
+                // Validate: bit-identical to the scalar spec on the first rows.
+                let rows = n.min(8);
+                let (mut got, mut want) = (vec![0f32; 2 * rows], vec![0f32; 2 * rows]);
+                matmul_bt_rows_with(imp, &mut got, &a32[..2 * k], qtype, &w, 2, n, k, 0, rows)
+                    .expect("valid shapes");
+                matmul_bt_rows_with(QuantImpl::Scalar, &mut want, &a32[..2 * k], qtype, &w, 2, n, k, 0, rows)
+                    .expect("valid shapes");
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                    "{imp:?} {qtype} {n}x{k}: not bit-identical to the scalar spec"
+                );
+                let mut c1 = vec![0f32; n];
+                let hot1 = median_secs(runs, || {
+                    matmul_bt_rows_with(imp, &mut c1, &a32[..k], qtype, &w, 1, n, k, 0, n).unwrap();
+                    black_box(&c1);
+                });
+                let mut idx = 0;
+                let cold1 = median_secs(runs, || {
+                    let wi = &many[idx % copies];
+                    matmul_bt_rows_with(imp, &mut c1, &a32[..k], qtype, wi, 1, n, k, 0, n).unwrap();
+                    idx += 1;
+                    black_box(&c1);
+                });
+                let mut c32 = vec![0f32; 32 * n];
+                let hot32 = median_secs(runs, || {
+                    matmul_bt_rows_with(imp, &mut c32, &a32, qtype, &w, 32, n, k, 0, n).unwrap();
+                    black_box(&c32);
+                });
+                println!(
+                    "{:<11} {:<5} {:>11} {:>9.2} {:>10.1} {:>10.1} {:>10.1} {:>9.1}",
+                    format!("{imp:?}"),
+                    qtype.name(),
+                    format!("{n}x{k}"),
+                    bytes / (1 << 20) as f64,
+                    bytes / hot1 / 1e9,
+                    bytes / cold1 / 1e9,
+                    bytes / hot32 / 1e9,
+                    2.0 * 32.0 * (n * k) as f64 / hot32 / 1e9
                 );
             }
         }

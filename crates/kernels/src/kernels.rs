@@ -8,7 +8,7 @@
 //! take raw pointers or trust lengths that the checks here have just established.
 
 use crate::error::check;
-use crate::{level, scalar, BinOp, KernelError, KernelLevel, UnOp, Weights};
+use crate::{level, quant, scalar, BinOp, KernelError, KernelLevel, UnOp, Weights};
 
 #[cfg(target_arch = "x86_64")]
 use crate::{x86_avx2 as avx2, x86_avx512 as avx512};
@@ -351,6 +351,10 @@ impl Kernels {
         n0: usize,
         n1: usize,
     ) -> Result<(), KernelError> {
+        if let Weights::Quant { qtype, data } = b {
+            let imp = quant::QuantImpl::for_level(self.level);
+            return quant::matmul_checked(imp, op, c, a, qtype, data, [m, n, k, n0, n1]);
+        }
         if n0 > n1 || n1 > n {
             return Err(check::err(
                 op,

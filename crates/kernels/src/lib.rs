@@ -27,6 +27,7 @@ mod error;
 mod kernels;
 mod level;
 mod matmul_nn;
+pub mod quant;
 pub mod scalar;
 pub mod tolerance;
 
@@ -45,6 +46,10 @@ pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
 pub use level::{detected, is_supported, level, set_level, KernelLevel};
 pub use matmul_nn::scalar_matmul_nn;
+pub use quant::{
+    dequantize_row, quantize_row, quantize_row_bf16, quantize_row_f16, quantize_row_q4_0,
+    quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0, QuantType,
+};
 
 /// Elementwise binary ops sharing one kernel body per level (see [`scalar::binary`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -194,6 +194,15 @@ pub fn matmul_bt_rows(
     if k == 0 {
         return;
     }
+    if let crate::Weights::Quant { qtype, data } = b {
+        // The quantized spec: activations quantized, integer block dots (`quant/dot_ref.rs`).
+        // A malformed `data` (not `n1` whole rows) leaves C unchanged instead of panicking.
+        if data.len() >= qtype.row_bytes(k).unwrap_or(usize::MAX).saturating_mul(n1) {
+            let imp = crate::quant::QuantImpl::Scalar;
+            crate::quant::matmul_rows(imp, c, a, qtype, data, m, k, n0, n1);
+        }
+        return;
+    }
     let w = n1 - n0;
     for i in 0..m {
         let a_row = &a[i * k..(i + 1) * k];
@@ -203,6 +212,7 @@ pub fn matmul_bt_rows(
                 crate::Weights::F32(b) => dot_f64(a_row, b[row].iter().map(|&x| x as f64)),
                 crate::Weights::F16(b) => dot_f64(a_row, b[row].iter().map(|x| x.to_f64())),
                 crate::Weights::BF16(b) => dot_f64(a_row, b[row].iter().map(|x| x.to_f64())),
+                crate::Weights::Quant { .. } => 0.0, // handled above
             };
             let cij = &mut c[i * w + (j - n0)];
             *cij = (*cij as f64 + d) as f32;

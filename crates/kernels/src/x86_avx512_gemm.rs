@@ -343,5 +343,7 @@ pub(crate) unsafe fn matmul_bt_rows(
         Weights::F32(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
         Weights::F16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
         Weights::BF16(b) => gemm(cp, ap, b.as_ptr().add(n0 * k), m, w, k),
+        // Quantized weights take their own path (`quant/`) before dispatch reaches here.
+        Weights::Quant { .. } => {}
     }
 }

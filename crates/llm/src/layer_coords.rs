@@ -20,7 +20,8 @@
 //!   bigger tensor would continue at scroll 2, 3, ... and then carry into section, in base
 //!   999, so no part of a coordinate ever exceeds 999).
 //!
-//! Model-wide tensors (the rope table; later embeddings and the output head) sit on shelf
+//! Model-wide tensors (the rope table, the token embedding, the final norm and the output
+//! projection: kinds 15..=18) sit on shelf
 //! [`MODEL_SHELF`], so a model has at most 998 layers.
 //!
 //! **Run state** (library 2; writable scratch pages, never saved):
@@ -28,6 +29,9 @@
 //! - `2.1.1/1.1.1/1.1.1` the argument page, i32 `[1, 4]`: `[T, start_pos, 0, 0]`;
 //! - `2.1.2/1.1.1/1.1.1` the layer input `x`, f32 `[Tmax, D]`;
 //! - `2.1.3/1.1.1/1.1.1` the layer output, f32 `[Tmax, D]`;
+//! - `2.1.4/1.1.1/1.1.1` a model call's token ids, f32 `[Tmax, 1]`;
+//! - `2.1.5/id+1.1.1/1.1.1` sentron `id`'s copy of the last layer's output `[Tmax, D]`;
+//! - `2.1.6/1.1.1/1.1.1` the logits of the call's last token, f32 `[1, V]`;
 //! - `2.layer+1.20/part+1.1.1/1.1.1` the key cache of attention part `part`, f32
 //!   `[capacity, Hd]` (row p = the roped key of position p of its kv head); series 21 the
 //!   value cache, same shape. A kv head split across two sentrons has a cache per part.
@@ -65,6 +69,22 @@ pub enum TensorKind {
     WDown = 14,
     /// Model-wide: `[capacity, Hd]`, row p = `cos | sin` of position p.
     RopeTable = 15,
+    /// Model-wide: the token embedding table `[V, D]`.
+    TokenEmbd = 16,
+    /// Model-wide: the final RMSNorm scale `[1, D]`.
+    OutputNorm = 17,
+    /// Model-wide: the output projection `[V, D]` (absent when tied to `TokenEmbd`).
+    Output = 18,
+}
+
+impl TensorKind {
+    /// Tensors of the whole model (on [`MODEL_SHELF`]) rather than of one layer.
+    pub fn is_model_wide(self) -> bool {
+        matches!(
+            self,
+            TensorKind::RopeTable | TensorKind::TokenEmbd | TensorKind::OutputNorm | TensorKind::Output
+        )
+    }
 }
 
 fn coord(parts: [u32; 9]) -> Result<Coord, CoordError> {
@@ -89,7 +109,7 @@ fn part(index: usize) -> u32 {
 
 /// The page of one part of a layer tensor (tile 0).
 pub fn weight(layer: usize, kind: TensorKind, index: usize) -> Result<Coord, CoordError> {
-    let shelf = if kind == TensorKind::RopeTable {
+    let shelf = if kind.is_model_wide() {
         MODEL_SHELF
     } else {
         layer_shelf(layer)
@@ -120,6 +140,22 @@ pub fn input() -> Coord {
 /// The layer output page (`[Tmax, D]`).
 pub fn output() -> Coord {
     Coord::new([RUN_LIBRARY, 1, 3, 1, 1, 1, 1, 1, 1]).unwrap_or(Coord::ORIGIN)
+}
+
+/// The token ids of a model call (f32 `[Tmax, 1]`: ids are exact in f32 below 2^24).
+pub fn tokens() -> Coord {
+    Coord::new([RUN_LIBRARY, 1, 4, 1, 1, 1, 1, 1, 1]).unwrap_or(Coord::ORIGIN)
+}
+
+/// Sentron `id`'s scratch page for the last layer's output `[Tmax, D]`, from which it
+/// reads the last row back.
+pub fn hidden(id: usize) -> Result<Coord, CoordError> {
+    coord([RUN_LIBRARY, 1, 5, part(id), 1, 1, 1, 1, 1])
+}
+
+/// The logits of the last token (f32 `[1, V]`); sentrons write disjoint ranges.
+pub fn logits() -> Coord {
+    Coord::new([RUN_LIBRARY, 1, 6, 1, 1, 1, 1, 1, 1]).unwrap_or(Coord::ORIGIN)
 }
 
 /// The key (`value = false`) or value (`value = true`) cache of one attention part.

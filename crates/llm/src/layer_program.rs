@@ -100,6 +100,17 @@ fn even(n: usize, k: usize, i: usize, align: usize) -> Range<usize> {
 impl LayerPlan {
     /// Split `cfg` (already validated) over `sentrons`.
     pub fn new(cfg: &LayerConfig, layer: usize, sentrons: usize) -> Result<LayerPlan, PlanError> {
+        LayerPlan::with_ffn_align(cfg, layer, sentrons, FFN_SPLIT_ALIGN)
+    }
+
+    /// Like [`LayerPlan::new`], with the F rows split in multiples of `ffn_align` (the
+    /// block size of a quantized `w_down`, whose column slices must be whole blocks).
+    pub fn with_ffn_align(
+        cfg: &LayerConfig,
+        layer: usize,
+        sentrons: usize,
+        ffn_align: usize,
+    ) -> Result<LayerPlan, PlanError> {
         let max = vtpu_isa::MAX_SENTRONS;
         if sentrons == 0 || sentrons > max {
             return Err(PlanError::Sentrons { sentrons, max });
@@ -131,7 +142,7 @@ impl LayerPlan {
             attn.push(parts);
         }
         let ffn_rows = (0..sentrons)
-            .map(|i| even(cfg.ffn_dim, sentrons, i, FFN_SPLIT_ALIGN))
+            .map(|i| even(cfg.ffn_dim, sentrons, i, ffn_align.max(1)))
             .collect();
         Ok(LayerPlan {
             cfg: cfg.clone(),
@@ -145,6 +156,55 @@ impl LayerPlan {
     /// Every attention part, in index order.
     pub fn parts(&self) -> impl Iterator<Item = &AttnPart> {
         self.attn.iter().flatten()
+    }
+}
+
+/// Which slice of a tensor a sentron asks for.
+#[derive(Clone, Copy, Debug)]
+pub enum Slice<'a> {
+    /// The whole tensor (norm scales, the rope table).
+    Whole,
+    /// The rows (`wq`, `bq`) or columns (`wo`) of one attention part's query heads.
+    Part(&'a AttnPart),
+    /// The rows of one kv head (`wk`, `wv`, `bk`, `bv`).
+    KvHead(usize),
+    /// One sentron's SwiGLU slice: `w_gate` / `w_up` rows, `w_down` columns.
+    Ffn(usize, &'a Range<usize>),
+}
+
+/// Where the generator finds one weight: a whole page, or `rows x cols` elements of a
+/// read-only page from element `offset` (a zero-copy view, SGATHERV).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WeightRef {
+    pub coord: vtpu_phext::Coord,
+    pub rows: Option<(usize, usize, usize)>,
+}
+
+impl WeightRef {
+    pub fn page(coord: vtpu_phext::Coord) -> WeightRef {
+        WeightRef { coord, rows: None }
+    }
+}
+
+/// How weights are laid out in phext space: the single-layer runner stores every
+/// sentron's slice as a page of its own; a model maps whole tensors from the file and
+/// names row ranges of them.
+pub trait WeightMap {
+    fn weight(&self, layer: usize, kind: TensorKind, slice: Slice<'_>) -> Result<WeightRef, PlanError>;
+}
+
+/// The single-layer layout (`layer_pages`): one page per part, kv head or sentron.
+pub struct PerPartPages;
+
+impl WeightMap for PerPartPages {
+    fn weight(&self, layer: usize, kind: TensorKind, slice: Slice<'_>) -> Result<WeightRef, PlanError> {
+        let index = match slice {
+            Slice::Whole => 0,
+            Slice::Part(p) => p.index,
+            Slice::KvHead(j) => j,
+            Slice::Ffn(i, _) => i,
+        };
+        Ok(WeightRef::page(lc::weight(layer, kind, index)?))
     }
 }
 
@@ -252,10 +312,8 @@ fn val<E: Emit>(e: &mut E, code: Opcode, args: &[A<E::V>]) -> Result<E::V, PlanE
 }
 
 fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(), PlanError> {
-    let cfg = &plan.cfg;
-    let (layer, d, hd) = (plan.layer, cfg.dim, cfg.head_dim);
     use Opcode as O;
-
+    let d = plan.cfg.dim;
     // Arguments: T and start_pos.
     let zero = val(e, O::DLi, &[A::I64(0)])?;
     let one = val(e, O::DLi, &[A::I64(1)])?;
@@ -265,7 +323,7 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
     e.release(c_args);
     e.release(one);
 
-    // x [T, D] and the attention norm.
+    // x [T, D].
     let c_x = val(e, O::SCli, &[A::Coord(lc::input())])?;
     let x = val(
         e,
@@ -273,7 +331,42 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
         &[A::V(c_x), A::V(zero), A::V(t), A::I64(d as i64)],
     )?;
     e.release(c_x);
-    let w = gather_page(e, lc::weight(layer, TensorKind::AttnNorm, 0)?)?;
+    let args = LayerArgs { zero, t, start };
+    let out = layer_body(e, plan, &PerPartPages, id, &args, x, id == 0)?;
+    if let Some(out) = out {
+        let c_out = val(e, O::SCli, &[A::Coord(lc::output())])?;
+        e.op(O::SScatter, &[A::V(out), A::V(c_out), A::V(zero)])?;
+    }
+    e.halt()?;
+    Ok(())
+}
+
+/// Scalar values a layer's code reads: the constant 0, T and start_pos.
+pub struct LayerArgs<V> {
+    pub zero: V,
+    pub t: V,
+    pub start: V,
+}
+
+/// One decoder layer on sentron `id`: `x [T, D]` in, and the layer output `[T, D]` out
+/// when `want_out` (every sentron holds the same value after the last all-reduce; a
+/// sentron that does not use it must not compute it, or it would be a dead op).
+/// Consumes `x`.
+pub fn layer_body<E: Emit, W: WeightMap>(
+    e: &mut E,
+    plan: &LayerPlan,
+    map: &W,
+    id: usize,
+    args: &LayerArgs<E::V>,
+    x: E::V,
+    want_out: bool,
+) -> Result<Option<E::V>, PlanError> {
+    let cfg = &plan.cfg;
+    let (layer, hd) = (plan.layer, cfg.head_dim);
+    use Opcode as O;
+    let (zero, t, start) = (args.zero, args.t, args.start);
+
+    let w = gather_weight(e, map.weight(layer, TensorKind::AttnNorm, Slice::Whole)?)?;
     let xn = val(e, O::DTRmsNorm, &[A::V(x), A::V(w), A::F32(cfg.rms_eps)])?;
     e.release(w);
 
@@ -282,7 +375,7 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
         // No kv head here: this sentron adds a zero partial to the all-reduce.
         None => val(e, O::DTScale, &[A::V(x), A::F32(0.0)])?,
         Some(first) => {
-            let rope = gather_page(e, lc::weight(layer, TensorKind::RopeTable, 0)?)?;
+            let rope = gather_weight(e, map.weight(layer, TensorKind::RopeTable, Slice::Whole)?)?;
             let kv_off = val(e, O::DMuli, &[A::V(start), A::I64(hd as i64)])?;
             let s_len = val(e, O::DAdd, &[A::V(start), A::V(t)])?;
             let sh = Shared {
@@ -293,15 +386,17 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
                 kv_off,
                 s_len,
             };
-            let mut acc = attention_part(e, plan, &sh, first)?;
+            let mut acc = attention_part(e, plan, map, &sh, first)?;
             for p in parts {
-                let part = attention_part(e, plan, &sh, p)?;
+                let part = attention_part(e, plan, map, &sh, p)?;
                 let sum = val(e, O::DTAdd, &[A::V(acc), A::V(part)])?;
                 e.release(acc);
                 e.release(part);
                 acc = sum;
             }
             e.release(rope);
+            e.release(kv_off);
+            e.release(s_len);
             acc
         }
     };
@@ -312,25 +407,28 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
     e.release(attn);
 
     // SwiGLU MLP over this sentron's F rows.
-    let w = gather_page(e, lc::weight(layer, TensorKind::FfnNorm, 0)?)?;
+    let w = gather_weight(e, map.weight(layer, TensorKind::FfnNorm, Slice::Whole)?)?;
     let hn = val(e, O::DTRmsNorm, &[A::V(h), A::V(w), A::F32(cfg.rms_eps)])?;
     e.release(w);
-    let gate = project(e, hn, lc::weight(layer, TensorKind::WGate, id)?)?;
-    let up = project(e, hn, lc::weight(layer, TensorKind::WUp, id)?)?;
+    let rows = &plan.ffn_rows[id];
+    let gate = project(e, hn, map.weight(layer, TensorKind::WGate, Slice::Ffn(id, rows))?)?;
+    let up = project(e, hn, map.weight(layer, TensorKind::WUp, Slice::Ffn(id, rows))?)?;
     e.release(hn);
     let act = val(e, O::DTSwiglu, &[A::V(gate), A::V(up)])?;
     e.release(gate);
     e.release(up);
-    let mlp = project(e, act, lc::weight(layer, TensorKind::WDown, id)?)?;
+    let mlp = project(e, act, map.weight(layer, TensorKind::WDown, Slice::Ffn(id, rows))?)?;
     e.release(act);
     let mlp = all_reduce(e, plan, mlp)?;
-    let out = val(e, O::DTAdd, &[A::V(h), A::V(mlp)])?;
-    if id == 0 {
-        let c_out = val(e, O::SCli, &[A::Coord(lc::output())])?;
-        e.op(O::SScatter, &[A::V(out), A::V(c_out), A::V(zero)])?;
+    if !want_out {
+        e.release(h);
+        e.release(mlp);
+        return Ok(None);
     }
-    e.halt()?;
-    Ok(())
+    let out = val(e, O::DTAdd, &[A::V(h), A::V(mlp)])?;
+    e.release(h);
+    e.release(mlp);
+    Ok(Some(out))
 }
 
 /// CREDUCE sum over every sentron (nothing with one sentron).
@@ -351,18 +449,38 @@ fn gather_page<E: Emit>(e: &mut E, c: vtpu_phext::Coord) -> Result<E::V, PlanErr
     Ok(t)
 }
 
-/// `x . W^T` for the weight page at `c`.
-fn project<E: Emit>(e: &mut E, x: E::V, c: vtpu_phext::Coord) -> Result<E::V, PlanError> {
-    let w = gather_page(e, c)?;
+/// A weight as a tile: the whole page, or a row range of it (SGATHERV, a zero-copy
+/// view of a read-only page).
+pub fn gather_weight<E: Emit>(e: &mut E, w: WeightRef) -> Result<E::V, PlanError> {
+    let Some((offset, rows, cols)) = w.rows else {
+        return gather_page(e, w.coord);
+    };
+    let cr = val(e, Opcode::SCli, &[A::Coord(w.coord)])?;
+    let off = val(e, Opcode::DLi, &[A::I64(offset as i64)])?;
+    let n = val(e, Opcode::DLi, &[A::I64(rows as i64)])?;
+    let t = val(
+        e,
+        Opcode::SGatherV,
+        &[A::V(cr), A::V(off), A::V(n), A::I64(cols as i64)],
+    )?;
+    e.release(cr);
+    e.release(off);
+    e.release(n);
+    Ok(t)
+}
+
+/// `x . W^T` for the weight `w`.
+pub fn project<E: Emit>(e: &mut E, x: E::V, w: WeightRef) -> Result<E::V, PlanError> {
+    let w = gather_weight(e, w)?;
     let y = val(e, Opcode::DTMm, &[A::V(x), A::V(w)])?;
     e.release(w);
     Ok(y)
 }
 
 /// `y + bias` when the config has biases.
-fn bias<E: Emit>(e: &mut E, y: E::V, c: Option<vtpu_phext::Coord>) -> Result<E::V, PlanError> {
+fn bias<E: Emit>(e: &mut E, y: E::V, c: Option<WeightRef>) -> Result<E::V, PlanError> {
     let Some(c) = c else { return Ok(y) };
-    let b = gather_page(e, c)?;
+    let b = gather_weight(e, c)?;
     let out = val(e, Opcode::DTAddR, &[A::V(y), A::V(b)])?;
     e.release(b);
     e.release(y);
@@ -375,11 +493,11 @@ fn norm_rope<E: Emit>(
     plan: &LayerPlan,
     sh: &Shared<E::V>,
     y: E::V,
-    norm: Option<vtpu_phext::Coord>,
+    norm: Option<WeightRef>,
 ) -> Result<E::V, PlanError> {
     let y = match norm {
         Some(c) => {
-            let w = gather_page(e, c)?;
+            let w = gather_weight(e, c)?;
             let n = val(
                 e,
                 Opcode::DTRmsNorm,
@@ -401,9 +519,10 @@ fn norm_rope<E: Emit>(
 }
 
 /// The attention of one part: returns its `[T, D]` contribution `o . wo_p^T`.
-fn attention_part<E: Emit>(
+fn attention_part<E: Emit, W: WeightMap>(
     e: &mut E,
     plan: &LayerPlan,
+    map: &W,
     sh: &Shared<E::V>,
     part: &AttnPart,
 ) -> Result<E::V, PlanError> {
@@ -411,22 +530,22 @@ fn attention_part<E: Emit>(
     let cfg = &plan.cfg;
     let (layer, hd, g) = (plan.layer, cfg.head_dim, part.heads.len());
     let j = part.index;
-    let opt = |on: bool, kind: TensorKind, part: usize| -> Result<_, PlanError> {
+    let opt = |on: bool, kind: TensorKind, slice: Slice<'_>| -> Result<_, PlanError> {
         Ok(if on {
-            Some(lc::weight(layer, kind, part)?)
+            Some(map.weight(layer, kind, slice)?)
         } else {
             None
         })
     };
-    let q = project(e, sh.xn, lc::weight(layer, TensorKind::Wq, j)?)?;
-    let q = bias(e, q, opt(cfg.qkv_bias, TensorKind::Bq, j)?)?;
-    let q = norm_rope(e, plan, sh, q, opt(cfg.qk_norm, TensorKind::QNorm, 0)?)?;
     let kvh = part.kv_head;
-    let k = project(e, sh.xn, lc::weight(layer, TensorKind::Wk, kvh)?)?;
-    let k = bias(e, k, opt(cfg.qkv_bias, TensorKind::Bk, kvh)?)?;
-    let k = norm_rope(e, plan, sh, k, opt(cfg.qk_norm, TensorKind::KNorm, 0)?)?;
-    let v = project(e, sh.xn, lc::weight(layer, TensorKind::Wv, kvh)?)?;
-    let v = bias(e, v, opt(cfg.qkv_bias, TensorKind::Bv, kvh)?)?;
+    let q = project(e, sh.xn, map.weight(layer, TensorKind::Wq, Slice::Part(part))?)?;
+    let q = bias(e, q, opt(cfg.qkv_bias, TensorKind::Bq, Slice::Part(part))?)?;
+    let q = norm_rope(e, plan, sh, q, opt(cfg.qk_norm, TensorKind::QNorm, Slice::Whole)?)?;
+    let k = project(e, sh.xn, map.weight(layer, TensorKind::Wk, Slice::KvHead(kvh))?)?;
+    let k = bias(e, k, opt(cfg.qkv_bias, TensorKind::Bk, Slice::KvHead(kvh))?)?;
+    let k = norm_rope(e, plan, sh, k, opt(cfg.qk_norm, TensorKind::KNorm, Slice::Whole)?)?;
+    let v = project(e, sh.xn, map.weight(layer, TensorKind::Wv, Slice::KvHead(kvh))?)?;
+    let v = bias(e, v, opt(cfg.qkv_bias, TensorKind::Bv, Slice::KvHead(kvh))?)?;
 
     // Append this step's keys and values, then read the whole visible cache back.
     let ck = val(e, O::SCli, &[A::Coord(lc::kv_cache(layer, j, false)?)])?;
@@ -469,7 +588,7 @@ fn attention_part<E: Emit>(
     e.release(vals);
     let o2 = val(e, O::DTReshape, &[A::V(o), A::I64((g * hd) as i64)])?; // [T, g*Hd]
     e.release(o);
-    let part = project(e, o2, lc::weight(layer, TensorKind::Wo, j)?)?;
+    let part = project(e, o2, map.weight(layer, TensorKind::Wo, Slice::Part(part))?)?;
     e.release(o2);
     Ok(part)
 }

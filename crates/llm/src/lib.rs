@@ -5,14 +5,18 @@
 //! a plain f64 reference forward of one decoder layer ([`reference`]) that is checked
 //! against Hugging Face transformers goldens in `testdata/goldens/`.
 
+pub mod chat;
 pub mod config;
+pub mod generate;
 pub mod layer_bench;
 pub mod layer_coords;
 pub mod layer_pages;
 pub mod layer_program;
 pub mod layer_runner;
+pub mod model;
 pub mod program_builder;
 pub mod reference;
+pub mod sampler;
 pub mod weights;
 
 pub use config::{ConfigError, LayerConfig, RopeLayout};

@@ -25,6 +25,14 @@ pub enum DType {
     Q4K,
     /// 256 elements: 128 bytes low 4 bits, 64 bytes high 2 bits, 16 i8 scales, f16 d (210 bytes).
     Q6K,
+    /// 32 elements: f16 scale, f16 min, 4 bytes of high bits + 16 bytes of low nibbles (24 bytes).
+    Q5_1,
+    /// 256 elements: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 32 bytes of high bits
+    /// + 128 bytes of low nibbles (176 bytes).
+    Q5K,
+    /// 256 elements: f32 d + 256 x i8 + 16 x i16 sums of 16 quants (292 bytes). The
+    /// activation format of the k-quant dot products; rarely a weight type.
+    Q8K,
 }
 
 /// One row of the dtype table: the single list every property derives from.
@@ -38,7 +46,7 @@ struct Props {
 }
 
 #[rustfmt::skip]
-const TABLE: [Props; 11] = [
+const TABLE: [Props; 14] = [
     Props { dtype: DType::F32, name: "f32", block_elems: 1, block_bytes: 4, code: 0 },
     Props { dtype: DType::F16, name: "f16", block_elems: 1, block_bytes: 2, code: 1 },
     Props { dtype: DType::BF16, name: "bf16", block_elems: 1, block_bytes: 2, code: 30 },
@@ -50,11 +58,14 @@ const TABLE: [Props; 11] = [
     Props { dtype: DType::Q5_0, name: "q5_0", block_elems: 32, block_bytes: 22, code: 6 },
     Props { dtype: DType::Q4K, name: "q4_k", block_elems: 256, block_bytes: 144, code: 12 },
     Props { dtype: DType::Q6K, name: "q6_k", block_elems: 256, block_bytes: 210, code: 14 },
+    Props { dtype: DType::Q5_1, name: "q5_1", block_elems: 32, block_bytes: 24, code: 7 },
+    Props { dtype: DType::Q5K, name: "q5_k", block_elems: 256, block_bytes: 176, code: 13 },
+    Props { dtype: DType::Q8K, name: "q8_k", block_elems: 256, block_bytes: 292, code: 15 },
 ];
 
 impl DType {
     /// Every dtype, in table order.
-    pub const ALL: [DType; 11] = [
+    pub const ALL: [DType; 14] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -66,6 +77,9 @@ impl DType {
         DType::Q5_0,
         DType::Q4K,
         DType::Q6K,
+        DType::Q5_1,
+        DType::Q5K,
+        DType::Q8K,
     ];
 
     fn props(&self) -> &'static Props {
@@ -172,6 +186,9 @@ mod tests {
             ("q5_0", 32, 22),
             ("q4_k", 256, 144),
             ("q6_k", 256, 210),
+            ("q5_1", 32, 24),
+            ("q5_k", 256, 176),
+            ("q8_k", 256, 292),
             ("f32", 1, 4),
             ("f16", 1, 2),
             ("bf16", 1, 2),
@@ -182,6 +199,33 @@ mod tests {
             let d = DType::parse(name).unwrap();
             assert_eq!((d.block_elems(), d.block_bytes()), (elems, bytes), "{name}");
         }
+    }
+
+    /// Block sizes rebuilt from the field layouts of `ggml-common.h` (the same sums its
+    /// `static_assert`s check), so a typo in the table cannot agree with a typo here.
+    #[test]
+    fn block_bytes_are_the_sum_of_their_fields() {
+        let (half, qk, qk_k) = (2, 32, 256);
+        let layouts = [
+            (DType::Q8_0, half + qk),                             // d, qs[32]
+            (DType::Q4_0, half + qk / 2),                         // d, qs[16]
+            (DType::Q4_1, 2 * half + qk / 2),                     // d, m, qs[16]
+            (DType::Q5_0, half + 4 + qk / 2),                     // d, qh[4], qs[16]
+            (DType::Q5_1, 2 * half + 4 + qk / 2),                 // d, m, qh[4], qs[16]
+            (DType::Q4K, 2 * half + 12 + qk_k / 2),               // d, dmin, scales, qs
+            (DType::Q5K, 2 * half + 12 + qk_k / 8 + qk_k / 2),    // + qh[32]
+            (DType::Q6K, qk_k / 2 + qk_k / 4 + qk_k / 16 + half), // ql, qh, scales, d
+            (DType::Q8K, 4 + qk_k + 2 * (qk_k / 16)),             // f32 d, qs, i16 bsums
+        ];
+        for (d, bytes) in layouts {
+            assert_eq!(d.block_bytes(), bytes, "{d}");
+            assert!(d.is_quantized());
+        }
+        assert_eq!(
+            DType::ALL.iter().filter(|d| d.is_quantized()).count(),
+            layouts.len(),
+            "every quantized dtype has a layout here"
+        );
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub enum SpaceError {
         len: usize,
         map_len: usize,
     },
-    #[error("page {coord}: mapped address {address:#x} is not 64-byte aligned (pages must be)")]
+    #[error("page {coord}: mapped address {address:#x} is not 32-byte aligned (mapped pages must be)")]
     MappedMisaligned { coord: Coord, address: usize },
     #[error("placed arena of {pages} pages needs more bytes than the address space")]
     ArenaOverflow { pages: usize },
@@ -171,6 +171,16 @@ pub enum PersistError {
     ManifestTooLarge { path: PathBuf, len: u64, max: u64 },
     #[error("manifest {}: is not UTF-8 text", .path.display())]
     ManifestNotText { path: PathBuf },
+    #[error("manifest {}: is empty (0 bytes), not a saved phext space (a save of an empty space writes a vtpu-empty-space scroll)", .path.display())]
+    EmptyManifest { path: PathBuf },
+    #[error("manifest {}: holds no page scroll and no vtpu-empty-space marker, so it is not a saved phext space", .path.display())]
+    NoPages { path: PathBuf },
+    #[error("{what} {}: is {kind}, not a regular file", .path.display())]
+    NotRegularFile {
+        what: &'static str,
+        path: PathBuf,
+        kind: &'static str,
+    },
     #[error("manifest {}: scroll at {coord}: {source}", .path.display())]
     BadCoordinate {
         path: PathBuf,

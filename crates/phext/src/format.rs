@@ -23,6 +23,11 @@
 //! order: `vtpu-page=1`, `dtype`, `shape` (`ROWSxCOLS`), `kind` (`owned`|`mapped`),
 //! `read_only` (`true`|`false`), `offset`, `length`, `xxh3` (16 lower-case hex digits),
 //! `sidecar`.
+//!
+//! A space without pages is saved as one scroll at `1.1.1/1.1.1/1.1.1` and no sidecar:
+//! `vtpu-empty-space=1`, `layout` (`insertion`|`zorder`|`hilbert`), `part_limit`. So a
+//! 0-byte (or otherwise page-less) manifest is never mistaken for an empty space: it is
+//! an error.
 
 use crate::coord::{Coord, MAX_PART_LIMIT};
 use crate::curve::Layout;
@@ -137,6 +142,18 @@ pub(crate) fn sidecar_name_id(name: &str) -> Option<u64> {
     parse_hex16(hex)
 }
 
+/// The content id of `name` if it is exactly the sidecar name of manifest
+/// `manifest_name` (`<manifest_name>.<16 lower-case hex>.bin`), the only files a save
+/// may delete. `m.phext.0123456789abcdef.<id>.bin` ends like one of ours but belongs
+/// to manifest `m.phext.0123456789abcdef`.
+pub(crate) fn owned_sidecar_id(manifest_name: &str, name: &str) -> Option<u64> {
+    let hex = name
+        .strip_prefix(manifest_name)?
+        .strip_prefix('.')?
+        .strip_suffix(".bin")?;
+    parse_hex16(hex)
+}
+
 /// A name that may be joined to the manifest's directory: one plain path component with
 /// no control characters (which would also break the phext scroll it is stored in).
 pub(crate) fn is_plain_file_name(name: &str) -> bool {
@@ -155,6 +172,66 @@ fn parse_hex16(s: &str) -> Option<u64> {
         u64::from_str_radix(s, 16).ok()
     } else {
         None
+    }
+}
+
+/// The marker scroll of a saved space without pages (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EmptySpace {
+    pub layout: Layout,
+    pub part_limit: u32,
+}
+
+/// The key that makes a scroll an empty-space marker.
+pub(crate) const EMPTY_SPACE_KEY: &str = "vtpu-empty-space";
+
+impl EmptySpace {
+    pub(crate) fn to_scroll(self) -> String {
+        format!(
+            "{EMPTY_SPACE_KEY}={FORMAT_VERSION}\nlayout={}\npart_limit={}",
+            self.layout.name(),
+            self.part_limit
+        )
+    }
+
+    /// Is this scroll an empty-space marker (whether or not it is a valid one)?
+    pub(crate) fn is_marker(text: &str) -> bool {
+        text.starts_with(EMPTY_SPACE_KEY) && text[EMPTY_SPACE_KEY.len()..].starts_with('=')
+    }
+
+    /// Parse a marker scroll; the error is a sentence about what is wrong.
+    pub(crate) fn parse(text: &str) -> Result<EmptySpace, String> {
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        let mut lines = body.split('\n');
+        let version = lines.next().and_then(|l| l.strip_prefix("vtpu-empty-space="));
+        if version != Some(&*FORMAT_VERSION.to_string()) {
+            return Err(format!(
+                "empty-space marker {:?}: unsupported version, this build reads {FORMAT_VERSION}",
+                cut(body.lines().next().unwrap_or(""))
+            ));
+        }
+        let layout_text = lines
+            .next()
+            .and_then(|l| l.strip_prefix("layout="))
+            .ok_or("empty-space marker: second line must be layout=NAME")?;
+        let layout = Layout::parse(layout_text)
+            .ok_or_else(|| format!("empty-space marker: unknown layout {:?}", cut(layout_text)))?;
+        let limit_text = lines
+            .next()
+            .and_then(|l| l.strip_prefix("part_limit="))
+            .ok_or("empty-space marker: third line must be part_limit=N")?;
+        let part_limit = parse_num(limit_text, "part_limit")?;
+        let part_limit = u32::try_from(part_limit)
+            .ok()
+            .filter(|l| (1..=MAX_PART_LIMIT).contains(l))
+            .ok_or_else(|| format!("empty-space marker: part_limit {part_limit} is out of range 1..={MAX_PART_LIMIT}"))?;
+        if let Some(extra) = lines.next() {
+            return Err(format!(
+                "empty-space marker: unexpected line {:?}",
+                cut(extra)
+            ));
+        }
+        Ok(EmptySpace { layout, part_limit })
     }
 }
 
@@ -385,6 +462,43 @@ mod tests {
         let mut bad = bytes;
         bad[8] = 2;
         assert!(Header::decode(&bad).unwrap_err().contains("version"));
+    }
+
+    #[test]
+    fn empty_space_marker_round_trip_and_errors() {
+        let m = EmptySpace {
+            layout: Layout::Hilbert,
+            part_limit: 999,
+        };
+        let text = m.to_scroll();
+        assert!(EmptySpace::is_marker(&text));
+        assert_eq!(EmptySpace::parse(&text), Ok(m));
+        assert!(!EmptySpace::is_marker("vtpu-empty-spacex=1"));
+        assert!(!EmptySpace::is_marker(&entry().to_scroll()));
+        for (bad, why) in [
+            ("vtpu-empty-space=2\nlayout=zorder\npart_limit=999", "version"),
+            ("vtpu-empty-space=1\nlayout=spiral\npart_limit=999", "unknown layout"),
+            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=0", "out of range"),
+            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=99999", "out of range"),
+            ("vtpu-empty-space=1\nlayout=zorder", "part_limit"),
+            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=9\ndtype=f32", "unexpected line"),
+        ] {
+            let e = EmptySpace::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    /// Only `<manifest>.<16 hex>.bin` belongs to a manifest: a longer name that starts
+    /// the same way is another manifest's sidecar.
+    #[test]
+    fn sidecar_ownership_is_exact() {
+        let id = 0x0123_4567_89ab_cdef;
+        assert_eq!(owned_sidecar_id("m.phext", &sidecar_name("m.phext", id)), Some(id));
+        let other = sidecar_name("m.phext.0123456789abcdef", 5);
+        assert_eq!(owned_sidecar_id("m.phext", &other), None);
+        assert_eq!(owned_sidecar_id("m.phext", &sidecar_name("m.phex", id)), None);
+        assert_eq!(owned_sidecar_id("m.phext", "m.phext.0123456789ABCDEF.bin"), None);
+        assert_eq!(owned_sidecar_id("m.phext", "m.phext..bin"), None);
     }
 
     #[test]

@@ -31,6 +31,6 @@ pub use coord::{Coord, CoordKey, DEFAULT_PART_LIMIT, DIM_NAMES, MAX_PART_LIMIT};
 pub use curve::{hilbert_key, zorder_key, Layout};
 pub use dtype::DType;
 pub use error::{CoordError, DTypeError, PageError, ParseProblem, PersistError, SpaceError};
-pub use page::{Page, PageKind};
+pub use page::{Page, PageKind, MAPPED_ALIGN};
 pub use persist::{LoadMode, SaveStats, MAX_MANIFEST_BYTES};
 pub use space::{PageInit, PhextSpace};

@@ -19,6 +19,13 @@ use std::sync::{Arc, PoisonError, RwLock};
 use memmap2::Mmap;
 
 use crate::buf::{AlignedBuf, PAGE_ALIGN};
+
+/// Alignment a mapped (zero-copy, read-only) page needs: 32 bytes, GGUF's default
+/// `general.alignment`, so a model file's tensors map in place. Every kernel reads
+/// pages with unaligned SIMD loads; 32 keeps f32 / f16 elements naturally aligned and
+/// AVX2 loads within one cache line pair. Pages this crate places itself (arenas,
+/// sidecars) stay 64-byte aligned.
+pub const MAPPED_ALIGN: usize = 32;
 use crate::coord::Coord;
 use crate::dtype::DType;
 use crate::error::{PageError, SpaceError};
@@ -163,7 +170,7 @@ impl Page {
     }
 
     /// A read-only page over `map[offset..offset + len]`, where `len` is the size of a
-    /// `dtype` page of `shape`. Checks bounds and 64-byte alignment.
+    /// `dtype` page of `shape`. Checks bounds and [`MAPPED_ALIGN`]-byte alignment.
     pub(crate) fn from_map(
         coord: Coord,
         dtype: DType,
@@ -183,7 +190,7 @@ impl Page {
         }
         // In bounds, so the add stays inside the mapping (or one past its end when len == 0).
         let raw = map.as_ptr().wrapping_add(offset) as *mut u8;
-        if raw as usize % PAGE_ALIGN != 0 {
+        if raw as usize % MAPPED_ALIGN != 0 {
             return Err(SpaceError::MappedMisaligned {
                 coord,
                 address: raw as usize,

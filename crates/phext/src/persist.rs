@@ -12,6 +12,18 @@
 //!
 //! A failure before the commit removes the new files again (best effort); a failure to
 //! delete the old sidecar after the commit is reported in [`SaveStats`], not as an error.
+//! A save deletes only files that belong to its own manifest: the old sidecar only if
+//! its name is exactly `<manifest>.<16 hex>.bin`, and temp files of earlier saves of
+//! the same manifest only once the process that wrote them is gone (a save killed
+//! mid-way cannot clean up after itself; the next successful one does).
+//!
+//! A space without pages is saved as a manifest holding only an empty-space marker and
+//! no sidecar (`format.rs`), so a 0-byte or page-less manifest is an error on load, not
+//! an empty space.
+//!
+//! Loading opens the manifest and the sidecar without blocking (a FIFO would wait for a
+//! writer for ever) and refuses anything but a regular file; the manifest is read with
+//! a bound ([`MAX_MANIFEST_BYTES`]) whatever size the file claims.
 //!
 //! Mapped loads: the sidecar is mapped read-only. Saves never modify a sidecar in place
 //! (they write a new file and rename), so a space loaded with [`LoadMode::Map`] stays
@@ -29,11 +41,10 @@ use memmap2::MmapOptions;
 
 use crate::buf::AlignedBuf;
 use crate::coord::{Coord, DEFAULT_PART_LIMIT};
-use crate::curve::Layout;
 use crate::error::PersistError;
 use crate::format::{
-    is_plain_file_name, sidecar_name, sidecar_name_id, Header, PageEntry, FILE_PART_LIMIT,
-    HEADER_LEN,
+    is_plain_file_name, owned_sidecar_id, sidecar_name, sidecar_name_id, EmptySpace, Header,
+    PageEntry, FILE_PART_LIMIT, HEADER_LEN,
 };
 use crate::page::{Page, PageKind};
 use crate::space::{align_up, ArenaPage, MappedPage, PhextSpace};
@@ -64,8 +75,9 @@ pub struct SaveStats {
     /// Size of the sidecar file (header + pages + alignment padding).
     pub sidecar_bytes: u64,
     pub manifest_bytes: u64,
-    /// The sidecar written.
-    pub sidecar: PathBuf,
+    /// The sidecar written; `None` when there were no pages to save (the manifest then
+    /// holds the empty-space marker).
+    pub sidecar: Option<PathBuf>,
     /// The previous save's sidecar, when it could not be deleted after the commit.
     pub old_sidecar_left: Option<PathBuf>,
 }
@@ -127,24 +139,201 @@ fn sync_dir(dir: &Path) -> Result<(), PersistError> {
         .map_err(io_err("fsync directory", dir))
 }
 
-/// The sidecar named by an existing manifest, if it is one of ours (`<name>.<hex>.bin`);
-/// best effort: any problem means "nothing to delete".
-fn previous_sidecar(manifest: &Path, manifest_name: &str) -> Option<String> {
-    let len = fs::metadata(manifest).ok()?.len();
-    if len > MAX_MANIFEST_BYTES {
+/// Open `path` for reading without blocking: a FIFO opens at once instead of waiting
+/// for a writer (no effect on regular files).
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    opts.open(path)
+}
+
+/// What a file that is not a regular file is, for an error message.
+fn file_kind(ft: fs::FileType) -> Option<&'static str> {
+    if ft.is_file() {
         return None;
     }
-    let text = fs::read_to_string(manifest).ok()?;
+    if ft.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return Some("a FIFO");
+        }
+        if ft.is_char_device() {
+            return Some("a character device");
+        }
+        if ft.is_block_device() {
+            return Some("a block device");
+        }
+        if ft.is_socket() {
+            return Some("a socket");
+        }
+    }
+    Some("not a regular file")
+}
+
+/// Refuse an open file that is not a regular file (a FIFO, device or directory would
+/// block, never end, or not be data).
+fn check_regular(file: &File, what: &'static str, path: &Path) -> Result<u64, PersistError> {
+    let meta = file.metadata().map_err(io_err("stat", path))?;
+    if let Some(kind) = file_kind(meta.file_type()) {
+        return Err(PersistError::NotRegularFile {
+            what,
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    Ok(meta.len())
+}
+
+/// The whole of a regular file of at most `max` bytes, read with that bound whatever
+/// the file claims (it may grow while being read).
+fn read_bounded(path: &Path, what: &'static str, max: u64) -> Result<Vec<u8>, PersistError> {
+    let file = open_nonblocking(path).map_err(io_err("open", path))?;
+    let len = check_regular(&file, what, path)?;
+    let too_large = |len| PersistError::ManifestTooLarge {
+        path: path.to_path_buf(),
+        len,
+        max,
+    };
+    if len > max {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| PersistError::OutOfMemory {
+            path: path.to_path_buf(),
+            bytes: len,
+        })?;
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read", path))?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// The sidecar named by an existing manifest, if it belongs to this manifest (exactly
+/// `<name>.<16 hex>.bin`, see [`owned_sidecar_id`]); best effort: any problem means
+/// "nothing to delete".
+fn previous_sidecar(manifest: &Path, manifest_name: &str) -> Option<String> {
+    let bytes = read_bounded(manifest, "manifest", MAX_MANIFEST_BYTES).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     let scrolls = libphext::phext::explode(&text);
     let name = scrolls.values().find_map(|s| {
         s.split('\n')
             .find_map(|l| l.strip_prefix("sidecar="))
             .map(str::to_string)
     })?;
-    let ours = is_plain_file_name(&name)
-        && name.starts_with(&format!("{manifest_name}."))
-        && sidecar_name_id(&name).is_some();
+    let ours = is_plain_file_name(&name) && owned_sidecar_id(manifest_name, &name).is_some();
     ours.then_some(name)
+}
+
+/// Temp files `.<name>.<pid>.<seq>.<sidecar|manifest>.tmp` of earlier saves of this
+/// manifest whose process is gone (killed mid-save): removed after a successful save.
+/// Temp files of live processes (a save in progress elsewhere) and of this process are
+/// left alone, as is anything that does not match the pattern exactly. Best effort.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(f) = file_name.to_str() else {
+            continue;
+        };
+        let Some(mid) = f
+            .strip_prefix('.')
+            .and_then(|r| r.strip_prefix(name))
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let parts: Vec<&str> = mid.split('.').collect();
+        let [pid, seq, what] = parts[..] else {
+            continue;
+        };
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if !digits(seq) || !matches!(what, "sidecar" | "manifest") || pid == me {
+            continue;
+        }
+        if !process_is_gone(pid) {
+            continue;
+        }
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if is_file {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// True only when process `pid` certainly does not exist.
+fn process_is_gone(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: kill with signal 0 sends nothing; it only checks that the process
+        // exists (ESRCH if not). No memory is touched.
+        let r = unsafe { libc::kill(pid, 0) };
+        r != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// Step 3 of a save: write `text` to a temp manifest, fsync, rename it over
+/// `manifest_path` (the commit point).
+fn commit_manifest(dir: &Path, name: &str, manifest_path: &Path, text: &str) -> Result<(), PersistError> {
+    let tmp_manifest = temp_path(dir, name, "manifest");
+    let mut manifest_guard = RemoveOnDrop(Some(tmp_manifest.clone()));
+    checkpoint("manifest-write")?;
+    let mut mf = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_manifest)
+        .map_err(io_err("create temp manifest", &tmp_manifest))?;
+    mf.write_all(text.as_bytes())
+        .map_err(io_err("write temp manifest", &tmp_manifest))?;
+    checkpoint("manifest-sync")?;
+    mf.sync_all()
+        .map_err(io_err("fsync temp manifest", &tmp_manifest))?;
+    drop(mf);
+    checkpoint("manifest-rename")?;
+    fs::rename(&tmp_manifest, manifest_path)
+        .map_err(io_err("rename manifest to", manifest_path))?;
+    manifest_guard.disarm();
+    Ok(())
+}
+
+/// Step 4 of a save: delete the previous sidecar unless it is the one just written;
+/// the path of one that could not be deleted.
+fn delete_old_sidecar(dir: &Path, old: Option<String>, new_name: Option<&str>) -> Option<PathBuf> {
+    let old = old.filter(|o| Some(o.as_str()) != new_name)?;
+    let old_path = dir.join(old);
+    let deleted = checkpoint("old-sidecar-delete").is_ok() && fs::remove_file(&old_path).is_ok();
+    (!deleted).then_some(old_path)
 }
 
 /// Removes a file on drop unless disarmed: cleans up after a failed save.
@@ -188,6 +377,29 @@ impl PhextSpace {
             return Err(PersistError::PartAboveFileLimit { coord: p.coord() });
         }
         let old_sidecar = previous_sidecar(manifest_path, &name);
+        if pages.is_empty() {
+            // No sidecar: the manifest says the space is empty (see format.rs).
+            let marker = EmptySpace {
+                layout: self.layout(),
+                part_limit: self.part_limit(),
+            };
+            let mut scrolls = HashMap::with_capacity(1);
+            scrolls.insert(Coord::ORIGIN.to_libphext(), marker.to_scroll());
+            let text = libphext::phext::implode(scrolls);
+            commit_manifest(&dir, &name, manifest_path, &text)?;
+            sync_dir(&dir)?;
+            let old_sidecar_left = delete_old_sidecar(&dir, old_sidecar, None);
+            remove_stale_temps(&dir, &name);
+            return Ok(SaveStats {
+                pages: 0,
+                skipped_scratch: all.len(),
+                page_bytes: 0,
+                sidecar_bytes: 0,
+                manifest_bytes: text.len() as u64,
+                sidecar: None,
+                old_sidecar_left,
+            });
+        }
 
         // Offsets: 64-byte aligned, after the header, in layout order.
         let mut offsets = Vec::with_capacity(pages.len());
@@ -294,46 +506,22 @@ impl PhextSpace {
             scrolls.insert(p.coord().to_libphext(), entry.to_scroll());
         }
         let text = libphext::phext::implode(scrolls);
-        let tmp_manifest = temp_path(&dir, &name, "manifest");
-        let mut manifest_guard = RemoveOnDrop(Some(tmp_manifest.clone()));
-        checkpoint("manifest-write")?;
-        let mut mf = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp_manifest)
-            .map_err(io_err("create temp manifest", &tmp_manifest))?;
-        mf.write_all(text.as_bytes())
-            .map_err(io_err("write temp manifest", &tmp_manifest))?;
-        checkpoint("manifest-sync")?;
-        mf.sync_all()
-            .map_err(io_err("fsync temp manifest", &tmp_manifest))?;
-        drop(mf);
-        checkpoint("manifest-rename")?;
-        fs::rename(&tmp_manifest, manifest_path)
-            .map_err(io_err("rename manifest to", manifest_path))?;
-        manifest_guard.disarm();
+        commit_manifest(&dir, &name, manifest_path, &text)?;
         sidecar_guard.disarm();
         // Committed. A failed directory fsync now only risks durability, not consistency;
         // report it all the same.
         sync_dir(&dir)?;
 
-        // 4. Delete the previous sidecar.
-        let mut old_sidecar_left = None;
-        if let Some(old) = old_sidecar.filter(|o| *o != new_name) {
-            let old_path = dir.join(old);
-            let deleted =
-                checkpoint("old-sidecar-delete").is_ok() && fs::remove_file(&old_path).is_ok();
-            if !deleted {
-                old_sidecar_left = Some(old_path);
-            }
-        }
+        // 4. Delete the previous sidecar, and temp files of saves that were killed.
+        let old_sidecar_left = delete_old_sidecar(&dir, old_sidecar, Some(&new_name));
+        remove_stale_temps(&dir, &name);
         Ok(SaveStats {
             pages: pages.len(),
             skipped_scratch: all.len() - pages.len(),
             page_bytes: pages.iter().map(|p| p.len_bytes() as u64).sum(),
             sidecar_bytes: total_len,
             manifest_bytes: text.len() as u64,
-            sidecar: sidecar_path,
+            sidecar: Some(sidecar_path),
             old_sidecar_left,
         })
     }
@@ -344,10 +532,15 @@ impl PhextSpace {
     /// error naming the file and, where there is one, the coordinate.
     pub fn load(manifest_path: &Path, mode: LoadMode) -> Result<PhextSpace, PersistError> {
         let (dir, _) = split_manifest_path(manifest_path)?;
-        let entries = read_manifest(manifest_path)?;
+        let entries = match read_manifest(manifest_path)? {
+            Manifest::Empty(m) => return Ok(PhextSpace::with_part_limit(m.layout, m.part_limit)?),
+            Manifest::Pages(entries) => entries,
+        };
         let Some(first) = entries.first() else {
-            // An empty manifest is an empty space (nothing names a sidecar).
-            return Ok(PhextSpace::new(Layout::Insertion));
+            // read_manifest never returns an empty page list; stay total anyway.
+            return Err(PersistError::NoPages {
+                path: manifest_path.to_path_buf(),
+            });
         };
         let name = first.sidecar.clone();
         for e in &entries {
@@ -369,17 +562,14 @@ impl PhextSpace {
             });
         };
         let sidecar_path = dir.join(&name);
-        let mut file = File::open(&sidecar_path).map_err(|e| match e.kind() {
+        let mut file = open_nonblocking(&sidecar_path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => PersistError::MissingSidecar {
                 path: sidecar_path.clone(),
                 manifest: manifest_path.to_path_buf(),
             },
             _ => io_err("open sidecar", &sidecar_path)(e),
         })?;
-        let actual_len = file
-            .metadata()
-            .map_err(io_err("stat sidecar", &sidecar_path))?
-            .len();
+        let actual_len = check_regular(&file, "sidecar", &sidecar_path)?;
         let bad_header = |problem: String| PersistError::BadSidecarHeader {
             path: sidecar_path.clone(),
             problem,
@@ -453,23 +643,28 @@ fn kind_code(kind: PageKind) -> u8 {
     }
 }
 
-/// Read and parse the manifest into page entries (sorted by offset).
-fn read_manifest(path: &Path) -> Result<Vec<PageEntry>, PersistError> {
-    let len = fs::metadata(path)
-        .map_err(io_err("read manifest", path))?
-        .len();
-    if len > MAX_MANIFEST_BYTES {
-        return Err(PersistError::ManifestTooLarge {
+/// What a manifest holds.
+enum Manifest {
+    /// Page entries, sorted by offset; never empty.
+    Pages(Vec<PageEntry>),
+    /// The empty-space marker of a space saved without pages.
+    Empty(EmptySpace),
+}
+
+/// Read and parse the manifest: page entries (sorted by offset) or the empty-space
+/// marker. A 0-byte manifest, or one with neither, is an error.
+fn read_manifest(path: &Path) -> Result<Manifest, PersistError> {
+    let bytes = read_bounded(path, "manifest", MAX_MANIFEST_BYTES)?;
+    if bytes.is_empty() {
+        return Err(PersistError::EmptyManifest {
             path: path.to_path_buf(),
-            len,
-            max: MAX_MANIFEST_BYTES,
         });
     }
-    let bytes = fs::read(path).map_err(io_err("read manifest", path))?;
     let text = String::from_utf8(bytes).map_err(|_| PersistError::ManifestNotText {
         path: path.to_path_buf(),
     })?;
     let mut entries = Vec::new();
+    let mut marker: Option<(Coord, EmptySpace)> = None;
     for (lcoord, scroll) in libphext::phext::explode(&text) {
         if scroll.is_empty() {
             continue; // explode reports an empty final scroll for an empty document
@@ -481,17 +676,37 @@ fn read_manifest(path: &Path) -> Result<Vec<PageEntry>, PersistError> {
                 source,
             }
         })?;
-        let entry =
-            PageEntry::parse(coord, &scroll).map_err(|problem| PersistError::BadScroll {
-                path: path.to_path_buf(),
-                coord: coord.to_string(),
-                problem,
-            })?;
+        let bad = |problem: String| PersistError::BadScroll {
+            path: path.to_path_buf(),
+            coord: coord.to_string(),
+            problem,
+        };
+        if EmptySpace::is_marker(&scroll) {
+            let m = EmptySpace::parse(&scroll).map_err(bad)?;
+            if marker.replace((coord, m)).is_some() {
+                return Err(bad("a second empty-space marker".to_string()));
+            }
+            continue;
+        }
+        let entry = PageEntry::parse(coord, &scroll).map_err(bad)?;
         entries.push(entry);
     }
-    // Zero-length pages first at a shared offset, so they never look like overlaps.
-    entries.sort_by_key(|e| (e.offset, e.length, e.coord));
-    Ok(entries)
+    match (marker, entries.is_empty()) {
+        (Some((_, m)), true) => Ok(Manifest::Empty(m)),
+        (Some((coord, _)), false) => Err(PersistError::BadScroll {
+            path: path.to_path_buf(),
+            coord: coord.to_string(),
+            problem: "an empty-space marker in a manifest that also lists pages".to_string(),
+        }),
+        (None, true) => Err(PersistError::NoPages {
+            path: path.to_path_buf(),
+        }),
+        (None, false) => {
+            // Zero-length pages first at a shared offset, so they never look like overlaps.
+            entries.sort_by_key(|e| (e.offset, e.length, e.coord));
+            Ok(Manifest::Pages(entries))
+        }
+    }
 }
 
 /// Check the sidecar bytes against the header and the manifest entries (which are sorted

@@ -57,6 +57,7 @@ fn round_trip_all_kinds_dtypes_layouts() {
                 "space.phext".to_string(),
                 stats
                     .sidecar
+                    .expect("a sidecar")
                     .file_name()
                     .unwrap()
                     .to_string_lossy()
@@ -154,7 +155,7 @@ fn saving_replaces_the_previous_sidecar() {
     let second = s.save(&m).unwrap();
     assert_ne!(first.sidecar, second.sidecar);
     assert!(
-        !first.sidecar.exists(),
+        !first.sidecar.as_ref().expect("a sidecar").exists(),
         "old sidecar deleted after the commit"
     );
     assert_eq!(second.old_sidecar_left, None);
@@ -431,6 +432,7 @@ fn name_collision_leaves_previous_save_intact() {
         .save(&probe.join("s.phext"))
         .unwrap()
         .sidecar
+        .expect("a sidecar")
         .file_name()
         .unwrap()
         .to_owned();
@@ -510,7 +512,7 @@ proptest! {
         let m = dir.join("g.phext");
         let s = PhextSpace::new(Layout::Insertion);
         s.insert_bytes(spread(0), DType::I8, [1, 100], &bytes(1, 100), false, PageKind::Owned).unwrap();
-        let sc = s.save(&m).unwrap().sidecar;
+        let sc = s.save(&m).unwrap().sidecar.expect("a sidecar");
         let mut data = fs::read(&sc).unwrap();
         let at = at.min(data.len());
         data.splice(at..at.saturating_add(junk.len()).min(data.len()), junk.iter().copied());

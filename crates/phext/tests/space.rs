@@ -305,7 +305,7 @@ fn insert_mapped_is_zero_copy_aligned_and_bounded() {
     assert_eq!(p.address(), map.as_ptr() as usize + 64, "zero-copy");
     let c2 = coord([1, 1, 1, 1, 1, 1, 1, 1, 2]);
     assert!(matches!(
-        s.insert_mapped(c2, DType::I8, [1, 32], Arc::clone(&map), 32),
+        s.insert_mapped(c2, DType::I8, [1, 32], Arc::clone(&map), 16),
         Err(SpaceError::MappedMisaligned { .. })
     ));
     assert!(matches!(

@@ -88,7 +88,7 @@ pub fn check_range(offset: i64, n: usize, page_elems: usize) -> Result<usize, Tr
     }
 }
 
-/// Element width in bytes of dtypes a tile can view.
+/// Element width in bytes of the plain dtypes a tile can view.
 pub fn view_width(dtype: vtpu_phext::DType) -> Option<usize> {
     use vtpu_phext::DType;
     match dtype {
@@ -96,6 +96,38 @@ pub fn view_width(dtype: vtpu_phext::DType) -> Option<usize> {
         DType::F16 | DType::BF16 => Some(2),
         _ => None,
     }
+}
+
+/// Can a read-only page of `dtype` be viewed (zero-copy) by a tile? f32, f16, bf16 and
+/// the block-quantized types (whose views must cover whole blocks per row).
+pub fn is_viewable(dtype: vtpu_phext::DType) -> bool {
+    view_width(dtype).is_some() || dtype.is_quantized()
+}
+
+/// The byte offset and length of a `rows x cols` view starting at element `off` of a
+/// `dtype` page (the element range was checked against the page). Quantized views must
+/// start on a block and have rows of whole blocks: anything else is a trap naming the
+/// block size, never a view that splits a block.
+pub fn view_bytes(
+    dtype: vtpu_phext::DType,
+    off: usize,
+    rows: u32,
+    cols: u32,
+) -> Result<(usize, usize), TrapKind> {
+    let n = rows as usize * cols as usize;
+    if let Some(w) = view_width(dtype) {
+        return Ok((off * w, n * w));
+    }
+    let block = dtype.block_elems();
+    if off % block != 0 || cols as usize % block != 0 {
+        return Err(TrapKind::Shape(format!(
+            "a view of {rows}x{cols} {} elements from element {off}: quantized views start on a block and have rows of whole blocks ({block} elements)",
+            dtype.name()
+        )));
+    }
+    let start = dtype.bytes_for(off).map_err(|e| TrapKind::Shape(e.to_string()))?;
+    let len = dtype.bytes_for(n).map_err(|e| TrapKind::Shape(e.to_string()))?;
+    Ok((start, len))
 }
 
 /// The trap for a failed SALLOC: a page already at the coordinate (perhaps created a
@@ -106,4 +138,50 @@ pub fn alloc_trap(e: vtpu_phext::SpaceError, coord: Coord) -> TrapKind {
         vtpu_phext::SpaceError::AlreadyMapped { .. } => TrapKind::AlreadyMapped(coord),
         e => TrapKind::Alloc(e.to_string()),
     }
+}
+
+/// One row of a block-quantized matrix as f32 (`src` holds whole blocks of `dtype`).
+/// Dequantization is exact for the format (one scale times one quant per element, in
+/// f32) and the same at every kernel level.
+pub fn dequantize_row(
+    dtype: vtpu_phext::DType,
+    src: &[u8],
+    dst: &mut [f32],
+) -> Result<(), TrapKind> {
+    let q = quant_type(dtype).ok_or_else(|| {
+        TrapKind::BadDType(format!("{} rows cannot be dequantized", dtype.name()))
+    })?;
+    vtpu_kernels::dequantize_row(q, src, dst).map_err(|e| TrapKind::Shape(e.to_string()))
+}
+
+/// The kernels' name for a block-quantized page dtype (`None` for plain types and for
+/// quantized types the kernels do not read). Page dtypes carry the ggml type id.
+pub fn quant_type(dtype: vtpu_phext::DType) -> Option<vtpu_kernels::QuantType> {
+    if !dtype.is_quantized() {
+        return None;
+    }
+    vtpu_kernels::QuantType::from_ggml_type(dtype.code() as u32)
+}
+
+/// The kernels' view of a weight-like tile operand, or `None` for a dtype the matmul
+/// kernels do not read.
+pub fn kernel_weights<'a>(
+    slice: crate::state::TileSlice<'a>,
+) -> Option<vtpu_kernels::Weights<'a>> {
+    use crate::state::TileSlice;
+    use vtpu_kernels::Weights;
+    match slice {
+        TileSlice::F32(x) => Some(Weights::F32(x)),
+        TileSlice::F16(x) => Some(Weights::F16(x)),
+        TileSlice::BF16(x) => Some(Weights::BF16(x)),
+        TileSlice::Quant { dtype, bytes } => Some(Weights::Quant {
+            qtype: quant_type(dtype)?,
+            data: bytes,
+        }),
+    }
+}
+
+/// Do the matmul and dequantization kernels read pages of the block-quantized `dtype`?
+pub fn kernels_read_quant(dtype: vtpu_phext::DType) -> bool {
+    quant_type(dtype).is_some()
 }

@@ -86,15 +86,38 @@ pub struct Waiter {
     pub waits_for: String,
 }
 
-/// Every live sentron is blocked: nobody can ever wake them.
+/// Some sentrons can never proceed: they wait for each other in a cycle, or for a
+/// sentron that finished (see `waitgraph.rs`). Found as soon as the last wait closes
+/// it, even while other sentrons still run; the machine is stopped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Deadlock {
+    /// The sentrons that can never proceed, lowest first.
     pub waiters: Vec<Waiter>,
+    /// Why, as a path of sentron ids through the wait-for graph: `0 -> 1 -> 0` (a
+    /// cycle) or `1 -> 0` (1 waits for 0, which finished).
+    pub witness: String,
+    /// Sentrons that were still running (or waiting only for running ones) when the
+    /// deadlock was found; the machine stopped them.
+    pub still_running: Vec<u32>,
 }
 
 impl fmt::Display for Deadlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "deadlock: every live sentron is blocked")?;
+        if self.still_running.is_empty() {
+            write!(f, "deadlock: every live sentron is blocked")?;
+        } else {
+            let ids: Vec<String> = self.waiters.iter().map(|w| w.sentron.to_string()).collect();
+            let others: Vec<String> = self.still_running.iter().map(u32::to_string).collect();
+            write!(
+                f,
+                "deadlock: sentron(s) {} can never proceed (sentron(s) {} still running were stopped)",
+                ids.join(", "),
+                others.join(", ")
+            )?;
+        }
+        if !self.witness.is_empty() {
+            write!(f, "; wait-for path {}", self.witness)?;
+        }
         for w in &self.waiters {
             write!(
                 f,

@@ -4,12 +4,14 @@
 //! All coordination state sits behind one mutex. C-pipe ops are tile-granular and rare
 //! next to the work between them, so one lock costs little, and it buys a simple proof
 //! that deadlock detection is exact: a sentron's status changes only under the lock,
-//! and whoever satisfies a waiter marks it running before releasing the lock, so "every
-//! live sentron is blocked" seen under the lock means nobody can ever wake anyone.
+//! and whoever satisfies a waiter marks it running before releasing the lock, so a set
+//! of blocked sentrons that wait only for each other (or for finished ones) seen under
+//! the lock can never be woken (see `waitgraph.rs`), whatever the others do.
 //!
 //! The [`Transport`] trait is the seam for other backends (e.g. MPI across hosts).
 
 use crate::error::{Deadlock, MachineError, Waiter};
+use crate::waitgraph::WaitGraph;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -70,6 +72,9 @@ impl Mailbox {
         let m = self.queue.pop_front()?;
         self.bytes -= m.bytes();
         Some(m)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
     pub fn clear(&mut self) {
         self.queue.clear();
@@ -292,24 +297,38 @@ impl LocalFabric {
         }
     }
 
-    /// Called under the lock after a status change: if every live sentron is blocked,
-    /// record the deadlock and stop the machine. Returns true if it did.
+    /// Called under the lock after a sentron blocked or finished: if some sentrons can
+    /// never proceed (a cycle in the wait-for graph, or a wait for a finished sentron;
+    /// see `waitgraph.rs`), record the deadlock and stop the machine, even while
+    /// others still run. Returns true if it did. Allocation-free unless it reports.
     fn check_deadlock(&self, st: &mut State) -> bool {
-        let live: Vec<usize> = (0..self.n)
-            .filter(|&i| matches!(st.status[i], Status::Running | Status::Blocked { .. }))
-            .collect();
-        if live.is_empty()
-            || !live
-                .iter()
-                .all(|&i| matches!(st.status[i], Status::Blocked { .. }))
-        {
+        let mut g = WaitGraph::new(self.n);
+        for (i, s) in st.status.iter().enumerate() {
+            match s {
+                Status::Running => g.set_running(i),
+                Status::Halted | Status::Failed => g.set_finished(i),
+                Status::Blocked { on, .. } => {
+                    let waits_for = match on {
+                        Wait::Recv { from } => 1u64.checked_shl(*from).unwrap_or(0),
+                        Wait::Collective { members, .. } => {
+                            let arrived = st.groups.get(members).map_or(0, |g| g.arrived);
+                            members & !arrived & !(1u64 << i)
+                        }
+                    };
+                    g.set_blocked(i, waits_for);
+                }
+            }
+        }
+        let stuck = g.stuck();
+        if stuck == 0 {
             return false;
         }
-        let waiters = live
-            .iter()
-            .filter_map(|&i| match &st.status[i] {
+        let waiters = g
+            .ids(stuck)
+            .into_iter()
+            .filter_map(|i| match &st.status[i as usize] {
                 Status::Blocked { site, on } => Some(Waiter {
-                    sentron: i as u32,
+                    sentron: i,
                     pc: site.pc,
                     op: site.op.clone(),
                     waits_for: describe_wait(on, &st.status, st.groups.get(&members_of(on))),
@@ -317,7 +336,18 @@ impl LocalFabric {
                 _ => None,
             })
             .collect();
-        self.stop_all(st, MachineError::Deadlock(Deadlock { waiters }));
+        let live = st
+            .status
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Status::Running | Status::Blocked { .. }))
+            .fold(0u64, |m, (i, _)| m | (1u64 << i));
+        let dl = Deadlock {
+            waiters,
+            witness: g.witness(stuck).map(|w| w.text()).unwrap_or_default(),
+            still_running: g.ids(live & !stuck),
+        };
+        self.stop_all(st, MachineError::Deadlock(dl));
         true
     }
 }

@@ -14,11 +14,13 @@ mod layer_ops;
 mod reuse;
 pub use reuse::Recycled;
 
-use crate::common::{check_range, record_tlb, reg_uses, resolve_group, translate, view_width};
+use crate::common::{
+    check_range, is_viewable, record_tlb, reg_uses, resolve_group, translate, view_bytes,
+};
 use crate::counters::Counters;
 use crate::error::TrapKind;
 use crate::fabric::{CollError, CollKind, CollTile, Message, Transport, WaitSite};
-use crate::state::{Regs, Tile, TileData, TileSlice};
+use crate::state::{Regs, Tile, TileData};
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode, Siw};
 use vtpu_kernels::{self as k, Kernels};
@@ -627,7 +629,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             | Opcode::DTSoftmax
             | Opcode::DTSwiglu
             | Opcode::DTAddR
-            | Opcode::DTReshape => self.exec_d_layer(op)?,
+            | Opcode::DTReshape
+            | Opcode::DTEmbed => self.exec_d_layer(op)?,
             _ => unreachable!("validated: {:?} is not a D-pipe op", op.code),
         }
         Ok(())
@@ -652,10 +655,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         let mut out = self.accumulator(d, m, n)?;
         let r = {
             let (sa, _, _) = self.f32_tile(a)?;
-            let w = match self.regs.t[b as usize].slice() {
-                Some(TileSlice::F32(x)) => k::Weights::F32(x),
-                Some(TileSlice::F16(x)) => k::Weights::F16(x),
-                Some(TileSlice::BF16(x)) => k::Weights::BF16(x),
+            let w = match self.regs.t[b as usize]
+                .slice()
+                .and_then(crate::common::kernel_weights)
+            {
+                Some(w) => w,
                 None => {
                     return Err(TrapKind::BadDType(format!(
                         "DTMATMUL: t{b} holds {}, supported: f32, f16, bf16",
@@ -712,8 +716,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 let [rows, cols] = page.shape();
                 let (rows, cols) = (rows as u32, cols as u32);
                 self.counters.bytes_gathered += page.len_bytes() as u64;
-                if page.is_read_only() && view_width(page.dtype()).is_some() {
+                if page.is_read_only() && is_viewable(page.dtype()) {
                     let dtype = page.dtype();
+                    view_bytes(dtype, 0, rows, cols).map_err(at(coord))?;
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
@@ -752,9 +757,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
                 let off = check_range(offset, n, page.elems()).map_err(at(coord))?;
                 let dtype = page.dtype();
-                if page.is_read_only() && view_width(dtype).is_some() {
-                    let width = view_width(dtype).unwrap_or(4);
-                    self.counters.bytes_gathered += (n * width) as u64;
+                if page.is_read_only() && is_viewable(dtype) {
+                    let (byte_off, len) = view_bytes(dtype, off, rows, cols).map_err(at(coord))?;
+                    self.counters.bytes_gathered += len as u64;
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
@@ -763,10 +768,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                         rows,
                         cols,
                         dtype,
-                        data: TileData::View {
-                            page,
-                            byte_off: off * width,
-                        },
+                        data: TileData::View { page, byte_off },
                     };
                 } else {
                     if dtype != DType::F32 {

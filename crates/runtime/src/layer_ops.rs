@@ -208,3 +208,75 @@ pub fn load_i32(page: &Page, index: i64) -> Result<i64, TrapKind> {
         page_elems: page.elems(),
     })
 }
+
+/// DTRESHAPE of a quantized view: its rows must stay whole blocks.
+pub fn check_reshape_view(a: u8, dtype: DType, cols: u32) -> Result<(), TrapKind> {
+    let block = dtype.block_elems();
+    if cols as usize % block != 0 {
+        return Err(shape(format!(
+            "DTRESHAPE: t{a} views {} blocks of {block} elements; rows of {cols} would split them",
+            dtype.name()
+        )));
+    }
+    Ok(())
+}
+
+/// DTEMBED: the output shape `[n, cols(tb)]` for `n` ids and a `vocab x cols` table.
+pub fn check_embed(a: u8, n: usize, (_, cols): (u32, u32)) -> Result<(u32, u32), TrapKind> {
+    if n == 0 || n > MAX_TILE_DIM as usize {
+        return Err(shape(format!(
+            "DTEMBED: t{a} holds {n} ids (1..={MAX_TILE_DIM})"
+        )));
+    }
+    check_elems("DTEMBED", n as u32, cols)?;
+    Ok((n as u32, cols))
+}
+
+/// DTEMBED: the row named by id `i` of `ta`: an integral value in `0..vocab`.
+pub fn embed_row(a: u8, i: usize, id: f32, vocab: u32) -> Result<usize, TrapKind> {
+    if id.fract() != 0.0 || !(0.0..vocab as f32).contains(&id) {
+        return Err(shape(format!(
+            "DTEMBED: id {i} of t{a} is {id}, not a row of the {vocab}-row table"
+        )));
+    }
+    Ok(id as usize)
+}
+
+/// DTEMBED: `out[r] = table[ids[r]]` as f32, the table being any viewable slice of
+/// `vocab x cols` elements (quantized rows are dequantized with the kernels' exact
+/// block formula, the same at every level). Shared by both executors, so they agree
+/// bit for bit.
+pub fn embed(
+    out: &mut [f32],
+    a: u8,
+    ids: &[f32],
+    table: &crate::state::TileSlice<'_>,
+    (vocab, cols): (u32, u32),
+) -> Result<(), TrapKind> {
+    use crate::state::TileSlice;
+    let cols = cols as usize;
+    for (i, (&id, row)) in ids.iter().zip(out.chunks_exact_mut(cols)).enumerate() {
+        let r = embed_row(a, i, id, vocab)?;
+        match table {
+            TileSlice::F32(t) => row.copy_from_slice(&t[r * cols..(r + 1) * cols]),
+            TileSlice::F16(t) => {
+                for (o, x) in row.iter_mut().zip(&t[r * cols..(r + 1) * cols]) {
+                    *o = x.to_f32();
+                }
+            }
+            TileSlice::BF16(t) => {
+                for (o, x) in row.iter_mut().zip(&t[r * cols..(r + 1) * cols]) {
+                    *o = x.to_f32();
+                }
+            }
+            TileSlice::Quant { dtype, bytes } => {
+                let rb = dtype.bytes_for(cols).map_err(|e| shape(e.to_string()))?;
+                let src = bytes
+                    .get(r * rb..(r + 1) * rb)
+                    .ok_or_else(|| shape(format!("DTEMBED: row {r} is outside the table")))?;
+                crate::common::dequantize_row(*dtype, src, row)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -19,6 +19,7 @@ pub mod reference;
 pub mod report;
 pub mod session;
 pub mod state;
+pub mod waitgraph;
 
 pub use counters::Counters;
 pub use error::{Deadlock, MachineError, Trap, TrapKind};

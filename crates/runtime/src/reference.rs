@@ -9,20 +9,22 @@
 //! the C slot is retried. Tile math uses the scalar reference kernels (f64 inside,
 //! rounded once), which are the kernels' own specification.
 //!
-//! When a whole round passes in which no sentron retired a word, every live sentron is
-//! blocked: that is a deadlock, reported with who waits for whom.
+//! Whenever a sentron starts to wait or halts, the wait-for graph is checked (see
+//! `waitgraph.rs`): sentrons that wait for each other in a cycle, or for a halted
+//! sentron, are a deadlock, reported with who waits for whom, even while others run.
 
 mod layer_ops;
 
-use crate::common::{check_range, record_tlb, reg_uses, resolve_group, view_width};
+use crate::common::{check_range, is_viewable, record_tlb, reg_uses, resolve_group, view_bytes};
 use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
 use crate::fabric::{group_text, CollKind, Mailbox, Message};
-use crate::state::{Regs, Tile, TileData, TileSlice};
+use crate::waitgraph::WaitGraph;
+use crate::state::{Regs, Tile, TileData};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode, Program, RegFile};
-use vtpu_kernels::{scalar as ks, BinOp, UnOp, Weights};
+use vtpu_kernels::{scalar as ks, BinOp, UnOp};
 use vtpu_phext::{Coord, DType, PageKind, PhextSpace, TranslationCache};
 
 type R<T> = Result<T, (TrapKind, Option<Coord>)>;
@@ -99,6 +101,7 @@ pub fn run_reference(
     };
     loop {
         let mut progress = false;
+        let mut waits_changed = false;
         for i in 0..n {
             if ss[i].halted {
                 continue;
@@ -108,18 +111,23 @@ pub fn run_reference(
             let Some(word) = words.get(s.pc) else {
                 s.halted = true;
                 progress = true;
+                waits_changed = true;
                 continue;
             };
             let pc = s.pc;
+            let was_waiting = s.in_flight.is_some();
             match step(s, word, &mut m, word_limit) {
                 Ok(Some(next)) => {
                     progress = true;
                     match next {
-                        None => s.halted = true,
+                        None => {
+                            s.halted = true;
+                            waits_changed = true;
+                        }
                         Some(t) => s.pc = t,
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => waits_changed |= !was_waiting,
                 Err((slot, kind, coord)) => {
                     return Err(MachineError::Trap(Box::new(Trap {
                         sentron: s.id,
@@ -134,8 +142,17 @@ pub fn run_reference(
         if ss.iter().all(|s| s.halted) {
             break;
         }
-        if !progress {
-            return Err(MachineError::Deadlock(deadlock_report(&ss, &streams, &m)));
+        // A new wait or a halt may close a cycle among some sentrons while others keep
+        // running; a round without progress means every live one is blocked (the
+        // wait-for check finds that too, this is the backstop).
+        if waits_changed || !progress {
+            let g = wait_graph(&ss, &streams, &m);
+            let stuck = g.stuck();
+            if stuck != 0 || !progress {
+                return Err(MachineError::Deadlock(deadlock_report(
+                    &ss, &streams, &m, &g, stuck,
+                )));
+            }
         }
     }
     let mut counters = Vec::new();
@@ -155,9 +172,63 @@ struct Shared<'a> {
     space: &'a PhextSpace,
 }
 
-fn deadlock_report(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) -> Deadlock {
+/// Whom sentron `s` waits for right now, if its C slot waits and nothing has come that
+/// would let it retire on its next try (a message in its mailbox, its collective
+/// generation completed): the state is read afresh, so a sentron whose wait was
+/// satisfied later in the same round is not counted as blocked.
+fn waits_for(s: &RefSentron, words: &[vtpu_isa::Siw], m: &Shared) -> Option<u64> {
+    let fl = s.in_flight.as_ref()?;
+    let op = words.get(s.pc)?.c();
+    match op.code {
+        Opcode::CRecvR | Opcode::CRecvT => {
+            let from = op.args[1] as usize;
+            let empty = m
+                .mail
+                .get(s.id as usize * m.n + from)
+                .is_none_or(|b| b.is_empty());
+            empty.then(|| 1u64.checked_shl(from as u32).unwrap_or(0))
+        }
+        Opcode::CBar | Opcode::CReduce | Opcode::CCast => {
+            let members = resolve_group(op.imm_group(), m.n, s.id).ok()?;
+            let gen = fl.arrived?;
+            let g = m.groups.get(&members)?;
+            if g.results.contains_key(&gen) {
+                return None;
+            }
+            Some(members & !g.arrived & !(1u64 << s.id))
+        }
+        _ => None,
+    }
+}
+
+fn wait_graph(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) -> WaitGraph {
+    let mut g = WaitGraph::new(ss.len());
+    for (i, s) in ss.iter().enumerate() {
+        if s.halted {
+            g.set_finished(i);
+        } else {
+            match waits_for(s, streams[i], m) {
+                Some(on) => g.set_blocked(i, on),
+                None => g.set_running(i),
+            }
+        }
+    }
+    g
+}
+
+/// The sentrons in `stuck` (all blocked ones if it is empty: a round without progress)
+/// with who each waits for.
+fn deadlock_report(
+    ss: &[RefSentron],
+    streams: &[&[vtpu_isa::Siw]],
+    m: &Shared,
+    g: &WaitGraph,
+    stuck: u64,
+) -> Deadlock {
     let status = |j: usize| -> String {
-        let t = &ss[j];
+        let Some(t) = ss.get(j) else {
+            return "not in this machine".into();
+        };
         if t.halted {
             "halted".into()
         } else {
@@ -168,11 +239,14 @@ fn deadlock_report(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) 
             format!("blocked at pc {} in {}", t.pc, op)
         }
     };
+    let reported = |s: &RefSentron| {
+        !s.halted && (stuck == 0 || stuck & (1u64 << s.id) != 0)
+    };
     let waiters = ss
         .iter()
-        .filter(|s| !s.halted)
-        .map(|s| {
-            let op = &streams[s.id as usize][s.pc].slots[2];
+        .filter(|s| reported(s))
+        .filter_map(|s| {
+            let op = &streams[s.id as usize].get(s.pc)?.slots[2];
             let waits_for = match op.code {
                 Opcode::CRecvR | Opcode::CRecvT => {
                     let f = op.args[1] as usize;
@@ -192,15 +266,24 @@ fn deadlock_report(ss: &[RefSentron], streams: &[&[vtpu_isa::Siw]], m: &Shared) 
                     )
                 }
             };
-            Waiter {
+            Some(Waiter {
                 sentron: s.id,
                 pc: s.pc as u32,
                 op: vtpu_isa::disasm::format_op(op),
                 waits_for,
-            }
+            })
         })
         .collect();
-    Deadlock { waiters }
+    let still_running = ss
+        .iter()
+        .filter(|s| !s.halted && !reported(s))
+        .map(|s| s.id)
+        .collect();
+    Deadlock {
+        waiters,
+        witness: g.witness(stuck).map(|w| w.text()).unwrap_or_default(),
+        still_running,
+    }
 }
 
 /// Try to retire one word. `Ok(Some(next))`: retired, `next` = new pc or None (halt);
@@ -422,10 +505,8 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
                 )));
             }
             let mut out = acc.to_vec();
-            let w = match tb.slice() {
-                Some(TileSlice::F32(s)) => Weights::F32(s),
-                Some(TileSlice::F16(s)) => Weights::F16(s),
-                Some(TileSlice::BF16(s)) => Weights::BF16(s),
+            let w = match tb.slice().and_then(crate::common::kernel_weights) {
+                Some(w) => w,
                 None => {
                     return tk(TrapKind::BadDType(format!(
                         "DTMATMUL: t{b} holds {}, supported: f32, f16, bf16",
@@ -444,7 +525,8 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
         | Opcode::DTSoftmax
         | Opcode::DTSwiglu
         | Opcode::DTAddR
-        | Opcode::DTReshape => return layer_ops::exec_d(r, op),
+        | Opcode::DTReshape
+        | Opcode::DTEmbed => return layer_ops::exec_d(r, op),
         _ => return Ok(0),
     };
     let elems = tile.elems() as u64;
@@ -478,19 +560,23 @@ fn gather_tile(
 ) -> R<Tile> {
     let n = rows as usize * cols as usize;
     let dtype = page.dtype();
-    let width = view_width(dtype);
-    s.counters.bytes_gathered += (n * width.unwrap_or(4)) as u64;
-    match width {
-        Some(w) if page.is_read_only() => Ok(Tile {
-            rows,
-            cols,
-            dtype,
-            data: TileData::View {
-                page: page.clone(),
-                byte_off: off * w,
-            },
-        }),
+    match is_viewable(dtype) {
+        true if page.is_read_only() => {
+            let (byte_off, len) =
+                view_bytes(dtype, off, rows, cols).map_err(|k| (k, Some(coord)))?;
+            s.counters.bytes_gathered += len as u64;
+            Ok(Tile {
+                rows,
+                cols,
+                dtype,
+                data: TileData::View {
+                    page: page.clone(),
+                    byte_off,
+                },
+            })
+        }
         _ if dtype == DType::F32 => {
+            s.counters.bytes_gathered += 4 * n as u64;
             let mut v = vec![0.0; n];
             page.read_f32(off, &mut v)
                 .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;

@@ -45,11 +45,14 @@ impl Default for Tile {
     }
 }
 
-/// A borrowed weight-like operand: f32 data, or raw half-precision elements.
+/// A borrowed weight-like operand: f32 data, raw half-precision elements, or the raw
+/// blocks of a block-quantized matrix (whole blocks per row: the view's columns and its
+/// element offset are multiples of the dtype's block size).
 pub enum TileSlice<'a> {
     F32(&'a [f32]),
     F16(&'a [half::f16]),
     BF16(&'a [half::bf16]),
+    Quant { dtype: DType, bytes: &'a [u8] },
 }
 
 impl Tile {
@@ -97,6 +100,16 @@ impl Tile {
             TileData::View { page, byte_off } => {
                 let bytes = page.view()?;
                 let n = self.elems();
+                if self.dtype.is_quantized() {
+                    // Rows of whole blocks (checked when the view was made).
+                    let len = self.dtype.bytes_for(n).ok()?;
+                    let end = byte_off.checked_add(len)?;
+                    let raw = bytes.get(*byte_off..end)?;
+                    return Some(TileSlice::Quant {
+                        dtype: self.dtype,
+                        bytes: raw,
+                    });
+                }
                 let width = match self.dtype {
                     DType::F32 => 4,
                     DType::F16 | DType::BF16 => 2,
@@ -204,6 +217,18 @@ impl Regs {
                         Some(TileSlice::F32(s)) => s.to_vec(),
                         Some(TileSlice::F16(s)) => s.iter().map(|x| x.to_f32()).collect(),
                         Some(TileSlice::BF16(s)) => s.iter().map(|x| x.to_f32()).collect(),
+                        Some(TileSlice::Quant { dtype, bytes }) => {
+                            let cols = t.cols as usize;
+                            let rb = dtype.bytes_for(cols).unwrap_or(0);
+                            let mut v = vec![0.0; t.elems()];
+                            if rb > 0 {
+                                for (row, src) in v.chunks_exact_mut(cols).zip(bytes.chunks_exact(rb)) {
+                                    // A dump; an undecodable row stays zero.
+                                    let _ = crate::common::dequantize_row(dtype, src, row);
+                                }
+                            }
+                            v
+                        }
                     },
                 })
                 .collect(),

@@ -4,11 +4,11 @@
 //! shape rules and flop counts are shared with it through `crate::layer_ops`.
 
 use super::{at, kerr, trap_at, FastSentron, Fault};
-use crate::common::{check_range, translate, view_width};
+use crate::common::{check_range, is_viewable, kernel_weights, translate, view_bytes};
 use crate::error::TrapKind;
 use crate::fabric::Transport;
 use crate::layer_ops as spec;
-use crate::state::{Tile, TileData, TileSlice};
+use crate::state::{Tile, TileData};
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode};
 use vtpu_kernels::{self as k};
@@ -21,10 +21,8 @@ impl<T: Transport> FastSentron<'_, T> {
         if t.is_empty() {
             return Err(TrapKind::EmptyTile(i).into());
         }
-        let w = match t.slice() {
-            Some(TileSlice::F32(x)) => k::Weights::F32(x),
-            Some(TileSlice::F16(x)) => k::Weights::F16(x),
-            Some(TileSlice::BF16(x)) => k::Weights::BF16(x),
+        let w = match t.slice().and_then(kernel_weights) {
+            Some(w) => w,
             None => {
                 return Err(TrapKind::BadDType(format!(
                     "t{i} holds {}, supported: f32, f16, bf16",
@@ -199,6 +197,9 @@ impl<T: Transport> FastSentron<'_, T> {
                 match &src.data {
                     // A view of a read-only page: the same bytes under another shape.
                     TileData::View { .. } => {
+                        if src.dtype.is_quantized() {
+                            spec::check_reshape_view(a, src.dtype, cols)?;
+                        }
                         let mut t = src.clone();
                         t.rows = rows;
                         t.cols = cols;
@@ -216,6 +217,25 @@ impl<T: Transport> FastSentron<'_, T> {
                         self.commit_tile(d, rows, cols, out);
                     }
                 }
+            }
+            Opcode::DTEmbed => {
+                let n = self.f32_tile(a).map(|(x, _, _)| x.len())?;
+                let t = &self.regs.t[b as usize];
+                if t.is_empty() {
+                    return Err(TrapKind::EmptyTile(b).into());
+                }
+                let (vocab, cols) = (t.rows, t.cols);
+                let (rows, cols) = spec::check_embed(a, n, (vocab, cols))?;
+                let mut out = self.take_spare(rows as usize * cols as usize);
+                {
+                    let (ids, _, _) = self.f32_tile(a)?;
+                    let t = &self.regs.t[b as usize];
+                    let table = t.slice().ok_or_else(|| {
+                        TrapKind::BadDType(format!("DTEMBED: t{b} holds {}", t.dtype.name()))
+                    })?;
+                    spec::embed(&mut out, a, ids, &table, (vocab, cols))?;
+                }
+                self.commit_tile(d, rows, cols, out);
             }
             _ => unreachable!("validated: {:?} is not a layer D op", op.code),
         }
@@ -236,19 +256,18 @@ impl<T: Transport> FastSentron<'_, T> {
                     Arc::clone(translate(&mut self.tlb, self.space, coord).map_err(at(coord))?);
                 let off = check_range(offset, n, page.elems()).map_err(at(coord))?;
                 let dtype = page.dtype();
-                match view_width(dtype) {
-                    Some(width) if page.is_read_only() => {
-                        self.counters.bytes_gathered += (n * width) as u64;
+                match is_viewable(dtype) {
+                    true if page.is_read_only() => {
+                        let (byte_off, len) =
+                            view_bytes(dtype, off, rows, cols).map_err(at(coord))?;
+                        self.counters.bytes_gathered += len as u64;
                         let old = self.regs.t[d as usize].take_buffer();
                         self.recycle(old);
                         self.regs.t[d as usize] = Tile {
                             rows,
                             cols,
                             dtype,
-                            data: TileData::View {
-                                page,
-                                byte_off: off * width,
-                            },
+                            data: TileData::View { page, byte_off },
                         };
                     }
                     _ if dtype == DType::F32 => {

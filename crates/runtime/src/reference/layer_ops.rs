@@ -24,7 +24,7 @@ use super::{f32_of, gather_tile, page_of, tk, RefSentron, R};
 use crate::common::check_range;
 use crate::error::TrapKind;
 use crate::layer_ops as spec;
-use crate::state::{Regs, Tile, TileData, TileSlice};
+use crate::state::{Regs, Tile, TileData};
 use vtpu_isa::{Op, Opcode};
 use vtpu_kernels::{scalar as ks, scalar_matmul_nn, BinOp, Weights};
 use vtpu_phext::{DType, PhextSpace};
@@ -63,10 +63,8 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             if tb.is_empty() {
                 return tk(TrapKind::EmptyTile(b));
             }
-            let w = match tb.slice() {
-                Some(TileSlice::F32(s)) => Weights::F32(s),
-                Some(TileSlice::F16(s)) => Weights::F16(s),
-                Some(TileSlice::BF16(s)) => Weights::BF16(s),
+            let w = match tb.slice().and_then(crate::common::kernel_weights) {
+                Some(w) => w,
                 None => {
                     return tk(TrapKind::BadDType(format!(
                         "t{b} holds {}, supported: f32, f16, bf16",
@@ -178,10 +176,29 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
                 return tk(TrapKind::EmptyTile(a));
             }
             let (rows, cols) = trap(spec::check_reshape(a, t.elems(), op.imm_i64()))?;
+            if t.dtype.is_quantized() && !t.is_window() {
+                trap(spec::check_reshape_view(a, t.dtype, cols))?;
+            }
             let mut t = t.clone();
             t.rows = rows;
             t.cols = cols;
             (t, 0)
+        }
+        Opcode::DTEmbed => {
+            let (ids, _, _) = f32_of(r, a)?;
+            let t = &r.t[b as usize];
+            if t.is_empty() {
+                return tk(TrapKind::EmptyTile(b));
+            }
+            let (vocab, cols) = (t.rows, t.cols);
+            let (rows, cols) = trap(spec::check_embed(a, ids.len(), (vocab, cols)))?;
+            let table = t.slice().ok_or((
+                TrapKind::BadDType(format!("DTEMBED: t{b} holds {}", t.dtype.name())),
+                None,
+            ))?;
+            let mut out = vec![0.0; rows as usize * cols as usize];
+            trap(spec::embed(&mut out, a, ids, &table, (vocab, cols)))?;
+            (Tile::from_f32(rows, cols, out), 0)
         }
         _ => return Ok(0),
     };

@@ -1,0 +1,668 @@
+//! The quantized matmul kernels (x86), written once over [`Dot`] and instantiated per
+//! level by the `level!` macro below.
+//!
+//! Numerics: the integer lanes and f32 operations of `dot_ref.rs`, in the same order, so
+//! results are bit-identical to the scalar level (tested). Each output element is one
+//! independent chain of block updates; tiling only changes which outputs are computed
+//! side by side, never the operations on one output.
+//!
+//! Tiles: `MR` activation rows x `NR` weight rows, over the whole of `k`:
+//! - decode (m = 1): `1 x 4`: four weight rows stream side by side (four independent
+//!   FMA chains and four memory streams), the activation block is loaded once for them;
+//! - prefill (m > 1): weight pairs in the outer loop and `4 x 2` tiles over all the
+//!   activation rows in the inner loop, so each weight block is unpacked once per four
+//!   activation rows and the weights stream from memory once per call (the quantized
+//!   activations, `m x k` bytes, stay in L2).
+//!
+//! Safety contract of everything here: called only from the `#[target_feature]` entry
+//! points, on a CPU with those features, with the shapes `quant::matmul_rows` checked:
+//! `w` holds `nw` rows of `k / block_elems` blocks, `act` holds `m` rows of `k`, `c` is
+//! `m x nw`. Raw pointer offsets below stay inside those.
+
+#![allow(clippy::needless_range_loop)] // index loops over const-size register arrays
+
+use core::arch::x86_64::*;
+
+use super::act::ActView;
+use super::blocks::{QK, QK_K};
+use super::simd::{Avx2Dot, Dot, VnniDot};
+use super::{QuantImpl, QuantType};
+
+/// The arguments of one matmul call, as raw parts.
+#[derive(Clone, Copy)]
+struct Args<'a> {
+    /// `m x nw` output, row stride `nw`.
+    c: *mut f32,
+    act: ActView<'a>,
+    /// `nw` weight rows of `row_bytes`.
+    w: *const u8,
+    row_bytes: usize,
+    m: usize,
+    k: usize,
+    nw: usize,
+}
+
+/// `C (m x nw) += A * W^T` with `A` already quantized in `act`.
+///
+/// # Safety
+/// `imp` is supported by this CPU; shapes as in the module doc.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul(
+    imp: QuantImpl,
+    c: &mut [f32],
+    act: &ActView<'_>,
+    qtype: QuantType,
+    w: &[u8],
+    m: usize,
+    k: usize,
+    nw: usize,
+) {
+    let Some(row_bytes) = qtype.row_bytes(k) else {
+        return;
+    };
+    if c.len() < m * nw || w.len() < nw * row_bytes || act.qs.len() < m * k {
+        return; // defensive: the caller checked these; never read out of bounds
+    }
+    let args = Args {
+        c: c.as_mut_ptr(),
+        act: *act,
+        w: w.as_ptr(),
+        row_bytes,
+        m,
+        k,
+        nw,
+    };
+    match imp {
+        QuantImpl::Avx2 => avx2::run(qtype, &args),
+        QuantImpl::Avx512Bw => avx512bw::run(qtype, &args),
+        QuantImpl::Avx512Vnni => avx512vnni::run(qtype, &args),
+        QuantImpl::Scalar => {
+            super::dot_ref::matmul(c, act, qtype, w, m, k, nw);
+        }
+    }
+}
+
+/// One entry point per (level, format): the generic drivers compiled with the level's
+/// target features and its [`Dot`].
+macro_rules! level {
+    ($module:ident, $features:literal, $dot:ty) => {
+        mod $module {
+            use super::*;
+
+            #[target_feature(enable = $features)]
+            unsafe fn q32<F: Fmt32>(a: &Args<'_>) {
+                drive::<F::Kernel<$dot>>(a)
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn qk<F: FmtK>(a: &Args<'_>) {
+                drive::<KTile<$dot, F>>(a)
+            }
+
+            /// # Safety
+            /// The CPU has `$features`; shapes as in the module doc.
+            pub(super) unsafe fn run(qtype: QuantType, a: &Args<'_>) {
+                match qtype {
+                    QuantType::Q4_0 => q32::<Q4_0>(a),
+                    QuantType::Q4_1 => q32::<Q4_1>(a),
+                    QuantType::Q5_0 => q32::<Q5_0>(a),
+                    QuantType::Q5_1 => q32::<Q5_1>(a),
+                    QuantType::Q8_0 => q32::<Q8_0>(a),
+                    QuantType::Q4K => qk::<Q4K>(a),
+                    QuantType::Q5K => qk::<Q5K>(a),
+                    QuantType::Q6K => qk::<Q6K>(a),
+                    // Not matmul weights (refused by `check_weights`).
+                    QuantType::Q8_1 | QuantType::Q8K => {}
+                }
+            }
+        }
+    };
+}
+
+level!(avx2, "avx2,fma,f16c", Avx2Dot);
+level!(avx512bw, "avx2,fma,f16c,avx512f,avx512bw,avx512vl", Avx2Dot);
+level!(
+    avx512vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    VnniDot
+);
+
+/// A tile kernel: `MR x NR` outputs starting at activation row `i0`, weight row `j0`.
+trait Tile {
+    unsafe fn tile<const MR: usize, const NR: usize>(a: &Args<'_>, i0: usize, j0: usize);
+}
+
+/// Walks the output in tiles (see the module doc for the shapes).
+#[inline(always)]
+unsafe fn drive<T: Tile>(a: &Args<'_>) {
+    let (m, nw) = (a.m, a.nw);
+    if m == 1 {
+        let mut j = 0;
+        while j + 4 <= nw {
+            T::tile::<1, 4>(a, 0, j);
+            j += 4;
+        }
+        while j < nw {
+            T::tile::<1, 1>(a, 0, j);
+            j += 1;
+        }
+        return;
+    }
+    let mut j = 0;
+    while j < nw {
+        let pair = j + 2 <= nw;
+        let mut i = 0;
+        while i + 4 <= m {
+            if pair {
+                T::tile::<4, 2>(a, i, j);
+            } else {
+                T::tile::<4, 1>(a, i, j);
+            }
+            i += 4;
+        }
+        while i < m {
+            if pair {
+                T::tile::<1, 2>(a, i, j);
+            } else {
+                T::tile::<1, 1>(a, i, j);
+            }
+            i += 1;
+        }
+        j += if pair { 2 } else { 1 };
+    }
+}
+
+/// The f16 at `p` (unaligned), as f32.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let bits = (p as *const u16).read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// The `hsum_float_8` tree of `dot_ref::hsum8`.
+#[inline(always)]
+unsafe fn hsum8(v: __m256) -> f32 {
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
+}
+
+/// 16 bytes of nibbles as 32 bytes: low nibbles (elements 0..16), then high ones.
+/// (Both halves hold the 16 bytes; the high half's dwords are shifted right by 4, so
+/// each byte's high nibble lands in its low bits, and the mask keeps those.)
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    let v = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+    let v = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    _mm256_and_si256(v, _mm256_set1_epi8(0x0f))
+}
+
+/// The f16 at `p` (unaligned) as f32 in all 8 lanes (`vpbroadcastw` + `vcvtph2ps`).
+#[inline(always)]
+unsafe fn f16_bcast(p: *const u8) -> __m256 {
+    let bits = (p as *const i16).read_unaligned();
+    _mm256_cvtph_ps(_mm_set1_epi16(bits))
+}
+
+/// Decode (m = 1) reads `NR` weight rows side by side: `NR` interleaved streams, which
+/// the hardware prefetchers of the dev machine (Zen 4 under KVM) serve at a third of the
+/// bandwidth of one sequential stream (measured: Q8_0 GEMV from DRAM 7-10 GB/s with 2 to
+/// 8 rows side by side, 19-24 GB/s one row at a time). The rows of a tile are adjacent
+/// in memory, so a tile is one contiguous range and consecutive tiles follow each other:
+/// [`LinearPrefetch`] walks that range `AHEAD` bytes in front of the tile, one cache line
+/// at a time and in address order, spread evenly over the tile's iterations, which turns
+/// the access pattern back into a single sequential stream.
+struct LinearPrefetch {
+    /// Next line to prefetch.
+    next: *const u8,
+    /// The tile's start, `AHEAD` bytes on.
+    base: *const u8,
+}
+
+impl LinearPrefetch {
+    /// Bytes ahead of the tile being computed (a few microseconds of DRAM bandwidth).
+    const AHEAD: usize = 4096;
+
+    #[inline(always)]
+    fn new(tile_start: *const u8) -> LinearPrefetch {
+        let base = tile_start.wrapping_add(Self::AHEAD);
+        LinearPrefetch { next: base, base }
+    }
+
+    /// Prefetches the lines below `base + upto` not yet prefetched. Prefetches never
+    /// fault; `wrapping_add` keeps the address arithmetic defined past the weights' end.
+    #[inline(always)]
+    unsafe fn upto(&mut self, upto: usize) {
+        let end = self.base.wrapping_add(upto);
+        while self.next < end {
+            _mm_prefetch::<_MM_HINT_T0>(self.next as *const i8);
+            self.next = self.next.wrapping_add(64);
+        }
+    }
+}
+
+/// 32 bits at `p` as 32 bytes: `0x10` where bit `i` is set, else 0 (the 5th bits).
+#[inline(always)]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    let bits = (p as *const u32).read_unaligned();
+    // Byte i takes byte i / 8 of the word, then all-ones iff its bit i % 8 is set.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+// ---------------------------------------------------------------------------------
+// 32-element formats: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0.
+
+/// A 32-element block format, as the generic [`Tile32`] kernel needs it.
+trait Fmt32 {
+    const BYTES: usize;
+    /// Has a min (`x = d q + m`, the `m * s` term): Q4_1, Q5_1.
+    const HAS_MIN: bool;
+    /// The tile kernel for this format with [`Dot`] `D`.
+    type Kernel<D: Dot>: Tile;
+}
+
+/// The integer part of a 32-element format: the block's quants as one vector and their
+/// lane dot products with a Q8 activation vector.
+trait Quants32<D: Dot> {
+    type W: Copy;
+    /// The block's quants, from the block start `blk`.
+    unsafe fn load(blk: *const u8) -> Self::W;
+    /// Per activation vector: the offset correction (for an offset `o`, `-o` times the
+    /// lane sums of `a`), or whatever [`Quants32::dot`] needs.
+    unsafe fn act_corr(a: __m256i) -> __m256i;
+    /// The 8 exact i32 lanes `sum q * a` of the block (offset removed).
+    unsafe fn dot(w: Self::W, a: __m256i, corr: __m256i) -> __m256i;
+}
+
+/// `-o * (lane sums of a)` for the unsigned formats with offset `o` (8 or 16).
+#[inline(always)]
+unsafe fn neg_offset<D: Dot>(o: i8, a: __m256i) -> __m256i {
+    let s = D::dot_us(_mm256_setzero_si256(), _mm256_set1_epi8(o), a);
+    _mm256_sub_epi32(_mm256_setzero_si256(), s)
+}
+
+#[allow(non_camel_case_types)]
+struct Q4_0;
+#[allow(non_camel_case_types)]
+struct Q4_1;
+#[allow(non_camel_case_types)]
+struct Q5_0;
+#[allow(non_camel_case_types)]
+struct Q5_1;
+#[allow(non_camel_case_types)]
+struct Q8_0;
+
+/// Declares a 32-element format: bytes, whether it has a min, its quant loader (an
+/// unsigned vector `u`, at most 31) and its offset (subtracted through `act_corr`).
+macro_rules! unsigned32 {
+    ($t:ident, $bytes:expr, $min:expr, $offset:expr, |$blk:ident| $load:expr) => {
+        impl Fmt32 for $t {
+            const BYTES: usize = $bytes;
+            const HAS_MIN: bool = $min;
+            type Kernel<D: Dot> = Tile32<D, $t>;
+        }
+        impl<D: Dot> Quants32<D> for $t {
+            type W = __m256i;
+            #[inline(always)]
+            unsafe fn load($blk: *const u8) -> __m256i {
+                $load
+            }
+            #[inline(always)]
+            unsafe fn act_corr(a: __m256i) -> __m256i {
+                if $offset == 0 {
+                    _mm256_setzero_si256()
+                } else {
+                    neg_offset::<D>($offset, a)
+                }
+            }
+            #[inline(always)]
+            unsafe fn dot(u: __m256i, a: __m256i, corr: __m256i) -> __m256i {
+                D::dot_us(corr, u, a)
+            }
+        }
+    };
+}
+
+// Layouts: see `blocks.rs`.
+unsigned32!(Q4_0, 18, false, 8, |b| nibbles(b.add(2)));
+unsigned32!(Q4_1, 20, true, 0, |b| nibbles(b.add(4)));
+unsigned32!(Q5_0, 22, false, 16, |b| _mm256_or_si256(
+    nibbles(b.add(6)),
+    fifth_bits(b.add(2))
+));
+unsigned32!(Q5_1, 24, true, 0, |b| _mm256_or_si256(
+    nibbles(b.add(8)),
+    fifth_bits(b.add(4))
+));
+
+impl Fmt32 for Q8_0 {
+    const BYTES: usize = 34;
+    const HAS_MIN: bool = false;
+    type Kernel<D: Dot> = Tile32<D, Q8_0>;
+}
+
+impl<D: Dot> Quants32<D> for Q8_0 {
+    type W = D::Signed;
+    #[inline(always)]
+    unsafe fn load(blk: *const u8) -> D::Signed {
+        D::prep_ss(_mm256_loadu_si256(blk.add(2) as *const __m256i))
+    }
+    #[inline(always)]
+    unsafe fn act_corr(a: __m256i) -> __m256i {
+        D::corr_ss(a)
+    }
+    #[inline(always)]
+    unsafe fn dot(w: D::Signed, a: __m256i, corr: __m256i) -> __m256i {
+        D::dot_ss(w, a, corr)
+    }
+}
+
+/// The tile kernel of the 32-element formats.
+struct Tile32<D, F>(core::marker::PhantomData<(D, F)>);
+
+impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
+    #[inline(always)]
+    unsafe fn tile<const MR: usize, const NR: usize>(a: &Args<'_>, i0: usize, j0: usize) {
+        let (k, nb) = (a.k, a.k / QK);
+        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+        let mut summs = [[0f32; NR]; MR];
+        let aq = a.act.qs.as_ptr();
+        let ad = a.act.d.as_ptr();
+        let asum = a.act.s.as_ptr();
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes));
+        for b in 0..nb {
+            if MR == 1 {
+                // This iteration reads NR x BYTES bytes of the tile: prefetch as many.
+                pf.upto((b + 1) * NR * F::BYTES);
+            }
+            let mut av = [_mm256_setzero_si256(); MR];
+            let mut corr = [_mm256_setzero_si256(); MR];
+            let mut da = [_mm256_setzero_ps(); MR];
+            for i in 0..MR {
+                av[i] = _mm256_loadu_si256(aq.add((i0 + i) * k + b * QK) as *const __m256i);
+                corr[i] = F::act_corr(av[i]);
+                da[i] = _mm256_set1_ps(*ad.add((i0 + i) * nb + b));
+            }
+            for r in 0..NR {
+                let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                let wq = F::load(blk);
+                let dw = f16_bcast(blk);
+                let mw = if F::HAS_MIN { f16_at(blk.add(2)) } else { 0.0 };
+                for i in 0..MR {
+                    let isum = F::dot(wq, av[i], corr[i]);
+                    // f16 x f16: exact, as the scalar spec's `dw * da`.
+                    let d = _mm256_mul_ps(dw, da[i]);
+                    acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc[i][r]);
+                    if F::HAS_MIN {
+                        let s = *asum.add((i0 + i) * nb + b);
+                        summs[i][r] = mw.mul_add(s, summs[i][r]);
+                    }
+                }
+            }
+        }
+        for i in 0..MR {
+            for r in 0..NR {
+                let mut v = hsum8(acc[i][r]);
+                if F::HAS_MIN {
+                    v += summs[i][r];
+                }
+                *a.c.add((i0 + i) * a.nw + j0 + r) += v;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// k-quants: Q4_K, Q5_K, Q6_K (super-blocks of 256 = 8 chunks of 32).
+
+/// How a k-quant adds its mins (see `dot_ref.rs`).
+#[derive(PartialEq, Eq)]
+enum Mins {
+    /// Q4_K: four f32 lanes, `fma(dmin, m . S, accm)`.
+    Lanes4,
+    /// Q5_K: one f32, `fma(dmin, sum(m . S), summs)`.
+    Scalar,
+    /// Q6_K: symmetric (offset 32 removed per lane instead).
+    None,
+}
+
+trait FmtK {
+    const BYTES: usize;
+    /// Byte offset of the f16 `d`.
+    const D_AT: usize;
+    const MINS: Mins;
+    /// The 8 chunks of unsigned quants (element order) and, per chunk, its scales as 16
+    /// i16 lanes matching the `vpmaddubsw` pair lanes.
+    unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]);
+    /// The 8 mins as i16 (Q4_K, Q5_K).
+    unsafe fn mins(_blk: *const u8) -> __m128i {
+        _mm_setzero_si128()
+    }
+}
+
+/// Q4_K / Q5_K 6-bit scales and mins from the 12 packed bytes at `p`: bytes 0..8 of the
+/// result are the scales, bytes 8..16 the mins (the `scale_min_k4` decoding, done on
+/// whole words).
+#[inline(always)]
+unsafe fn scales_mins_k4(p: *const u8) -> __m128i {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let w = p as *const u32;
+    let (u0, u1, u2) = (w.read_unaligned(), w.add(1).read_unaligned(), w.add(2).read_unaligned());
+    let s_lo = u0 & K1; // scales 0..4
+    let s_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4); // scales 4..8
+    let m_lo = u1 & K1; // mins 0..4
+    let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4); // mins 4..8
+    _mm_setr_epi32(s_lo as i32, s_hi as i32, m_lo as i32, m_hi as i32)
+}
+
+/// Broadcast of 16-bit lane `c` of `sc16` (8 i16 duplicated in both 128-bit halves).
+#[inline(always)]
+unsafe fn bcast16(sc16: __m256i, c: usize) -> __m256i {
+    let lo = (2 * c) as i8;
+    let pair = _mm256_set1_epi16(i16::from_le_bytes([lo as u8, lo as u8 + 1]));
+    _mm256_shuffle_epi8(sc16, pair)
+}
+
+#[allow(non_camel_case_types)]
+struct Q4K;
+#[allow(non_camel_case_types)]
+struct Q5K;
+#[allow(non_camel_case_types)]
+struct Q6K;
+
+/// The 8 scales of a Q4_K / Q5_K block as i16 lanes, broadcast per chunk.
+#[inline(always)]
+unsafe fn k4_scales(blk: *const u8, sc: &mut [__m256i; 8]) {
+    let s = _mm_cvtepu8_epi16(scales_mins_k4(blk.add(4)));
+    let s2 = _mm256_set_m128i(s, s);
+    for c in 0..8 {
+        sc[c] = bcast16(s2, c);
+    }
+}
+
+impl FmtK for Q4K {
+    const BYTES: usize = 144;
+    const D_AT: usize = 0;
+    const MINS: Mins = Mins::Lanes4;
+    #[inline(always)]
+    unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) {
+        let m4 = _mm256_set1_epi8(0x0f);
+        for j in 0..4 {
+            let v = _mm256_loadu_si256(blk.add(16 + 32 * j) as *const __m256i);
+            q[2 * j] = _mm256_and_si256(v, m4);
+            q[2 * j + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+        }
+        k4_scales(blk, sc);
+    }
+    #[inline(always)]
+    unsafe fn mins(blk: *const u8) -> __m128i {
+        _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins_k4(blk.add(4)), _mm_setzero_si128()))
+    }
+}
+
+impl FmtK for Q5K {
+    const BYTES: usize = 176;
+    const D_AT: usize = 0;
+    const MINS: Mins = Mins::Scalar;
+    #[inline(always)]
+    unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) {
+        let (m4, one) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(1));
+        // Bit c of qh[l] is the 5th bit of element l of chunk c: test bit 0, shift down.
+        let mut h = _mm256_loadu_si256(blk.add(16) as *const __m256i);
+        for j in 0..4 {
+            let v = _mm256_loadu_si256(blk.add(48 + 32 * j) as *const __m256i);
+            let lo = _mm256_and_si256(v, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+            let b0 = _mm256_slli_epi16::<4>(_mm256_and_si256(h, one));
+            h = _mm256_srli_epi16::<1>(h);
+            let b1 = _mm256_slli_epi16::<4>(_mm256_and_si256(h, one));
+            h = _mm256_srli_epi16::<1>(h);
+            q[2 * j] = _mm256_or_si256(lo, b0);
+            q[2 * j + 1] = _mm256_or_si256(hi, b1);
+        }
+        k4_scales(blk, sc);
+    }
+    #[inline(always)]
+    unsafe fn mins(blk: *const u8) -> __m128i {
+        _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scales_mins_k4(blk.add(4)), _mm_setzero_si128()))
+    }
+}
+
+impl FmtK for Q6K {
+    const BYTES: usize = 210;
+    const D_AT: usize = 208;
+    const MINS: Mins = Mins::None;
+    #[inline(always)]
+    unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) {
+        let (m4, m3) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+        for h in 0..2 {
+            let l0 = _mm256_loadu_si256(blk.add(64 * h) as *const __m256i);
+            let l1 = _mm256_loadu_si256(blk.add(64 * h + 32) as *const __m256i);
+            let hb = _mm256_loadu_si256(blk.add(128 + 32 * h) as *const __m256i);
+            // Two high bits per element, moved to bits 4-5 of each byte.
+            let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m3));
+            let h1 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(hb), m3));
+            let h2 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(hb), m3));
+            let h3 = _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(hb), m3));
+            q[4 * h] = _mm256_or_si256(_mm256_and_si256(l0, m4), h0);
+            q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), h1);
+            q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4), h2);
+            q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), h3);
+        }
+        // Chunk c uses scales 2c (its first 16 elements) and 2c + 1.
+        let s = _mm_loadu_si128(blk.add(192) as *const __m128i);
+        for c in 0..8 {
+            let lo = (2 * c) as i8;
+            let pick = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, lo + 1, lo + 1, lo + 1, lo + 1, lo + 1, lo + 1, lo + 1, lo + 1);
+            sc[c] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pick));
+        }
+    }
+}
+
+/// The tile kernel of the k-quants.
+struct KTile<D, F>(core::marker::PhantomData<(D, F)>);
+
+impl<D: Dot, F: FmtK> Tile for KTile<D, F> {
+    #[inline(always)]
+    unsafe fn tile<const MR: usize, const NR: usize>(a: &Args<'_>, i0: usize, j0: usize) {
+        let (k, nsb) = (a.k, a.k / QK_K);
+        let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+        let mut accm = [[_mm_setzero_ps(); NR]; MR];
+        let mut summs = [[0f32; NR]; MR];
+        let aq = a.act.qs.as_ptr();
+        let ad = a.act.d.as_ptr();
+        let bsums = a.act.bsums.as_ptr();
+        let (mut q, mut sc) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes));
+        for sb in 0..nsb {
+            if MR == 1 {
+                pf.upto((sb + 1) * NR * F::BYTES);
+            }
+            // Per activation row: Q6_K's `32 * a` pair sums (its offset, removed per pair
+            // as ggml does), or the sub-block sums S_s = bsums[2s] + bsums[2s + 1].
+            let mut off32 = [[_mm256_setzero_si256(); 8]; MR];
+            let mut s16 = [_mm_setzero_si128(); MR];
+            for i in 0..MR {
+                let ap = aq.add((i0 + i) * k + sb * QK_K);
+                if F::MINS == Mins::None {
+                    for c in 0..8 {
+                        let av = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
+                        off32[i][c] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), av);
+                    }
+                } else {
+                    let bs = bsums.add(((i0 + i) * nsb + sb) * 16) as *const __m128i;
+                    s16[i] = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
+                }
+            }
+            for r in 0..NR {
+                let blk = a.w.add((j0 + r) * a.row_bytes + sb * F::BYTES);
+                F::unpack(blk, &mut q, &mut sc);
+                let dw = f16_at(blk.add(F::D_AT));
+                let (dminw, mins) = if F::MINS == Mins::None {
+                    (0.0, _mm_setzero_si128())
+                } else {
+                    (f16_at(blk.add(2)), F::mins(blk))
+                };
+                for i in 0..MR {
+                    let ap = aq.add((i0 + i) * k + sb * QK_K);
+                    let mut sumi = _mm256_setzero_si256();
+                    for c in 0..8 {
+                        let av = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
+                        let mut p = _mm256_maddubs_epi16(q[c], av);
+                        if F::MINS == Mins::None {
+                            p = _mm256_sub_epi16(p, off32[i][c]);
+                        }
+                        sumi = D::madd(sumi, sc[c], p);
+                    }
+                    let dact = *ad.add((i0 + i) * nsb + sb);
+                    acc[i][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(dact * dw),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[i][r],
+                    );
+                    if F::MINS != Mins::None {
+                        let dmin = -dact * dminw;
+                        let prod = _mm_madd_epi16(mins, s16[i]);
+                        if F::MINS == Mins::Lanes4 {
+                            accm[i][r] =
+                                _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), accm[i][r]);
+                        } else {
+                            let s2 = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+                            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2));
+                            let total = _mm_cvtsi128_si32(s1);
+                            summs[i][r] = dmin.mul_add(total as f32, summs[i][r]);
+                        }
+                    }
+                }
+            }
+        }
+        for i in 0..MR {
+            for r in 0..NR {
+                let mut v = hsum8(acc[i][r]);
+                match F::MINS {
+                    Mins::Lanes4 => {
+                        let m = accm[i][r];
+                        let m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                        v += _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+                    }
+                    Mins::Scalar => v += summs[i][r],
+                    Mins::None => {}
+                }
+                *a.c.add((i0 + i) * a.nw + j0 + r) += v;
+            }
+        }
+    }
+}

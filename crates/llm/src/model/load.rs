@@ -1,0 +1,443 @@
+//! Model files into phext space: every weight at its coordinate of the scheme in
+//! ARCHITECTURE.md ("Model weights and run state in phext space").
+//!
+//! Tensors are mapped zero-copy (read-only pages over the file's memory map) whenever
+//! the kernels read their stored dtype and the bytes sit on a [`MAPPED_ALIGN`] boundary
+//! (GGUF guarantees 32). Copies are made, once, at load, only for:
+//! - the column slices of `wo` (per attention part) and `w_down` (per sentron) that a
+//!   split over several sentrons or kv heads needs as matrices of their own (whole
+//!   quantized blocks are copied, nothing is requantized);
+//! - norm scales and biases stored in f16/bf16 (the norm and bias ops read f32);
+//! - tensors whose bytes are not aligned for mapping (possible in safetensors).
+
+use super::config::ModelConfig;
+use super::names::{tensor_name, Naming};
+use crate::config::LayerConfig;
+use crate::layer_coords::{self as lc, TensorKind};
+use crate::layer_program::{LayerPlan, PlanError};
+use memmap2::Mmap;
+use std::sync::Arc;
+use vtpu_phext::{Coord, DType, PageInit, PageKind, MAPPED_ALIGN};
+
+/// One tensor as a file holds it: dtype, `[rows, cols]` (a 1-D tensor is one row), its
+/// bytes, and where they sit in a memory map (for zero-copy pages).
+#[derive(Clone)]
+pub struct SrcTensor<'a> {
+    pub dtype: DType,
+    pub shape: [usize; 2],
+    pub bytes: &'a [u8],
+    pub map: Option<(&'a Arc<Mmap>, usize)>,
+}
+
+/// Where a model's tensors come from (a GGUF file, a Hugging Face directory, a phext
+/// image).
+pub trait TensorSource {
+    /// How tensors are named.
+    fn naming(&self) -> Naming;
+    /// The tensor called `name`, `None` if the file has none; an error for a tensor that
+    /// exists but cannot be used (an unknown dtype), naming it.
+    fn tensor(&self, name: &str) -> Result<Option<SrcTensor<'_>>, LoadError>;
+    /// For messages: the file or directory.
+    fn origin(&self) -> String;
+}
+
+/// Why a model cannot be placed in phext space.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{file}: tensor `{name}` is missing")]
+    Missing { file: String, name: String },
+    #[error("{file}: tensor `{name}` has shape {got:?}, expected {expected:?} for this {arch} model")]
+    Shape {
+        file: String,
+        name: String,
+        got: [usize; 2],
+        expected: [usize; 2],
+        arch: &'static str,
+    },
+    #[error("{file}: tensor `{name}` is {dtype}, which the matmul kernels do not read (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)")]
+    DType {
+        file: String,
+        name: String,
+        dtype: String,
+    },
+    #[error("{file}: tensor `{name}`: {why}")]
+    Tensor {
+        file: String,
+        name: String,
+        why: String,
+    },
+    #[error("model plan: {0}")]
+    Plan(#[from] PlanError),
+    #[error("coordinate: {0}")]
+    Coord(#[from] vtpu_phext::CoordError),
+    #[error("phext space: {0}")]
+    Space(#[from] vtpu_phext::SpaceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Dtypes the matmul kernels read as weights.
+pub fn matmul_dtype(d: DType) -> bool {
+    matches!(d, DType::F32 | DType::F16 | DType::BF16)
+        || (d.is_quantized() && vtpu_runtime::common::kernels_read_quant(d))
+}
+
+/// How the run state is sized.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Largest T of one call (a longer prompt is processed in chunks).
+    pub max_tokens: usize,
+    /// Positions the KV cache holds.
+    pub ctx: usize,
+}
+
+/// The pages of a model: placed pages (copies and run state) and mapped tensors.
+pub struct ModelPages {
+    pub placed: Vec<PageInit>,
+    pub mapped: Vec<MappedTensor>,
+    /// Bytes mapped zero-copy and bytes copied at load.
+    pub mapped_bytes: usize,
+    pub copied_bytes: usize,
+}
+
+/// A zero-copy page to insert with `PhextSpace::insert_mapped`.
+pub struct MappedTensor {
+    pub coord: Coord,
+    pub dtype: DType,
+    pub shape: [usize; 2],
+    pub map: Arc<Mmap>,
+    pub offset: usize,
+}
+
+struct Builder<'s, S: TensorSource + ?Sized> {
+    src: &'s S,
+    cfg: &'s ModelConfig,
+    out: ModelPages,
+}
+
+impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
+    fn file(&self) -> String {
+        self.src.origin()
+    }
+
+    fn get(&self, name: &str, shape: [usize; 2]) -> Result<SrcTensor<'s>, LoadError> {
+        let src: &'s S = self.src;
+        let t = src.tensor(name)?.ok_or_else(|| LoadError::Missing {
+            file: self.file(),
+            name: name.to_string(),
+        })?;
+        // A 1-D tensor of n elements is [1, n]; GGUF and safetensors agree on [rows, cols]
+        // for matrices (GGUF's ne0 is the row length).
+        if t.shape != shape {
+            return Err(LoadError::Shape {
+                file: self.file(),
+                name: name.to_string(),
+                got: t.shape,
+                expected: shape,
+                arch: self.cfg.arch.name(),
+            });
+        }
+        let expect = t.dtype.bytes_for(shape[0] * shape[1]).map_err(|e| LoadError::Tensor {
+            file: self.file(),
+            name: name.to_string(),
+            why: e.to_string(),
+        })?;
+        if t.bytes.len() != expect {
+            return Err(LoadError::Tensor {
+                file: self.file(),
+                name: name.to_string(),
+                why: format!("holds {} bytes, expected {expect}", t.bytes.len()),
+            });
+        }
+        Ok(t)
+    }
+
+    /// A weight matrix, mapped (or copied when misaligned).
+    fn matrix(&mut self, coord: Coord, name: &str, shape: [usize; 2]) -> Result<(), LoadError> {
+        let t = self.get(name, shape)?;
+        if !matmul_dtype(t.dtype) {
+            return Err(LoadError::DType {
+                file: self.file(),
+                name: name.to_string(),
+                dtype: t.dtype.name().to_string(),
+            });
+        }
+        let (dtype, bytes, map) = (t.dtype, t.bytes, t.map.map(|(m, o)| (Arc::clone(m), o)));
+        self.place(coord, dtype, shape, bytes, map);
+        Ok(())
+    }
+
+    fn place(
+        &mut self,
+        coord: Coord,
+        dtype: DType,
+        shape: [usize; 2],
+        bytes: &[u8],
+        map: Option<(Arc<Mmap>, usize)>,
+    ) {
+        match map {
+            Some((map, offset)) if (map.as_ptr() as usize + offset) % MAPPED_ALIGN == 0 => {
+                self.out.mapped_bytes += bytes.len();
+                self.out.mapped.push(MappedTensor {
+                    coord,
+                    dtype,
+                    shape,
+                    map,
+                    offset,
+                });
+            }
+            _ => {
+                self.out.copied_bytes += bytes.len();
+                self.out.placed.push(PageInit {
+                    coord,
+                    dtype,
+                    shape,
+                    bytes: Some(bytes.to_vec()),
+                    read_only: true,
+                    kind: PageKind::Owned,
+                });
+            }
+        }
+    }
+
+    /// A norm scale or bias: f32, converted (exactly) from f16 / bf16.
+    fn vector(&mut self, coord: Coord, name: &str, n: usize) -> Result<(), LoadError> {
+        let t = self.get(name, [1, n])?;
+        let f = match t.dtype {
+            DType::F32 => {
+                let (bytes, map) = (t.bytes, t.map.map(|(m, o)| (Arc::clone(m), o)));
+                self.place(coord, DType::F32, [1, n], bytes, map);
+                return Ok(());
+            }
+            DType::F16 => t
+                .bytes
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect::<Vec<f32>>(),
+            DType::BF16 => t
+                .bytes
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            d => {
+                return Err(LoadError::DType {
+                    file: self.file(),
+                    name: name.to_string(),
+                    dtype: format!("{d} (norm scales and biases must be f32, f16 or bf16)"),
+                })
+            }
+        };
+        let bytes: Vec<u8> = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.out.copied_bytes += bytes.len();
+        self.out.placed.push(PageInit {
+            coord,
+            dtype: DType::F32,
+            shape: [1, n],
+            bytes: Some(bytes),
+            read_only: true,
+            kind: PageKind::Owned,
+        });
+        Ok(())
+    }
+
+    /// Columns `[c0, c1)` of the `rows x cols` matrix `name`, as a page of its own.
+    fn columns(
+        &mut self,
+        coord: Coord,
+        name: &str,
+        shape: [usize; 2],
+        c0: usize,
+        c1: usize,
+    ) -> Result<(), LoadError> {
+        if c0 == 0 && c1 == shape[1] {
+            return self.matrix(coord, name, shape);
+        }
+        let t = self.get(name, shape)?;
+        let dtype = t.dtype;
+        if !matmul_dtype(dtype) {
+            return Err(LoadError::DType {
+                file: self.file(),
+                name: name.to_string(),
+                dtype: dtype.name().to_string(),
+            });
+        }
+        let block = dtype.block_elems();
+        if c0 % block != 0 || c1 % block != 0 {
+            // The slice splits blocks (e.g. heads of 48 columns in 32-element blocks):
+            // dequantize those columns, exactly, into an f32 page.
+            let (rows, cols) = (shape[0], shape[1]);
+            let rb = dtype.bytes_for(cols).map_err(|e| LoadError::Tensor {
+                file: self.file(),
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
+            let mut row = vec![0f32; cols];
+            let mut out = Vec::with_capacity(rows * (c1 - c0) * 4);
+            for src in t.bytes.chunks_exact(rb) {
+                vtpu_runtime::common::dequantize_row(dtype, src, &mut row).map_err(|e| {
+                    LoadError::Tensor {
+                        file: self.file(),
+                        name: name.to_string(),
+                        why: e.to_string(),
+                    }
+                })?;
+                out.extend(row[c0..c1].iter().flat_map(|x| x.to_le_bytes()));
+            }
+            self.out.copied_bytes += out.len();
+            self.out.placed.push(PageInit {
+                coord,
+                dtype: DType::F32,
+                shape: [rows, c1 - c0],
+                bytes: Some(out),
+                read_only: true,
+                kind: PageKind::Owned,
+            });
+            return Ok(());
+        }
+        let bytes_of = |n: usize| dtype.bytes_for(n).unwrap_or(0);
+        let (row_bytes, b0, b1) = (bytes_of(shape[1]), bytes_of(c0), bytes_of(c1));
+        let mut out = Vec::with_capacity(shape[0] * (b1 - b0));
+        for row in t.bytes.chunks_exact(row_bytes) {
+            out.extend_from_slice(&row[b0..b1]);
+        }
+        self.out.copied_bytes += out.len();
+        self.out.placed.push(PageInit {
+            coord,
+            dtype,
+            shape: [shape[0], c1 - c0],
+            bytes: Some(out),
+            read_only: true,
+            kind: PageKind::Owned,
+        });
+        Ok(())
+    }
+
+    fn state(&mut self, coord: Coord, dtype: DType, shape: [usize; 2]) {
+        self.out.placed.push(PageInit {
+            coord,
+            dtype,
+            shape,
+            bytes: None,
+            read_only: false,
+            kind: PageKind::Scratch,
+        });
+    }
+}
+
+/// The block size the `w_down` columns of an F split must fall on.
+pub fn ffn_split_align<S: TensorSource + ?Sized>(src: &S, cfg: &ModelConfig) -> Result<usize, LoadError> {
+    let mut align = crate::layer_program::FFN_SPLIT_ALIGN;
+    for l in 0..cfg.n_layers {
+        let name = tensor_name(src.naming(), Some(l), TensorKind::WDown);
+        if let Some(t) = src.tensor(&name)? {
+            align = align.max(t.dtype.block_elems());
+        }
+    }
+    Ok(align)
+}
+
+/// Every page of the model for `plans` (one per layer): weights (mapped where possible),
+/// the rope table, and the run state sized by `cap`.
+pub fn model_pages<S: TensorSource + ?Sized>(
+    src: &S,
+    cfg: &ModelConfig,
+    plans: &[LayerPlan],
+    cap: Capacity,
+) -> Result<ModelPages, LoadError> {
+    let c: &LayerConfig = &cfg.layer;
+    let (d, hd, f, v) = (c.dim, c.head_dim, c.ffn_dim, cfg.vocab);
+    let (qd, kvd) = (c.q_dim(), c.kv_dim());
+    let naming = src.naming();
+    let name = |l: Option<usize>, k: TensorKind| tensor_name(naming, l, k);
+    let mut b = Builder {
+        src,
+        cfg,
+        out: ModelPages {
+            placed: Vec::new(),
+            mapped: Vec::new(),
+            mapped_bytes: 0,
+            copied_bytes: 0,
+        },
+    };
+    let w = |l: usize, k: TensorKind, i: usize| lc::weight(l, k, i);
+
+    // Model-wide tensors.
+    let embd = name(None, TensorKind::TokenEmbd);
+    {
+        // The embedding table may be any dtype DTEMBED dequantizes (every page dtype
+        // the kernels know); as the tied output it must also be a matmul dtype.
+        let t = b.get(&embd, [v, d])?;
+        if !t.dtype.is_quantized() && !matches!(t.dtype, DType::F32 | DType::F16 | DType::BF16)
+            || (t.dtype.is_quantized() && !vtpu_runtime::common::kernels_read_quant(t.dtype))
+        {
+            return Err(LoadError::DType {
+                file: b.file(),
+                name: embd.clone(),
+                dtype: t.dtype.name().to_string(),
+            });
+        }
+    }
+    b.matrix(w(0, TensorKind::TokenEmbd, 0)?, &embd, [v, d])?;
+    b.vector(
+        w(0, TensorKind::OutputNorm, 0)?,
+        &name(None, TensorKind::OutputNorm),
+        d,
+    )?;
+    if !cfg.tied_embeddings {
+        b.matrix(w(0, TensorKind::Output, 0)?, &name(None, TensorKind::Output), [v, d])?;
+    }
+    let rope = crate::layer_pages::rope_table(c, cap.ctx);
+    b.out.placed.push(PageInit {
+        coord: w(0, TensorKind::RopeTable, 0)?,
+        dtype: DType::F32,
+        shape: [cap.ctx, hd],
+        bytes: Some(rope.iter().flat_map(|x| x.to_le_bytes()).collect()),
+        read_only: true,
+        kind: PageKind::Owned,
+    });
+
+    for plan in plans {
+        let l = plan.layer;
+        let n = |k| name(Some(l), k);
+        b.vector(w(l, TensorKind::AttnNorm, 0)?, &n(TensorKind::AttnNorm), d)?;
+        b.vector(w(l, TensorKind::FfnNorm, 0)?, &n(TensorKind::FfnNorm), d)?;
+        b.matrix(w(l, TensorKind::Wq, 0)?, &n(TensorKind::Wq), [qd, d])?;
+        b.matrix(w(l, TensorKind::Wk, 0)?, &n(TensorKind::Wk), [kvd, d])?;
+        b.matrix(w(l, TensorKind::Wv, 0)?, &n(TensorKind::Wv), [kvd, d])?;
+        if c.qkv_bias {
+            b.vector(w(l, TensorKind::Bq, 0)?, &n(TensorKind::Bq), qd)?;
+            b.vector(w(l, TensorKind::Bk, 0)?, &n(TensorKind::Bk), kvd)?;
+            b.vector(w(l, TensorKind::Bv, 0)?, &n(TensorKind::Bv), kvd)?;
+        }
+        if c.qk_norm {
+            b.vector(w(l, TensorKind::QNorm, 0)?, &n(TensorKind::QNorm), hd)?;
+            b.vector(w(l, TensorKind::KNorm, 0)?, &n(TensorKind::KNorm), hd)?;
+        }
+        b.matrix(w(l, TensorKind::WGate, 0)?, &n(TensorKind::WGate), [f, d])?;
+        b.matrix(w(l, TensorKind::WUp, 0)?, &n(TensorKind::WUp), [f, d])?;
+        for part in plan.parts() {
+            let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
+            b.columns(w(l, TensorKind::Wo, part.index)?, &n(TensorKind::Wo), [d, qd], q0, q1)?;
+            for value in [false, true] {
+                b.state(lc::kv_cache(l, part.index, value)?, DType::F32, [cap.ctx, hd]);
+            }
+        }
+        for (i, rows) in plan.ffn_rows.iter().enumerate() {
+            b.columns(
+                w(l, TensorKind::WDown, i)?,
+                &n(TensorKind::WDown),
+                [d, f],
+                rows.start,
+                rows.end,
+            )?;
+        }
+    }
+
+    b.state(lc::args(), DType::I32, [1, 4]);
+    b.state(lc::tokens(), DType::F32, [cap.max_tokens, 1]);
+    b.state(lc::logits(), DType::F32, [1, v]);
+    for i in 0..plans.first().map_or(1, |p| p.sentrons) {
+        b.state(lc::hidden(i)?, DType::F32, [cap.max_tokens, d]);
+    }
+    Ok(b.out)
+}

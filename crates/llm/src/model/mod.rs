@@ -1,0 +1,22 @@
+//! Real models on the vTPU: file -> phext space -> program -> sentrons -> logits.
+//!
+//! - [`config`]: the model's hyper-parameters from GGUF metadata or `config.json`;
+//! - [`names`]: tensor names per file family;
+//! - [`load`]: tensors into phext pages (zero-copy where the kernels read the dtype);
+//! - [`program`]: the whole model as one SIW stream per sentron;
+//! - [`runner`]: a loaded model on a persistent session: tokens in, logits out.
+
+pub mod config;
+pub mod gguf_source;
+pub mod load;
+pub mod names;
+pub mod program;
+pub mod reference;
+pub mod runner;
+
+pub use config::{Arch, ModelConfig, ModelConfigError};
+pub use load::{Capacity, LoadError, SrcTensor, TensorSource};
+pub use names::{tensor_name, Naming};
+pub use program::{model_program, ModelPlan};
+pub use runner::{Model, ModelError, ModelOptions, RunStats};
+pub use gguf_source::GgufSource;

