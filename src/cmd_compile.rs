@@ -65,8 +65,8 @@ pub fn compile(a: CompileArgs) -> Result<()> {
     crate::cmd_run::check_output_file(&out, "-o")?;
     let n = a.sentrons.unwrap_or_else(|| p.min_sentrons());
     if a.report {
-        crate::cmd_run::validate_for_run(&p, n, vtpu_phext::DEFAULT_PART_LIMIT)
-            .with_context(|| format!("{}: cannot run it for --report", a.input.display()))?;
+        let name = format!("{} (for --report)", a.input.display());
+        crate::cmd_run::validate_for_run(&p, &name, n, vtpu_phext::DEFAULT_PART_LIMIT)?;
     }
     let opts = CompileOptions {
         prefetch: !a.no_prefetch,
@@ -131,7 +131,8 @@ pub fn compile(a: CompileArgs) -> Result<()> {
             layout: Layout::ZOrder,
             load: None,
         };
-        print!("{}", before_after(&p, &c.program, &setup, &cfg, a.runs)?.text);
+        let name = a.input.display().to_string();
+        print!("{}", before_after(&p, &c.program, &name, &setup, &cfg, a.runs)?.text);
     }
     Ok(())
 }
@@ -139,9 +140,9 @@ pub fn compile(a: CompileArgs) -> Result<()> {
 /// Run a program as given and packed (`vtpu run --packed`), each form from the same
 /// start (`setup`: a fresh space by its layout, or `--load`), with `cfg` (sentrons,
 /// executor, pinning, word limit). The caller saves, shows and reports from the result.
-pub fn run_packed(p: &Program, setup: &Setup, cfg: &RunConfig) -> Result<BeforeAfter> {
-    let c = compile_program(p, &CompileOptions::packed()).map_err(|e| anyhow!("{e}"))?;
-    before_after(p, &c.program, setup, cfg, 5)
+pub fn run_packed(p: &Program, name: &str, setup: &Setup, cfg: &RunConfig) -> Result<BeforeAfter> {
+    let c = compile_program(p, &CompileOptions::packed()).map_err(|e| anyhow!("{name}: {e}"))?;
+    before_after(p, &c.program, name, setup, cfg, 5)
 }
 
 /// One program measured: the last run's report and final space, every run's wall ns,
@@ -154,11 +155,11 @@ struct Measured {
 }
 
 /// Run `p` once to warm up and `runs` times timed, each from a fresh start.
-fn measure(p: &Program, setup: &Setup, cfg: &RunConfig, runs: usize) -> Result<Measured> {
+fn measure(p: &Program, name: &str, setup: &Setup, cfg: &RunConfig, runs: usize) -> Result<Measured> {
     let mut walls = Vec::with_capacity(runs);
     let mut last = None;
     for i in 0..=runs {
-        let space = setup.space(p, cfg.sentrons)?;
+        let space = setup.space(p, name, cfg.sentrons)?;
         let r = vtpu_runtime::run(p, &space, cfg)?;
         if i > 0 {
             walls.push(r.host_wall_ns);
@@ -200,13 +201,14 @@ pub struct BeforeAfter {
 pub fn before_after(
     before: &Program,
     after: &Program,
+    name: &str,
     setup: &Setup,
     cfg: &RunConfig,
     runs: usize,
 ) -> Result<BeforeAfter> {
     let runs = runs.max(1);
-    let b = measure(before, setup, cfg, runs)?;
-    let a = measure(after, setup, cfg, runs)?;
+    let b = measure(before, name, setup, cfg, runs)?;
+    let a = measure(after, &format!("{name} (packed)"), setup, cfg, runs)?;
     let (n, exec) = (cfg.sentrons, cfg.executor);
     let mut out = format!("before/after on {n} sentron(s), {exec:?} executor\n");
     out.push_str(&report::counter_table(&[

@@ -341,3 +341,160 @@ pub fn inspect_cmd(a: InspectArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum BenchOutput {
+    Md,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Prompt-processing test sizes (tokens in one prefill), comma separated; 0 = none.
+    #[arg(short = 'p', long = "n-prompt", value_name = "N", value_delimiter = ',', default_value = "128")]
+    pub n_prompt: Vec<usize>,
+    /// Generation test sizes (decode steps from an empty cache), comma separated; 0 = none.
+    #[arg(short = 'n', long = "n-gen", value_name = "N", value_delimiter = ',', default_value = "128")]
+    pub n_gen: Vec<usize>,
+    /// Repetitions of each test (after one untimed warm-up run).
+    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 3)]
+    pub reps: usize,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = BenchOutput::Md)]
+    pub output: BenchOutput,
+}
+
+/// One test's samples in tokens per second, with the counters of its last repetition.
+struct BenchResult {
+    name: String,
+    n_prompt: usize,
+    n_gen: usize,
+    samples: Vec<f64>,
+    stats: RunStats,
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+pub fn bench_cmd(a: BenchArgs) -> Result<()> {
+    if a.reps == 0 {
+        bail!("-r must be at least 1");
+    }
+    let o = open(&a.model.model)?;
+    let mut args = a.model.clone();
+    // The prompt test runs as one call, as llama-bench's pp does with its default batch.
+    let largest = a.n_prompt.iter().chain(&a.n_gen).copied().max().unwrap_or(1).max(1);
+    if args.ctx.is_none() {
+        args.ctx = Some(largest.min(o.cfg.layer.max_seq));
+    }
+    args.batch = args.batch.max(a.n_prompt.iter().copied().max().unwrap_or(1));
+    let mut m = load(&o, &args)?;
+    let ctx = m.capacity().ctx;
+    if largest > ctx {
+        bail!("a test of {largest} tokens does not fit --ctx {ctx}");
+    }
+    // Token ids as llama-bench uses them: arbitrary valid ids (here a fixed pattern).
+    let vocab = o.cfg.vocab as u32;
+    let ids: Vec<u32> = (0..largest as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let mut results = Vec::new();
+    for &n in a.n_prompt.iter().filter(|&&n| n > 0) {
+        let mut samples = Vec::with_capacity(a.reps);
+        for rep in 0..=a.reps {
+            m.reset();
+            let _ = m.take_stats();
+            let t0 = std::time::Instant::now();
+            m.forward(&ids[..n])?;
+            let s = t0.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(n as f64 / s);
+            }
+        }
+        results.push(BenchResult { name: format!("pp{n}"), n_prompt: n, n_gen: 0, samples, stats: m.take_stats() });
+    }
+    for &n in a.n_gen.iter().filter(|&&n| n > 0) {
+        let mut samples = Vec::with_capacity(a.reps);
+        for rep in 0..=a.reps {
+            m.reset();
+            let _ = m.take_stats();
+            let t0 = std::time::Instant::now();
+            for &t in &ids[..n] {
+                m.forward(&[t])?;
+            }
+            let s = t0.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push(n as f64 / s);
+            }
+        }
+        results.push(BenchResult { name: format!("tg{n}"), n_prompt: 0, n_gen: n, samples, stats: m.take_stats() });
+    }
+    let name = o.path.file_name().map_or_else(|| o.path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let size: u64 = std::fs::metadata(&o.path).map(|md| md.len()).unwrap_or(0);
+    let params = o.cfg.params();
+    let threads = m.plan().sentrons();
+    let mut out = std::io::stdout().lock();
+    match a.output {
+        BenchOutput::Md => {
+            writeln!(out, "| model | size | params | backend | threads | test | t/s |")?;
+            writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
+            for r in &results {
+                let (mean, sd) = mean_sd(&r.samples);
+                writeln!(
+                    out,
+                    "| {} {} | {:.2} MiB | {:.2} M | vTPU | {threads} | {} | {mean:.2} ± {sd:.2} |",
+                    o.cfg.arch.name(),
+                    name,
+                    size as f64 / (1 << 20) as f64,
+                    params as f64 / 1e6,
+                    r.name
+                )?;
+            }
+            for r in &results {
+                counters_line(&r.name, &r.stats);
+            }
+        }
+        BenchOutput::Json => {
+            let arr: Vec<serde_json::Value> = results
+                .iter()
+                .map(|r| {
+                    let (mean, sd) = mean_sd(&r.samples);
+                    let t = Counters::total(&r.stats.counters);
+                    serde_json::json!({
+                        "model_filename": o.path.display().to_string(),
+                        "model_type": format!("{} {}", o.cfg.arch.name(), name),
+                        "model_size": size,
+                        "model_n_params": params,
+                        "backend": "vTPU",
+                        "n_threads": threads,
+                        "n_prompt": r.n_prompt,
+                        "n_gen": r.n_gen,
+                        "avg_ts": mean,
+                        "stddev_ts": sd,
+                        "samples_ts": r.samples,
+                        "vtpu_counters": {
+                            "note": "virtual counters of the last repetition, all sentrons",
+                            "siws": t.siws,
+                            "ops_per_siw": t.ops_per_siw(),
+                            "ppt_hit_rate": t.ppt_hit_rate(),
+                            "flops": t.flops,
+                            "bytes_gathered": t.bytes_gathered,
+                            "host_ns": r.stats.host_ns,
+                            "host_blocked_ns": t.host_blocked_ns,
+                        }
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&arr)?)?;
+        }
+    }
+    Ok(())
+}

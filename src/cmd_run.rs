@@ -224,35 +224,38 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// A space ready for `program` on `sentrons` sentrons. The program is validated
-    /// against the machine before any page is allocated (an oversized page or a bad
-    /// sentron id costs nothing).
-    pub fn space(&self, program: &Program, sentrons: usize) -> Result<PhextSpace> {
+    /// A space ready for `program` (called `name` in errors) on `sentrons` sentrons.
+    /// The program is validated against the machine before any page is allocated (an
+    /// oversized page or a bad sentron id costs nothing).
+    pub fn space(&self, program: &Program, name: &str, sentrons: usize) -> Result<PhextSpace> {
         match &self.load {
             Some(m) => {
                 let space = PhextSpace::load(m, LoadMode::Copy)
                     .with_context(|| format!("cannot load {}", m.display()))?;
-                validate_for_run(program, sentrons, space.part_limit())?;
-                vtpu_runtime::load_pages(program, &space)?;
+                validate_for_run(program, name, sentrons, space.part_limit())?;
+                vtpu_runtime::load_pages(program, &space)
+                    .with_context(|| format!("{name} against {}", m.display()))?;
                 Ok(space)
             }
             None => {
-                validate_for_run(program, sentrons, vtpu_phext::DEFAULT_PART_LIMIT)?;
-                Ok(vtpu_runtime::build_space(program, self.layout)?)
+                validate_for_run(program, name, sentrons, vtpu_phext::DEFAULT_PART_LIMIT)?;
+                vtpu_runtime::build_space(program, self.layout)
+                    .with_context(|| format!("{name}: cannot place its pages"))
             }
         }
     }
 }
 
-/// The validation `vtpu_runtime::run` does, done before the space is built.
-pub fn validate_for_run(program: &Program, sentrons: usize, part_limit: u32) -> Result<()> {
+/// The validation `vtpu_runtime::run` does, done before the space is built; errors
+/// name the program (`name`).
+pub fn validate_for_run(program: &Program, name: &str, sentrons: usize, part_limit: u32) -> Result<()> {
     let opts = vtpu_isa::validate::ValidateOptions {
         sentrons: Some(sentrons),
         part_limit,
     };
     if let Err(errs) = vtpu_isa::validate::validate(program, &opts) {
         let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        return Err(MachineError::Invalid(text.join("\n")).into());
+        return Err(anyhow::Error::new(MachineError::Invalid(text.join("\n"))).context(name.to_string()));
     }
     Ok(())
 }
@@ -341,8 +344,9 @@ pub fn run(a: crate::RunArgs) -> Result<()> {
     };
     if a.packed {
         // Validate the input before compiling it: errors blame the program as given.
-        validate_for_run(&program, sentrons, vtpu_phext::MAX_PART_LIMIT)?;
-        let ba = crate::cmd_compile::run_packed(&program, &setup, &cfg)?;
+        let name = a.program.display().to_string();
+        validate_for_run(&program, &name, sentrons, vtpu_phext::MAX_PART_LIMIT)?;
+        let ba = crate::cmd_compile::run_packed(&program, &name, &setup, &cfg)?;
         let summary = ba.text.lines().last().unwrap_or_default().to_string();
         if !outputs.report {
             println!("{summary}");
@@ -355,7 +359,7 @@ pub fn run(a: crate::RunArgs) -> Result<()> {
         };
         return outputs.finish(&ba.after_space, json, || ba.text.clone());
     }
-    let space = setup.space(&program, sentrons)?;
+    let space = setup.space(&program, &a.program.display().to_string(), sentrons)?;
     let report: RunReport = vtpu_runtime::run(&program, &space, &cfg)?;
     outputs.finish(
         &space,

@@ -77,6 +77,9 @@ enum Cmd {
     Tokenize(cmd_model::TokenizeArgs),
     /// List a model file's metadata and tensors (no weights are read).
     Inspect(cmd_model::InspectArgs),
+    /// Prompt-processing and generation speed (tok/s, mean ± sd), as llama-bench
+    /// reports it, with the vTPU counters of the run.
+    Bench(cmd_model::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -219,6 +222,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Generate(a) => cmd_model::generate_cmd(a),
         Cmd::Tokenize(a) => cmd_model::tokenize_cmd(a),
         Cmd::Inspect(a) => cmd_model::inspect_cmd(a),
+        Cmd::Bench(a) => cmd_model::bench_cmd(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;

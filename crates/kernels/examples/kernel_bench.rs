@@ -332,7 +332,11 @@ fn quant_weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8>
         *b = (rng.f32().to_bits() >> 8) as u8 ^ i as u8;
     }
     let bb = qtype.block_bytes();
-    let d_at = if qtype == QuantType::Q6K { vec![208] } else { vec![0, 2] };
+    let d_at = if qtype == QuantType::Q6K {
+        vec![208]
+    } else {
+        vec![0, 2]
+    };
     for blk in w.chunks_exact_mut(bb) {
         for &at in &d_at {
             let d = half::f16::from_f32(0.001 + 0.01 * rng.f32().abs());
@@ -360,13 +364,19 @@ fn quant_section(runs: usize, rng: &mut Rng, type_filter: &str, imp_filter: &str
         QuantType::Q5K,
         QuantType::Q6K,
     ];
-    println!("\n== quantized matmul (GB/s of weight bytes; m = 32 also in GOP/s, 2 ops per MAC) ==");
+    println!(
+        "\n== quantized matmul (GB/s of weight bytes; m = 32 also in GOP/s, 2 ops per MAC) =="
+    );
     println!(
         "{:<11} {:<5} {:>11} {:>9} {:>10} {:>10} {:>10} {:>9}",
         "impl", "type", "n x k", "MiB", "m=1 hot", "m=1 cold", "m=32 hot", "GOP/s"
     );
     for qtype in types.into_iter().filter(|t| t.name().contains(type_filter)) {
-        let shapes: &[(usize, usize)] = if qtype.block_elems() == 256 { &kshapes } else { &small };
+        let shapes: &[(usize, usize)] = if qtype.block_elems() == 256 {
+            &kshapes
+        } else {
+            &small
+        };
         for &(n, k) in shapes {
             let w = quant_weights(rng, qtype, n, k);
             let bytes = w.len() as f64;
@@ -379,10 +389,23 @@ fn quant_section(runs: usize, rng: &mut Rng, type_filter: &str, imp_filter: &str
                 let (mut got, mut want) = (vec![0f32; 2 * rows], vec![0f32; 2 * rows]);
                 matmul_bt_rows_with(imp, &mut got, &a32[..2 * k], qtype, &w, 2, n, k, 0, rows)
                     .expect("valid shapes");
-                matmul_bt_rows_with(QuantImpl::Scalar, &mut want, &a32[..2 * k], qtype, &w, 2, n, k, 0, rows)
-                    .expect("valid shapes");
+                matmul_bt_rows_with(
+                    QuantImpl::Scalar,
+                    &mut want,
+                    &a32[..2 * k],
+                    qtype,
+                    &w,
+                    2,
+                    n,
+                    k,
+                    0,
+                    rows,
+                )
+                .expect("valid shapes");
                 assert!(
-                    got.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                    got.iter()
+                        .zip(&want)
+                        .all(|(g, w)| g.to_bits() == w.to_bits()),
                     "{imp:?} {qtype} {n}x{k}: not bit-identical to the scalar spec"
                 );
                 let mut c1 = vec![0f32; n];

@@ -45,7 +45,10 @@ pub enum Weights<'a> {
     /// bytes (the GGML layout, `ne0 = k` being the row). A matmul quantizes the
     /// activations and multiplies in integers as llama.cpp does (see `quant/mod.rs`), so
     /// it does not see exactly the dequantized values.
-    Quant { qtype: QuantType, data: &'a [u8] },
+    Quant {
+        qtype: QuantType,
+        data: &'a [u8],
+    },
 }
 
 impl Weights<'_> {
@@ -55,7 +58,9 @@ impl Weights<'_> {
             Weights::F32(w) => w.len(),
             Weights::F16(w) => w.len(),
             Weights::BF16(w) => w.len(),
-            Weights::Quant { qtype, data } => data.len() / qtype.block_bytes() * qtype.block_elems(),
+            Weights::Quant { qtype, data } => {
+                data.len() / qtype.block_bytes() * qtype.block_elems()
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! vtpu-kernels: the D-pipe's dense tile math, as SIMD kernels over f32 slices.
 //!
-//! Tiles are row-major f32 matrices; weights may be f32, f16 or bf16 ([`Weights`]).
+//! Tiles are row-major f32 matrices; weights may be f32, f16, bf16 or block-quantized
+//! GGML data read in place from a GGUF file ([`Weights::Quant`], see [`quant`]: Q4_0,
+//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, multiplied in integers like llama.cpp).
 //! Every kernel exists at three levels ([`KernelLevel`]): AVX-512, AVX2 + FMA, and the
 //! portable scalar reference (`scalar.rs`), which is also the specification the SIMD
 //! levels are tested against with the derived bounds of [`tolerance`]. The level is
@@ -21,7 +23,9 @@
 //!   whatever `m`, the row range `[n0, n1)` or its position in a tile, so decode (m = 1)
 //!   and prefill (m > 1) agree bit for bit, and so does a split across threads; `dot`
 //!   equals the 1 x 1 matmul;
-//! - everything else is within the bounds of [`tolerance`] of the f64 reference.
+//! - everything else is within the bounds of [`tolerance`] of the f64 reference;
+//! - quantized matmuls are bit-identical at every level (scalar spec included), for any
+//!   `m`, row range or tiling (`quant/dot_ref.rs` defines the exact f32 operations).
 
 mod error;
 mod kernels;

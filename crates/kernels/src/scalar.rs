@@ -180,7 +180,9 @@ fn dot_f64(a: &[f32], b: impl Iterator<Item = f64>) -> f64 {
 /// `C[i, j] += sum_p A[i, p] * B[j, p]` for output columns `j` in `[n0, n1)` (stored at
 /// column `j - n0` of the `m x (n1 - n0)` matrix `c`), with `b` an `n x k` row-major
 /// matrix of any weight dtype. The dot product and the add to `C` are done in f64 and
-/// rounded once. `k == 0` leaves `C` unchanged.
+/// rounded once. `k == 0` leaves `C` unchanged. Quantized weights instead follow their
+/// own specification (activations quantized, integer block dots, `quant/dot_ref.rs`);
+/// quantized `b` that is not `n1` whole rows leaves `C` unchanged.
 #[allow(clippy::too_many_arguments)] // the BLAS-like shape list is the clearest form
 pub fn matmul_bt_rows(
     c: &mut [f32],

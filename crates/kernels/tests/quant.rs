@@ -48,7 +48,10 @@ enum MinPart {
     /// `x = d q + m`.
     Add(f32),
     /// `x = d sc q - dmin * m`.
-    Sub { dmin: f32, m: i32 },
+    Sub {
+        dmin: f32,
+        m: i32,
+    },
 }
 
 fn f16_le(b: &[u8], at: usize) -> f32 {
@@ -104,7 +107,10 @@ fn elem(qtype: QuantType, b: &[u8], e: usize) -> Elem {
         ),
         QuantType::Q5_1 => Elem {
             min: MinPart::Add(f16_le(b, 2)),
-            ..plain(nib(b[8 + e % 16], e / 16) + 16 * bit(&b[4..8], e), f16_le(b, 0))
+            ..plain(
+                nib(b[8 + e % 16], e / 16) + 16 * bit(&b[4..8], e),
+                f16_le(b, 0),
+            )
         },
         QuantType::Q4K | QuantType::Q5K => {
             let (chunk, within) = (e / 64, e % 64);
@@ -216,7 +222,11 @@ fn random_blocks(rng: &mut Rng, qtype: QuantType, nblocks: usize, typical: f32) 
             QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0 => {
                 put_f16(b, 0, scale(rng, typical))
             }
-            QuantType::Q4_1 | QuantType::Q5_1 | QuantType::Q8_1 | QuantType::Q4K | QuantType::Q5K => {
+            QuantType::Q4_1
+            | QuantType::Q5_1
+            | QuantType::Q8_1
+            | QuantType::Q4K
+            | QuantType::Q5K => {
                 put_f16(b, 0, scale(rng, typical));
                 put_f16(b, 2, scale(rng, typical));
             }
@@ -342,7 +352,11 @@ fn reference_quantizers_round_trip_within_half_a_step() {
             // Half a quantization step; Q4_0 / Q5_0 map the signed max to -8 / -16 and
             // clamp the other end at +7 / +15, so an element of opposite sign near the
             // max is off by up to a whole step.
-            let steps = if matches!(qtype, QuantType::Q4_0 | QuantType::Q5_0) { 1.0 } else { 0.5 };
+            let steps = if matches!(qtype, QuantType::Q4_0 | QuantType::Q5_0) {
+                1.0
+            } else {
+                0.5
+            };
             // Storing d (and the min) as f16 moves each by at most 2^-11 relative, or
             // 2^-25 absolute in the subnormal range (which also bounds how far the
             // stored d is below the exact one: + 2^-25 on the step); times the largest
@@ -360,14 +374,21 @@ fn reference_quantizers_round_trip_within_half_a_step() {
                 _ => 0.0,
             };
             let amax = xb.iter().fold(0f32, |m, &v| m.max(v.abs())) as f64;
-            let d_err = if qtype == QuantType::Q8K { step * U } else { f16_err(step) };
+            let d_err = if qtype == QuantType::Q8K {
+                step * U
+            } else {
+                f16_err(step)
+            };
             let bound = steps * (step + 2f64.powi(-25))
                 + qmax * d_err
                 + if min > 0.0 { f16_err(min) } else { 0.0 }
                 + 8.0 * U * (amax + min);
             for (e, (&xv, &yv)) in xb.iter().zip(yb).enumerate() {
                 let err = (xv as f64 - yv as f64).abs();
-                assert!(err <= bound, "{qtype} block {blk} elem {e}: {xv} -> {yv}, err {err:e} > {bound:e}");
+                assert!(
+                    err <= bound,
+                    "{qtype} block {blk} elem {e}: {xv} -> {yv}, err {err:e} > {bound:e}"
+                );
             }
         }
     }
@@ -396,11 +417,58 @@ fn reference_quantizers_known_outputs() {
     assert_eq!(q[2] & 15, 0); // -8 + 8.5 -> 0
     assert_eq!(q[3] & 15, 15); // 7.9 + 8.5 = 16.4 -> 16 -> 15
     assert_eq!(q[2] >> 4, 11); // 3.4 + 8.5 = 11.9 -> 11
-    // k-quant weight quantizers are not implemented: a typed error.
+                               // k-quant weight quantizers are not implemented: a typed error.
     assert!(matches!(
         quantize_row(QuantType::Q4K, &[0.0; 256], &mut [0u8; 144]),
         Err(KernelError::Unsupported { .. })
     ));
+}
+
+/// Golden vectors from gguf-py (the numpy port of ggml's reference quantizers, an
+/// implementation independent of ours; regenerate with
+/// `tests/data/gen_gguf_py_vectors.py`): our quantizers must write the same bytes and
+/// our dequantizers the same f32 bits.
+#[test]
+fn quantizers_and_dequantizers_match_gguf_py() {
+    let v = include_bytes!("data/gguf_py_vectors.bin");
+    let mut at = 0usize;
+    let mut take = |n: usize| {
+        let s = &v[at..at + n];
+        at += n;
+        s
+    };
+    let len = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap()) as usize;
+    let (mut quantized, mut dequantized) = (0, 0);
+    while at < v.len() {
+        let name = std::str::from_utf8(take(8)).unwrap().trim_end_matches('\0').to_string();
+        let n_in = len(take(8));
+        let input = take(n_in).to_vec();
+        let n_out = len(take(8));
+        let output = take(n_out).to_vec();
+        let qtype = QuantType::ALL
+            .into_iter()
+            .find(|q| q.name() == &name[1..])
+            .unwrap_or_else(|| panic!("unknown type in {name}"));
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        if name.starts_with('Q') {
+            let x = floats(&input);
+            let mut q = vec![0u8; output.len()];
+            quantize_row(qtype, &x, &mut q).unwrap();
+            assert_eq!(q, output, "quantize {qtype}");
+            quantized += 1;
+        } else {
+            let want = floats(&output);
+            let mut y = vec![0f32; want.len()];
+            dequantize_row(qtype, &input, &mut y).unwrap();
+            bits_eq(&format!("dequantize {qtype}"), &y, &want).unwrap();
+            dequantized += 1;
+        }
+    }
+    assert_eq!((quantized, dequantized), (15, 8), "records in the golden file");
 }
 
 // ---------------------------------------------------------------------------------
@@ -545,7 +613,10 @@ fn the_derived_bound_is_tight_enough_to_catch_errors() {
         assert!(scale > 0.0, "{qtype}: degenerate test data");
         // Worst case over the rounding directions: ~1% for the symmetric types, ~3% for
         // Q4_1 / Q5_1 (whose per-block sum s carries up to 32 half-steps of error).
-        assert!(bound < 0.05 * scale, "{qtype}: bound {bound:e} vs scale {scale:e}");
+        assert!(
+            bound < 0.05 * scale,
+            "{qtype}: bound {bound:e} vs scale {scale:e}"
+        );
         assert!(
             check_close("x", (exact + 0.05 * scale) as f32, exact as f32, bound).is_err(),
             "{qtype}"
@@ -567,7 +638,14 @@ fn every_implementation_is_bit_identical_to_the_scalar_spec() {
     for qtype in WEIGHT_TYPES {
         let be = qtype.block_elems();
         // GEMV tiles (1 x 4 + tail), prefill tiles (4 x 2 + tails), long rows.
-        for &(m, n, nb) in &[(1, 7, 3), (1, 4, 1), (5, 7, 2), (8, 4, 5), (2, 1, 1), (1, 33, 24)] {
+        for &(m, n, nb) in &[
+            (1, 7, 3),
+            (1, 4, 1),
+            (5, 7, 2),
+            (8, 4, 5),
+            (2, 1, 1),
+            (1, 33, 24),
+        ] {
             let k = nb * be;
             let w = random_blocks(&mut rng, qtype, n * nb, 0.05);
             let a = random_acts(&mut rng, qtype, m * k);
@@ -578,7 +656,11 @@ fn every_implementation_is_bit_identical_to_the_scalar_spec() {
             for &imp in &imps[1..] {
                 let mut got = c0.clone();
                 matmul_bt_rows_with(imp, &mut got, &a, qtype, &w, m, n, k, 0, n).unwrap();
-                fails.check(bits_eq(&format!("{imp:?} {qtype} m={m} n={n} k={k}"), &got, &want));
+                fails.check(bits_eq(
+                    &format!("{imp:?} {qtype} m={m} n={n} k={k}"),
+                    &got,
+                    &want,
+                ));
             }
             // The public entry point at every level agrees too.
             for kern in levels() {
@@ -605,13 +687,19 @@ fn results_do_not_depend_on_m_or_the_row_split() {
             kern.matmul_bt(&mut full, &a, b, m, n, k).unwrap();
             for i in 0..m {
                 let mut row = vec![0f32; n];
-                kern.matmul_bt(&mut row, &a[i * k..(i + 1) * k], b, 1, n, k).unwrap();
-                bits_eq(&format!("{:?} {qtype} row {i}", kern.level()), &row, &full[i * n..(i + 1) * n])
+                kern.matmul_bt(&mut row, &a[i * k..(i + 1) * k], b, 1, n, k)
                     .unwrap();
+                bits_eq(
+                    &format!("{:?} {qtype} row {i}", kern.level()),
+                    &row,
+                    &full[i * n..(i + 1) * n],
+                )
+                .unwrap();
             }
             for (n0, n1) in [(0, 1), (1, 6), (6, 13), (5, 5)] {
                 let mut part = vec![0f32; m * (n1 - n0)];
-                kern.matmul_bt_rows(&mut part, &a, b, m, n, k, n0, n1).unwrap();
+                kern.matmul_bt_rows(&mut part, &a, b, m, n, k, n0, n1)
+                    .unwrap();
                 for i in 0..m {
                     bits_eq(
                         &format!("{:?} {qtype} rows {n0}..{n1} row {i}", kern.level()),
@@ -698,19 +786,40 @@ fn shape_errors_are_typed_and_leave_c_untouched() {
     for kern in levels() {
         let mut c = vec![7.0f32; 2];
         // k not a multiple of the block.
-        expect_shape_err(kern.matmul_bt(&mut c, &a[..48], q(&w), 1, 2, 48), &["k = 48", "q4_0", "32"]);
+        expect_shape_err(
+            kern.matmul_bt(&mut c, &a[..48], q(&w), 1, 2, 48),
+            &["k = 48", "q4_0", "32"],
+        );
         // Weight bytes not n rows of blocks.
-        expect_shape_err(kern.matmul_bt(&mut c, &a, q(&w[..70]), 1, 2, 64), &["expected 72 bytes", "got 70"]);
-        expect_shape_err(kern.matmul_bt(&mut c, &a, q(&w), 1, 3, 64), &["expected 108 bytes"]);
+        expect_shape_err(
+            kern.matmul_bt(&mut c, &a, q(&w[..70]), 1, 2, 64),
+            &["expected 72 bytes", "got 70"],
+        );
+        expect_shape_err(
+            kern.matmul_bt(&mut c, &a, q(&w), 1, 3, 64),
+            &["expected 108 bytes"],
+        );
         // a and c lengths, row range.
-        expect_shape_err(kern.matmul_bt(&mut c, &a[..32], q(&w), 1, 2, 64), &["a (m x k)"]);
-        expect_shape_err(kern.matmul_bt(&mut c[..1], &a, q(&w), 1, 2, 64), &["c (m x (n1 - n0))"]);
-        expect_shape_err(kern.matmul_bt_rows(&mut c, &a, q(&w), 1, 2, 64, 1, 3), &["row range"]);
+        expect_shape_err(
+            kern.matmul_bt(&mut c, &a[..32], q(&w), 1, 2, 64),
+            &["a (m x k)"],
+        );
+        expect_shape_err(
+            kern.matmul_bt(&mut c[..1], &a, q(&w), 1, 2, 64),
+            &["c (m x (n1 - n0))"],
+        );
+        expect_shape_err(
+            kern.matmul_bt_rows(&mut c, &a, q(&w), 1, 2, 64, 1, 3),
+            &["row range"],
+        );
         // Activation formats are not weights.
         let r = kern.matmul_bt(
             &mut c,
             &vec![0.0; 256],
-            Weights::Quant { qtype: QuantType::Q8K, data: &[0u8; 2 * 292] },
+            Weights::Quant {
+                qtype: QuantType::Q8K,
+                data: &[0u8; 2 * 292],
+            },
             1,
             2,
             256,
@@ -719,12 +828,22 @@ fn shape_errors_are_typed_and_leave_c_untouched() {
         assert_eq!(c, [7.0, 7.0], "{:?}: C touched on error", kern.level());
         // m = 0 and an empty row range are fine and do nothing.
         kern.matmul_bt(&mut [], &[], q(&w), 0, 2, 64).unwrap();
-        kern.matmul_bt_rows(&mut [], &a, q(&w), 1, 2, 64, 1, 1).unwrap();
+        kern.matmul_bt_rows(&mut [], &a, q(&w), 1, 2, 64, 1, 1)
+            .unwrap();
     }
     // dequantize_row / quantize_row lengths.
-    expect_shape_err(dequantize_row(QuantType::Q4_0, &w[..18], &mut [0.0; 33]), &["33 elements", "q4_0"]);
-    expect_shape_err(dequantize_row(QuantType::Q4_0, &w[..17], &mut [0.0; 32]), &["expected 18 bytes", "got 17"]);
-    expect_shape_err(quantize_row(QuantType::Q8_0, &[0.0; 64], &mut [0u8; 34]), &["expected 68 bytes"]);
+    expect_shape_err(
+        dequantize_row(QuantType::Q4_0, &w[..18], &mut [0.0; 33]),
+        &["33 elements", "q4_0"],
+    );
+    expect_shape_err(
+        dequantize_row(QuantType::Q4_0, &w[..17], &mut [0.0; 32]),
+        &["expected 18 bytes", "got 17"],
+    );
+    expect_shape_err(
+        quantize_row(QuantType::Q8_0, &[0.0; 64], &mut [0u8; 34]),
+        &["expected 68 bytes"],
+    );
 }
 
 /// The public entry point picks the implementation of its level.

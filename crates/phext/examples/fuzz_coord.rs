@@ -10,7 +10,8 @@
 //!
 //! `cargo run --release -p vtpu-phext --example fuzz_coord -- --inputs 1000000`
 
-mod fuzz_support;
+#[path = "fuzz_support/mod.rs"]
+pub mod fuzz_support;
 
 use fuzz_support::{drive, Options, Outcome, Rng};
 use vtpu_phext::{Coord, CoordKey, MAX_PART_LIMIT};

@@ -13,7 +13,8 @@
 //!
 //! `cargo run --release -p vtpu-phext --example fuzz_manifest -- --inputs 1000000`
 
-mod fuzz_support;
+#[path = "fuzz_support/mod.rs"]
+pub mod fuzz_support;
 
 use fuzz_support::{drive, mutate_bytes, seed_spaces, Options, Outcome, Rng};
 use std::collections::HashMap;
@@ -182,7 +183,7 @@ fn page_scrolls(bytes: &[u8]) -> Option<usize> {
     )
 }
 
-pub fn check(seeds: &Seeds, counter: &std::cell::Cell<u64>) -> impl Fn(&Input) -> Outcome + '_ {
+pub fn check<'a>(seeds: &'a Seeds, counter: &'a std::cell::Cell<u64>) -> impl Fn(&Input) -> Outcome + 'a {
     move |input| {
         let n = counter.get();
         counter.set(n + 1);
@@ -220,7 +221,7 @@ pub fn check(seeds: &Seeds, counter: &std::cell::Cell<u64>) -> impl Fn(&Input) -
 }
 
 pub fn run(inputs: u64, seed: u64, crashes: Option<&Path>) -> fuzz_support::Stats {
-    let dir = std::env::temp_dir().join(format!("vtpu-fuzz-manifest-{}-{seed}", std::process::id()));
+    let dir = fuzz_support::scratch_dir(&format!("manifest-{seed}"));
     let seeds = Seeds::new(&dir);
     let counter = std::cell::Cell::new(0);
     let st = drive("manifest", "phext", inputs, seed, crashes, make(&seeds), check(&seeds, &counter), |i| i.bytes.clone());
@@ -230,7 +231,7 @@ pub fn run(inputs: u64, seed: u64, crashes: Option<&Path>) -> fuzz_support::Stat
 
 /// Replay a saved finding: load it as a manifest next to the seed sidecars.
 pub fn replay(bytes: &[u8]) -> Outcome {
-    let dir = std::env::temp_dir().join(format!("vtpu-fuzz-manifest-replay-{}", std::process::id()));
+    let dir = fuzz_support::scratch_dir("manifest-replay");
     let seeds = Seeds::new(&dir);
     let counter = std::cell::Cell::new(1);
     let r = check(&seeds, &counter)(&Input { bytes: bytes.to_vec(), copy: true });

@@ -93,7 +93,7 @@ pub(crate) fn page_size(
 enum Backing {
     Heap(#[allow(dead_code)] AlignedBuf),
     Arena(#[allow(dead_code)] Arc<AlignedBuf>),
-    Map(#[allow(dead_code)] Arc<Mmap>),
+    Map(Arc<Mmap>),
 }
 
 /// A page of phext space. See the module docs for the concurrency model.
@@ -273,6 +273,18 @@ impl Page {
     /// Whether the bytes live in a shared placement arena (`build_placed`, `load` Copy).
     pub fn is_in_arena(&self) -> bool {
         matches!(self.backing, Backing::Arena(_))
+    }
+
+    /// For a page over a memory map (kind Mapped): the map and the page's byte offset in
+    /// it, so another space can map the same bytes zero-copy with `insert_mapped` (a
+    /// saved model image's tensors reach the model's space this way). `None` for heap
+    /// and arena pages.
+    pub fn mapping(&self) -> Option<(&Arc<Mmap>, usize)> {
+        match &self.backing {
+            // `ptr` was derived from `map.as_ptr() + offset` in `from_map`.
+            Backing::Map(map) => Some((map, self.address() - map.as_ptr() as usize)),
+            Backing::Heap(_) | Backing::Arena(_) => None,
+        }
     }
 
     /// The bytes, without synchronisation. Only called for read-only pages or with the
@@ -497,6 +509,19 @@ mod tests {
         assert!(p.write_f32(0, &[1.0]).is_err());
         assert_eq!(p.checksum(), xxhash_rust::xxh3::xxh3_64(&[0u8; 64]));
         p.prefetch();
+    }
+
+    #[test]
+    fn mapping_gives_the_map_and_offset_of_mapped_pages_only() {
+        let mut anon = memmap2::MmapMut::map_anon(4096).unwrap();
+        anon[128] = 7;
+        let map = Arc::new(anon.make_read_only().unwrap());
+        let p = Page::from_map(Coord::ORIGIN, DType::I8, [1, 64], Arc::clone(&map), 128).unwrap();
+        let (m, off) = p.mapping().unwrap();
+        assert!(Arc::ptr_eq(m, &map));
+        assert_eq!(off, 128);
+        assert_eq!(p.view().unwrap()[0], 7);
+        assert!(heap_page([1, 16], true).mapping().is_none());
     }
 
     #[test]

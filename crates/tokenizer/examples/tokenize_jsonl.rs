@@ -31,13 +31,18 @@ fn main() {
     let specials = fuzz::special_texts(&tok);
     let mut rng = fuzz::Rng::new(seed);
     let mut prev = String::new();
-    let mut w = std::io::BufWriter::new(std::fs::File::create(out).unwrap_or_else(|e| panic!("{out}: {e}")));
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(out).unwrap_or_else(|e| panic!("{out}: {e}")),
+    );
     for _ in 0..n {
         let text = fuzz::gen_input(&mut rng, &prev, &specials);
         let plain = tok.encode(&text, false, false);
         let special = tok.encode(&text, true, true);
         let hex = |b: Vec<u8>| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        let all = DetokenizeOptions { remove_special: true, unparse_special: true };
+        let all = DetokenizeOptions {
+            remove_special: true,
+            unparse_special: true,
+        };
         let line = serde_json::json!({
             "text": text,
             "detok_plain": hex(tok.detokenize(&plain, DetokenizeOptions::default())),

@@ -97,7 +97,13 @@ impl BpeModel {
     }
 
     /// Appends the tokens of `text` (one text fragment) to `out`. `words` is scratch.
-    pub(crate) fn encode(&self, vocab: &Vocab, text: &str, words: &mut Vec<Range<usize>>, out: &mut Vec<u32>) {
+    pub(crate) fn encode(
+        &self,
+        vocab: &Vocab,
+        text: &str,
+        words: &mut Vec<Range<usize>>,
+        out: &mut Vec<u32>,
+    ) {
         words.clear();
         self.pre.split(text, words);
         let mut scratch = Scratch::default();
@@ -112,7 +118,8 @@ impl BpeModel {
             sc.encoded.clear();
             for &b in word {
                 let mut buf = [0u8; 4];
-                sc.encoded.extend_from_slice(bl.char_of(b).encode_utf8(&mut buf).as_bytes());
+                sc.encoded
+                    .extend_from_slice(bl.char_of(b).encode_utf8(&mut buf).as_bytes());
             }
             if let Some(id) = vocab.text_to_token(&sc.encoded) {
                 out.push(id);
@@ -174,7 +181,13 @@ impl BpeModel {
     }
 
     #[inline]
-    fn push_pair(&self, syms: &[Sym], heap: &mut BinaryHeap<Reverse<(u64, u32, u32, u32)>>, left: u32, right: u32) {
+    fn push_pair(
+        &self,
+        syms: &[Sym],
+        heap: &mut BinaryHeap<Reverse<(u64, u32, u32, u32)>>,
+        left: u32,
+        right: u32,
+    ) {
         if left == NONE || right == NONE {
             return;
         }
@@ -184,7 +197,12 @@ impl BpeModel {
         }
         if let Some(&(rank, joined)) = self.merges.get(&pair_key(l.id, r.id)) {
             // Ordered by rank, then by position: the leftmost of equal ranks first.
-            heap.push(Reverse(((u64::from(rank) << 32) | u64::from(left), right, l.len + r.len, joined)));
+            heap.push(Reverse((
+                (u64::from(rank) << 32) | u64::from(left),
+                right,
+                l.len + r.len,
+                joined,
+            )));
         }
     }
 }

@@ -140,7 +140,8 @@ fn clean_spaces(text: &mut Vec<u8>) {
             let x1 = t[i + 1];
             let x2 = t.get(i + 2).copied();
             let drop = matches!(x1, b's' | b'm')
-                || (i + 2 < t.len() && ((x1 == b'r' && x2 == Some(b'e')) || (x1 == b'v' && x2 == Some(b'e'))));
+                || (i + 2 < t.len()
+                    && ((x1 == b'r' && x2 == Some(b'e')) || (x1 == b'v' && x2 == Some(b'e'))));
             if drop {
                 out.pop();
             }
@@ -206,7 +207,14 @@ fn incomplete_tail(b: &[u8]) -> usize {
         }
         // Complete only if what we have so far can still be a valid prefix.
         let tail = &b[b.len() - back..];
-        return if std::str::from_utf8(tail).err().is_some_and(|e| e.error_len().is_none()) { back } else { 0 };
+        return if std::str::from_utf8(tail)
+            .err()
+            .is_some_and(|e| e.error_len().is_none())
+        {
+            back
+        } else {
+            0
+        };
     }
     0
 }
@@ -240,7 +248,10 @@ mod tests {
     fn clean_spaces_matches_llama_cpp_rules() {
         let mut t = b"Hello , world ! I 'm here ' ok 'd".to_vec();
         clean_spaces(&mut t);
-        assert_eq!(String::from_utf8(t).unwrap(), "Hello, world! I'm here'ok 'd");
+        assert_eq!(
+            String::from_utf8(t).unwrap(),
+            "Hello, world! I'm here'ok 'd"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Typed errors for building a tokenizer. Encoding and decoding never fail: every
-//! `&str` has an encoding and every id a (possibly empty) piece.
+//! Typed errors for building a tokenizer. Decoding never fails (every id has a possibly
+//! empty piece); encoding fails only for absurdly long text or inside the Hugging Face
+//! backend (see `Tokenizer::try_encode`).
 
 use std::path::PathBuf;
 
@@ -30,7 +31,11 @@ pub enum TokenizerError {
 
     /// A per-token array is shorter than the token list.
     #[error("{key} has {len} entries but the vocabulary has {n_tokens} tokens")]
-    ArrayTooShort { key: &'static str, len: usize, n_tokens: usize },
+    ArrayTooShort {
+        key: &'static str,
+        len: usize,
+        n_tokens: usize,
+    },
 
     /// A byte-level BPE vocabulary without merges.
     #[error("byte-level BPE vocabulary without merges (tokenizer.ggml.merges is missing)")]
@@ -38,7 +43,10 @@ pub enum TokenizerError {
 
     /// The vocabulary asks for a BOS/EOS token to be added but has none.
     #[error("{flag} is set but the vocabulary has no {what} token")]
-    MissingSpecialToken { flag: &'static str, what: &'static str },
+    MissingSpecialToken {
+        flag: &'static str,
+        what: &'static str,
+    },
 
     /// A required GGUF metadata key is absent.
     #[error("GGUF metadata has no {key}")]
@@ -46,11 +54,19 @@ pub enum TokenizerError {
 
     /// A GGUF metadata key holds the wrong type.
     #[error("GGUF metadata {key} is {actual}, expected {expected}")]
-    WrongType { key: String, expected: &'static str, actual: String },
+    WrongType {
+        key: String,
+        expected: &'static str,
+        actual: String,
+    },
 
     /// The GGUF reader rejected a key (wrong type, out of range).
     #[error("reading tokenizer metadata: {0}")]
     Gguf(#[from] vtpu_modelfile::gguf::GgufError),
+
+    /// The text to encode is longer than `MAX_TEXT_BYTES`.
+    #[error("text of {len} bytes is longer than the {max} bytes encode accepts")]
+    TextTooLong { len: usize, max: usize },
 
     /// The Hugging Face tokenizer failed to encode (the GGUF backends never fail).
     #[error("encoding failed: {message}")]

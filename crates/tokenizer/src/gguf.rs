@@ -14,7 +14,9 @@ impl VocabSpec {
         let pre = file.get_str("tokenizer.ggml.pre")?.map(str::to_string);
         let tokens: Vec<String> = file
             .get_str_array("tokenizer.ggml.tokens")?
-            .ok_or(TokenizerError::MissingKey { key: "tokenizer.ggml.tokens" })?
+            .ok_or(TokenizerError::MissingKey {
+                key: "tokenizer.ggml.tokens",
+            })?
             .iter()
             .map(str::to_string)
             .collect();
@@ -31,7 +33,9 @@ impl VocabSpec {
                 })
             }
         };
-        let token_types = file.get_i32_array("tokenizer.ggml.token_type")?.map(<[i32]>::to_vec);
+        let token_types = file
+            .get_i32_array("tokenizer.ggml.token_type")?
+            .map(<[i32]>::to_vec);
         let merges = file
             .get_str_array("tokenizer.ggml.merges")?
             .map(|a| a.iter().map(str::to_string).collect());
@@ -60,9 +64,12 @@ impl VocabSpec {
             mask: id("tokenizer.ggml.mask_token_id")?,
             // The deprecated prefix/suffix/middle keys are read after the current ones in
             // llama.cpp, so they win when both exist.
-            fim_pre: id("tokenizer.ggml.prefix_token_id")?.or(id("tokenizer.ggml.fim_pre_token_id")?),
-            fim_suf: id("tokenizer.ggml.suffix_token_id")?.or(id("tokenizer.ggml.fim_suf_token_id")?),
-            fim_mid: id("tokenizer.ggml.middle_token_id")?.or(id("tokenizer.ggml.fim_mid_token_id")?),
+            fim_pre: id("tokenizer.ggml.prefix_token_id")?
+                .or(id("tokenizer.ggml.fim_pre_token_id")?),
+            fim_suf: id("tokenizer.ggml.suffix_token_id")?
+                .or(id("tokenizer.ggml.fim_suf_token_id")?),
+            fim_mid: id("tokenizer.ggml.middle_token_id")?
+                .or(id("tokenizer.ggml.fim_mid_token_id")?),
             fim_pad: id("tokenizer.ggml.fim_pad_token_id")?,
             fim_rep: id("tokenizer.ggml.fim_rep_token_id")?,
             fim_sep: id("tokenizer.ggml.fim_sep_token_id")?,
@@ -87,4 +94,3 @@ impl VocabSpec {
         })
     }
 }
-

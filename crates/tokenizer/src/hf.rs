@@ -27,9 +27,20 @@ pub(crate) struct HfModel {
 }
 
 impl HfModel {
-    pub(crate) fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, String> {
-        let tk = if parse_special { &self.parse } else { &self.plain };
-        tk.encode(text, add_special).map(|e| e.get_ids().to_vec()).map_err(|e| e.to_string())
+    pub(crate) fn encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, String> {
+        let tk = if parse_special {
+            &self.parse
+        } else {
+            &self.plain
+        };
+        tk.encode(text, add_special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -41,10 +52,17 @@ enum PieceStyle {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, TokenizerError> {
-    let err = |message: String| TokenizerError::HfFile { path: path.to_path_buf(), message };
-    let len = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+    let err = |message: String| TokenizerError::HfFile {
+        path: path.to_path_buf(),
+        message,
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| err(e.to_string()))?
+        .len();
     if len > MAX_FILE_BYTES {
-        return Err(err(format!("{len} bytes, more than the {MAX_FILE_BYTES} accepted")));
+        return Err(err(format!(
+            "{len} bytes, more than the {MAX_FILE_BYTES} accepted"
+        )));
     }
     std::fs::read(path).map_err(|e| err(e.to_string()))
 }
@@ -60,11 +78,20 @@ fn token_content(v: Option<&Value>) -> Option<&str> {
 
 /// Which piece style the `decoder` section asks for.
 fn piece_style(json: &Value) -> PieceStyle {
-    let dec = json.get("decoder").map(Value::to_string).unwrap_or_default();
-    let pre = json.get("pre_tokenizer").map(Value::to_string).unwrap_or_default();
+    let dec = json
+        .get("decoder")
+        .map(Value::to_string)
+        .unwrap_or_default();
+    let pre = json
+        .get("pre_tokenizer")
+        .map(Value::to_string)
+        .unwrap_or_default();
     if dec.contains("\"ByteLevel\"") || (dec.is_empty() && pre.contains("\"ByteLevel\"")) {
         PieceStyle::ByteLevel
-    } else if dec.contains("\"ByteFallback\"") || dec.contains("\"Metaspace\"") || dec.contains('\u{2581}') {
+    } else if dec.contains("\"ByteFallback\"")
+        || dec.contains("\"Metaspace\"")
+        || dec.contains('\u{2581}')
+    {
         PieceStyle::SentencePiece
     } else {
         PieceStyle::Plain
@@ -74,14 +101,24 @@ fn piece_style(json: &Value) -> PieceStyle {
 impl Vocab {
     /// Loads `tokenizer_json` and, when given, `tokenizer_config` (for `bos_token`,
     /// `eos_token` and `chat_template`).
-    pub(crate) fn from_hf_files(tokenizer_json: &Path, tokenizer_config: Option<&Path>) -> Result<Vocab, TokenizerError> {
-        let err = |path: &Path, message: String| TokenizerError::HfFile { path: path.to_path_buf(), message };
+    pub(crate) fn from_hf_files(
+        tokenizer_json: &Path,
+        tokenizer_config: Option<&Path>,
+    ) -> Result<Vocab, TokenizerError> {
+        let err = |path: &Path, message: String| TokenizerError::HfFile {
+            path: path.to_path_buf(),
+            message,
+        };
         let bytes = read_capped(tokenizer_json)?;
-        let json: Value = serde_json::from_slice(&bytes).map_err(|e| err(tokenizer_json, e.to_string()))?;
-        let mut parse = tokenizers::Tokenizer::from_bytes(&bytes).map_err(|e| err(tokenizer_json, e.to_string()))?;
+        let json: Value =
+            serde_json::from_slice(&bytes).map_err(|e| err(tokenizer_json, e.to_string()))?;
+        let mut parse = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| err(tokenizer_json, e.to_string()))?;
         // Truncation and padding are request-time concerns; they are also the usual
         // sources of encode errors.
-        parse.with_truncation(None).map_err(|e| err(tokenizer_json, e.to_string()))?;
+        parse
+            .with_truncation(None)
+            .map_err(|e| err(tokenizer_json, e.to_string()))?;
         parse.with_padding(None);
         let mut plain = parse.clone();
         plain.set_encode_special_tokens(true);
@@ -99,7 +136,10 @@ impl Vocab {
             return Err(TokenizerError::EmptyVocabulary);
         }
         if n > crate::vocab::MAX_TOKENS {
-            return Err(TokenizerError::TooManyTokens { n_tokens: n, max: crate::vocab::MAX_TOKENS });
+            return Err(TokenizerError::TooManyTokens {
+                n_tokens: n,
+                max: crate::vocab::MAX_TOKENS,
+            });
         }
         let n_tokens = n as u32;
         let added = parse.get_added_tokens_decoder();
@@ -131,7 +171,11 @@ impl Vocab {
         let is_added = |id: &u32| added.contains_key(id);
         let eot = EOT_TEXTS.iter().filter_map(|t| lookup(t)).find(is_added);
         let eom = lookup("<|eom_id|>").filter(is_added);
-        let mut eog: Vec<u32> = EOG_TEXTS.iter().filter_map(|t| lookup(t)).filter(is_added).collect();
+        let mut eog: Vec<u32> = EOG_TEXTS
+            .iter()
+            .filter_map(|t| lookup(t))
+            .filter(is_added)
+            .collect();
         eog.extend([eos, eot, eom].into_iter().flatten());
         eog.sort_unstable();
         eog.dedup();
@@ -147,14 +191,21 @@ impl Vocab {
                         .and_then(Value::as_str)
                 };
                 named("default")
-                    .or_else(|| list.first().and_then(|t| t.get("template")).and_then(Value::as_str))
+                    .or_else(|| {
+                        list.first()
+                            .and_then(|t| t.get("template"))
+                            .and_then(Value::as_str)
+                    })
                     .map(str::to_string)
             }
             _ => None,
         };
 
         // What `add_special` adds is the post-processor's business; report it by asking.
-        let probe = parse.encode("", true).map(|e| e.get_ids().to_vec()).unwrap_or_default();
+        let probe = parse
+            .encode("", true)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default();
         let add_bos = bos.is_some() && probe.first().copied() == bos;
         let add_eos = eos.is_some() && probe.last().copied() == eos;
 
@@ -165,7 +216,14 @@ impl Vocab {
             attrs,
             strings,
             n_tokens,
-            ids: Ids { bos, eos, eot, eom, unk, pad },
+            ids: Ids {
+                bos,
+                eos,
+                eot,
+                eom,
+                unk,
+                pad,
+            },
             add_bos,
             add_eos,
             add_space_prefix: false,

@@ -5,7 +5,9 @@
 //!   BPE ("gpt2") with llama.cpp's pre-tokenizers, and SentencePiece-style BPE ("llama")
 //!   with scores and byte fallback. The algorithms follow llama.cpp's `llama-vocab.cpp`
 //!   and `unicode.cpp` (the copy vendored in llama-cpp-python 0.3.36) decision for
-//!   decision, and are checked against its `ggml-vocab-*.gguf` test vectors.
+//!   decision, and are checked against its `ggml-vocab-*.gguf` test vectors, its recorded
+//!   outputs for real models (`testdata/llamacpp`), and libllama itself on random text
+//!   (`examples/tokenize_jsonl.rs` + `scripts/compare_llamacpp.py`).
 //! - A Hugging Face `tokenizer.json` (feature `hf`), through the `tokenizers` crate.
 //!
 //! The pre-tokenizer regexes are implemented by hand (`pretok`), not with a regex crate:
@@ -14,12 +16,18 @@
 //! its ids means matching those exact semantics (including where they differ from the
 //! regex as written), which small explicit matchers do more plainly than a regex engine.
 //!
-//! ```ignore
-//! let tok = vtpu_tokenizer::Tokenizer::from_spec(spec)?;
-//! let ids = tok.encode("Hello world", true, false);
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let file = vtpu_modelfile::gguf::GgufFile::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+//! let tok = vtpu_tokenizer::Tokenizer::from_gguf(&file)?;
+//! let ids = tok.encode("<|im_start|>user\nHi<|im_end|>\n", true, true);
 //! let mut out = tok.stream();
-//! for &id in &ids { print!("{}", out.push(id)); }
+//! for &id in &ids {
+//!     print!("{}", out.push(id));
+//! }
 //! print!("{}", out.finish());
+//! # Ok(())
+//! # }
 //! ```
 
 mod attr;
@@ -40,7 +48,7 @@ pub use decode::{DetokenizeOptions, Utf8Stream};
 pub use error::TokenizerError;
 pub use pretok::PreTokenizerKind;
 pub use spec::{SpecialIds, TokenType, VocabSpec};
-pub use vocab::MAX_TOKENS;
+pub use vocab::{MAX_TEXT_BYTES, MAX_TOKENS};
 
 use vocab::{Algo, Vocab};
 
@@ -76,7 +84,9 @@ impl Tokenizer {
     /// (default special ids, add_bos defaults per pre-tokenizer, control/EOG detection by
     /// token text).
     pub fn from_spec(spec: VocabSpec) -> Result<Tokenizer, TokenizerError> {
-        Ok(Tokenizer { vocab: Box::new(Vocab::from_spec(spec)?) })
+        Ok(Tokenizer {
+            vocab: Box::new(Vocab::from_spec(spec)?),
+        })
     }
 
     /// Builds a tokenizer from a GGUF file's tokenizer metadata.
@@ -91,14 +101,19 @@ impl Tokenizer {
         tokenizer_json: &std::path::Path,
         tokenizer_config: Option<&std::path::Path>,
     ) -> Result<Tokenizer, TokenizerError> {
-        Ok(Tokenizer { vocab: Box::new(Vocab::from_hf_files(tokenizer_json, tokenizer_config)?) })
+        Ok(Tokenizer {
+            vocab: Box::new(Vocab::from_hf_files(tokenizer_json, tokenizer_config)?),
+        })
     }
 
     /// Loads `dir/tokenizer.json` and, if present, `dir/tokenizer_config.json`.
     #[cfg(feature = "hf")]
     pub fn from_hf_dir(dir: &std::path::Path) -> Result<Tokenizer, TokenizerError> {
         let config = dir.join("tokenizer_config.json");
-        Tokenizer::from_hf_files(&dir.join("tokenizer.json"), config.exists().then_some(config.as_path()))
+        Tokenizer::from_hf_files(
+            &dir.join("tokenizer.json"),
+            config.exists().then_some(config.as_path()),
+        )
     }
 
     /// Token ids of `text`, as `llama_tokenize(text, add_special, parse_special)`:
@@ -106,14 +121,21 @@ impl Tokenizer {
     /// - `parse_special`: recognise control tokens written in the text (`<|im_end|>`)
     ///   as those tokens; user-defined tokens are always recognised.
     ///
-    /// GGUF vocabularies never fail; for a Hugging Face tokenizer that reports an error
-    /// this returns no ids (use [`try_encode`](Self::try_encode) to see the error).
+    /// When encoding fails (text over [`MAX_TEXT_BYTES`], or an error inside the Hugging
+    /// Face backend) this returns no ids; [`try_encode`](Self::try_encode) reports why.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
-        self.vocab.encode(text, add_special, parse_special).unwrap_or_default()
+        self.vocab
+            .encode(text, add_special, parse_special)
+            .unwrap_or_default()
     }
 
     /// [`encode`](Self::encode), with the Hugging Face backend's errors reported.
-    pub fn try_encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+    pub fn try_encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
         self.vocab.encode(text, add_special, parse_special)
     }
 
@@ -143,7 +165,11 @@ impl Tokenizer {
 
     /// A decoder for printing tokens as they are generated.
     pub fn stream(&self) -> StreamDecoder<'_> {
-        StreamDecoder { tok: self, utf8: Utf8Stream::new(), render_special: false }
+        StreamDecoder {
+            tok: self,
+            utf8: Utf8Stream::new(),
+            render_special: false,
+        }
     }
 
     /// Whether `id` ends generation (EOS, EOT, EOM, and tokens such as `<|im_end|>` or
@@ -233,6 +259,12 @@ impl Tokenizer {
         &self.vocab.warnings
     }
 }
+
+// Tokenizers are shared across threads (a server encodes requests concurrently).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+};
 
 /// Prints tokens as they come: each [`push`](Self::push) returns the text completed so
 /// far, holding back bytes of a character split across tokens.

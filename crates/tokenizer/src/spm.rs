@@ -55,7 +55,12 @@ impl SpmModel {
             // Adjacent symbols are contiguous, so their concatenation is a slice.
             let joined = &bytes[l.start as usize..(r.start + r.len) as usize];
             if let Some(id) = vocab.text_to_token(joined) {
-                heap.push(Bigram { score: vocab.scores[id as usize], left, right, size: l.len + r.len });
+                heap.push(Bigram {
+                    score: vocab.scores[id as usize],
+                    left,
+                    right,
+                    size: l.len + r.len,
+                });
             }
         };
         for i in 1..syms.len() {

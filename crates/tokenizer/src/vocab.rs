@@ -18,6 +18,10 @@ use crate::{TokenType, TokenizerError, VocabSpec};
 /// The largest vocabulary accepted (ids are `u32`, llama.cpp's are `i32`).
 pub const MAX_TOKENS: usize = 1 << 24;
 
+/// The longest text `encode` accepts: symbol positions are `u32`, and a prompt of a GiB
+/// is a mistake, not a prompt.
+pub const MAX_TEXT_BYTES: usize = 1 << 30;
+
 /// Texts that make a token the EOT token when `tokenizer.ggml.eot_token_id` is absent.
 pub(crate) const EOT_TEXTS: &[&str] = &[
     "<|eot_id|>",
@@ -90,7 +94,13 @@ const FIM_MID_TEXTS: &[&str] = &[
     "<|middle|>",
 ];
 const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
-const FIM_REP_TEXTS: &[&str] = &["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
 const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
 
 /// The encoding algorithm and its tables.
@@ -98,7 +108,7 @@ pub(crate) enum Algo {
     /// Byte-level BPE (`tokenizer.ggml.model` = "gpt2").
     Bpe(Box<BpeModel>),
     /// SentencePiece-style BPE driven by token scores (`tokenizer.ggml.model` = "llama").
-    Spm(SpmModel),
+    Spm(Box<SpmModel>),
     /// A Hugging Face tokenizer.json, encoded by the `tokenizers` crate.
     #[cfg(feature = "hf")]
     Hf(Box<crate::hf::HfModel>),
@@ -168,12 +178,19 @@ impl Vocab {
             return Err(TokenizerError::EmptyVocabulary);
         }
         if n > MAX_TOKENS {
-            return Err(TokenizerError::TooManyTokens { n_tokens: n, max: MAX_TOKENS });
+            return Err(TokenizerError::TooManyTokens {
+                n_tokens: n,
+                max: MAX_TOKENS,
+            });
         }
         let n_tokens = n as u32;
         let check_len = |key: &'static str, len: usize| {
             if len < n {
-                Err(TokenizerError::ArrayTooShort { key, len, n_tokens: n })
+                Err(TokenizerError::ArrayTooShort {
+                    key,
+                    len,
+                    n_tokens: n,
+                })
             } else {
                 Ok(())
             }
@@ -194,9 +211,11 @@ impl Vocab {
                         .to_string(),
                 );
             }
-            Some(pre_config(pre.as_deref()).ok_or_else(|| TokenizerError::UnsupportedPreTokenizer {
-                pre: pre.clone().unwrap_or_default(),
-                supported: supported_names(),
+            Some(pre_config(pre.as_deref()).ok_or_else(|| {
+                TokenizerError::UnsupportedPreTokenizer {
+                    pre: pre.clone().unwrap_or_default(),
+                    supported: supported_names(),
+                }
             })?)
         } else {
             None
@@ -229,7 +248,10 @@ impl Vocab {
         });
         let scores = scores.unwrap_or_else(|| vec![0.0; n]);
         let mut attrs: Vec<u16> = match &token_types {
-            Some(t) => t[..n].iter().map(|&v| attr::from_token_type(TokenType::from_i32(v))).collect(),
+            Some(t) => t[..n]
+                .iter()
+                .map(|&v| attr::from_token_type(TokenType::from_i32(v)))
+                .collect(),
             None => vec![attr::NORMAL; n],
         };
 
@@ -239,13 +261,19 @@ impl Vocab {
         let mut default = |name: &str, id: Option<u32>| -> Option<u32> {
             match id {
                 Some(i) if !in_range(i) => {
-                    warnings.push(format!("default {name} id {i} is outside the vocabulary, disabled"));
+                    warnings.push(format!(
+                        "default {name} id {i} is outside the vocabulary, disabled"
+                    ));
                     None
                 }
                 other => other,
             }
         };
-        let (d_bos, d_eos, d_unk) = if is_bpe { (Some(11), Some(11), None) } else { (Some(1), Some(2), Some(0)) };
+        let (d_bos, d_eos, d_unk) = if is_bpe {
+            (Some(11), Some(11), None)
+        } else {
+            (Some(1), Some(2), Some(0))
+        };
         let mut bos = default("bos", d_bos);
         let mut eos = default("eos", d_eos);
         let mut unk = default("unk", d_unk);
@@ -291,7 +319,9 @@ impl Vocab {
         // llama.cpp walks its hash map, so when two candidates exist which one wins is
         // unspecified there; here the lowest id does.
         let unique_ids = |texts: &[Box<str>], strings: &FxHashMap<Box<[u8]>, u32>| -> Vec<u32> {
-            (0..n_tokens).filter(|&i| strings.get(texts[i as usize].as_bytes()) == Some(&i)).collect()
+            (0..n_tokens)
+                .filter(|&i| strings.get(texts[i as usize].as_bytes()) == Some(&i))
+                .collect()
         };
         let unique = unique_ids(&texts, &strings);
         for &id in &unique {
@@ -330,27 +360,31 @@ impl Vocab {
         }
         // gpt-oss: these always render.
         for &id in &unique {
-            if ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"].contains(&&*texts[id as usize]) {
+            if ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"]
+                .contains(&&*texts[id as usize])
+            {
                 attrs[id as usize] = attr::USER_DEFINED;
             }
         }
         eog.extend([eos, eot, eom].into_iter().flatten());
         eog.sort_unstable();
         eog.dedup();
-        let find_eog = |eog: &[u32], t: &str| eog.iter().copied().find(|&id| &*texts[id as usize] == t);
+        let find_eog =
+            |eog: &[u32], t: &str| eog.iter().copied().find(|&id| &*texts[id as usize] == t);
         // Harmony / solar-open: "<|end|>" ends a message, not the generation.
         let has_return = find_eog(&eog, "<|return|>").is_some();
-        let has_call = find_eog(&eog, "<|call|>").is_some() || find_eog(&eog, "<|calls|>").is_some();
+        let has_call =
+            find_eog(&eog, "<|call|>").is_some() || find_eog(&eog, "<|calls|>").is_some();
         let has_flush = find_eog(&eog, "<|flush|>").is_some();
         if let Some(end) = find_eog(&eog, "<|end|>") {
-            if (has_return && has_call) || (has_call && has_flush) {
+            if has_call && (has_return || has_flush) {
                 eog.retain(|&i| i != end);
                 attrs[end as usize] = attr::USER_DEFINED;
             }
         }
         // Gemma 4 / PLaMo: "</s>" is an ordinary token there.
-        let has_normal_s_marker =
-            find_eog(&eog, "<|tool_response>").is_some() || find_eog(&eog, "<|plamo:eos|>").is_some();
+        let has_normal_s_marker = find_eog(&eog, "<|tool_response>").is_some()
+            || find_eog(&eog, "<|plamo:eos|>").is_some();
         if let Some(s) = find_eog(&eog, "</s>") {
             if has_normal_s_marker {
                 eog.retain(|&i| i != s);
@@ -361,7 +395,9 @@ impl Vocab {
         // Special tokens in splitting order: longest text first (stable, so equal
         // lengths keep id order; llama.cpp's unstable sort leaves that unspecified).
         let mut special_cache: Vec<u32> = (0..n_tokens)
-            .filter(|&i| attrs[i as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0)
+            .filter(|&i| {
+                attrs[i as usize] & (attr::CONTROL | attr::USER_DEFINED | attr::UNKNOWN) != 0
+            })
             .collect();
         special_cache.sort_by_key(|&i| std::cmp::Reverse(texts[i as usize].len()));
 
@@ -390,17 +426,35 @@ impl Vocab {
         let algo = match pre_cfg {
             Some(cfg) => {
                 let merges = merges.ok_or(TokenizerError::MissingMerges)?;
-                Algo::Bpe(Box::new(BpeModel::new(cfg, &merges, &mut strings, n_tokens)))
+                Algo::Bpe(Box::new(BpeModel::new(
+                    cfg,
+                    &merges,
+                    &mut strings,
+                    n_tokens,
+                )))
             }
-            None => Algo::Spm(SpmModel::new(&strings, n_tokens)),
+            None => Algo::Spm(Box::new(SpmModel::new(&strings, n_tokens))),
         };
 
-        let ids = Ids { bos, eos, eot, eom, unk, pad };
+        let ids = Ids {
+            bos,
+            eos,
+            eot,
+            eom,
+            unk,
+            pad,
+        };
         if add_bos_v && bos.is_none() {
-            return Err(TokenizerError::MissingSpecialToken { flag: "add_bos_token", what: "BOS" });
+            return Err(TokenizerError::MissingSpecialToken {
+                flag: "add_bos_token",
+                what: "BOS",
+            });
         }
         if add_eos_v && eos.is_none() {
-            return Err(TokenizerError::MissingSpecialToken { flag: "add_eos_token", what: "EOS" });
+            return Err(TokenizerError::MissingSpecialToken {
+                flag: "add_eos_token",
+                what: "EOS",
+            });
         }
 
         let mut vocab = Vocab {
@@ -421,14 +475,19 @@ impl Vocab {
             chat_template,
             warnings,
         };
-        vocab.pieces = (0..n_tokens).map(|id| vocab.render_piece(id).into_boxed_slice()).collect();
+        vocab.pieces = (0..n_tokens)
+            .map(|id| vocab.render_piece(id).into_boxed_slice())
+            .collect();
         Ok(vocab)
     }
 
     /// The id of a token text, if it is a token.
     #[inline]
     pub(crate) fn text_to_token(&self, text: &[u8]) -> Option<u32> {
-        self.strings.get(text).copied().filter(|&i| i < self.n_tokens)
+        self.strings
+            .get(text)
+            .copied()
+            .filter(|&i| i < self.n_tokens)
     }
 
     #[inline]
@@ -438,13 +497,30 @@ impl Vocab {
 
     /// Token ids of `text` (llama.cpp's `llama_tokenize`). Only the Hugging Face backend
     /// can fail.
-    pub(crate) fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<u32>, TokenizerError> {
+    pub(crate) fn encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        if text.len() > MAX_TEXT_BYTES {
+            return Err(TokenizerError::TextTooLong {
+                len: text.len(),
+                max: MAX_TEXT_BYTES,
+            });
+        }
         #[cfg(feature = "hf")]
         if let Algo::Hf(hf) = &self.algo {
-            return hf.encode(text, add_special, parse_special).map_err(|message| TokenizerError::Encode { message });
+            return hf
+                .encode(text, add_special, parse_special)
+                .map_err(|message| TokenizerError::Encode { message });
         }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        let fragments = if text.is_empty() { Vec::new() } else { self.partition(text, parse_special) };
+        let fragments = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.partition(text, parse_special)
+        };
         if add_special && self.add_bos {
             out.extend(self.ids.bos);
         }
@@ -476,7 +552,9 @@ impl Vocab {
                 let mut words = Vec::new();
                 for frag in &fragments {
                     match frag {
-                        Fragment::Text(r) => bpe.encode(self, &text[r.clone()], &mut words, &mut out),
+                        Fragment::Text(r) => {
+                            bpe.encode(self, &text[r.clone()], &mut words, &mut out)
+                        }
                         Fragment::Token(id) => out.push(*id),
                     }
                 }

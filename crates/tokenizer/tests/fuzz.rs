@@ -15,14 +15,20 @@ use vtpu_tokenizer::Tokenizer;
 fn vocabularies() -> Vec<(String, Tokenizer)> {
     let mut paths = vec![("smollm2".to_string(), common::smollm2_gguf())];
     for name in ["llama-bpe", "qwen2", "llama-spm", "deepseek-llm"] {
-        paths.push((name.to_string(), common::llama_vocab_dir().join(format!("ggml-vocab-{name}.gguf"))));
+        paths.push((
+            name.to_string(),
+            common::llama_vocab_dir().join(format!("ggml-vocab-{name}.gguf")),
+        ));
     }
     paths
         .into_iter()
         .filter_map(|(name, p)| {
             let p = common::require(&p, &name)?;
             let file = GgufFile::open(&p).unwrap_or_else(|e| panic!("{e}"));
-            Some((name, Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{e}"))))
+            Some((
+                name,
+                Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{e}")),
+            ))
         })
         .collect()
 }
@@ -36,15 +42,26 @@ fn short_fuzz_run() {
     let mut prev = String::new();
     for i in 0..1500 {
         let k = i % toks.len().max(1);
-        let input = fuzz::gen_input(&mut rng, &prev, specials.get(k).map(Vec::as_slice).unwrap_or(&[]));
+        let input = fuzz::gen_input(
+            &mut rng,
+            &prev,
+            specials.get(k).map(Vec::as_slice).unwrap_or(&[]),
+        );
         for ((name, tok), st) in toks.iter().zip(stats.iter_mut()) {
             fuzz::check(name, tok, &input, st);
         }
         prev = input;
     }
     for ((name, _), st) in toks.iter().zip(&stats) {
-        println!("{name}: {} inputs, {} tokens, max {:?}", st.inputs, st.tokens, st.max_time);
-        assert!(st.failures.is_empty(), "{}", st.failures[..st.failures.len().min(5)].join("\n"));
+        println!(
+            "{name}: {} inputs, {} tokens, max {:?}",
+            st.inputs, st.tokens, st.max_time
+        );
+        assert!(
+            st.failures.is_empty(),
+            "{}",
+            st.failures[..st.failures.len().min(5)].join("\n")
+        );
     }
 }
 

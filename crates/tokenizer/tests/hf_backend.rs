@@ -16,8 +16,14 @@ use vtpu_tokenizer::{Tokenizer, TokenizerKind};
 
 fn write_hf_files(gguf: &Tokenizer, dir: &std::path::Path, merges: Vec<String>) {
     let n = gguf.vocab_size() as u32;
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        (0..n).map(|id| (gguf.token_text(id).unwrap_or_default().to_string(), json!(id))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = (0..n)
+        .map(|id| {
+            (
+                gguf.token_text(id).unwrap_or_default().to_string(),
+                json!(id),
+            )
+        })
+        .collect();
     let added: Vec<serde_json::Value> = (0..n)
         .filter(|&id| gguf.is_control(id))
         .map(|id| {
@@ -53,11 +59,18 @@ fn write_hf_files(gguf: &Tokenizer, dir: &std::path::Path, merges: Vec<String>) 
 
 #[test]
 fn hf_tokenizer_json_agrees_with_the_gguf_vocabulary() {
-    let Some(path) = common::require(&common::smollm2_gguf(), "SmolLM2 GGUF") else { return };
+    let Some(path) = common::require(&common::smollm2_gguf(), "SmolLM2 GGUF") else {
+        return;
+    };
     let file = GgufFile::open(&path).unwrap();
     let gguf = Tokenizer::from_gguf(&file).unwrap();
-    let merges: Vec<String> =
-        file.get_str_array("tokenizer.ggml.merges").unwrap().unwrap().iter().map(str::to_string).collect();
+    let merges: Vec<String> = file
+        .get_str_array("tokenizer.ggml.merges")
+        .unwrap()
+        .unwrap()
+        .iter()
+        .map(str::to_string)
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     write_hf_files(&gguf, dir.path(), merges);
     let hf = Tokenizer::from_hf_dir(dir.path()).unwrap();
@@ -66,14 +79,20 @@ fn hf_tokenizer_json_agrees_with_the_gguf_vocabulary() {
     assert_eq!(hf.vocab_size(), gguf.vocab_size());
     assert_eq!(hf.bos(), Some(1));
     assert_eq!(hf.eos(), Some(2));
-    assert!(hf.is_eog(2) && hf.is_eog(0), "<|im_end|> and <|endoftext|> end generation");
+    assert!(
+        hf.is_eog(2) && hf.is_eog(0),
+        "<|im_end|> and <|endoftext|> end generation"
+    );
     assert_eq!(hf.chat_template(), Some("{{ messages }}"));
     assert!(!hf.add_bos());
 
     // Special tokens: parsed only on request, rendered only on request.
     let chat = "<|im_start|>user\nHi<|im_end|>\n";
     assert_eq!(hf.encode(chat, false, true), gguf.encode(chat, false, true));
-    assert_eq!(hf.encode(chat, false, false), gguf.encode(chat, false, false));
+    assert_eq!(
+        hf.encode(chat, false, false),
+        gguf.encode(chat, false, false)
+    );
     assert_eq!(hf.token_to_piece(2, false), b"");
     assert_eq!(hf.token_to_piece(2, true), b"<|im_end|>");
 
@@ -102,10 +121,19 @@ fn hf_tokenizer_json_agrees_with_the_gguf_vocabulary() {
         if a != b {
             diffs.push(format!("{t:?}\n  hf   {a:?}\n  gguf {b:?}"));
         }
-        assert_eq!(hf.token_to_piece(a.first().copied().unwrap_or(0), false), gguf.token_to_piece(a.first().copied().unwrap_or(0), false));
+        assert_eq!(
+            hf.token_to_piece(a.first().copied().unwrap_or(0), false),
+            gguf.token_to_piece(a.first().copied().unwrap_or(0), false)
+        );
         assert_eq!(hf.decode(&a), gguf.decode(&b), "{t:?}");
     }
-    assert!(diffs.len() <= texts.len() / 100, "{} of {} texts differ:\n{}", diffs.len(), texts.len(), diffs.join("\n"));
+    assert!(
+        diffs.len() <= texts.len() / 100,
+        "{} of {} texts differ:\n{}",
+        diffs.len(),
+        texts.len(),
+        diffs.join("\n")
+    );
     for d in &diffs {
         println!("differs (Unicode tables of different versions): {d}");
     }

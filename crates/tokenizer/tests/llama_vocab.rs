@@ -19,12 +19,28 @@ fn check_vocab(name: &str) {
     for (text, want) in &vectors {
         let got = tok.encode(text, false, false);
         if &got != want {
-            failures.push(format!("  input {text:?}\n    want {want:?}\n    got  {got:?}"));
+            failures.push(format!(
+                "  input {text:?}\n    want {want:?}\n    got  {got:?}"
+            ));
         }
     }
-    println!("{name}: {}/{} vectors match", vectors.len() - failures.len(), vectors.len());
-    assert!(vectors.len() >= 30, "{name}: only {} vectors", vectors.len());
-    assert!(failures.is_empty(), "{name}: {} of {} vectors differ:\n{}", failures.len(), vectors.len(), failures.join("\n"));
+    println!(
+        "{name}: {}/{} vectors match",
+        vectors.len() - failures.len(),
+        vectors.len()
+    );
+    assert!(
+        vectors.len() >= 30,
+        "{name}: only {} vectors",
+        vectors.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{name}: {} of {} vectors differ:\n{}",
+        failures.len(),
+        vectors.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use vtpu_modelfile::gguf::{GgufFile, GgufWriter, MetaArray, MetaValue, StrArray};
-use vtpu_tokenizer::{DetokenizeOptions, SpecialIds, Tokenizer, TokenizerError, TokenizerKind, VocabSpec};
+use vtpu_tokenizer::{
+    DetokenizeOptions, SpecialIds, Tokenizer, TokenizerError, TokenizerKind, VocabSpec,
+};
 
 /// GPT-2 byte-level alphabet character of byte `b`.
 fn byte_char(b: u8) -> char {
@@ -37,7 +39,8 @@ fn bpe_spec(pre: &str, extra: &[(&str, i32)], merges: &[&str]) -> VocabSpec {
 }
 
 fn id(tok: &Tokenizer, text: &str) -> u32 {
-    tok.token_id(text).unwrap_or_else(|| panic!("no token {text:?}"))
+    tok.token_id(text)
+        .unwrap_or_else(|| panic!("no token {text:?}"))
 }
 
 #[test]
@@ -45,25 +48,44 @@ fn unsupported_model_and_pre_tokenizer_are_named_errors() {
     let mut spec = bpe_spec("gpt-2", &[], &[]);
     spec.model = "t5".into();
     let err = Tokenizer::from_spec(spec).unwrap_err();
-    assert!(matches!(&err, TokenizerError::UnsupportedModel { model } if model == "t5"), "{err}");
+    assert!(
+        matches!(&err, TokenizerError::UnsupportedModel { model } if model == "t5"),
+        "{err}"
+    );
     assert!(err.to_string().contains("\"t5\""), "{err}");
 
     let err = Tokenizer::from_spec(bpe_spec("tekken", &[], &[])).unwrap_err();
-    assert!(matches!(&err, TokenizerError::UnsupportedPreTokenizer { pre, .. } if pre == "tekken"), "{err}");
+    assert!(
+        matches!(&err, TokenizerError::UnsupportedPreTokenizer { pre, .. } if pre == "tekken"),
+        "{err}"
+    );
     assert!(err.to_string().contains("\"tekken\""), "{err}");
 
     let mut spec = bpe_spec("gpt-2", &[], &[]);
     spec.merges = None;
-    assert!(matches!(Tokenizer::from_spec(spec), Err(TokenizerError::MissingMerges)));
+    assert!(matches!(
+        Tokenizer::from_spec(spec),
+        Err(TokenizerError::MissingMerges)
+    ));
 
     let mut spec = bpe_spec("gpt-2", &[], &[]);
     spec.token_types = Some(vec![1; 10]);
     assert!(matches!(
         Tokenizer::from_spec(spec),
-        Err(TokenizerError::ArrayTooShort { key: "tokenizer.ggml.token_type", len: 10, n_tokens: 256 })
+        Err(TokenizerError::ArrayTooShort {
+            key: "tokenizer.ggml.token_type",
+            len: 10,
+            n_tokens: 256
+        })
     ));
 
-    assert!(matches!(Tokenizer::from_spec(VocabSpec { model: "llama".into(), ..VocabSpec::default() }), Err(TokenizerError::EmptyVocabulary)));
+    assert!(matches!(
+        Tokenizer::from_spec(VocabSpec {
+            model: "llama".into(),
+            ..VocabSpec::default()
+        }),
+        Err(TokenizerError::EmptyVocabulary)
+    ));
 }
 
 #[test]
@@ -74,13 +96,22 @@ fn merges_apply_by_rank_and_leftmost_first() {
         &["a b", "b c", "ab c", "a a", "Ġ a"],
     ))
     .unwrap();
-    assert_eq!(tok.kind(), TokenizerKind::ByteLevelBpe(vtpu_tokenizer::PreTokenizerKind::Gpt2));
+    assert_eq!(
+        tok.kind(),
+        TokenizerKind::ByteLevelBpe(vtpu_tokenizer::PreTokenizerKind::Gpt2)
+    );
     // "a b" outranks "b c": ab + c, then "ab c".
     assert_eq!(tok.encode("abc", false, false), [id(&tok, "abc")]);
     // Equal ranks: the leftmost pair merges first.
-    assert_eq!(tok.encode("aaa", false, false), [id(&tok, "aa"), id(&tok, "a")]);
+    assert_eq!(
+        tok.encode("aaa", false, false),
+        [id(&tok, "aa"), id(&tok, "a")]
+    );
     // The leading space of a word is the alphabet's Ġ.
-    assert_eq!(tok.encode("x a", false, false), [id(&tok, "x"), id(&tok, "Ġa")]);
+    assert_eq!(
+        tok.encode("x a", false, false),
+        [id(&tok, "x"), id(&tok, "Ġa")]
+    );
     assert_eq!(tok.token_to_piece(id(&tok, "Ġa"), false), b" a");
     // Every byte round-trips through the alphabet.
     let text = "é\u{0}\n\t~ÿ";
@@ -89,13 +120,20 @@ fn merges_apply_by_rank_and_leftmost_first() {
 
 #[test]
 fn control_tokens_need_parse_special_user_defined_do_not() {
-    let tok = Tokenizer::from_spec(bpe_spec("gpt-2", &[("<|im_end|>", 3), ("<tool>", 4)], &[])).unwrap();
+    let tok =
+        Tokenizer::from_spec(bpe_spec("gpt-2", &[("<|im_end|>", 3), ("<tool>", 4)], &[])).unwrap();
     let im_end = id(&tok, "<|im_end|>");
     let tool = id(&tok, "<tool>");
     let plain = tok.encode("x<|im_end|>", false, false);
     assert!(!plain.contains(&im_end) && plain.len() > 2, "{plain:?}");
-    assert_eq!(tok.encode("x<|im_end|>", false, true), [id(&tok, "x"), im_end]);
-    assert_eq!(tok.encode("a<tool>b", false, false), [id(&tok, "a"), tool, id(&tok, "b")]);
+    assert_eq!(
+        tok.encode("x<|im_end|>", false, true),
+        [id(&tok, "x"), im_end]
+    );
+    assert_eq!(
+        tok.encode("a<tool>b", false, false),
+        [id(&tok, "a"), tool, id(&tok, "b")]
+    );
     // Control tokens render only on request; user-defined ones always.
     assert_eq!(tok.token_to_piece(im_end, false), b"");
     assert_eq!(tok.token_to_piece(im_end, true), b"<|im_end|>");
@@ -106,8 +144,16 @@ fn control_tokens_need_parse_special_user_defined_do_not() {
 #[test]
 fn end_of_generation_set_follows_llama_cpp() {
     // "<|im_end|>" typed normal: llama.cpp makes it control, EOT and EOG.
-    let mut spec = bpe_spec("qwen2", &[("<|endoftext|>", 3), ("<|im_start|>", 3), ("<|im_end|>", 1)], &[]);
-    spec.special = SpecialIds { eos: Some(256), bos: Some(256), ..SpecialIds::default() };
+    let mut spec = bpe_spec(
+        "qwen2",
+        &[("<|endoftext|>", 3), ("<|im_start|>", 3), ("<|im_end|>", 1)],
+        &[],
+    );
+    spec.special = SpecialIds {
+        eos: Some(256),
+        bos: Some(256),
+        ..SpecialIds::default()
+    };
     let tok = Tokenizer::from_spec(spec).unwrap();
     let (eot, start, end) = (256, 257, 258);
     assert!(tok.is_eog(eot) && tok.is_eog(end) && !tok.is_eog(start));
@@ -129,11 +175,24 @@ fn bos_rules() {
     assert_eq!(tok.encode("a", false, false), [id(&tok, "a")]);
     assert_eq!(tok.encode("", true, false), [256]);
     spec.add_bos = Some(false);
-    assert_eq!(Tokenizer::from_spec(spec).unwrap().encode("a", true, false), [id(&tok, "a")]);
+    assert_eq!(
+        Tokenizer::from_spec(spec).unwrap().encode("a", true, false),
+        [id(&tok, "a")]
+    );
 
     // A SentencePiece vocabulary too small for the default BOS id 1 cannot add one.
-    let spec = VocabSpec { model: "llama".into(), tokens: vec!["<unk>".into()], ..VocabSpec::default() };
-    assert!(matches!(Tokenizer::from_spec(spec), Err(TokenizerError::MissingSpecialToken { flag: "add_bos_token", .. })));
+    let spec = VocabSpec {
+        model: "llama".into(),
+        tokens: vec!["<unk>".into()],
+        ..VocabSpec::default()
+    };
+    assert!(matches!(
+        Tokenizer::from_spec(spec),
+        Err(TokenizerError::MissingSpecialToken {
+            flag: "add_bos_token",
+            ..
+        })
+    ));
 }
 
 /// A SentencePiece vocabulary: <unk> <s> </s>, the 256 byte tokens, then pieces.
@@ -174,18 +233,30 @@ fn sentencepiece_scores_leading_space_and_byte_fallback() {
     assert_eq!(tok.kind(), TokenizerKind::SentencePiece);
     let t = |s: &str| id(&tok, s);
     // " ab a" -> "▁ab▁a": "▁a" (-2) beats "ab" (-3), then "▁a"+"b" -> "▁ab" (-1).
-    assert_eq!(tok.encode("ab a", true, false), [1, t("\u{2581}ab"), t("\u{2581}a")]);
+    assert_eq!(
+        tok.encode("ab a", true, false),
+        [1, t("\u{2581}ab"), t("\u{2581}a")]
+    );
     // Characters without a token become byte tokens.
     let ids = tok.encode("aé", false, false);
     assert_eq!(ids, [t("\u{2581}a"), t("<0xC3>"), t("<0xA9>")]);
     assert_eq!(tok.decode(&ids), " aé");
     // llama.cpp's detokenizer drops the leading space the encoder added.
-    assert_eq!(tok.detokenize(&ids, DetokenizeOptions::default()), "aé".as_bytes());
+    assert_eq!(
+        tok.detokenize(&ids, DetokenizeOptions::default()),
+        "aé".as_bytes()
+    );
     // ... unless it removes a BOS instead (llama.cpp keeps the space then).
     let with_bos = tok.encode("aé", true, false);
-    let opts = DetokenizeOptions { remove_special: true, unparse_special: false };
+    let opts = DetokenizeOptions {
+        remove_special: true,
+        unparse_special: false,
+    };
     assert_eq!(tok.detokenize(&with_bos, opts), " aé".as_bytes());
-    assert_eq!(tok.detokenize(&with_bos, DetokenizeOptions::default()), " aé".as_bytes());
+    assert_eq!(
+        tok.detokenize(&with_bos, DetokenizeOptions::default()),
+        " aé".as_bytes()
+    );
     // A streamed decode holds the first byte of "é" back.
     let mut s = tok.stream();
     assert_eq!(s.push(ids[0]), " a");
@@ -202,28 +273,48 @@ fn phi3_special_tokens_eat_following_whitespace() {
     let extra = [("<|assistant|>", 4)];
     let base = bpe_spec("gpt-2", &extra, &[]);
     let plain = Tokenizer::from_spec(base.clone()).unwrap();
-    let phi = Tokenizer::from_spec(VocabSpec { model_name: Some("Phi3".into()), ..base }).unwrap();
+    let phi = Tokenizer::from_spec(VocabSpec {
+        model_name: Some("Phi3".into()),
+        ..base
+    })
+    .unwrap();
     let a = 256;
     let space = id(&plain, "Ġ");
-    assert_eq!(plain.encode("<|assistant|> x", false, false), [a, space, id(&plain, "x")]);
-    assert_eq!(phi.encode("<|assistant|> x", false, false), [a, id(&phi, "x")]);
+    assert_eq!(
+        plain.encode("<|assistant|> x", false, false),
+        [a, space, id(&plain, "x")]
+    );
+    assert_eq!(
+        phi.encode("<|assistant|> x", false, false),
+        [a, id(&phi, "x")]
+    );
 }
 
 #[test]
 fn vocab_spec_from_gguf_reads_the_tokenizer_keys() {
     let mut w = GgufWriter::new();
-    let strs = |v: &[&str]| MetaValue::Array(MetaArray::String(v.iter().copied().collect::<StrArray>()));
+    let strs =
+        |v: &[&str]| MetaValue::Array(MetaArray::String(v.iter().copied().collect::<StrArray>()));
     w.add_meta("general.architecture", MetaValue::String("llama".into()))
         .add_meta("general.name", MetaValue::String("Tiny".into()))
         .add_meta("tokenizer.ggml.model", MetaValue::String("gpt2".into()))
         .add_meta("tokenizer.ggml.pre", MetaValue::String("smollm".into()))
-        .add_meta("tokenizer.ggml.tokens", strs(&["a", "b", "ab", "<|endoftext|>"]))
-        .add_meta("tokenizer.ggml.token_type", MetaValue::Array(MetaArray::I32(vec![1, 1, 1, 3])))
+        .add_meta(
+            "tokenizer.ggml.tokens",
+            strs(&["a", "b", "ab", "<|endoftext|>"]),
+        )
+        .add_meta(
+            "tokenizer.ggml.token_type",
+            MetaValue::Array(MetaArray::I32(vec![1, 1, 1, 3])),
+        )
         .add_meta("tokenizer.ggml.merges", strs(&["a b"]))
         .add_meta("tokenizer.ggml.eos_token_id", MetaValue::U32(3))
         .add_meta("tokenizer.ggml.padding_token_id", MetaValue::I32(-1))
         .add_meta("tokenizer.ggml.add_bos_token", MetaValue::Bool(false))
-        .add_meta("tokenizer.chat_template", MetaValue::String("{{ x }}".into()));
+        .add_meta(
+            "tokenizer.chat_template",
+            MetaValue::String("{{ x }}".into()),
+        );
     let bytes = w.to_bytes().unwrap();
     let file = GgufFile::parse(Arc::new(bytes)).unwrap();
     let spec = VocabSpec::from_gguf(&file).unwrap();

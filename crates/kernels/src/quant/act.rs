@@ -89,7 +89,11 @@ impl ActBuf {
         ActView {
             qs: &self.qs[..m * k],
             d: &self.d[..nb],
-            s: if act == QuantType::Q8_1 { &self.s[..nb] } else { &[] },
+            s: if act == QuantType::Q8_1 {
+                &self.s[..nb]
+            } else {
+                &[]
+            },
             bsums: if act == QuantType::Q8K {
                 &self.bsums[..m * (k / 16)]
             } else {
@@ -202,10 +206,7 @@ pub(crate) fn quantize_q8_block(x: &[f32], qs: &mut [i8]) -> (f32, f32) {
         *q = qi as i8;
     }
     let s = d * sum as f32;
-    (
-        f16::from_f32(d).to_f32(),
-        f16::from_f32(s).to_f32(),
-    )
+    (f16::from_f32(d).to_f32(), f16::from_f32(s).to_f32())
 }
 
 /// A Q8_K block in registers-friendly form.
@@ -320,7 +321,10 @@ mod x86 {
         // Sum of the saturated quants, as the scalar spec (i8 values, so no overflow).
         let s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), packed);
         let s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-        let s4 = _mm_add_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256::<1>(s32));
+        let s4 = _mm_add_epi32(
+            _mm256_castsi256_si128(s32),
+            _mm256_extracti128_si256::<1>(s32),
+        );
         let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
         let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2)));
         (via_f16(d), via_f16(d * sum as f32))
@@ -377,7 +381,9 @@ mod tests {
     use super::*;
 
     fn rng(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -391,9 +397,27 @@ mod tests {
         }
         v.push(vec![0.0; 256]);
         // amax = 127: x * id = x exactly, so halves are ties.
-        v.push((0..256).map(|i| if i % 32 == 0 { 127.0 } else { (i % 64) as f32 - 31.5 }).collect());
-        v.push((0..256).map(|i| if i % 2 == 0 { -2.5 } else { 2.5 }).collect());
-        v.push((0..256).map(|i| if i == 200 { -1.0 } else { 0.0 }).collect());
+        v.push(
+            (0..256)
+                .map(|i| {
+                    if i % 32 == 0 {
+                        127.0
+                    } else {
+                        (i % 64) as f32 - 31.5
+                    }
+                })
+                .collect(),
+        );
+        v.push(
+            (0..256)
+                .map(|i| if i % 2 == 0 { -2.5 } else { 2.5 })
+                .collect(),
+        );
+        v.push(
+            (0..256)
+                .map(|i| if i == 200 { -1.0 } else { 0.0 })
+                .collect(),
+        );
         v
     }
 
@@ -435,7 +459,10 @@ mod tests {
                 // SAFETY: AVX2 checked above; 32 elements.
                 let r1 = unsafe { x86::quantize_q8_block(b, &mut q1) };
                 assert_eq!(q0, q1, "{b:?}");
-                assert_eq!((r0.0.to_bits(), r0.1.to_bits()), (r1.0.to_bits(), r1.1.to_bits()));
+                assert_eq!(
+                    (r0.0.to_bits(), r0.1.to_bits()),
+                    (r1.0.to_bits(), r1.1.to_bits())
+                );
             }
             let (mut o0, mut o1) = (Q8KBlock::default(), Q8KBlock::default());
             quantize_q8k_block(&x, &mut o0);

@@ -199,7 +199,9 @@ pub(crate) fn quantize(qtype: QuantType, src: &[f32], dst: &mut [u8]) {
         match qtype {
             Q8_0 | Q8_1 => {
                 // MAX(amax, fabsf(v)) = amax > |v| ? amax : |v|
-                let amax = x.iter().fold(0.0f32, |a, &v| if a > v.abs() { a } else { v.abs() });
+                let amax = x
+                    .iter()
+                    .fold(0.0f32, |a, &v| if a > v.abs() { a } else { v.abs() });
                 let d = amax / 127.0;
                 let id = inv(d);
                 put_f16(b, 0, d);

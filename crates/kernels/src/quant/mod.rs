@@ -276,7 +276,10 @@ impl QuantImpl {
 
     /// Every implementation this CPU can run.
     pub fn supported() -> Vec<QuantImpl> {
-        QuantImpl::ALL.into_iter().filter(|i| i.is_supported()).collect()
+        QuantImpl::ALL
+            .into_iter()
+            .filter(|i| i.is_supported())
+            .collect()
     }
 
     /// The implementation a [`KernelLevel`] uses on this CPU.
@@ -350,7 +353,12 @@ pub(crate) fn matmul_checked(
     }
     check::len(op, "a (m x k)", check::mul(op, "a (m x k)", m, k)?, a.len())?;
     check_weights(op, qtype, data, n, k)?;
-    check::len(op, "c (m x (n1 - n0))", check::mul(op, "c", m, n1 - n0)?, c.len())?;
+    check::len(
+        op,
+        "c (m x (n1 - n0))",
+        check::mul(op, "c", m, n1 - n0)?,
+        c.len(),
+    )?;
     if !imp.is_supported() {
         return Err(KernelError::Unsupported {
             op,
@@ -442,6 +450,7 @@ mod tests {
         assert_eq!(Q4_0.row_bytes(64), Some(36));
         assert_eq!(Q6K.row_bytes(512), Some(420));
         assert_eq!(Q4_0.row_bytes(48), None);
-        assert_eq!(Q4K.row_bytes(usize::MAX / 256 * 256), None);
+        // 292 bytes per 256 elements: more bytes than elements, so this overflows.
+        assert_eq!(Q8K.row_bytes(usize::MAX / 256 * 256), None);
     }
 }

@@ -4,10 +4,12 @@
 //! - [`names`]: tensor names per file family;
 //! - [`load`]: tensors into phext pages (zero-copy where the kernels read the dtype);
 //! - [`program`]: the whole model as one SIW stream per sentron;
-//! - [`runner`]: a loaded model on a persistent session: tokens in, logits out.
+//! - [`runner`]: a loaded model on a persistent session: tokens in, logits out;
+//! - [`image`]: a model saved as a phext space (`vtpu convert`) and loaded back zero-copy.
 
 pub mod config;
 pub mod gguf_source;
+pub mod image;
 pub mod load;
 pub mod names;
 pub mod program;
@@ -20,3 +22,4 @@ pub use names::{tensor_name, Naming};
 pub use program::{model_program, ModelPlan};
 pub use runner::{Model, ModelError, ModelOptions, RunStats};
 pub use gguf_source::GgufSource;
+pub mod hf_source; pub use hf_source::HfSource;

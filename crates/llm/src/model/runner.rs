@@ -174,11 +174,17 @@ impl Model {
         }
         let space = Arc::new(space);
         let space_ms = t1.elapsed().as_secs_f64() * 1e3;
+        // A translation cache that holds every page a token touches (weights of all
+        // layers, KV pages, run state), so a warm session hits on every lookup; the
+        // default 64 x 4 is sized for single programs, not whole models.
+        let n_pages = space.len();
         let run_cfg = RunConfig {
             sentrons: opts.sentrons,
             executor: opts.executor,
             pin: opts.pin,
             kernel_level: opts.kernel_level,
+            tlb_sets: (2 * n_pages / 4).next_power_of_two().clamp(64, 4096),
+            tlb_ways: 4,
             ..RunConfig::default()
         };
         let machine = match opts.executor {

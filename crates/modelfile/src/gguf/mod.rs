@@ -52,7 +52,7 @@ impl TensorInfo {
         &self.name
     }
 
-    /// Dims as stored: `dims()[0]` (ne[0]) is the row length, fastest-varying first.
+    /// Dims as stored: `dims()[0]` (ggml's `ne[0]`) is the row length, fastest-varying first.
     pub fn dims(&self) -> &[u64] {
         &self.dims
     }

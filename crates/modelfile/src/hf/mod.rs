@@ -172,11 +172,16 @@ fn open_weights(dir: &Path) -> Result<(Vec<SafetensorsFile>, Vec<HfTensor>), HfE
             },
         )
     };
-    for (t, s) in &listed {
-        if shards[*s].tensor(t).is_none() {
+    // In weight_map (name) order, so the first mismatch reported is deterministic.
+    for (t, shard) in &weight_map {
+        let absent = listed
+            .get(t.as_str())
+            .and_then(|&s| shards.get(s))
+            .is_none_or(|f| f.tensor(t).is_none());
+        if absent {
             return Err(mismatch(
                 t,
-                format!("listed in weight_map but absent from {}", shard_names[*s]),
+                format!("listed in weight_map but absent from {shard}"),
             ));
         }
     }

@@ -143,9 +143,9 @@ pub fn drive<I>(
 ) -> Stats {
     let mut rng = Rng::new(seed);
     let mut st = Stats::default();
-    // Panics are findings, reported once each below; keep the default hook's output off.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    // Panics are findings, reported once each below: keep the hook quiet on this thread
+    // while it fuzzes (other threads, e.g. tests running beside it, keep their output).
+    quiet_panics_here(true);
     let t0 = Instant::now();
     for _ in 0..n {
         let input = make(&mut rng);
@@ -181,8 +181,27 @@ pub fn drive<I>(
         }
     }
     st.elapsed = t0.elapsed();
-    std::panic::set_hook(hook);
+    quiet_panics_here(false);
     st
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silence the panic hook on the calling thread only (installed once per process, in
+/// front of whatever hook was there).
+fn quiet_panics_here(on: bool) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(on));
 }
 
 /// A stable name for a finding's file.
@@ -224,6 +243,15 @@ pub fn mutate_bytes(rng: &mut Rng, b: &mut Vec<u8>) {
             b.splice(to..to, chunk);
         }
     }
+}
+
+/// A scratch directory for targets that write files per input: in memory (`/dev/shm`)
+/// where there is one, because rewriting a file on ext4 flushes it to disk on close
+/// (200 inputs/s instead of thousands).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    base.join(format!("vtpu-fuzz-{tag}-{}", std::process::id()))
 }
 
 /// Files under `dir` (for replaying saved findings), sorted; empty if there is none.

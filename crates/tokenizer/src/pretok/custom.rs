@@ -72,7 +72,13 @@ impl Custom {
     pub(crate) fn split(self, text: &CodepointText, offsets: &[usize], out: &mut Vec<usize>) {
         let mut start = 0;
         for &len in offsets {
-            let mut w = Walker { text, ini: start, end: start + len, prev_end: start, out };
+            let mut w = Walker {
+                text,
+                ini: start,
+                end: start + len,
+                prev_end: start,
+                out,
+            };
             match self {
                 Custom::Gpt2 => gpt2(&mut w),
                 Custom::Llama3 => llama3_like(&mut w, Digits::UpTo3, false),
@@ -92,7 +98,10 @@ fn contraction(w: &Walker<'_>, pos: usize, fold: fn(u32) -> u32) -> Option<usize
         return None;
     }
     let next = fold(w.cpt(pos + 1));
-    if [b's', b't', b'm', b'd'].iter().any(|&c| next == u32::from(c)) {
+    if [b's', b't', b'm', b'd']
+        .iter()
+        .any(|&c| next == u32::from(c))
+    {
         return Some(2);
     }
     if pos + 2 < w.end {
@@ -251,7 +260,9 @@ fn llama3_like(w: &mut Walker<'_>, digits: Digits, marks: bool) {
         // entry test looks at the current codepoint's presence, the loop at the next
         // one's, exactly as llama.cpp does.
         let is_space = cpt == u32::from(b' ');
-        let other = |f: CpFlags| !(f.is_whitespace() || f.is_letter() || f.is_number() || (marks && f.is_mark()));
+        let other = |f: CpFlags| {
+            !(f.is_whitespace() || f.is_letter() || f.is_number() || (marks && f.is_mark()))
+        };
         let mut f2 = if is_space { w.flags(pos + 1) } else { flags };
         if other(f2) && flags.is_some() {
             pos += usize::from(is_space);

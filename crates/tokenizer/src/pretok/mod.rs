@@ -33,7 +33,11 @@ impl CodepointText {
             byte_starts.push(i);
         }
         byte_starts.push(n);
-        CodepointText { cps, flags, byte_starts }
+        CodepointText {
+            cps,
+            flags,
+            byte_starts,
+        }
     }
 }
 
@@ -136,12 +140,14 @@ const PRE_NAMES: &[(&str, PreTokenizerKind, bool, bool, bool)] = {
 /// absent) means "default", as in llama.cpp.
 pub(crate) fn pre_config(name: Option<&str>) -> Option<PreConfig> {
     let name = name.unwrap_or("default");
-    PRE_NAMES.iter().find(|e| e.0 == name).map(|&(_, kind, ignore_merges, clean_spaces, add_bos)| PreConfig {
-        kind,
-        ignore_merges,
-        clean_spaces,
-        add_bos,
-    })
+    PRE_NAMES.iter().find(|e| e.0 == name).map(
+        |&(_, kind, ignore_merges, clean_spaces, add_bos)| PreConfig {
+            kind,
+            ignore_merges,
+            clean_spaces,
+            add_bos,
+        },
+    )
 }
 
 /// The accepted names, for error messages.
@@ -264,17 +270,35 @@ mod tests {
 
     #[test]
     fn gpt2_splits_like_its_regex() {
-        assert_eq!(words(PreTokenizerKind::Gpt2, "Hello world's  end!!"), ["Hello", " world", "'s", " ", " end", "!!"]);
+        assert_eq!(
+            words(PreTokenizerKind::Gpt2, "Hello world's  end!!"),
+            ["Hello", " world", "'s", " ", " end", "!!"]
+        );
         // A whitespace run keeps its last space for the next word, except at the end.
-        assert_eq!(words(PreTokenizerKind::Gpt2, "a   b   "), ["a", "  ", " b", "   "]);
-        assert_eq!(words(PreTokenizerKind::Gpt2, "x 123 4"), ["x", " 123", " 4"]);
+        assert_eq!(
+            words(PreTokenizerKind::Gpt2, "a   b   "),
+            ["a", "  ", " b", "   "]
+        );
+        assert_eq!(
+            words(PreTokenizerKind::Gpt2, "x 123 4"),
+            ["x", " 123", " 4"]
+        );
     }
 
     #[test]
     fn llama3_groups_digits_by_three_and_keeps_newlines_together() {
-        assert_eq!(words(PreTokenizerKind::Llama3, "1234567"), ["123", "456", "7"]);
-        assert_eq!(words(PreTokenizerKind::Llama3, "a \n\n b"), ["a", " \n\n", " b"]);
-        assert_eq!(words(PreTokenizerKind::Llama3, "I'VE (x)"), ["I", "'VE", " (", "x", ")"]);
+        assert_eq!(
+            words(PreTokenizerKind::Llama3, "1234567"),
+            ["123", "456", "7"]
+        );
+        assert_eq!(
+            words(PreTokenizerKind::Llama3, "a \n\n b"),
+            ["a", " \n\n", " b"]
+        );
+        assert_eq!(
+            words(PreTokenizerKind::Llama3, "I'VE (x)"),
+            ["I", "'VE", " (", "x", ")"]
+        );
     }
 
     #[test]
@@ -284,13 +308,19 @@ mod tests {
 
     #[test]
     fn default_list_isolates_punctuation_and_digit_triples() {
-        assert_eq!(words(PreTokenizerKind::Default, "a+b 12345"), ["a", "+", "b", " ", "123", "45"]);
+        assert_eq!(
+            words(PreTokenizerKind::Default, "a+b 12345"),
+            ["a", "+", "b", " ", "123", "45"]
+        );
     }
 
     #[test]
     fn deepseek_llm_classes() {
         // The ideographic space is whitespace, not a member of the punctuation range.
-        assert_eq!(words(PreTokenizerKind::DeepseekLlm, "Ab,\u{3000}c  "), ["Ab", ",", "\u{3000}c", "  "]);
+        assert_eq!(
+            words(PreTokenizerKind::DeepseekLlm, "Ab,\u{3000}c  "),
+            ["Ab", ",", "\u{3000}c", "  "]
+        );
     }
 
     #[test]

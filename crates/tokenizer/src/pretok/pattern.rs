@@ -79,7 +79,11 @@ impl Class {
                 f.category() & cats != 0 || (cp < 128 && ascii.iter().any(|&a| u32::from(a) == cp))
             }
             Class::Ranges(ranges) => {
-                let cp = if cp > 0x7F && f.is_whitespace() { 0x0B } else { cp };
+                let cp = if cp > 0x7F && f.is_whitespace() {
+                    0x0B
+                } else {
+                    cp
+                };
                 let i = ranges.partition_point(|&(a, _)| a <= cp);
                 i > 0 && ranges[i - 1].1 >= cp
             }
@@ -90,7 +94,11 @@ impl Class {
 #[derive(Clone, Debug)]
 pub(crate) enum Pattern {
     /// `X{min,max}`, greedy (`usize::MAX` = unbounded).
-    Run { class: Class, min: usize, max: usize },
+    Run {
+        class: Class,
+        min: usize,
+        max: usize,
+    },
     /// `\s?X+`
     OptSpaceRun { class: Class },
     /// `\s+$`: the whitespace that ends the fragment.
@@ -99,11 +107,19 @@ pub(crate) enum Pattern {
 
 impl Pattern {
     pub(crate) fn plus(class: Class) -> Pattern {
-        Pattern::Run { class, min: 1, max: usize::MAX }
+        Pattern::Run {
+            class,
+            min: 1,
+            max: usize::MAX,
+        }
     }
 
     pub(crate) fn one(class: Class) -> Pattern {
-        Pattern::Run { class, min: 1, max: 1 }
+        Pattern::Run {
+            class,
+            min: 1,
+            max: 1,
+        }
     }
 
     /// Splits every fragment like `std::regex_iterator` would: each match is a word, and

@@ -5,6 +5,8 @@
 //! Unicode version llama.cpp's table was built from, so `\p{L}`, `\p{N}`, ... agree with
 //! it codepoint for codepoint.
 
+// Generated data: kept as the generator writes it.
+#[rustfmt::skip]
 mod tables;
 
 use std::sync::OnceLock;
@@ -117,7 +119,11 @@ impl ByteLevel {
     pub(crate) fn get() -> &'static ByteLevel {
         static TABLE: OnceLock<ByteLevel> = OnceLock::new();
         TABLE.get_or_init(|| {
-            let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+            let printable = |b: u32| {
+                (0x21..=0x7E).contains(&b)
+                    || (0xA1..=0xAC).contains(&b)
+                    || (0xAE..=0xFF).contains(&b)
+            };
             let mut to_char = ['\0'; 256];
             let mut from_char = [None; REV_LEN];
             let mut next = 256u32;
@@ -174,7 +180,7 @@ mod tests {
         assert_eq!(flags(0x0378).category(), UNDEFINED); // unassigned
         assert_eq!(flags(0x10FFFF).category(), UNDEFINED);
         assert_eq!(flags(0xE000).category(), CONTROL); // private use
-        // Assigned in Unicode 15.1 (llama.cpp's table version), unassigned before.
+                                                       // Assigned in Unicode 15.1 (llama.cpp's table version), unassigned before.
         assert_eq!(flags(0x2FFC).category(), SYMBOL);
         assert!(flags(0).is_some());
         assert!(!CpFlags::NONE.is_some());

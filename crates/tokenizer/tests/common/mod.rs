@@ -12,7 +12,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("VTPU_CACHE") {
         return PathBuf::from(d);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("vtpu")
 }
 
@@ -34,7 +36,9 @@ pub fn smollm2_gguf() -> PathBuf {
 }
 
 fn in_ci() -> bool {
-    std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
 }
 
 /// `Some(path)` if it exists; otherwise a skip note (or a panic under CI).
@@ -42,11 +46,28 @@ pub fn require(path: &Path, what: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path.to_path_buf());
     }
-    let msg = format!("{what} not found at {} (run scripts/fetch_test_data.sh)", path.display());
+    let msg = format!(
+        "{what} not found at {} (run scripts/fetch_test_data.sh)",
+        path.display()
+    );
     if in_ci() {
         panic!("CI=true and {msg}");
     }
     eprintln!("SKIP: {msg}");
+    None
+}
+
+/// `Some(path)` if it exists; otherwise a skip note, also under CI: for data that CI does
+/// not fetch (the Qwen2.5 model comes from `scripts/fetch_models.sh`, which needs a
+/// llama.cpp build).
+pub fn optional(path: &Path, what: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    eprintln!(
+        "SKIP: {what} not found at {} (run scripts/fetch_models.sh)",
+        path.display()
+    );
     None
 }
 
@@ -55,8 +76,10 @@ pub fn require(path: &Path, what: &str) -> Option<PathBuf> {
 pub fn read_vectors(gguf: &Path) -> Vec<(String, Vec<u32>)> {
     let inp_path = PathBuf::from(format!("{}.inp", gguf.display()));
     let out_path = PathBuf::from(format!("{}.out", gguf.display()));
-    let inp = std::fs::read_to_string(&inp_path).unwrap_or_else(|e| panic!("{}: {e}", inp_path.display()));
-    let out = std::fs::read_to_string(&out_path).unwrap_or_else(|e| panic!("{}: {e}", out_path.display()));
+    let inp = std::fs::read_to_string(&inp_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", inp_path.display()));
+    let out = std::fs::read_to_string(&out_path)
+        .unwrap_or_else(|e| panic!("{}: {e}", out_path.display()));
     let sep = "\n__ggml_vocab_test__\n";
     let mut inputs = Vec::new();
     let mut pos = 0;
@@ -76,10 +99,18 @@ pub fn read_vectors(gguf: &Path) -> Vec<(String, Vec<u32>)> {
         .lines()
         .map(|l| {
             l.split_whitespace()
-                .map(|t| t.parse().unwrap_or_else(|e| panic!("{}: bad id {t:?}: {e}", out_path.display())))
+                .map(|t| {
+                    t.parse()
+                        .unwrap_or_else(|e| panic!("{}: bad id {t:?}: {e}", out_path.display()))
+                })
                 .collect()
         })
         .collect();
-    assert_eq!(inputs.len(), outputs.len(), "{}: inputs and outputs differ in count", gguf.display());
+    assert_eq!(
+        inputs.len(),
+        outputs.len(),
+        "{}: inputs and outputs differ in count",
+        gguf.display()
+    );
     inputs.into_iter().zip(outputs).collect()
 }

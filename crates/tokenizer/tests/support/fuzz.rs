@@ -41,28 +41,76 @@ impl Rng {
 
 /// Codepoint pools that exercise different pre-tokenizer paths.
 const POOLS: &[&[(u32, u32)]] = &[
-    &[(0x20, 0x7E)],                                        // printable ASCII
-    &[(0x30, 0x39)],                                        // digits
-    &[(0x09, 0x0D), (0x20, 0x20), (0xA0, 0xA0), (0x3000, 0x3000), (0x2028, 0x2029), (0x85, 0x85)], // whitespace
-    &[(0xA1, 0x24F)],                                       // Latin-1 / Latin Extended
-    &[(0x300, 0x36F)],                                      // combining marks
-    &[(0x400, 0x4FF), (0x370, 0x3FF)],                      // Cyrillic, Greek
+    &[(0x20, 0x7E)], // printable ASCII
+    &[(0x30, 0x39)], // digits
+    &[
+        (0x09, 0x0D),
+        (0x20, 0x20),
+        (0xA0, 0xA0),
+        (0x3000, 0x3000),
+        (0x2028, 0x2029),
+        (0x85, 0x85),
+    ], // whitespace
+    &[(0xA1, 0x24F)], // Latin-1 / Latin Extended
+    &[(0x300, 0x36F)], // combining marks
+    &[(0x400, 0x4FF), (0x370, 0x3FF)], // Cyrillic, Greek
     &[(0x4E00, 0x9FFF), (0x3040, 0x30FF), (0xAC00, 0xD7A3)], // CJK, kana, Hangul
     &[(0x1780, 0x17FF), (0x0E00, 0x0E7F), (0x0900, 0x097F)], // Khmer, Thai, Devanagari
     &[(0x1F300, 0x1FAFF), (0x200D, 0x200D), (0xFE0F, 0xFE0F)], // emoji, ZWJ, VS16
-    &[(0x660, 0x669), (0xFF10, 0xFF19), (0x2160, 0x2188)],  // non-ASCII numbers
+    &[(0x660, 0x669), (0xFF10, 0xFF19), (0x2160, 0x2188)], // non-ASCII numbers
     &[(0x2000, 0x206F), (0x3000, 0x303F), (0xFF00, 0xFF65)], // punctuation blocks
-    &[(0x0, 0x1F), (0x7F, 0x9F)],                           // controls
-    &[(0xE000, 0xF8FF), (0xFFF0, 0xFFFF), (0x10FFF0, 0x10FFFF), (0x378, 0x379)], // private/unassigned
-    &[(0x80, 0x10FFFF)],                                    // anything
+    &[(0x0, 0x1F), (0x7F, 0x9F)], // controls
+    &[
+        (0xE000, 0xF8FF),
+        (0xFFF0, 0xFFFF),
+        (0x10FFF0, 0x10FFFF),
+        (0x378, 0x379),
+    ], // private/unassigned
+    &[(0x80, 0x10FFFF)], // anything
 ];
 
 /// Fragments of special tokens and of the markers tokenizers treat specially.
 const FRAGMENTS: &[&str] = &[
-    "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|begin_of_text|>", "<s>", "</s>", "<unk>",
-    "<|im_", "end|>", "<|", "|>", "<", ">", "<0x0A>", "<0xFF>", "\u{2581}", "Ġ", "Ċ", "'s", "'LL", "'ve", " '",
-    "\r\n", "\n\n\n", "  ", "\t", "...", "1234567", "3.14", "\u{FEFF}", "\u{200B}", "é", "e\u{301}", "🦙", "😶‍🌫️",
-    "[EOT]", "<end_of_turn>", "<|fim_prefix|>", "<repo_name>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|begin_of_text|>",
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<|im_",
+    "end|>",
+    "<|",
+    "|>",
+    "<",
+    ">",
+    "<0x0A>",
+    "<0xFF>",
+    "\u{2581}",
+    "Ġ",
+    "Ċ",
+    "'s",
+    "'LL",
+    "'ve",
+    " '",
+    "\r\n",
+    "\n\n\n",
+    "  ",
+    "\t",
+    "...",
+    "1234567",
+    "3.14",
+    "\u{FEFF}",
+    "\u{200B}",
+    "é",
+    "e\u{301}",
+    "🦙",
+    "😶‍🌫️",
+    "[EOT]",
+    "<end_of_turn>",
+    "<|fim_prefix|>",
+    "<repo_name>",
 ];
 
 fn random_pool(rng: &mut Rng) -> &'static [(u32, u32)] {
@@ -106,9 +154,14 @@ pub fn gen_input(rng: &mut Rng, prev: &str, specials: &[String]) -> String {
                     1 if !specials.is_empty() => {
                         let t = &specials[rng.below(specials.len())];
                         // Whole token or a prefix/suffix of it (on char boundaries).
-                        let cuts: Vec<usize> = t.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
+                        let cuts: Vec<usize> =
+                            t.char_indices().map(|(i, _)| i).chain([t.len()]).collect();
                         let (i, j) = (cuts[rng.below(cuts.len())], cuts[rng.below(cuts.len())]);
-                        s.push_str(if rng.chance(50) { t } else { &t[i.min(j)..i.max(j)] });
+                        s.push_str(if rng.chance(50) {
+                            t
+                        } else {
+                            &t[i.min(j)..i.max(j)]
+                        });
                     }
                     _ => {
                         let p = random_pool(rng);
@@ -119,7 +172,9 @@ pub fn gen_input(rng: &mut Rng, prev: &str, specials: &[String]) -> String {
         }
         // Long runs of one kind.
         6 => {
-            let unit = ["  ", " ", "\n", "0", "7", "a", "ab ", "\t ", "é", "中", "!", "'", " 1", "\u{2581}"];
+            let unit = [
+                "  ", " ", "\n", "0", "7", "a", "ab ", "\t ", "é", "中", "!", "'", " 1", "\u{2581}",
+            ];
             let u = unit[rng.below(unit.len())];
             let max_len = if rng.chance(10) { 4000 } else { 200 };
             let n = 1 + rng.below(max_len);
@@ -192,7 +247,8 @@ pub fn check(name: &str, tok: &Tokenizer, input: &str, st: &mut Stats) {
         st.max_time_input_len = input.len();
     }
     if let Some(bad) = ids.iter().find(|&&id| id >= n_vocab) {
-        st.failures.push(failure(name, input, format!("id {bad} out of range")));
+        st.failures
+            .push(failure(name, input, format!("id {bad} out of range")));
         return;
     }
     let mut bytes = Vec::new();
@@ -205,7 +261,12 @@ pub fn check(name: &str, tok: &Tokenizer, input: &str, st: &mut Stats) {
         // that never occur in UTF-8 and lead bytes of 4-byte sequences).
         TokenizerKind::ByteLevelBpe(_) => {
             let missing = missing_byte_tokens(tok);
-            Some(input.bytes().filter(|&b| !missing[usize::from(b)]).collect())
+            Some(
+                input
+                    .bytes()
+                    .filter(|&b| !missing[usize::from(b)])
+                    .collect(),
+            )
         }
         TokenizerKind::SentencePiece if !input.is_empty() => {
             Some(format!(" {input}").replace('\u{2581}', " ").into_bytes())
@@ -218,7 +279,11 @@ pub fn check(name: &str, tok: &Tokenizer, input: &str, st: &mut Stats) {
         st.failures.push(failure(
             name,
             input,
-            format!("round trip differs: ids {:?} decode to {:?}", &ids[..ids.len().min(40)], String::from_utf8_lossy(&bytes)),
+            format!(
+                "round trip differs: ids {:?} decode to {:?}",
+                &ids[..ids.len().min(40)],
+                String::from_utf8_lossy(&bytes)
+            ),
         ));
         return;
     }
@@ -230,17 +295,29 @@ pub fn check(name: &str, tok: &Tokenizer, input: &str, st: &mut Stats) {
     }
     streamed.push_str(&stream.finish());
     if streamed != String::from_utf8_lossy(&bytes) {
-        st.failures.push(failure(name, input, "streamed text differs from lossy decode".to_string()));
+        st.failures.push(failure(
+            name,
+            input,
+            "streamed text differs from lossy decode".to_string(),
+        ));
         return;
     }
     // With special parsing and BOS/EOS: only range checks (the text may contain tokens).
     let ids2 = tok.encode(input, true, true);
     if let Some(bad) = ids2.iter().find(|&&id| id >= n_vocab) {
-        st.failures.push(failure(name, input, format!("id {bad} out of range with parse_special")));
+        st.failures.push(failure(
+            name,
+            input,
+            format!("id {bad} out of range with parse_special"),
+        ));
         return;
     }
     if tok.add_bos() && !input.is_empty() && ids2.first() != tok.bos().as_ref() {
-        st.failures.push(failure(name, input, "missing BOS with add_special".to_string()));
+        st.failures.push(failure(
+            name,
+            input,
+            "missing BOS with add_special".to_string(),
+        ));
     }
 }
 
