@@ -10,7 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use vtpu_llm::chat::{apply_chat_template_named, ChatMessage};
 use vtpu_llm::generate::{generate, GenerateReport};
-use vtpu_llm::model::{GgufSource, Model, ModelConfig, ModelOptions, RunStats};
+use vtpu_llm::model::{
+    GgufSource, HfSource, LoadError, Model, ModelConfig, ModelOptions, Naming, RunStats, SrcTensor,
+    TensorSource,
+};
 use vtpu_llm::sampler::{Sampler, SamplerConfig};
 use vtpu_modelfile::gguf::GgufFile;
 use vtpu_runtime::Counters;
@@ -106,8 +109,35 @@ pub struct InspectArgs {
 pub struct Opened {
     pub path: PathBuf,
     pub cfg: ModelConfig,
-    pub src: GgufSource,
+    pub src: ModelSource,
     pub tok: Tokenizer,
+}
+
+/// Where an opened model's tensors come from: a GGUF file or a Hugging Face directory.
+pub enum ModelSource {
+    Gguf(GgufSource),
+    Hf(HfSource),
+}
+
+impl ModelSource {
+    fn inner(&self) -> &dyn TensorSource {
+        match self {
+            ModelSource::Gguf(s) => s,
+            ModelSource::Hf(s) => s,
+        }
+    }
+}
+
+impl TensorSource for ModelSource {
+    fn naming(&self) -> Naming {
+        self.inner().naming()
+    }
+    fn tensor(&self, name: &str) -> Result<Option<SrcTensor<'_>>, LoadError> {
+        self.inner().tensor(name)
+    }
+    fn origin(&self) -> String {
+        self.inner().origin()
+    }
 }
 
 pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
@@ -116,12 +146,32 @@ pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
         None => fetch::default_model()?,
     };
     if path.is_dir() {
-        bail!(
-            "{}: Hugging Face model directories are not supported yet; use a GGUF file",
-            path.display()
-        );
+        // A Hugging Face directory: config.json, safetensors weights, tokenizer.json
+        // (+ tokenizer_config.json for BOS/EOS, add_bos and the chat template).
+        let src = HfSource::open(&path)
+            .with_context(|| format!("cannot open model directory {}", path.display()))?;
+        let cfg = src.config().clone();
+        let tok = Tokenizer::from_hf_dir(&path)
+            .with_context(|| format!("{}: tokenizer", path.display()))?;
+        // Hugging Face embeddings are often padded past the tokenizer (Qwen2.5: 151936
+        // rows for 151665 tokens): only tokens without a row are an error.
+        if tok.vocab_size() > cfg.vocab {
+            bail!(
+                "{}: the tokenizer has {} tokens but the embedding has only {} rows",
+                path.display(),
+                tok.vocab_size(),
+                cfg.vocab
+            );
+        }
+        return Ok(Opened {
+            path,
+            cfg,
+            src: ModelSource::Hf(src),
+            tok,
+        });
     }
-    let g = GgufFile::open(&path).with_context(|| format!("cannot open model {}", path.display()))?;
+    // The reader's errors name the file and the field.
+    let g = GgufFile::open(&path)?;
     let cfg = ModelConfig::from_gguf(&g)?;
     let tok = Tokenizer::from_gguf(&g).with_context(|| format!("{}: tokenizer", path.display()))?;
     if tok.vocab_size() != cfg.vocab {
@@ -135,7 +185,7 @@ pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
     Ok(Opened {
         path,
         cfg,
-        src: GgufSource::new(g),
+        src: ModelSource::Gguf(GgufSource::new(g)),
         tok,
     })
 }

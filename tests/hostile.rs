@@ -251,7 +251,9 @@ fn vsiw_recipes() -> Vec<(String, Vec<u8>, String)> {
         }
         out.push((format!("{name}.vsiw"), b, expect.to_string()));
     };
-    let put = |at: usize, v: &[u8]| move |b: &mut Vec<u8>| b[at..at + v.len()].copy_from_slice(v);
+    fn put(at: usize, v: &[u8]) -> impl Fn(&mut Vec<u8>) + '_ {
+        move |b: &mut Vec<u8>| b[at..at + v.len()].copy_from_slice(v)
+    }
     add("flipped_word_bit", &|b| { let n = b.len(); b[n - 1] ^= 1 }, false, "the file is damaged");
     add("flipped_page_value", &|b| b[page0 + PAGE_FIXED_BYTES + 8] ^= 0x40, false, "the file is damaged");
     add("flipped_checksum", &|b| b[16] ^= 1, false, "the file is damaged");
@@ -331,9 +333,11 @@ fn manifest_recipes(base_manifest: &str, sidecar: &str) -> Vec<(String, Vec<u8>,
     add("xxh3_not_hex", edit_first(&set("xxh3", "0X0123456789abcd")).into_bytes(), "is not 16 lower-case hex digits");
     add("xxh3_wrong", edit_first(&set("xxh3", "0123456789abcdef")).into_bytes(), "checksum mismatch");
     add("page_version_2", edit_first(&set("vtpu-page", "2")).into_bytes(), "unsupported page format version");
-    add("sidecar_path", edit_first(&set("sidecar", "../etc/passwd.0123456789abcdef.bin")).into_bytes(), "not a plain file name");
-    add("sidecar_missing", edit_first(&set("sidecar", "gone.phext.0123456789abcdef.bin")).into_bytes(), "is missing");
-    add("sidecar_no_id", edit_first(&set("sidecar", "gone.bin")).into_bytes(), "not a plain file name");
+    // Every scroll names the same sidecar (one name per manifest is checked first).
+    let renamed = |to: &str| base_manifest.replace(sidecar, to).into_bytes();
+    add("sidecar_path", renamed("../etc/passwd.0123456789abcdef.bin"), "not a plain file name");
+    add("sidecar_missing", renamed("gone.phext.0123456789abcdef.bin"), "is missing");
+    add("sidecar_no_id", renamed("gone.bin"), "not a plain file name");
     {
         let mut m = base.clone();
         let c2 = Coord::new([1, 1, 1, 1, 1, 1, 1, 1, 9]).unwrap();

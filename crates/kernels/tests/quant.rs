@@ -430,21 +430,23 @@ fn reference_quantizers_known_outputs() {
 /// our dequantizers the same f32 bits.
 #[test]
 fn quantizers_and_dequantizers_match_gguf_py() {
-    let v = include_bytes!("data/gguf_py_vectors.bin");
-    let mut at = 0usize;
+    let mut v: &[u8] = include_bytes!("data/gguf_py_vectors.bin");
     let mut take = |n: usize| {
-        let s = &v[at..at + n];
-        at += n;
-        s
+        let (head, rest) = v.split_at(n);
+        v = rest;
+        head
     };
     let len = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap()) as usize;
     let (mut quantized, mut dequantized) = (0, 0);
-    while at < v.len() {
+    let total = include_bytes!("data/gguf_py_vectors.bin").len();
+    let mut used = 0;
+    while used < total {
         let name = std::str::from_utf8(take(8)).unwrap().trim_end_matches('\0').to_string();
         let n_in = len(take(8));
         let input = take(n_in).to_vec();
         let n_out = len(take(8));
         let output = take(n_out).to_vec();
+        used += 24 + n_in + n_out;
         let qtype = QuantType::ALL
             .into_iter()
             .find(|q| q.name() == &name[1..])

@@ -49,7 +49,9 @@ const ARCHS: [&str; 3] = ["llama", "qwen2", "qwen3"];
 const U: f64 = f32::EPSILON as f64 / 2.0;
 
 fn hf_dir(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hf").join(arch)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/hf")
+        .join(arch)
 }
 
 struct Golden {
@@ -77,7 +79,13 @@ fn golden(arch: &str) -> Golden {
         .as_array()
         .expect("logits")
         .iter()
-        .map(|row| row.as_array().expect("a row").iter().map(|x| x.as_f64().expect("a number")).collect())
+        .map(|row| {
+            row.as_array()
+                .expect("a row")
+                .iter()
+                .map(|x| x.as_f64().expect("a number"))
+                .collect()
+        })
         .collect();
     let tokenizer = g["tokenizer"]
         .as_array()
@@ -130,8 +138,14 @@ fn opts(sentrons: usize, max_tokens: usize) -> ModelOptions {
 
 /// Runs the golden sequence (prefill, then one token at a time) on the vTPU and on the
 /// f64 reference; returns the logits after each step: (vTPU, reference).
-fn run(src: &HfSource, cfg: &ModelConfig, g: &Golden, o: &ModelOptions) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
-    let mut m = Model::load(src, cfg.clone(), o).unwrap_or_else(|e| panic!("{}: {e}", src.path().display()));
+fn run(
+    src: &HfSource,
+    cfg: &ModelConfig,
+    g: &Golden,
+    o: &ModelOptions,
+) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
+    let mut m = Model::load(src, cfg.clone(), o)
+        .unwrap_or_else(|e| panic!("{}: {e}", src.path().display()));
     let mut r = ReferenceModel::load(src, cfg).expect("reference model");
     let steps: Vec<Vec<u32>> = std::iter::once(g.prefill.clone())
         .chain(g.decode.iter().map(|&t| vec![t]))
@@ -151,7 +165,10 @@ fn check_arch(arch: &str) {
     let src = HfSource::open(hf_dir(arch)).unwrap_or_else(|e| panic!("{e}"));
     let cfg = src.config().clone();
     assert_eq!(g.logits.len(), 1 + g.decode.len());
-    assert!(g.logits.iter().all(|row| row.len() == cfg.vocab), "{arch}: golden rows are [vocab]");
+    assert!(
+        g.logits.iter().all(|row| row.len() == cfg.vocab),
+        "{arch}: golden rows are [vocab]"
+    );
     let seq = g.prefill.len() + g.decode.len();
     let bound = f32_bound(&cfg, seq);
     let (tol_hf, tol_ref) = (2.0 * bound, bound);
@@ -163,7 +180,10 @@ fn check_arch(arch: &str) {
         let w32: Vec<f32> = w.iter().map(|&x| x as f32).collect();
         let e = rel_err(&w32, h);
         worst_ref_hf = worst_ref_hf.max(e);
-        assert!(e < tol_ref, "{arch}: f64 reference vs transformers at step {i}: {e:.2e} (tol {tol_ref:.2e})");
+        assert!(
+            e < tol_ref,
+            "{arch}: f64 reference vs transformers at step {i}: {e:.2e} (tol {tol_ref:.2e})"
+        );
     }
 
     // 1 sentron, the prompt in one call; 2 sentrons, the prompt in chunks of 4.
@@ -210,8 +230,20 @@ fn qwen3_matches_transformers() {
 fn configs_map_as_written() {
     let llama = HfSource::open(hf_dir("llama")).expect("llama");
     let c = llama.config();
-    assert_eq!((c.n_layers, c.vocab, c.layer.dim, c.layer.n_heads, c.layer.n_kv_heads), (2, 384, 64, 4, 2));
-    assert_eq!((c.layer.head_dim, c.layer.ffn_dim, c.layer.max_seq), (16, 128, 128));
+    assert_eq!(
+        (
+            c.n_layers,
+            c.vocab,
+            c.layer.dim,
+            c.layer.n_heads,
+            c.layer.n_kv_heads
+        ),
+        (2, 384, 64, 4, 2)
+    );
+    assert_eq!(
+        (c.layer.head_dim, c.layer.ffn_dim, c.layer.max_seq),
+        (16, 128, 128)
+    );
     assert!(c.tied_embeddings && !c.layer.qkv_bias && !c.layer.qk_norm);
     assert_eq!(c.layer.rope_layout, RopeLayout::HalfSplit);
     assert_eq!(c.layer.rms_eps, 1e-5);
@@ -225,7 +257,10 @@ fn configs_map_as_written() {
 
     let qwen3 = HfSource::open(hf_dir("qwen3")).expect("qwen3");
     let c = qwen3.config();
-    assert_eq!((c.layer.head_dim, c.layer.q_dim(), c.layer.dim), (32, 128, 64));
+    assert_eq!(
+        (c.layer.head_dim, c.layer.q_dim(), c.layer.dim),
+        (32, 128, 64)
+    );
     assert!(c.tied_embeddings && !c.layer.qkv_bias && c.layer.qk_norm);
     assert_eq!(c.layer.rms_eps, 1e-6);
 }
@@ -246,7 +281,10 @@ fn wrong_rope_layout_is_caught() {
         e = e.max(rel_err(m.forward(&[t]).expect("decode"), &g.logits[i + 1]));
     }
     println!("llama with interleaved RoPE: rel err {e:.2e} (tol {tol:.2e})");
-    assert!(e > 100.0 * tol, "a wrong RoPE layout went unnoticed: {e:.2e}");
+    assert!(
+        e > 100.0 * tol,
+        "a wrong RoPE layout went unnoticed: {e:.2e}"
+    );
 }
 
 #[test]
@@ -256,10 +294,20 @@ fn tokenizers_match_python() {
         let g = golden(arch);
         let tok = Tokenizer::from_hf_dir(&dir).unwrap_or_else(|e| panic!("{arch}: {e}"));
         let hf = HfModelDir::open(&dir).expect("directory");
-        assert!(tok.vocab_size() <= hf.config.vocab_size, "{arch}: more tokens than embedding rows");
+        assert!(
+            tok.vocab_size() <= hf.config.vocab_size,
+            "{arch}: more tokens than embedding rows"
+        );
         assert_eq!(tok.add_bos(), arch == "llama", "{arch}: add_bos");
-        assert_eq!(tok.eos(), hf.config.eos_token_ids.first().copied(), "{arch}: eos");
-        assert!(tok.eos().is_some_and(|e| tok.is_eog(e)), "{arch}: eos ends generation");
+        assert_eq!(
+            tok.eos(),
+            hf.config.eos_token_ids.first().copied(),
+            "{arch}: eos"
+        );
+        assert!(
+            tok.eos().is_some_and(|e| tok.is_eog(e)),
+            "{arch}: eos ends generation"
+        );
         assert!(tok.chat_template().is_some(), "{arch}: chat template");
         assert!(g.tokenizer.len() >= 5);
         for (text, add_special, want) in &g.tokenizer {
@@ -272,7 +320,11 @@ fn tokenizers_match_python() {
         }
         // The golden token sequence is the prompt's encoding.
         let first = &g.tokenizer[0].2;
-        assert_eq!(&first[..g.prefill.len()], &g.prefill[..], "{arch}: golden prompt ids");
+        assert_eq!(
+            &first[..g.prefill.len()],
+            &g.prefill[..],
+            "{arch}: golden prompt ids"
+        );
     }
 }
 
@@ -294,7 +346,11 @@ fn copy_without_weights(arch: &str, name: &str) -> PathBuf {
     let dst = scratch(name);
     for entry in std::fs::read_dir(hf_dir(arch)).expect("testdata") {
         let p = entry.expect("entry").path();
-        let file = p.file_name().expect("file name").to_string_lossy().to_string();
+        let file = p
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
         if !file.ends_with(".safetensors") {
             std::fs::copy(&p, dst.join(&file)).expect("copy");
         }
@@ -306,7 +362,14 @@ fn tensors_of(arch: &str) -> Vec<Tensor> {
     let d = HfModelDir::open(hf_dir(arch)).expect("testdata");
     d.tensors()
         .iter()
-        .map(|t| (t.name.clone(), t.dtype, t.shape.clone(), d.tensor_bytes(t).to_vec()))
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.dtype,
+                t.shape.clone(),
+                d.tensor_bytes(t).to_vec(),
+            )
+        })
         .collect()
 }
 
@@ -336,17 +399,16 @@ fn write_single(dir: &Path, tensors: &[Tensor]) {
 
 fn to_half(t: &Tensor, dtype: HfDtype) -> Tensor {
     assert_eq!(t.1, HfDtype::F32);
-    let bytes = t
-        .3
-        .chunks_exact(4)
-        .flat_map(|c| {
-            let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            match dtype {
-                HfDtype::F16 => half::f16::from_f32(x).to_le_bytes(),
-                _ => half::bf16::from_f32(x).to_le_bytes(),
-            }
-        })
-        .collect();
+    let bytes =
+        t.3.chunks_exact(4)
+            .flat_map(|c| {
+                let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                match dtype {
+                    HfDtype::F16 => half::f16::from_f32(x).to_le_bytes(),
+                    _ => half::bf16::from_f32(x).to_le_bytes(),
+                }
+            })
+            .collect();
     (t.0.clone(), dtype, t.2.clone(), bytes)
 }
 
@@ -362,7 +424,8 @@ fn write_sharded(dir: &Path, shards: &[(&str, Vec<Tensor>)]) {
         std::fs::write(dir.join(file), safetensors_aligned(tensors)).expect("write shard");
     }
     let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": map});
-    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("write index");
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string())
+        .expect("write index");
 }
 
 const SHARD1: &str = "model-00001-of-00002.safetensors";
@@ -376,7 +439,9 @@ const SHARD2: &str = "model-00002-of-00002.safetensors";
 fn sharded_f16_bf16_maps_zero_copy() {
     let dir = copy_without_weights("llama", "sharded");
     let all = tensors_of("llama");
-    let (first, second): (Vec<_>, Vec<_>) = all.iter().partition(|t| !t.0.starts_with("model.layers.1."));
+    let (first, second): (Vec<_>, Vec<_>) = all
+        .iter()
+        .partition(|t| !t.0.starts_with("model.layers.1."));
     let first: Vec<Tensor> = first.iter().map(|t| to_half(t, HfDtype::F16)).collect();
     let second: Vec<Tensor> = second.iter().map(|t| to_half(t, HfDtype::BF16)).collect();
     assert!(!first.is_empty() && !second.is_empty());
@@ -391,12 +456,18 @@ fn sharded_f16_bf16_maps_zero_copy() {
     let mut worst = 0.0f64;
     for (i, (v, r)) in got.iter().zip(&want).enumerate() {
         let e = rel_err(v, r);
-        assert!(e < tol, "sharded llama step {i}: vTPU vs f64 reference {e:.2e} (tol {tol:.2e})");
+        assert!(
+            e < tol,
+            "sharded llama step {i}: vTPU vs f64 reference {e:.2e} (tol {tol:.2e})"
+        );
         worst = worst.max(e);
     }
     // The rounding to 16 bits is visible: these are not the f32 logits.
     let f32_err = rel_err(&got[0], &g.logits[0]);
-    assert!(f32_err > tol, "f16/bf16 weights gave the f32 logits ({f32_err:.2e})");
+    assert!(
+        f32_err > tol,
+        "f16/bf16 weights gave the f32 logits ({f32_err:.2e})"
+    );
 
     let m = Model::load(&src, cfg.clone(), &opts(1, 16)).expect("load");
     let embd = cfg.vocab * cfg.layer.dim * 2;
@@ -407,11 +478,19 @@ fn sharded_f16_bf16_maps_zero_copy() {
     );
     // Every matrix is mapped except w_o, whose columns are split per attention part
     // (one per kv head, 2 here); the f16/bf16 norm scales are copied, converted to f32.
-    assert!(m.load.mapped_bytes >= embd, "matrices were copied: {} bytes mapped", m.load.mapped_bytes);
+    assert!(
+        m.load.mapped_bytes >= embd,
+        "matrices were copied: {} bytes mapped",
+        m.load.mapped_bytes
+    );
     assert_eq!(cfg.layer.n_kv_heads, 2);
     let norms = (2 * cfg.n_layers + 1) * cfg.layer.dim * 4;
     let wo = cfg.n_layers * cfg.layer.dim * cfg.layer.q_dim() * 2;
-    assert_eq!(m.load.copied_bytes, norms + wo, "copied bytes: norm scales and w_o slices only");
+    assert_eq!(
+        m.load.copied_bytes,
+        norms + wo,
+        "copied bytes: norm scales and w_o slices only"
+    );
 
     // The committed file: every tensor size is a multiple of 32 bytes, so all of them
     // share the data section's alignment and are either all mapped or all copied.
@@ -424,8 +503,16 @@ fn sharded_f16_bf16_maps_zero_copy() {
         m.load.mapped_bytes,
         m.load.copied_bytes
     );
-    assert_eq!(m.load.mapped_bytes > 0, aligned, "mapped exactly when aligned");
-    assert_eq!(m.load.copied_bytes > 0, !aligned, "copied exactly when misaligned");
+    assert_eq!(
+        m.load.mapped_bytes > 0,
+        aligned,
+        "mapped exactly when aligned"
+    );
+    assert_eq!(
+        m.load.copied_bytes > 0,
+        !aligned,
+        "copied exactly when misaligned"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -450,7 +537,10 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
 fn bad_not_a_model_directory() {
     let dir = scratch("no-config");
     let msg = open_err(&dir);
-    assert_mentions(&msg, &[&dir.join("config.json").display().to_string(), "not found"]);
+    assert_mentions(
+        &msg,
+        &[&dir.join("config.json").display().to_string(), "not found"],
+    );
 
     std::fs::write(dir.join("model.gguf"), b"GGUF").expect("write");
     let msg = open_err(&dir.join("model.gguf"));
@@ -459,7 +549,13 @@ fn bad_not_a_model_directory() {
     // config.json but no weights.
     let dir = copy_without_weights("qwen2", "no-weights");
     let msg = open_err(&dir);
-    assert_mentions(&msg, &["model.safetensors or model.safetensors.index.json", "not found"]);
+    assert_mentions(
+        &msg,
+        &[
+            "model.safetensors or model.safetensors.index.json",
+            "not found",
+        ],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -468,12 +564,21 @@ fn bad_config_missing_field() {
     let dir = copy_without_weights("qwen3", "missing-field");
     write_single(&dir, &tensors_of("qwen3"));
     let path = dir.join("config.json");
-    let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    let mut c: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
     let original = c.clone();
-    c.as_object_mut().expect("object").remove("num_hidden_layers");
+    c.as_object_mut()
+        .expect("object")
+        .remove("num_hidden_layers");
     std::fs::write(&path, c.to_string()).expect("write");
     let msg = open_err(&dir);
-    assert_mentions(&msg, &[&path.display().to_string(), "missing field `num_hidden_layers`"]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "missing field `num_hidden_layers`",
+        ],
+    );
 
     // A field of the wrong type, and an architecture vtpu does not run.
     let mut c = original.clone();
@@ -483,7 +588,10 @@ fn bad_config_missing_field() {
     let mut c = original;
     c["model_type"] = Value::String("gpt2".into());
     std::fs::write(&path, c.to_string()).expect("write");
-    assert_mentions(&open_err(&dir), &["config.json", "unsupported architecture `gpt2`"]);
+    assert_mentions(
+        &open_err(&dir),
+        &["config.json", "unsupported architecture `gpt2`"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -491,7 +599,8 @@ fn bad_config_missing_field() {
 fn bad_shard_missing_from_index() {
     let dir = copy_without_weights("qwen2", "missing-shard");
     let all = tensors_of("qwen2");
-    let (a, b): (Vec<Tensor>, Vec<Tensor>) = all.into_iter().partition(|t| t.0.contains("layers.0."));
+    let (a, b): (Vec<Tensor>, Vec<Tensor>) =
+        all.into_iter().partition(|t| t.0.contains("layers.0."));
     write_sharded(&dir, &[(SHARD1, a.clone()), (SHARD2, b.clone())]);
     HfSource::open(&dir).unwrap_or_else(|e| panic!("the intact sharded copy must open: {e}"));
 
@@ -504,7 +613,10 @@ fn bad_shard_missing_from_index() {
     let dropped = short.pop().expect("a tensor").0;
     write_sharded(&dir, &[(SHARD1, a.clone()), (SHARD2, b)]);
     std::fs::write(dir.join(SHARD2), safetensors_aligned(&short)).expect("write");
-    assert_mentions(&open_err(&dir), &["model.safetensors.index.json", &dropped, SHARD2]);
+    assert_mentions(
+        &open_err(&dir),
+        &["model.safetensors.index.json", &dropped, SHARD2],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -521,15 +633,27 @@ fn bad_tensor_wrong_shape() {
     let msg = open_err(&dir);
     assert_mentions(
         &msg,
-        &[&dir.join("model.safetensors").display().to_string(), name, "[32, 128]", "expected [64, 64]", "qwen3"],
+        &[
+            &dir.join("model.safetensors").display().to_string(),
+            name,
+            "[32, 128]",
+            "expected [64, 64]",
+            "qwen3",
+        ],
     );
 
     // A 3-D tensor.
     let mut all = tensors_of("qwen3");
-    let t = all.iter_mut().find(|t| t.0 == "model.norm.weight").expect("norm");
+    let t = all
+        .iter_mut()
+        .find(|t| t.0 == "model.norm.weight")
+        .expect("norm");
     t.2 = vec![1, 1, 64];
     write_single(&dir, &all);
-    assert_mentions(&open_err(&dir), &["model.safetensors", "model.norm.weight", "3 dimensions"]);
+    assert_mentions(
+        &open_err(&dir),
+        &["model.safetensors", "model.norm.weight", "3 dimensions"],
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -542,19 +666,41 @@ fn bad_unknown_or_missing_tensor() {
     let bias = "model.layers.0.self_attn.o_proj.bias";
     all.push((bias.into(), HfDtype::F32, vec![64], vec![0; 256]));
     write_single(&dir, &all);
-    assert_mentions(&open_err(&dir), &["model.safetensors", bias, "not a tensor of a llama model"]);
+    assert_mentions(
+        &open_err(&dir),
+        &["model.safetensors", bias, "not a tensor of a llama model"],
+    );
 
     // A layer past num_hidden_layers.
     let mut all = tensors_of("llama");
-    all.push(("model.layers.2.input_layernorm.weight".into(), HfDtype::F32, vec![64], vec![0; 256]));
+    all.push((
+        "model.layers.2.input_layernorm.weight".into(),
+        HfDtype::F32,
+        vec![64],
+        vec![0; 256],
+    ));
     write_single(&dir, &all);
-    assert_mentions(&open_err(&dir), &["model.layers.2.input_layernorm.weight", "num_hidden_layers = 2"]);
+    assert_mentions(
+        &open_err(&dir),
+        &[
+            "model.layers.2.input_layernorm.weight",
+            "num_hidden_layers = 2",
+        ],
+    );
 
     // Q/K/V biases that the config does not switch on.
     let mut all = tensors_of("llama");
-    all.push(("model.layers.1.self_attn.q_proj.bias".into(), HfDtype::F32, vec![64], vec![0; 256]));
+    all.push((
+        "model.layers.1.self_attn.q_proj.bias".into(),
+        HfDtype::F32,
+        vec![64],
+        vec![0; 256],
+    ));
     write_single(&dir, &all);
-    assert_mentions(&open_err(&dir), &["model.layers.1.self_attn.q_proj.bias", "attention_bias"]);
+    assert_mentions(
+        &open_err(&dir),
+        &["model.layers.1.self_attn.q_proj.bias", "attention_bias"],
+    );
 
     // A missing tensor opens (the directory is consistent) but does not load.
     let mut all = tensors_of("llama");
@@ -578,7 +724,12 @@ fn bad_unknown_or_missing_tensor() {
 fn absent_lm_head_ties_the_output() {
     let dir = copy_without_weights("qwen2", "no-lm-head");
     let mut all = tensors_of("qwen2");
-    let embd = all.iter().find(|t| t.0 == "model.embed_tokens.weight").expect("embd").3.clone();
+    let embd = all
+        .iter()
+        .find(|t| t.0 == "model.embed_tokens.weight")
+        .expect("embd")
+        .3
+        .clone();
     all.retain(|t| t.0 != "lm_head.weight");
     write_single(&dir, &all);
     let src = HfSource::open(&dir).expect("opens");
@@ -588,7 +739,10 @@ fn absent_lm_head_ties_the_output() {
     let mut r = ReferenceModel::load(&src, &cfg).expect("reference");
     let want = r.forward(&[5, 6, 7]).expect("forward");
     let out_f32: Vec<f32> = r.output.clone();
-    let embd_f32: Vec<f32> = embd.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let embd_f32: Vec<f32> = embd
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     assert_eq!(out_f32, embd_f32, "the output projection is the embedding");
     let mut m = Model::load(&src, cfg.clone(), &opts(2, 8)).expect("load");
     let e = rel_err(m.forward(&[5, 6, 7]).expect("forward"), &want);
@@ -600,7 +754,10 @@ fn absent_lm_head_ties_the_output() {
 fn hf_source_error_kinds() {
     // Callers can tell a missing directory from a broken file.
     let dir = scratch("kinds");
-    assert!(matches!(HfSource::open(&dir), Err(HfSourceError::NotModelDir { .. })));
+    assert!(matches!(
+        HfSource::open(&dir),
+        Err(HfSourceError::NotModelDir { .. })
+    ));
     std::fs::write(dir.join("config.json"), "{").expect("write");
     assert!(matches!(HfSource::open(&dir), Err(HfSourceError::Dir(_))));
     let _ = std::fs::remove_dir_all(&dir);

@@ -46,12 +46,14 @@ def main() -> None:
 
     def detokenize(ids: list[int], remove_special: bool, unparse_special: bool) -> bytes:
         arr = (ll.llama_token * max(1, len(ids)))(*ids)
-        cap = 64 + 256 * len(ids)
-        out = ctypes.create_string_buffer(cap)
-        n = ll.llama_detokenize(vocab, arr, len(ids), out, cap, remove_special, unparse_special)
-        if n < 0:
-            sys.exit("llama_detokenize: buffer too small")
-        return out.raw[:n]
+        cap = 64 + 16 * len(ids)
+        for _ in range(2):
+            out = ctypes.create_string_buffer(cap)
+            n = ll.llama_detokenize(vocab, arr, len(ids), out, cap, remove_special, unparse_special)
+            if n >= 0:
+                return out.raw[:n]
+            cap = -n  # too small: llama.cpp says how much it needs
+        sys.exit("llama_detokenize: buffer too small after retry")
 
     n = bad = 0
     with open(jsonl, encoding="utf-8") as f:

@@ -7,13 +7,13 @@
 //!
 //! 1. each activation row is quantized once per call to the weight's `vec_dot_type`
 //!    (Q8_0 for Q4_0 / Q5_0 / Q8_0, Q8_1 for Q4_1 / Q5_1, Q8_K for the k-quants) with the
-//!    rounding of ggml's x86 `quantize_row_q8_*` ([`act`]);
+//!    rounding of ggml's x86 `quantize_row_q8_*` (`quant/act.rs`);
 //! 2. per block, exact integer dot products of the quants;
 //! 3. the integer sums are scaled and accumulated in f32 in the lane structure of ggml's
 //!    AVX2 `ggml_vec_dot_*` (8 f32 lanes, lane `l` holding the products of bytes
 //!    `4l..4l+3` of each 32-byte group, one fused multiply-add per block, then the
 //!    `hsum_float_8` tree), which is what llama.cpp runs on any x86 CPU with AVX2 or
-//!    AVX-512 for a single-row dot product ([`dot_ref`] spells this out per type).
+//!    AVX-512 for a single-row dot product (`quant/dot_ref.rs` spells this out per type).
 //!
 //! Because steps 1 and 2 are exact integer math and step 3 is one fixed sequence of f32
 //! operations, every level (scalar, AVX2, AVX-512 with or without VNNI) produces the
@@ -244,7 +244,7 @@ pub fn quantize_row_bf16(src: &[f32], dst: &mut [bf16]) -> Result<(), KernelErro
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantImpl {
-    /// The scalar specification ([`dot_ref`]).
+    /// The scalar specification (`quant/dot_ref.rs`).
     Scalar,
     /// AVX2: `vpmaddubsw` + `vpmaddwd`.
     Avx2,

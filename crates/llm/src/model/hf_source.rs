@@ -64,13 +64,20 @@ const LAYER_KINDS: [TensorKind; 14] = [
 ];
 
 /// Model-wide tensors with a file name (the rope table is computed, never stored).
-const MODEL_KINDS: [TensorKind; 3] = [TensorKind::TokenEmbd, TensorKind::OutputNorm, TensorKind::Output];
+const MODEL_KINDS: [TensorKind; 3] = [
+    TensorKind::TokenEmbd,
+    TensorKind::OutputNorm,
+    TensorKind::Output,
+];
 
 /// The layer and kind of a Hugging Face tensor name
 /// (`model.layers.3.self_attn.q_proj.weight` -> (Some(3), Wq)); `None` for names vtpu
 /// does not read.
 pub fn parse_hf_name(name: &str) -> Option<(Option<usize>, TensorKind)> {
-    if let Some(&k) = MODEL_KINDS.iter().find(|&&k| tensor_name(Naming::Hf, None, k) == name) {
+    if let Some(&k) = MODEL_KINDS
+        .iter()
+        .find(|&&k| tensor_name(Naming::Hf, None, k) == name)
+    {
         return Some((None, k));
     }
     let rest = name.strip_prefix("model.layers.")?;
@@ -89,7 +96,14 @@ pub fn parse_hf_name(name: &str) -> Option<(Option<usize>, TensorKind)> {
 /// shapes `load::model_pages` asks for, in Hugging Face's `[out, in]` order.
 fn expected_shape(cfg: &ModelConfig, kind: TensorKind) -> [usize; 2] {
     let c = &cfg.layer;
-    let (d, hd, f, v, qd, kvd) = (c.dim, c.head_dim, c.ffn_dim, cfg.vocab, c.q_dim(), c.kv_dim());
+    let (d, hd, f, v, qd, kvd) = (
+        c.dim,
+        c.head_dim,
+        c.ffn_dim,
+        cfg.vocab,
+        c.q_dim(),
+        c.kv_dim(),
+    );
     use TensorKind as K;
     match kind {
         K::TokenEmbd | K::Output => [v, d],
@@ -154,7 +168,9 @@ impl HfSource {
         // transformers ties the output to the embedding when the config says so; a
         // checkpoint without `lm_head.weight` can only mean the same (transformers would
         // otherwise start from random weights).
-        cfg.tied_embeddings |= dir.tensor(&tensor_name(Naming::Hf, None, TensorKind::Output)).is_none();
+        cfg.tied_embeddings |= dir
+            .tensor(&tensor_name(Naming::Hf, None, TensorKind::Output))
+            .is_none();
         let src = HfSource { dir, cfg };
         src.check_tensors()?;
         Ok(src)
@@ -263,7 +279,10 @@ impl TensorSource for HfSource {
             return Err(LoadError::Tensor {
                 file: self.file_of(t),
                 name: name.to_string(),
-                why: format!("has {} dimensions; model tensors have 1 or 2", t.shape.len()),
+                why: format!(
+                    "has {} dimensions; model tensors have 1 or 2",
+                    t.shape.len()
+                ),
             });
         };
         Ok(Some(SrcTensor {

@@ -1,0 +1,154 @@
+//! The model commands end to end (`vtpu generate`, `tokenize`, `inspect`, `bench`) on the
+//! committed qwen3 fixture (testdata/models/qwen3-tiny.gguf): stdout carries only the
+//! result, the same seed gives the same text, and bad input is a clear error with exit
+//! code 1 (2 for command-line usage).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture() -> String {
+    repo().join("testdata/models/qwen3-tiny.gguf").display().to_string()
+}
+
+fn vtpu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vtpu"))
+        .args(args)
+        .output()
+        .expect("run vtpu")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn greedy_generation_matches_llama_cpp_and_stdout_is_only_the_text() {
+    let m = fixture();
+    let o = vtpu(&[
+        "generate", "-m", &m, "-p", "The capital of France is", "-n", "12", "--temp", "0",
+        "--no-pin", "--verbose-tokens",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // llama.cpp's greedy tokens for this prompt (testdata/llamacpp/qwen3-tiny.json); its
+    // first 12 steps have no near-tie.
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("testdata/llamacpp/qwen3-tiny.json")).unwrap(),
+    )
+    .unwrap();
+    let want: Vec<u64> = g["prompts"][0]["steps"].as_array().unwrap()[..12]
+        .iter()
+        .map(|s| s["token"].as_u64().unwrap())
+        .collect();
+    let e = stderr(&o);
+    let got: Vec<u64> = e
+        .lines()
+        .filter_map(|l| l.strip_prefix("token ").and_then(|t| t.trim().parse().ok()))
+        .collect();
+    assert_eq!(got, want, "{e}");
+    let text = stdout(&o);
+    assert!(!text.contains("vtpu:") && !text.contains("token "), "stdout carries more than the text: {text:?}");
+    assert!(!text.is_empty());
+    assert!(e.contains("tok/s") && e.contains("ops/cycle") && e.contains("PPT hit rate"), "{e}");
+}
+
+#[test]
+fn same_seed_same_text_and_temperature_sampling_varies_by_seed() {
+    let m = fixture();
+    let run = |seed: &str| {
+        let o = vtpu(&["generate", "-m", &m, "-p", "Once upon a time", "-n", "16", "--temp", "1.0", "--seed", seed, "--no-pin"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let a = run("7");
+    assert_eq!(a, run("7"));
+    let others: Vec<String> = ["8", "9", "10"].iter().map(|s| run(s)).collect();
+    assert!(others.iter().any(|o| *o != a), "three other seeds all gave {a:?}");
+}
+
+#[test]
+fn tokenize_prints_llama_cpp_ids() {
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("testdata/llamacpp/tokenize_qwen3-tiny.json")).unwrap(),
+    )
+    .unwrap();
+    let m = fixture();
+    for case in g["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        if text.is_empty() || text.starts_with('-') {
+            continue;
+        }
+        let o = vtpu(&["tokenize", "-m", &m, "-p", text]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got: Vec<u64> = serde_json::from_str(stdout(&o).trim()).unwrap();
+        let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(got, want, "{text:?}");
+    }
+}
+
+#[test]
+fn inspect_lists_tensors_and_coordinates() {
+    let o = vtpu(&["inspect", &fixture()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("qwen3") && s.contains("blk.0.attn_q.weight"), "{s}");
+    assert!(s.contains("token_embd.weight") && s.contains("-> 1.999.16/1.1.1/1.1.1"), "{s}");
+}
+
+#[test]
+fn bench_json_has_llama_bench_keys() {
+    let o = vtpu(&["bench", "-m", &fixture(), "-p", "8", "-n", "4", "-r", "2", "-o", "json", "--no-pin"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let a = v.as_array().unwrap();
+    assert_eq!(a.len(), 2);
+    for (t, (np, ng)) in a.iter().zip([(8, 0), (0, 4)]) {
+        assert_eq!(t["n_prompt"], np);
+        assert_eq!(t["n_gen"], ng);
+        assert!(t["avg_ts"].as_f64().unwrap() > 0.0);
+        assert!(t["stddev_ts"].as_f64().unwrap() >= 0.0);
+        assert_eq!(t["samples_ts"].as_array().unwrap().len(), 2);
+        assert!(t["vtpu_counters"]["siws"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let m = fixture();
+    let dir = std::env::temp_dir().join(format!("vtpu-cli-model-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let trunc = dir.join("trunc.gguf");
+    let bytes = std::fs::read(&m).unwrap();
+    std::fs::write(&trunc, &bytes[..5000]).unwrap();
+    let not_gguf = dir.join("x.gguf");
+    std::fs::write(&not_gguf, b"definitely not a model").unwrap();
+    let long_prompt = "word ".repeat(300);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["generate", "-m", "/nonexistent/model.gguf"], "/nonexistent/model.gguf"),
+        (vec!["generate", "-m", trunc.to_str().unwrap()], "truncated"),
+        (vec!["generate", "-m", not_gguf.to_str().unwrap()], "bad magic"),
+        (vec!["generate", "-m", &m, "-p", &long_prompt, "--ctx", "64"], "context holds 64"),
+        (vec!["generate", "-m", &m, "-n", "100", "--ctx", "32"], "context holds 32"),
+        (vec!["generate", "-m", &m, "--ctx", "100000000"], "--ctx"),
+        (vec!["generate", "-m", &m, "--top-p", "0"], "top_p"),
+        (vec!["generate", "-m", &m, "-t", "0"], "--threads"),
+        (vec!["bench", "-m", &m, "-r", "0"], "-r must be"),
+        (vec!["inspect", trunc.to_str().unwrap()], "truncated"),
+    ];
+    for (args, needle) in cases {
+        let o = vtpu(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+    }
+    let o = vtpu(&["generate", "-m", &m, "--temp", "abc"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
