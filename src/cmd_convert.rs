@@ -29,7 +29,11 @@ fn parse_type(s: &str) -> Result<ImageType, String> {
 pub fn convert_cmd(a: ConvertArgs) -> Result<()> {
     let t0 = Instant::now();
     let st = convert(&a.model, &a.out, &ConvertOptions { to: a.ty }).with_context(|| {
-        format!("cannot convert {} to {}", a.model.display(), a.out.display())
+        format!(
+            "cannot convert {} to {}",
+            a.model.display(),
+            a.out.display()
+        )
     })?;
     let mb = |b: u64| b as f64 / 1e6;
     let types = match a.ty {

@@ -114,6 +114,8 @@ pub struct Opened {
 }
 
 /// Where an opened model's tensors come from: a GGUF file or a Hugging Face directory.
+/// One per process, so the variants' sizes (~750 and ~230 bytes) do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ModelSource {
     Gguf(GgufSource),
     Hf(HfSource),

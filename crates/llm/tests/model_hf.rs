@@ -384,7 +384,7 @@ fn safetensors_aligned(tensors: &[Tensor]) -> Vec<u8> {
     let enc = encode_safetensors(&inputs).expect("encode");
     let n = u64::from_le_bytes(enc[..8].try_into().expect("8 bytes")) as usize;
     let mut header = enc[8..8 + n].to_vec();
-    while (8 + header.len()) % 64 != 0 {
+    while !(8 + header.len()).is_multiple_of(64) {
         header.push(b' ');
     }
     let mut out = (header.len() as u64).to_le_bytes().to_vec();
@@ -495,7 +495,9 @@ fn sharded_f16_bf16_maps_zero_copy() {
     // The committed file: every tensor size is a multiple of 32 bytes, so all of them
     // share the data section's alignment and are either all mapped or all copied.
     let committed = HfSource::open(hf_dir("llama")).expect("llama");
-    let aligned = committed.model_dir().shards[0].data_start() % vtpu_phext::MAPPED_ALIGN == 0;
+    let aligned = committed.model_dir().shards[0]
+        .data_start()
+        .is_multiple_of(vtpu_phext::MAPPED_ALIGN);
     let m = Model::load(&committed, cfg, &opts(1, 16)).expect("load");
     println!(
         "committed llama (data section at {}): {} bytes mapped, {} copied",

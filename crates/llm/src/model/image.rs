@@ -48,7 +48,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use vtpu_modelfile::gguf::{GgufError, GgufFile, GgufWriter, MetaValue};
 use vtpu_modelfile::Backing;
-use vtpu_phext::{Coord, DType, Layout, LoadMode, Page, PageKind, PersistError, PhextSpace, MAPPED_ALIGN};
+use vtpu_phext::{
+    Coord, DType, Layout, LoadMode, Page, PageKind, PersistError, PhextSpace, MAPPED_ALIGN,
+};
 
 /// Series of the metadata page on the model shelf (tensor kinds use 1..=18).
 pub const METADATA_SERIES: u32 = 30;
@@ -61,8 +63,18 @@ pub const IMAGE_TYPE_KEY: &str = "vtpu.image.type";
 
 /// `1.999.30/1.1.1/1.1.1`: where an image keeps its metadata GGUF.
 pub fn metadata_coord() -> Coord {
-    Coord::new([lc::MODEL_LIBRARY, lc::MODEL_SHELF, METADATA_SERIES, 1, 1, 1, 1, 1, 1])
-        .unwrap_or(Coord::ORIGIN)
+    Coord::new([
+        lc::MODEL_LIBRARY,
+        lc::MODEL_SHELF,
+        METADATA_SERIES,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+    ])
+    .unwrap_or(Coord::ORIGIN)
 }
 
 /// What `vtpu convert --type` converts matrices to.
@@ -219,7 +231,9 @@ fn is_vector_kind(k: TensorKind) -> bool {
 /// `rows x cols` f32 elements (row-major) in `to`'s bytes, rounded by the kernels'
 /// quantizers. A row of a block type must be whole blocks.
 fn encode(f: &[f32], cols: usize, to: DType) -> Result<Vec<u8>, String> {
-    let row_bytes = to.bytes_for(cols).map_err(|e| format!("rows of {cols}: {e}"))?;
+    let row_bytes = to
+        .bytes_for(cols)
+        .map_err(|e| format!("rows of {cols}: {e}"))?;
     let rows = f.len().checked_div(cols).unwrap_or(0);
     let mut out = vec![0u8; rows * row_bytes];
     match to {
@@ -262,7 +276,11 @@ fn encode(f: &[f32], cols: usize, to: DType) -> Result<Vec<u8>, String> {
 }
 
 /// The metadata GGUF of an image of `g` (see the module docs).
-fn metadata_gguf(g: &GgufFile, cfg: &ModelConfig, opts: &ConvertOptions) -> Result<Vec<u8>, GgufError> {
+fn metadata_gguf(
+    g: &GgufFile,
+    cfg: &ModelConfig,
+    opts: &ConvertOptions,
+) -> Result<Vec<u8>, GgufError> {
     let mut w = GgufWriter::new();
     let mut has_vocab_source = false;
     let vocab_key = g.arch_key("vocab_size").ok();
@@ -293,7 +311,11 @@ fn metadata_gguf(g: &GgufFile, cfg: &ModelConfig, opts: &ConvertOptions) -> Resu
 
 /// Write the image of the GGUF model `src` to `out` (a `.phext` path; the sidecar goes
 /// beside it). See the module docs for what it holds.
-pub fn write_image(src: &GgufSource, out: &Path, opts: &ConvertOptions) -> Result<ImageStats, ImageError> {
+pub fn write_image(
+    src: &GgufSource,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<ImageStats, ImageError> {
     if !has_phext_extension(out) {
         return Err(ImageError::OutPath {
             path: out.to_path_buf(),
@@ -340,7 +362,9 @@ pub fn write_image(src: &GgufSource, out: &Path, opts: &ConvertOptions) -> Resul
         };
         let inserted = if target == t.dtype {
             match t.map {
-                Some((map, offset)) if (map.as_ptr() as usize + offset).is_multiple_of(MAPPED_ALIGN) => {
+                Some((map, offset))
+                    if (map.as_ptr() as usize + offset).is_multiple_of(MAPPED_ALIGN) =>
+                {
                     space.insert_mapped(coord, t.dtype, t.shape, Arc::clone(map), offset)
                 }
                 _ => space.insert_bytes(coord, t.dtype, t.shape, t.bytes, true, PageKind::Owned),
@@ -447,7 +471,10 @@ impl TensorSource for ImageSource {
         let bytes = page.view().ok_or_else(|| LoadError::Tensor {
             file: self.origin(),
             name: name.to_string(),
-            why: format!("page {} is writable, expected a read-only image page", page.coord()),
+            why: format!(
+                "page {} is writable, expected a read-only image page",
+                page.coord()
+            ),
         })?;
         Ok(Some(SrcTensor {
             dtype: page.dtype(),
@@ -511,7 +538,11 @@ pub fn open_image(path: &Path) -> Result<(GgufFile, ImageSource), ImageError> {
                 "image format version {v}, this build reads version {IMAGE_VERSION}"
             )))
         }
-        None => return Err(not_image(format!("the metadata page {mc} has no `{IMAGE_VERSION_KEY}`"))),
+        None => {
+            return Err(not_image(format!(
+                "the metadata page {mc} has no `{IMAGE_VERSION_KEY}`"
+            )))
+        }
     }
     if !meta.tensors().is_empty() {
         return Err(not_image(format!(
