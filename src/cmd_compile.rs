@@ -130,6 +130,7 @@ pub fn compile(a: CompileArgs) -> Result<()> {
         let setup = Setup {
             layout: Layout::ZOrder,
             load: None,
+            mem_limit: vtpu_runtime::budget::default_limit(),
         };
         let name = a.input.display().to_string();
         print!("{}", before_after(&p, &c.program, &name, &setup, &cfg, a.runs)?.text);
@@ -363,6 +364,19 @@ fn check_workload_size(a: &WorkloadArgs) -> Result<()> {
             page("--tile-rows x --tile-cols", a.tile_rows, a.tile_cols)?;
         }
         WorkloadKind::CompileTime => {}
+    }
+    // Host memory of the workload before anything is built: its pages, plus the f32
+    // init values of the inputs (built once, copied into the arena), within the memory
+    // budget a run would have.
+    let f32_bytes = |r: u32, c: u32| 4 * u64::from(r) * u64::from(c);
+    let host = match a.which {
+        WorkloadKind::MicrovtpuBatched => 9 * f32_bytes(a.samples, a.features),
+        WorkloadKind::Gemv => 2 * f32_bytes(a.n, a.k),
+        WorkloadKind::CompileTime => 0,
+    };
+    let budget = vtpu_runtime::budget::default_limit();
+    if host > budget {
+        bail!("the workload needs about {host} bytes of host memory, more than the memory budget of {budget} bytes (3/4 of what is available)");
     }
     Ok(())
 }

@@ -79,6 +79,10 @@ pub struct GenerateArgs {
     /// Print the prompt's token ids and each generated id to stderr.
     #[arg(long)]
     pub verbose_tokens: bool,
+    /// Time every op on the sentrons (host time per opcode; slower) and print the
+    /// table of the generation phase to stderr.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +123,8 @@ pub struct Opened {
 pub enum ModelSource {
     Gguf(GgufSource),
     Hf(HfSource),
+    /// A phext-space image written by `vtpu convert`.
+    Image(vtpu_llm::model::image::ImageSource),
 }
 
 impl ModelSource {
@@ -126,6 +132,7 @@ impl ModelSource {
         match self {
             ModelSource::Gguf(s) => s,
             ModelSource::Hf(s) => s,
+            ModelSource::Image(s) => s,
         }
     }
 }
@@ -169,6 +176,27 @@ pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
             path,
             cfg,
             src: ModelSource::Hf(src),
+            tok,
+        });
+    }
+    if vtpu_llm::model::image::is_image(&path) {
+        let (g, img) = vtpu_llm::model::image::open_image(&path)?;
+        let tok =
+            Tokenizer::from_gguf(&g).with_context(|| format!("{}: tokenizer", path.display()))?;
+        // Not from_gguf(&g): whether the output is tied comes from the image's pages.
+        let cfg = img.config().clone();
+        if tok.vocab_size() != cfg.vocab {
+            bail!(
+                "{}: the tokenizer has {} tokens but the embedding has {} rows",
+                path.display(),
+                tok.vocab_size(),
+                cfg.vocab
+            );
+        }
+        return Ok(Opened {
+            path,
+            cfg,
+            src: ModelSource::Image(img),
             tok,
         });
     }
@@ -290,6 +318,7 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.verbose_tokens {
         eprintln!("prompt tokens: {ids:?}");
     }
+    m.set_profile(a.profile);
     let mut out = std::io::stdout().lock();
     let mut dec = o.tok.stream();
     let mut failed: Option<std::io::Error> = None;
@@ -333,6 +362,37 @@ fn report(r: &GenerateReport) {
     );
     counters_line("prompt", &r.prompt_stats);
     counters_line("generation", &r.gen_stats);
+    if let Some(p) = &r.gen_stats.profile {
+        profile_table("generation", p, r.gen_stats.tokens);
+    }
+}
+
+/// Per-opcode host time of a phase, summed over sentrons (stderr).
+fn profile_table(what: &str, p: &vtpu_runtime::OpProfile, tokens: u64) {
+    let total = p.run_ns.max(1) as f64;
+    eprintln!(
+        "vtpu: {what} profile (host time summed over sentrons, per token; includes time blocked in C ops):"
+    );
+    eprintln!("  {:<10} {:>8} {:>10} {:>7} {:>9} {:>10}", "op", "count", "us/token", "share", "GB/s", "GFLOP/s");
+    let t = tokens.max(1) as f64;
+    for (code, st) in p.rows() {
+        let secs = st.ns as f64 / 1e9;
+        eprintln!(
+            "  {:<10} {:>8.1} {:>10.1} {:>6.1}% {:>9.2} {:>10.2}",
+            code.name(),
+            st.count as f64 / t,
+            st.ns as f64 / 1e3 / t,
+            100.0 * st.ns as f64 / total,
+            if secs > 0.0 { st.bytes as f64 / secs / 1e9 } else { 0.0 },
+            if secs > 0.0 { st.flops as f64 / secs / 1e9 } else { 0.0 },
+        );
+    }
+    let ops = p.op_ns() as f64;
+    eprintln!(
+        "  words {:.0}/token; time outside ops (dispatch and timers) {:.1}%",
+        p.words as f64 / t,
+        100.0 * (total - ops).max(0.0) / total
+    );
 }
 
 /// One stderr line of virtual counters (labelled as such) and host figures.

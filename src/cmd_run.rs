@@ -100,6 +100,29 @@ pub fn parse_max_words(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// `--mem-limit`: a byte count with an optional binary suffix (`512M`, `4G`, `4GiB`).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let unit: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{}: expected a number of bytes with an optional K, M, G or T", short(s))),
+    };
+    let n: u64 = number(digits)?;
+    let bytes = n
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{} bytes do not fit 64 bits", short(s)))?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".to_string());
+    }
+    Ok(bytes)
+}
+
 /// `--runs`: 1..=MAX_RUNS.
 pub fn parse_runs(s: &str) -> Result<usize, String> {
     let n = parse_count(s)?;
@@ -221,6 +244,9 @@ pub fn exec_kind(e: crate::Exec) -> ExecutorKind {
 pub struct Setup {
     pub layout: Layout,
     pub load: Option<PathBuf>,
+    /// The run's memory budget in bytes (the declared pages are checked against it
+    /// before they are allocated).
+    pub mem_limit: u64,
 }
 
 impl Setup {
@@ -239,6 +265,19 @@ impl Setup {
             }
             None => {
                 validate_for_run(program, name, sentrons, vtpu_phext::DEFAULT_PART_LIMIT)?;
+                // The arena is one allocation of every declared page: check it against
+                // the memory budget before asking for it.
+                let bytes: u64 = program
+                    .pages
+                    .iter()
+                    .map(|p| vtpu_runtime::budget::page_bytes(p.dtype, p.shape[0], p.shape[1]))
+                    .sum();
+                if bytes > self.mem_limit {
+                    bail!(
+                        "{name}: its pages need {bytes} bytes, more than the memory budget of {} bytes (--mem-limit)",
+                        self.mem_limit
+                    );
+                }
                 vtpu_runtime::build_space(program, self.layout)
                     .with_context(|| format!("{name}: cannot place its pages"))
             }
@@ -331,15 +370,18 @@ pub fn run(a: crate::RunArgs) -> Result<()> {
     let outputs = Outputs::check(&a)?;
     let program = read_program(&a.program)?;
     let sentrons = a.sentrons.unwrap_or_else(|| program.min_sentrons());
+    let mem_limit = a.mem_limit.unwrap_or_else(vtpu_runtime::budget::default_limit);
     let setup = Setup {
         layout: layout_of(a.layout),
         load: a.load.clone(),
+        mem_limit,
     };
     let cfg = RunConfig {
         sentrons,
         executor: exec_kind(a.executor),
         pin: !a.no_pin,
         word_limit: a.max_words.unwrap_or(u64::MAX),
+        mem_limit: Some(mem_limit),
         ..RunConfig::default()
     };
     if a.packed {

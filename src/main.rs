@@ -3,6 +3,7 @@
 mod cmd_compile;
 mod cmd_llm;
 mod cmd_run;
+mod cmd_convert;
 mod cmd_model;
 mod fetch;
 
@@ -80,6 +81,9 @@ enum Cmd {
     /// Prompt-processing and generation speed (tok/s, mean ± sd), as llama-bench
     /// reports it, with the vTPU counters of the run.
     Bench(cmd_model::BenchArgs),
+    /// Write a model as a phext-space image (manifest + mmap-able sidecar, checksummed,
+    /// atomic) that every `-m` accepts; optionally requantized (--type).
+    Convert(cmd_convert::ConvertArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,6 +136,12 @@ struct RunArgs {
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Memory budget of the run (bytes, or with K, M, G, T): pages, tile buffers,
+    /// waiting messages and SALLOC pages draw from it, and a program that asks for
+    /// more traps instead of aborting. Default: 3/4 of the smallest of the system's
+    /// available memory and the process's memory limits (`ulimit -v`).
+    #[arg(long, value_parser = cmd_run::parse_bytes)]
+    mem_limit: Option<u64>,
     /// Also pack the program with the SIW compiler and run both: with --report, the
     /// counters before (as given) and after (packed), side by side. Every other option
     /// applies to both runs; --save, --show and --report-json (then {"before",
@@ -223,6 +233,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Tokenize(a) => cmd_model::tokenize_cmd(a),
         Cmd::Inspect(a) => cmd_model::inspect_cmd(a),
         Cmd::Bench(a) => cmd_model::bench_cmd(a),
+        Cmd::Convert(a) => cmd_convert::convert_cmd(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;

@@ -27,7 +27,7 @@ pub mod word;
 pub use asm::{assemble, assemble_file, AsmError};
 pub use disasm::disassemble;
 pub use encode::{decode_program, decode_word, encode_program, encode_word, DecodeError};
-pub use ops::{Class, Mem, OpInfo, Opcode, Operand, RegFile, OPS};
+pub use ops::{Class, Mem, OpInfo, Opcode, Operand, RegFile, Window, OPS};
 pub use validate::{validate, ValidateOptions, ValidationError};
 pub use word::{Op, PageDecl, PageInitData, Program, Siw, Stream};
 

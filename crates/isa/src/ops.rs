@@ -2,7 +2,8 @@
 //!
 //! Every op of the machine is one row of the `isa!` table below: its mnemonic, its
 //! stable binary opcode, its pipe, its operands (each with a role: read, write or both),
-//! its memory effect, whether it can trap, and its latency class. The `Opcode` enum, the
+//! its memory effect, whether it can trap, its latency class and, for the few ops that
+//! open, forward or read page windows (SWINDOW), its window role. The `Opcode` enum, the
 //! `OPS` property table, the encoder/decoder, the assembler, the disassembler and the
 //! validator are all driven by this one list; the scheduler asks these properties and
 //! never an op's name.
@@ -177,6 +178,34 @@ pub enum Mem {
     Prefetch,
 }
 
+/// How an op takes part in *windows*: tile registers that are live views of a writable
+/// page (SWINDOW). A window copies nothing; the ops that accept one read the page when
+/// they run, so for the scheduler such a read is a page read of the page the window was
+/// opened on, at the reading op, not at the SWINDOW. Every op not marked here traps on a
+/// window operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    None,
+    /// Its tile result is a window onto the page at its coordinate operand. It checks the
+    /// page (it is `Mem::Read` for that) but reads none of its elements.
+    Opens,
+    /// Its tile result is its tile operand: a window stays a window onto the same page.
+    Forwards,
+    /// Reads the page behind its operand number `n` (0-based, in table order; a read tile
+    /// register) when that operand is a window, at the time the op runs.
+    Reads(u8),
+}
+
+impl Window {
+    /// The index (into `OpInfo::operands`) of the operand whose window this op reads.
+    pub const fn read_operand(self) -> Option<usize> {
+        match self {
+            Window::Reads(n) => Some(n as usize),
+            _ => None,
+        }
+    }
+}
+
 /// Coordination behaviour of an op (C pipe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Coord {
@@ -232,13 +261,29 @@ pub struct OpInfo {
     /// Can this op stop the machine with a trap at run time?
     pub traps: bool,
     pub class: Class,
+    /// Window behaviour (see [`Window`]); `Window::None` for most ops.
+    pub window: Window,
     /// One line for people: what the op computes.
     pub doc: &'static str,
 }
 
+/// The `window` clause of a table row; a row without one is `Window::None`.
+macro_rules! window_of {
+    () => {
+        Window::None
+    };
+    ($w:ident) => {
+        Window::$w
+    };
+    ($w:ident($n:literal)) => {
+        Window::$w($n)
+    };
+}
+
 macro_rules! isa {
     ($( $variant:ident = $code:literal, $name:literal, $pipe:ident, [$($opnd:ident),*],
-        mem $mem:ident, coord $crd:ident, traps $traps:literal, $class:ident, $doc:literal; )*) => {
+        mem $mem:ident, coord $crd:ident, traps $traps:literal, $class:ident,
+        $(window $win:ident $(($wn:literal))?,)? $doc:literal; )*) => {
         /// Every op of the machine. Generated from the `isa!` table.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
@@ -255,6 +300,7 @@ macro_rules! isa {
             coord: Coord::$crd,
             traps: $traps,
             class: Class::$class,
+            window: window_of!($($win $(($wn))?)?),
             doc: $doc,
         }, )* ];
 
@@ -279,7 +325,7 @@ isa! {
     DSid     = 0x0009, "DSID",     D, [SW],             mem None, coord None, traps false, Scalar, "rd = this sentron's id";
     DNsen    = 0x000a, "DNSEN",    D, [SW],             mem None, coord None, traps false, Scalar, "rd = number of sentrons in the machine";
     DTZero   = 0x0010, "DTZERO",   D, [TW, Shape],      mem None, coord None, traps false, Tile,   "td = zero f32 tile of the given shape";
-    DMov     = 0x0011, "DMOV",     D, [TW, TR],         mem None, coord None, traps false, Tile,   "td = ta (a copy)";
+    DMov     = 0x0011, "DMOV",     D, [TW, TR],         mem None, coord None, traps false, Tile,   window Forwards, "td = ta (a copy; a window stays a window onto the same page)";
     DTAdd    = 0x0012, "DTADD",    D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta + tb elementwise (f32, same shape)";
     DTSub    = 0x0013, "DTSUB",    D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta - tb elementwise";
     DTMul    = 0x0014, "DTMUL",    D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta * tb elementwise";
@@ -295,8 +341,8 @@ isa! {
     DTSplat  = 0x001e, "DTSPLAT",  D, [TW, SR, Shape],  mem None, coord None, traps false, Tile,   "td = f32 tile of the given shape, every element ra converted to f32 (round to nearest)";
     DTMatmul = 0x0020, "DTMATMUL", D, [TRW, TR, TR],    mem None, coord None, traps true,  Matmul, "td (m x n) += ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16)";
     // Transformer-layer tile ops (issue 4). Each does a whole tile's work per SIW.
-    DTMm     = 0x0021, "DTMM",     D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, "td (m x n) = ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16); no accumulator";
-    DTMmN    = 0x0022, "DTMMN",    D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, "td (m x n) = ta (m x k, f32) x tb (tb: k x n, f32), e.g. attention probabilities x values";
+    DTMm     = 0x0021, "DTMM",     D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, window Reads(2), "td (m x n) = ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16); no accumulator";
+    DTMmN    = 0x0022, "DTMMN",    D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, window Reads(2), "td (m x n) = ta (m x k, f32) x tb (tb: k x n, f32), e.g. attention probabilities x values";
     DTRmsNorm = 0x0030, "DTRMSNORM", D, [TW, TR, TR, F32], mem None, coord None, traps true, Tile,  "td = ta in groups of len(tb) elements, each x / sqrt(mean(x^2) + imm) * tb (tb f32)";
     DTRope   = 0x0031, "DTROPE",   D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "td = ta with row r rotated for position rc + r, interleaved pairs (2i, 2i+1); tb: rope table [positions, Hd] = cos | sin";
     DTRopeH  = 0x0032, "DTROPEH",  D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "as DTROPE with half-split pairs (i, i + Hd/2) (Hugging Face rotate_half)";
@@ -319,7 +365,7 @@ isa! {
     SFree    = 0x0109, "SFREE",    S, [CR],             mem Free,     coord None, traps true,  Page,   "remove the page at ca";
     SGatherV = 0x010a, "SGATHERV", S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, "td = rc rows x imm cols elements of the page at ca from element offset rb (rows from a register)";
     SLoad    = 0x010b, "SLOAD",    S, [SW, CR, SR],     mem Read,     coord None, traps true,  Memory, "rd = element rb of the i32 page at ca, sign-extended (program arguments)";
-    SWindow  = 0x010c, "SWINDOW",  S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, "td = a live window onto rc rows x imm cols of the f32 page at ca from element offset rb: no copy; DTMM / DTMMN read it (second operand) when they run";
+    SWindow  = 0x010c, "SWINDOW",  S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, window Opens, "td = a live window onto rc rows x imm cols of the f32 page at ca from element offset rb: no copy; DTMM / DTMMN read it (second operand) when they run";
     // ---------------------------------------------------------------- C pipe: coordination and control
     CNop     = 0x0200, "CNOP",     C, [],               mem None, coord None,       traps false, Nop,     "no C-pipe operation";
     CSendR   = 0x0201, "CSEND",    C, [Sentron, SR],    mem None, coord Send,       traps true,  Sync,    "send scalar ra to sentron @N (never blocks)";
@@ -387,12 +433,23 @@ impl Opcode {
     }
 }
 
+/// The Window column of the op table: "-" for ops that trap on windows.
+fn window_cell(w: Window) -> String {
+    match w {
+        Window::None => "-".into(),
+        Window::Opens => "opens".into(),
+        Window::Forwards => "forwards".into(),
+        // 1-based, as people count operands (and as the validator's messages do).
+        Window::Reads(n) => format!("reads operand {}", n + 1),
+    }
+}
+
 /// The op table as a Markdown table, one row per op in table order. `docs/ISA.md`
 /// contains this text verbatim (a test checks it), so the document cannot drift.
 pub fn op_table_markdown() -> String {
     let mut out = String::from(
-        "| Mnemonic | Code | Pipe | Operands | Memory | Coordination | Traps | Class | What it does |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| Mnemonic | Code | Pipe | Operands | Memory | Window | Coordination | Traps | Class | What it does |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for info in OPS {
         let operands: Vec<&str> = info.operands.iter().map(|o| o.syntax()).collect();
@@ -403,12 +460,13 @@ pub fn op_table_markdown() -> String {
             format!("`{}`", operands.join(", ").replace('|', "\\|"))
         };
         out.push_str(&format!(
-            "| `{}` | `{:#06x}` | {} | {} | {:?} | {:?} | {} | {:?} | {} |\n",
+            "| `{}` | `{:#06x}` | {} | {} | {:?} | {} | {:?} | {} | {:?} | {} |\n",
             info.name,
             info.code,
             info.pipe.name(),
             operands,
             info.mem,
+            window_cell(info.window),
             info.coord,
             if info.traps { "yes" } else { "no" },
             info.class,
@@ -440,6 +498,34 @@ mod tests {
             assert_eq!(Opcode::from_code(info.code), Some(info.opcode));
             if matches!(info.coord, Coord::Branch) {
                 assert_eq!(info.pipe, Pipe::C, "control flow lives in the C pipe");
+            }
+            window_row_is_consistent(info);
+        }
+    }
+
+    /// What the compiler and validator assume of a `window` clause.
+    fn window_row_is_consistent(info: &OpInfo) {
+        let count = |f: fn(&Operand) -> bool| info.operands.iter().filter(|o| f(o)).count();
+        let tile_w = count(|o| o.reg_file() == Some(RegFile::Tile) && o.writes());
+        let tile_r = count(|o| o.reg_file() == Some(RegFile::Tile) && o.reads());
+        let coord_r = count(|o| *o == Operand::CR);
+        match info.window {
+            Window::None => {}
+            Window::Opens => {
+                // One window result onto the page of the one coordinate operand.
+                assert_eq!((tile_w, coord_r), (1, 1), "{}: opens a window", info.name);
+                assert_eq!(info.mem, Mem::Read, "{}: opening checks the page", info.name);
+            }
+            Window::Forwards => {
+                // Result = the one tile operand: no page of its own.
+                assert_eq!((tile_w, tile_r), (1, 1), "{}: forwards a window", info.name);
+                assert_eq!(info.mem, Mem::None, "{}", info.name);
+            }
+            Window::Reads(n) => {
+                let o = info.operands.get(n as usize).copied();
+                assert_eq!(o, Some(Operand::TR), "{}: window operand {n}", info.name);
+                // No coordinate of its own: the page comes from the window.
+                assert_eq!(info.mem, Mem::None, "{}", info.name);
             }
         }
     }

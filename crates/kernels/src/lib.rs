@@ -49,7 +49,7 @@ mod x86_common;
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
 pub use level::{detected, is_supported, level, set_level, KernelLevel};
-pub use matmul_nn::scalar_matmul_nn;
+pub use matmul_nn::{scalar_matmul_nn, scalar_matmul_nn_f16};
 pub use quant::{
     dequantize_row, quantize_row, quantize_row_bf16, quantize_row_f16, quantize_row_q4_0,
     quantize_row_q4_1, quantize_row_q5_0, quantize_row_q5_1, quantize_row_q8_0, QuantType,

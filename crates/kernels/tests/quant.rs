@@ -441,7 +441,10 @@ fn quantizers_and_dequantizers_match_gguf_py() {
     let total = include_bytes!("data/gguf_py_vectors.bin").len();
     let mut used = 0;
     while used < total {
-        let name = std::str::from_utf8(take(8)).unwrap().trim_end_matches('\0').to_string();
+        let name = std::str::from_utf8(take(8))
+            .unwrap()
+            .trim_end_matches('\0')
+            .to_string();
         let n_in = len(take(8));
         let input = take(n_in).to_vec();
         let n_out = len(take(8));
@@ -470,7 +473,11 @@ fn quantizers_and_dequantizers_match_gguf_py() {
             dequantized += 1;
         }
     }
-    assert_eq!((quantized, dequantized), (15, 8), "records in the golden file");
+    assert_eq!(
+        (quantized, dequantized),
+        (15, 8),
+        "records in the golden file"
+    );
 }
 
 // ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@
 //!   999, so no part of a coordinate ever exceeds 999).
 //!
 //! Model-wide tensors (the rope table, the token embedding, the final norm and the output
-//! projection: kinds 15..=18) sit on shelf
+//! projection: kinds 15..=18; a phext image's metadata page is series 30) sit on shelf
 //! [`MODEL_SHELF`], so a model has at most 998 layers.
 //!
 //! **Run state** (library 2; writable scratch pages, never saved):

@@ -627,6 +627,13 @@ mod tests {
                         },
                     )
                     .unwrap();
+                    // Only sentron 0 writes the layer output: no other sentron may
+                    // compute it (a dead op).
+                    assert!(
+                        vtpu_isa::dead::dead_ops(&prog).is_empty(),
+                        "{packer:?} x{n}: {:?}",
+                        vtpu_isa::dead::dead_ops(&prog)
+                    );
                 }
             }
         }

@@ -149,6 +149,14 @@ fn rlimit(_: Limit) -> Option<u64> {
     None
 }
 
+/// Bytes of a `rows x cols` page of `dtype`, for a charge before it is allocated; 0
+/// when the shape does not fit the dtype (the allocation then reports why).
+pub fn page_bytes(dtype: vtpu_phext::DType, rows: u32, cols: u32) -> u64 {
+    dtype
+        .bytes_for(rows as usize * cols as usize)
+        .map_or(0, |b| b as u64)
+}
+
 /// Make `buf` hold `n` zeros without aborting when the allocator refuses: `Err(bytes
 /// asked)` instead. Keeps `buf`'s allocation when it is large enough.
 pub fn try_zeroed(buf: &mut Vec<f32>, n: usize) -> Result<(), u64> {

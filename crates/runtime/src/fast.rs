@@ -11,6 +11,7 @@
 //! the run from per-word execution counts and each word's static op mix.
 
 mod layer_ops;
+mod mem;
 mod reuse;
 pub use reuse::Recycled;
 
@@ -382,17 +383,16 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         self.regs.t[d as usize].set_owned(rows, cols, out);
     }
 
+    /// A buffer of `n` elements for a result: the spare, or a pool buffer large enough,
+    /// or (under the memory budget, `mem.rs`) a grown one.
     #[inline]
-    fn take_spare(&mut self, n: usize) -> Vec<f32> {
+    fn take_spare(&mut self, n: usize) -> Result<Vec<f32>, Fault> {
         let mut out = std::mem::take(&mut self.spare);
         if out.capacity() < n && !self.pool.is_empty() {
             out = self.swap_from_pool(out, n);
         }
-        if out.len() != n {
-            out.clear();
-            out.resize(n, 0.0);
-        }
-        out
+        self.zeroed_checked(&mut out, n)?;
+        Ok(out)
     }
 
     fn binary(
@@ -411,7 +411,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             }
             (ra, ca, ra as usize * ca as usize)
         };
-        let mut out = self.take_spare(n);
+        let mut out = self.take_spare(n)?;
         let r = {
             let (sa, _, _) = self.f32_tile(a)?;
             let (sb, _, _) = self.f32_tile(b)?;
@@ -434,7 +434,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             let (_, r, c) = self.f32_tile(a)?;
             (r, c, r as usize * c as usize)
         };
-        let mut out = self.take_spare(n);
+        let mut out = self.take_spare(n)?;
         let r = {
             let (sa, _, _) = self.f32_tile(a)?;
             f(self.kern, &mut out, sa)
@@ -456,7 +456,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             let (_, r, c) = self.f32_tile(a)?;
             (r, c)
         };
-        let mut out = self.take_spare(rows as usize);
+        let mut out = self.take_spare(rows as usize)?;
         let r = {
             let (sa, _, _) = self.f32_tile(a)?;
             f(self.kern, &mut out, sa, rows as usize, cols as usize)
@@ -554,14 +554,14 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             Opcode::DNsen => s[sd] = self.fabric.sentrons() as i64,
             Opcode::DTZero => {
                 let (rows, cols) = op.imm_shape();
-                let mut out = self.take_spare(rows as usize * cols as usize);
+                let mut out = self.take_spare(rows as usize * cols as usize)?;
                 out.fill(0.0);
                 self.commit_tile(d, rows, cols, out);
             }
             Opcode::DTSplat => {
                 let (rows, cols) = op.imm_shape();
                 let v = ra as f32;
-                let mut out = self.take_spare(rows as usize * cols as usize);
+                let mut out = self.take_spare(rows as usize * cols as usize)?;
                 out.fill(v);
                 self.commit_tile(d, rows, cols, out);
             }
@@ -740,9 +740,11 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                         ));
                     }
                     let n = page.elems();
+                    // Owned handle: the budget check below needs `self` (the
+                    // translation cache lends `page`).
+                    let page = Arc::clone(page);
                     let mut out = std::mem::take(&mut self.spare);
-                    out.clear();
-                    out.resize(n, 0.0);
+                    self.zeroed_checked(&mut out, n)?;
                     page.read_f32(0, &mut out)
                         .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
                     self.counters.bytes_copied += 4 * n as u64;
@@ -780,9 +782,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                             Some(coord),
                         ));
                     }
+                    let page = Arc::clone(page);
                     let mut out = std::mem::take(&mut self.spare);
-                    out.clear();
-                    out.resize(n, 0.0);
+                    self.zeroed_checked(&mut out, n)?;
                     page.read_f32(off, &mut out)
                         .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
                     self.counters.bytes_gathered += 4 * n as u64;
@@ -805,22 +807,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .into());
                 };
                 let page = translate(&mut self.tlb, self.space, coord).map_err(at(coord))?;
-                if page.is_read_only() {
-                    return Err(trap_at(TrapKind::ReadOnly, Some(coord)));
-                }
-                if page.dtype() != DType::F32 {
-                    return Err(trap_at(
-                        TrapKind::BadDType(format!(
-                            "scatter into a {} page (f32 only)",
-                            page.dtype().name()
-                        )),
-                        Some(coord),
-                    ));
-                }
-                let off = check_range(offset, data.len(), page.elems()).map_err(at(coord))?;
-                page.write_f32(off, data)
-                    .map_err(|e| trap_at(TrapKind::Shape(e.to_string()), Some(coord)))?;
-                let bytes = 4 * data.len() as u64;
+                // f32 pages, or f16 pages (rounded to nearest even): layer_ops::scatter.
+                let bytes = crate::layer_ops::scatter(page, offset, data).map_err(at(coord))?;
                 self.counters.bytes_scattered += bytes;
                 self.counters.bytes_copied += bytes;
             }
@@ -839,15 +827,23 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     PageKind::Scratch
                 };
                 let (rows, cols) = op.imm_shape();
-                self.space
-                    .alloc(coord, dtype, [rows as usize, cols as usize], kind)
-                    .map_err(|e| trap_at(crate::common::alloc_trap(e, coord), Some(coord)))?;
+                // Charged to the memory budget before the page exists (budget.rs).
+                let bytes = crate::budget::page_bytes(dtype, rows, cols);
+                self.fabric
+                    .charge_pages(bytes)
+                    .map_err(|o| trap_at(o.into(), Some(coord)))?;
+                if let Err(e) = self.space.alloc(coord, dtype, [rows as usize, cols as usize], kind) {
+                    self.fabric.release_pages(bytes);
+                    return Err(trap_at(crate::common::alloc_trap(e, coord), Some(coord)));
+                }
             }
             Opcode::SFree => {
                 let coord = self.regs.c[d as usize];
+                let bytes = self.space.get(coord).map_or(0, |p| p.len_bytes() as u64);
                 self.space
                     .free(coord)
                     .map_err(|_| trap_at(TrapKind::PageFault(coord), Some(coord)))?;
+                self.fabric.release_pages(bytes);
             }
             Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => self.exec_s_layer(op)?,
             _ => unreachable!("validated: {:?} is not an S-pipe op", op.code),
@@ -926,7 +922,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     Message::Tile {
                         rows,
                         cols,
-                        data: data.to_vec(),
+                        data: crate::budget::try_copy(data)
+                            .map_err(|bytes| TrapKind::AllocFailed { bytes })?,
                     }
                 };
                 self.counters.msgs_sent += 1;
@@ -958,6 +955,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                         let old = self.regs.t[a as usize].take_buffer();
                         self.recycle(old);
                         self.regs.t[a as usize].set_owned(rows, cols, data);
+                        self.settle_received()?;
                     }
                     (code, m) => {
                         return Err(TrapKind::MessageKind {
@@ -1004,6 +1002,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 match r {
                     Ok(Some(tile)) => {
                         let mut out = std::mem::take(&mut self.spare);
+                        self.reserve_checked(&mut out, tile.data.len())?;
                         out.clear();
                         out.extend_from_slice(&tile.data);
                         self.commit_tile(a, tile.rows, tile.cols, out);
@@ -1030,7 +1029,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
         Ok(CollTile {
             rows,
             cols,
-            data: data.to_vec(),
+            data: crate::budget::try_copy(data).map_err(|bytes| TrapKind::AllocFailed { bytes })?,
         })
     }
 

@@ -170,15 +170,60 @@ pub fn check_gatherv(rows: i64, cols: i64) -> Result<(u32, u32), TrapKind> {
     Ok((rows as u32, cols as u32))
 }
 
-/// SWINDOW: the page must hold f32 elements.
-pub fn check_window_page(page: &Page) -> Result<(), TrapKind> {
-    if page.dtype() != DType::F32 {
-        return Err(TrapKind::BadDType(format!(
-            "SWINDOW opens f32 pages, this one holds {}",
-            page.dtype().name()
-        )));
+/// SWINDOW: the page must hold f32 or f16 elements (a KV cache of either `--kv-type`);
+/// the window takes the page's dtype. Returns the bytes per element.
+pub fn check_window_page(page: &Page) -> Result<usize, TrapKind> {
+    match page.dtype() {
+        DType::F32 => Ok(4),
+        DType::F16 => Ok(2),
+        d => Err(TrapKind::BadDType(format!(
+            "SWINDOW opens f32 or f16 pages, this one holds {}",
+            d.name()
+        ))),
     }
-    Ok(())
+}
+
+/// SSCATTR: the f32 elements `data` into the writable f32 or f16 page from element
+/// `offset`. An f16 page receives each value rounded to the nearest f16, ties to even
+/// (`half::f16::from_f32`: too large becomes +-inf, NaN stays NaN); this is how an f16
+/// KV cache is filled. Shared by both executors so they write the same bits. Returns
+/// the bytes written.
+pub fn scatter(page: &Page, offset: i64, data: &[f32]) -> Result<u64, TrapKind> {
+    if page.is_read_only() {
+        return Err(TrapKind::ReadOnly);
+    }
+    let width = match page.dtype() {
+        DType::F32 => 4,
+        DType::F16 => 2,
+        d => {
+            return Err(TrapKind::BadDType(format!(
+                "scatter into a {} page (f32 or f16 only)",
+                d.name()
+            )))
+        }
+    };
+    let off = crate::common::check_range(offset, data.len(), page.elems())?;
+    let page_err = |e: vtpu_phext::PageError| TrapKind::Shape(e.to_string());
+    if width == 4 {
+        page.write_f32(off, data).map_err(page_err)?;
+    } else {
+        let written = page
+            .write(|bytes| {
+                let dst = bytes.get_mut(off * 2..(off + data.len()) * 2)?;
+                for (d, &v) in dst.chunks_exact_mut(2).zip(data) {
+                    d.copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                }
+                Some(())
+            })
+            .map_err(page_err)?;
+        // In range by `check_range` (an f16 page holds 2 bytes per element).
+        written.ok_or(TrapKind::OutOfBounds {
+            offset,
+            end: offset.saturating_add(data.len() as i64),
+            page_elems: page.elems(),
+        })?;
+    }
+    Ok((width * data.len()) as u64)
 }
 
 /// The trap text for a window handed to an op that does not read windows.

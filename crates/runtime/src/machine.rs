@@ -1,11 +1,13 @@
 //! The machine: load a program's pages into phext space, start N sentrons, collect
 //! counters and final state.
 
+use crate::budget::{default_limit, MemBudget};
 use crate::counters::Counters;
 use crate::error::{MachineError, Trap};
 use crate::fabric::{LocalFabric, Transport};
 use crate::fast::{FastSentron, FaultKind, PreWord};
 use crate::state::SentronState;
+use std::sync::Arc;
 use std::time::Instant;
 use vtpu_isa::{PageInitData, Program};
 use vtpu_phext::{PhextSpace, TranslationCache};
@@ -34,6 +36,10 @@ pub struct RunConfig {
     /// Instruction-set level of the fast executor's kernels (None: the process-wide
     /// level, i.e. the best this CPU supports unless VTPU_KERNELS says otherwise).
     pub kernel_level: Option<vtpu_kernels::KernelLevel>,
+    /// Memory budget of the run in bytes: the phext space's pages, tile buffers,
+    /// waiting messages and SALLOC pages draw from it (`budget.rs`). None: the default
+    /// from the system's available memory and limits (`budget::default_limit`).
+    pub mem_limit: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -46,6 +52,7 @@ impl Default for RunConfig {
             tlb_ways: 4,
             word_limit: u64::MAX,
             kernel_level: None,
+            mem_limit: None,
         }
     }
 }
@@ -162,6 +169,16 @@ pub fn run(
         let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
         return Err(MachineError::Invalid(text.join("\n")));
     }
+    // The pages already in the space count first: a space beyond the budget fails
+    // here, before any sentron starts.
+    let budget = Arc::new(MemBudget::new(cfg.mem_limit.unwrap_or_else(default_limit)));
+    let space_bytes: u64 = space.pages().iter().map(|p| p.len_bytes() as u64).sum();
+    budget.charge(space_bytes).map_err(|o| {
+        MachineError::Setup(format!(
+            "the phext space holds {space_bytes} bytes of pages, more than the memory budget of {} bytes (--mem-limit)",
+            o.limit
+        ))
+    })?;
     let t0 = Instant::now();
     let (counters, states) = match cfg.executor {
         ExecutorKind::Reference => {
@@ -171,10 +188,11 @@ pub fn run(
                 n,
                 (cfg.tlb_sets, cfg.tlb_ways),
                 cfg.word_limit,
+                &budget,
             )?;
             (r.counters, r.states)
         }
-        ExecutorKind::Fast => run_fast(program, space, cfg)?,
+        ExecutorKind::Fast => run_fast(program, space, cfg, budget)?,
     };
     Ok(RunReport {
         executor: cfg.executor,
@@ -189,6 +207,7 @@ fn run_fast(
     program: &Program,
     space: &PhextSpace,
     cfg: &RunConfig,
+    budget: Arc<MemBudget>,
 ) -> Result<(Vec<Counters>, Vec<SentronState>), MachineError> {
     let n = cfg.sentrons;
     let streams: Vec<Vec<PreWord>> = (0..n as u32)
@@ -199,7 +218,7 @@ fn run_fast(
                 .unwrap_or_default()
         })
         .collect();
-    let fabric = LocalFabric::new(n);
+    let fabric = LocalFabric::with_budget(n, budget);
     let cores = if cfg.pin {
         core_affinity::get_core_ids().unwrap_or_default()
     } else {

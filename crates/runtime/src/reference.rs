@@ -20,6 +20,7 @@ use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
 use crate::fabric::{group_text, CollKind, Mailbox, Message};
 use crate::waitgraph::WaitGraph;
+use crate::budget::{try_zeroed, MemBudget};
 use crate::state::{Regs, Tile, TileData};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub fn run_reference(
     n: usize,
     tlb_geometry: (usize, usize),
     word_limit: u64,
+    budget: &MemBudget,
 ) -> Result<RefRun, MachineError> {
     let mut ss: Vec<RefSentron> = (0..n as u32)
         .map(|id| RefSentron {
@@ -98,7 +100,10 @@ pub fn run_reference(
         groups: HashMap::new(),
         n,
         space,
+        budget,
     };
+    // What each sentron's tiles are charged for (see `charged_tile_bytes`).
+    let mut held = vec![0u64; n];
     loop {
         let mut progress = false;
         let mut waits_changed = false;
@@ -119,6 +124,26 @@ pub fn run_reference(
             match step(s, word, &mut m, word_limit) {
                 Ok(Some(next)) => {
                     progress = true;
+                    let now = charged_tile_bytes(&s.regs);
+                    if let Err(o) = m.budget.settle(held[i], now) {
+                        // Name the slot that wrote a tile (the one that grew).
+                        let slot = (0..3)
+                            .find(|&k| {
+                                reg_uses(&word.slots[k])
+                                    .1
+                                    .iter()
+                                    .any(|(f, _)| *f == RegFile::Tile)
+                            })
+                            .unwrap_or(0);
+                        return Err(MachineError::Trap(Box::new(Trap {
+                            sentron: s.id,
+                            pc: pc as u32,
+                            op: vtpu_isa::disasm::format_op(&word.slots[slot]),
+                            coord: None,
+                            kind: o.into(),
+                        })));
+                    }
+                    held[i] = now;
                     match next {
                         None => {
                             s.halted = true;
@@ -170,6 +195,7 @@ struct Shared<'a> {
     groups: HashMap<u64, RefGroup>,
     n: usize,
     space: &'a PhextSpace,
+    budget: &'a MemBudget,
 }
 
 /// Whom sentron `s` waits for right now, if its C slot waits and nothing has come that
@@ -364,6 +390,29 @@ fn merge_writes(after: &mut Regs, r: &mut Regs, op: &Op) {
     }
 }
 
+/// `n` zeros, or a trap when the allocator refuses (never an abort).
+fn zeros(n: usize) -> R<Vec<f32>> {
+    let mut v = Vec::new();
+    try_zeroed(&mut v, n).map_err(|bytes| (TrapKind::AllocFailed { bytes }, None))?;
+    Ok(v)
+}
+
+/// Tile bytes a sentron holds, as charged to the memory budget: its registers times
+/// four, because a word in flight holds up to four copies of them (the registers, the
+/// pre-word copy, the post-word copy and one slot's working copy). The reference is a
+/// specification, not a way to save memory.
+fn charged_tile_bytes(r: &Regs) -> u64 {
+    let elems: usize = r
+        .t
+        .iter()
+        .map(|t| match &t.data {
+            TileData::Owned(v) => v.len(),
+            _ => 0,
+        })
+        .sum();
+    4 * 4 * elems as u64
+}
+
 fn f32_of(r: &Regs, i: u8) -> R<(&[f32], u32, u32)> {
     let t = &r.t[i as usize];
     if t.is_empty() {
@@ -420,11 +469,13 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
         Opcode::DNsen => return set_s(r, d, n as i64),
         Opcode::DTZero => {
             let (rows, cols) = op.imm_shape();
-            Tile::from_f32(rows, cols, vec![0.0; rows as usize * cols as usize])
+            Tile::from_f32(rows, cols, zeros(rows as usize * cols as usize)?)
         }
         Opcode::DTSplat => {
             let (rows, cols) = op.imm_shape();
-            Tile::from_f32(rows, cols, vec![sa as f32; rows as usize * cols as usize])
+            let mut v = zeros(rows as usize * cols as usize)?;
+            v.fill(sa as f32);
+            Tile::from_f32(rows, cols, v)
         }
         Opcode::DMov => {
             let t = &r.t[a as usize];
@@ -441,7 +492,7 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
                 Opcode::DTMul => BinOp::Mul,
                 _ => BinOp::Max,
             };
-            let mut out = vec![0.0; rows as usize * cols as usize];
+            let mut out = zeros(rows as usize * cols as usize)?;
             ks::binary(bop, &mut out, f32_of(r, a)?.0, f32_of(r, b)?.0);
             Tile::from_f32(rows, cols, out)
         }
@@ -459,7 +510,7 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
         }
         Opcode::DTScale => {
             let (x, rows, cols) = f32_of(r, a)?;
-            let mut out = vec![0.0; x.len()];
+            let mut out = zeros(x.len())?;
             ks::scale(&mut out, x, op.imm_f32());
             Tile::from_f32(rows, cols, out)
         }
@@ -470,13 +521,13 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
                 Opcode::DTSilu => UnOp::Silu,
                 _ => UnOp::Rsqrt,
             };
-            let mut out = vec![0.0; x.len()];
+            let mut out = zeros(x.len())?;
             ks::unary(uop, &mut out, x);
             Tile::from_f32(rows, cols, out)
         }
         Opcode::DTRSum | Opcode::DTRMax | Opcode::DTRSsq => {
             let (x, rows, cols) = f32_of(r, a)?;
-            let mut out = vec![0.0; rows as usize];
+            let mut out = zeros(rows as usize)?;
             let f = match op.code {
                 Opcode::DTRSum => ks::row_sum,
                 Opcode::DTRMax => ks::row_max,
@@ -577,7 +628,7 @@ fn gather_tile(
         }
         _ if dtype == DType::F32 => {
             s.counters.bytes_gathered += 4 * n as u64;
-            let mut v = vec![0.0; n];
+            let mut v = zeros(n)?;
             page.read_f32(off, &mut v)
                 .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
             s.counters.bytes_copied += 4 * n as u64;
@@ -646,24 +697,11 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                 )));
             };
             let page = page_of(s, space, coord)?;
-            if page.is_read_only() {
-                return Err((TrapKind::ReadOnly, Some(coord)));
-            }
-            if page.dtype() != DType::F32 {
-                return Err((
-                    TrapKind::BadDType(format!(
-                        "scatter into a {} page (f32 only)",
-                        page.dtype().name()
-                    )),
-                    Some(coord),
-                ));
-            }
-            let off = check_range(r.s[b as usize], data.len(), page.elems())
+            // Into an f32 page, or an f16 page rounding each value to nearest even.
+            let bytes = crate::layer_ops::scatter(&page, r.s[b as usize], data)
                 .map_err(|k| (k, Some(coord)))?;
-            page.write_f32(off, data)
-                .map_err(|e| (TrapKind::Shape(e.to_string()), Some(coord)))?;
-            s.counters.bytes_scattered += 4 * data.len() as u64;
-            s.counters.bytes_copied += 4 * data.len() as u64;
+            s.counters.bytes_scattered += bytes;
+            s.counters.bytes_copied += bytes;
         }
         Opcode::SPrefch => {
             let coord = r.c[d as usize];
@@ -679,15 +717,21 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
                 PageKind::Scratch
             };
             let (rows, cols) = op.imm_shape();
-            space
-                .alloc(coord, dtype, [rows as usize, cols as usize], kind)
-                .map_err(|e| (crate::common::alloc_trap(e, coord), Some(coord)))?;
+            // Charged to the memory budget before the page exists (budget.rs).
+            let bytes = crate::budget::page_bytes(dtype, rows, cols);
+            m.budget.charge(bytes).map_err(|o| (o.into(), Some(coord)))?;
+            if let Err(e) = space.alloc(coord, dtype, [rows as usize, cols as usize], kind) {
+                m.budget.release(bytes);
+                return Err((crate::common::alloc_trap(e, coord), Some(coord)));
+            }
         }
         Opcode::SFree => {
             let coord = r.c[d as usize];
+            let bytes = space.get(coord).map_or(0, |p| p.len_bytes() as u64);
             space
                 .free(coord)
                 .map_err(|_| (TrapKind::PageFault(coord), Some(coord)))?;
+            m.budget.release(bytes);
         }
         Opcode::SGatherV | Opcode::SLoad | Opcode::SWindow => layer_ops::exec_s(r, op, s, space)?,
         _ => {}
@@ -767,11 +811,14 @@ fn exec_c(
                 Message::Tile {
                     rows,
                     cols,
-                    data: x.to_vec(),
+                    data: crate::budget::try_copy(x)
+                        .map_err(|bytes| (TrapKind::AllocFailed { bytes }, None))?,
                 }
             };
             s.counters.msgs_sent += 1;
             s.counters.msg_bytes += msg.bytes();
+            // Counted while it waits, as the fabric does.
+            m.budget.force(msg.bytes());
             let to = a as u32;
             m.mail[a as usize * m.n + s.id as usize]
                 .push(msg)
@@ -794,6 +841,7 @@ fn exec_c(
             let Some(msg) = m.mail[s.id as usize * m.n + b as usize].pop() else {
                 return Ok(None);
             };
+            m.budget.release(msg.bytes());
             match (op.code, msg) {
                 (Opcode::CRecvR, Message::Scalar(v)) => fl.after.s[a as usize] = v,
                 (Opcode::CRecvT, Message::Tile { rows, cols, data }) => {

@@ -18,10 +18,11 @@ pub enum TileData {
     Owned(Vec<f32>),
     /// Zero-copy view of a read-only page, starting `byte_off` bytes into it.
     View { page: Arc<Page>, byte_off: usize },
-    /// A live window onto f32 elements of a writable page (SWINDOW), starting
-    /// `byte_off` bytes into it: nothing is copied; the ops that accept windows (the
-    /// second operand of DTMM and DTMMN) read the page under its lock when they run, so
-    /// they see its contents at that time. Every other op refuses a window.
+    /// A live window onto f32 or f16 elements (the tile's dtype) of a writable page
+    /// (SWINDOW), starting `byte_off` bytes into it: nothing is copied; the ops that
+    /// accept windows (the second operand of DTMM and DTMMN) read the page under its
+    /// lock when they run, so they see its contents at that time. Every other op refuses
+    /// a window.
     Window { page: Arc<Page>, byte_off: usize },
 }
 
@@ -79,16 +80,27 @@ impl Tile {
     pub fn is_window(&self) -> bool {
         matches!(self.data, TileData::Window { .. })
     }
-    /// Run `f` on a window's f32 elements, under the page's read lock; `None` if this is
-    /// not a window or its range does not fit the page.
-    pub fn with_window<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+    /// Run `f` on a window's elements (`TileSlice::F32` or `TileSlice::F16`, as the
+    /// tile's dtype says), under the page's read lock; `None` if this is not a window,
+    /// its dtype is neither, or its range does not fit the page.
+    pub fn with_window<R>(&self, f: impl FnOnce(TileSlice<'_>) -> R) -> Option<R> {
         let TileData::Window { page, byte_off } = &self.data else {
             return None;
         };
-        let end = byte_off.checked_add(self.elems().checked_mul(4)?)?;
+        let width = match self.dtype {
+            DType::F32 => 4,
+            DType::F16 => 2,
+            _ => return None,
+        };
+        let end = byte_off.checked_add(self.elems().checked_mul(width)?)?;
+        let dtype = self.dtype;
         page.read(|bytes| {
             let raw = bytes.get(*byte_off..end)?;
-            bytemuck::try_cast_slice(raw).ok().map(f)
+            let slice = match dtype {
+                DType::F16 => TileSlice::F16(bytemuck::try_cast_slice(raw).ok()?),
+                _ => TileSlice::F32(bytemuck::try_cast_slice(raw).ok()?),
+            };
+            Some(f(slice))
         })
     }
     /// The elements, typed; `None` if empty, a window, misaligned or of a dtype tiles
@@ -212,7 +224,13 @@ impl Regs {
                     cols: t.cols,
                     dtype: t.dtype,
                     data: match t.slice() {
-                        None if t.is_window() => t.with_window(|w| w.to_vec()).unwrap_or_default(),
+                        None if t.is_window() => t
+                            .with_window(|w| match w {
+                                TileSlice::F32(s) => s.to_vec(),
+                                TileSlice::F16(s) => s.iter().map(|x| x.to_f32()).collect(),
+                                _ => Vec::new(),
+                            })
+                            .unwrap_or_default(),
                         None => Vec::new(),
                         Some(TileSlice::F32(s)) => s.to_vec(),
                         Some(TileSlice::F16(s)) => s.iter().map(|x| x.to_f32()).collect(),

@@ -80,6 +80,8 @@ pub struct RunStats {
     pub counters: Vec<Counters>,
     /// Host: wall time of the machine runs.
     pub host_ns: u64,
+    /// Per-opcode host time of all sentrons, when profiling is on.
+    pub profile: Option<vtpu_runtime::OpProfile>,
 }
 
 /// Load statistics.
@@ -293,14 +295,14 @@ impl Model {
                 b[4..8].copy_from_slice(&(pos as i32).to_le_bytes());
             })
             .map_err(space_err)?;
-        let (counters, host_ns) = match &mut self.machine {
+        let (counters, host_ns, profile) = match &mut self.machine {
             Machine::Fast(s) => {
                 let r = s.run()?;
-                (r.counters, r.host_wall_ns)
+                (r.counters, r.host_wall_ns, r.profile)
             }
             Machine::Reference(cfg) => {
                 let r = vtpu_runtime::run(&self.program, &self.space, cfg)?;
-                (r.counters, r.host_wall_ns)
+                (r.counters, r.host_wall_ns, None)
             }
         };
         self.logits_page.read_f32(0, &mut self.logits).map_err(space_err)?;
@@ -309,6 +311,11 @@ impl Model {
         st.calls += 1;
         st.tokens += t as u64;
         st.host_ns += host_ns;
+        match (&mut st.profile, profile) {
+            (Some(acc), Some(p)) => acc.merge(&p),
+            (acc @ None, p) => *acc = p,
+            _ => {}
+        }
         if st.counters.is_empty() {
             st.counters = counters;
         } else {

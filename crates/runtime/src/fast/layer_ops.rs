@@ -8,7 +8,7 @@ use crate::common::{check_range, is_viewable, kernel_weights, translate, view_by
 use crate::error::TrapKind;
 use crate::fabric::Transport;
 use crate::layer_ops as spec;
-use crate::state::{Tile, TileData};
+use crate::state::{Tile, TileData, TileSlice};
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode};
 use vtpu_kernels::{self as k};
@@ -48,17 +48,20 @@ impl<T: Transport> FastSentron<'_, T> {
                     self.weights_of(b).map(|(_, r, c)| (r, c))?
                 };
                 spec::check_mm(a, b, (m, kk), (n, kb))?;
-                let mut out = self.take_spare(m as usize * n as usize);
+                let mut out = self.take_spare(m as usize * n as usize)?;
                 out.fill(0.0);
                 let r = {
                     let kern = self.kern;
                     let (x, _, _) = self.f32_tile(a)?;
                     let (m, n, kk) = (m as usize, n as usize, kk as usize);
                     if window {
+                        // An f32 or f16 window (KV cache) is read like weights of
+                        // that dtype.
                         self.regs.t[b as usize]
                             .with_window(|w| {
-                                kern.matmul_bt(&mut out, x, k::Weights::F32(w), m, n, kk)
+                                Some(kern.matmul_bt(&mut out, x, kernel_weights(w)?, m, n, kk))
                             })
+                            .flatten()
                             .ok_or_else(|| TrapKind::Shape(spec::window_use(b)))?
                     } else {
                         let (w, _, _) = self.weights_of(b)?;
@@ -79,7 +82,7 @@ impl<T: Transport> FastSentron<'_, T> {
                     self.f32_tile(b).map(|(_, r, c)| (r, c))?
                 };
                 spec::check_mmn(a, b, (m, kk), (kb, n))?;
-                let mut out = self.take_spare(m as usize * n as usize);
+                let mut out = self.take_spare(m as usize * n as usize)?;
                 out.fill(0.0);
                 let r = {
                     let kern = self.kern;
@@ -87,7 +90,14 @@ impl<T: Transport> FastSentron<'_, T> {
                     let (m, n, kk) = (m as usize, n as usize, kk as usize);
                     if window {
                         self.regs.t[b as usize]
-                            .with_window(|y| kern.matmul_nn(&mut out, x, y, m, kk, n))
+                            .with_window(|y| match y {
+                                TileSlice::F32(y) => Some(kern.matmul_nn(&mut out, x, y, m, kk, n)),
+                                TileSlice::F16(y) => {
+                                    Some(kern.matmul_nn_f16(&mut out, x, y, m, kk, n))
+                                }
+                                _ => None,
+                            })
+                            .flatten()
                             .ok_or_else(|| TrapKind::Shape(spec::window_use(b)))?
                     } else {
                         let (y, _, _) = self.f32_tile(b)?;
@@ -102,7 +112,7 @@ impl<T: Transport> FastSentron<'_, T> {
                 let (rows, cols, n) = self.f32_tile(a).map(|(x, r, c)| (r, c, x.len()))?;
                 let group = self.f32_tile(b).map(|(w, _, _)| w.len())?;
                 let groups = spec::check_groups("DTRMSNORM", a, b, n, group)?;
-                let mut out = self.take_spare(n);
+                let mut out = self.take_spare(n)?;
                 let r = {
                     let (x, _, _) = self.f32_tile(a)?;
                     let (w, _, _) = self.f32_tile(b)?;
@@ -140,7 +150,7 @@ impl<T: Transport> FastSentron<'_, T> {
                 let (rows, cols) = self.f32_tile(a).map(|(_, r, c)| (r, c))?;
                 let (last, per) = (self.regs.s[b as usize], self.regs.s[c as usize]);
                 spec::check_softmax(per)?;
-                let mut out = self.take_spare(rows as usize * cols as usize);
+                let mut out = self.take_spare(rows as usize * cols as usize)?;
                 let scale = op.imm_f32();
                 self.kern
                     .scale(&mut out, self.f32_tile(a)?.0, scale)
@@ -162,7 +172,7 @@ impl<T: Transport> FastSentron<'_, T> {
                 let shape_b = self.f32_tile(b).map(|(_, r, c)| (r, c))?;
                 spec::check_same("DTSWIGLU", a, b, (rows, cols), shape_b)?;
                 let n = rows as usize * cols as usize;
-                let mut out = self.take_spare(n);
+                let mut out = self.take_spare(n)?;
                 let r = {
                     let (g, _, _) = self.f32_tile(a)?;
                     let (u, _, _) = self.f32_tile(b)?;
@@ -176,7 +186,7 @@ impl<T: Transport> FastSentron<'_, T> {
                 let (rows, cols, n) = self.f32_tile(a).map(|(x, r, c)| (r, c, x.len()))?;
                 let blen = self.f32_tile(b).map(|(v, _, _)| v.len())?;
                 spec::check_addr(a, b, cols, blen)?;
-                let mut out = self.take_spare(n);
+                let mut out = self.take_spare(n)?;
                 {
                     let (x, _, _) = self.f32_tile(a)?;
                     let (bias, _, _) = self.f32_tile(b)?;
@@ -226,7 +236,7 @@ impl<T: Transport> FastSentron<'_, T> {
                 }
                 let (vocab, cols) = (t.rows, t.cols);
                 let (rows, cols) = spec::check_embed(a, n, (vocab, cols))?;
-                let mut out = self.take_spare(rows as usize * cols as usize);
+                let mut out = self.take_spare(rows as usize * cols as usize)?;
                 {
                     let (ids, _, _) = self.f32_tile(a)?;
                     let t = &self.regs.t[b as usize];
@@ -277,6 +287,7 @@ impl<T: Transport> FastSentron<'_, T> {
                         if out.capacity() < n && !self.pool.is_empty() {
                             out = self.swap_from_pool(out, n);
                         }
+                        self.reserve_checked(&mut out, n)?;
                         out.clear();
                         let copied = page.read(|bytes| {
                             let src = bytes.get(off * 4..(off + n) * 4)?;
@@ -314,17 +325,17 @@ impl<T: Transport> FastSentron<'_, T> {
                 let page =
                     Arc::clone(translate(&mut self.tlb, self.space, coord).map_err(at(coord))?);
                 let off = check_range(offset, n, page.elems()).map_err(at(coord))?;
-                spec::check_window_page(&page).map_err(at(coord))?;
-                self.counters.bytes_gathered += 4 * n as u64;
+                let width = spec::check_window_page(&page).map_err(at(coord))?;
+                self.counters.bytes_gathered += (width * n) as u64;
                 let old = self.regs.t[d as usize].take_buffer();
                 self.recycle(old);
                 self.regs.t[d as usize] = Tile {
                     rows,
                     cols,
-                    dtype: DType::F32,
+                    dtype: page.dtype(),
                     data: TileData::Window {
                         page,
-                        byte_off: off * 4,
+                        byte_off: off * width,
                     },
                 };
             }

@@ -111,7 +111,7 @@ impl<T: Transport> FastSentron<'_, T> {
                     Some(TileSlice::F16(_)) | Some(TileSlice::BF16(_)) => 2,
                     Some(TileSlice::F32(_)) => 4,
                     Some(TileSlice::Quant { bytes, .. }) => return bytes.len() as u64,
-                    None if t.is_window() => 4,
+                    None if t.is_window() => t.dtype.bytes_for(1).unwrap_or(4),
                     None => 0,
                 };
                 (t.elems() * w) as u64

@@ -3,7 +3,7 @@
 //! for obviousness with the kernels' scalar references (f64 inside, rounded once):
 //!
 //! - `DTMM td, ta, tb`: `td = ta x tb^T`, ta m x k f32, tb n x k f32/f16/bf16.
-//! - `DTMMN td, ta, tb`: `td = ta x tb`, ta m x k, tb k x n, both f32.
+//! - `DTMMN td, ta, tb`: `td = ta x tb`, ta m x k f32, tb k x n f32 (or an f16 window).
 //! - `DTRMSNORM td, ta, tb, eps`: ta read as groups of len(tb) consecutive elements; each
 //!   group `g -> g / sqrt(mean(g^2) + eps) * tb` (tb f32).
 //! - `DTROPE td, ta, tb, rc` (interleaved pairs) / `DTROPEH` (half-split pairs): tb is a
@@ -16,18 +16,21 @@
 //! - `DTRESHAPE td, ta, cols`: the same elements as rows of `cols`.
 //! - `SGATHERV td, ca, rb, rc, cols`: like SGATHERS with `rc` rows from a register.
 //! - `SWINDOW td, ca, rb, rc, cols`: like SGATHERV but nothing is copied: `td` is a
-//!   live window onto the f32 page, read (under the page's lock) by the op that uses it,
-//!   which must be DTMM or DTMMN (as their second operand); every other op traps.
+//!   live window onto the f32 or f16 page (the window has the page's dtype), read (under
+//!   the page's lock) by the op that uses it, which must be DTMM or DTMMN (as their
+//!   second operand; f16 elements are widened exactly); every other op traps.
+//! - `SSCATTR` (in `reference.rs`) into an f16 page rounds each f32 to nearest even
+//!   (`crate::layer_ops::scatter`).
 //! - `SLOAD rd, ca, rb`: element rb of an i32 page.
 
 use super::{f32_of, gather_tile, page_of, tk, RefSentron, R};
 use crate::common::check_range;
 use crate::error::TrapKind;
 use crate::layer_ops as spec;
-use crate::state::{Regs, Tile, TileData};
+use crate::state::{Regs, Tile, TileData, TileSlice};
 use vtpu_isa::{Op, Opcode};
-use vtpu_kernels::{scalar as ks, scalar_matmul_nn, BinOp, Weights};
-use vtpu_phext::{DType, PhextSpace};
+use vtpu_kernels::{scalar as ks, scalar_matmul_nn, scalar_matmul_nn_f16, BinOp};
+use vtpu_phext::PhextSpace;
 
 fn trap<T>(r: Result<T, TrapKind>) -> R<T> {
     r.map_err(|k| (k, None))
@@ -43,17 +46,13 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let n = tb.rows;
             trap(spec::check_mm(a, b, (m, k), (n, tb.cols)))?;
             let mut out = vec![0.0; m as usize * n as usize];
+            // An f32 or f16 window reads like weights of its dtype.
             tb.with_window(|w| {
-                ks::matmul_bt_rows(
-                    &mut out,
-                    x,
-                    Weights::F32(w),
-                    m as usize,
-                    k as usize,
-                    0,
-                    n as usize,
-                )
+                let w = crate::common::kernel_weights(w)?;
+                ks::matmul_bt_rows(&mut out, x, w, m as usize, k as usize, 0, n as usize);
+                Some(())
             })
+            .flatten()
             .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
             (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
         }
@@ -90,8 +89,13 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let mut out = vec![0.0; m as usize * n as usize];
             let (mu, ku, nu) = (m as usize, k as usize, n as usize);
             if tb.is_window() {
-                tb.with_window(|y| scalar_matmul_nn(&mut out, x, y, mu, ku, nu))
-                    .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
+                tb.with_window(|y| match y {
+                    TileSlice::F32(y) => Some(scalar_matmul_nn(&mut out, x, y, mu, ku, nu)),
+                    TileSlice::F16(y) => Some(scalar_matmul_nn_f16(&mut out, x, y, mu, ku, nu)),
+                    _ => None,
+                })
+                .flatten()
+                .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
             } else {
                 scalar_matmul_nn(&mut out, x, f32_of(r, b)?.0, mu, ku, nu);
             }
@@ -227,15 +231,15 @@ pub(super) fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, space: &PhextSpa
             let n = rows as usize * cols as usize;
             let off =
                 check_range(r.s[b as usize], n, page.elems()).map_err(|k| (k, Some(coord)))?;
-            spec::check_window_page(&page).map_err(|k| (k, Some(coord)))?;
-            s.counters.bytes_gathered += 4 * n as u64;
+            let width = spec::check_window_page(&page).map_err(|k| (k, Some(coord)))?;
+            s.counters.bytes_gathered += (width * n) as u64;
             r.t[d as usize] = Tile {
                 rows,
                 cols,
-                dtype: DType::F32,
+                dtype: page.dtype(),
                 data: TileData::Window {
                     page,
-                    byte_off: off * 4,
+                    byte_off: off * width,
                 },
             };
         }
