@@ -382,6 +382,8 @@ pub fn run(a: crate::RunArgs) -> Result<()> {
         pin: !a.no_pin,
         word_limit: a.max_words.unwrap_or(u64::MAX),
         mem_limit: Some(mem_limit),
+        // Nothing here reads the final registers: do not copy them.
+        keep_states: false,
         ..RunConfig::default()
     };
     if a.packed {

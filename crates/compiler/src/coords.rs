@@ -2,11 +2,17 @@
 //! tell. Two memory ops conflict only if their pages may be the same; a coordinate is a
 //! root (a constant, or an opaque value such as a loop's carried coordinate) plus known
 //! or unknown offsets per part. Scalar constants are tracked too (for SINDEX offsets).
+//!
+//! Windows (`vtpu_isa::Window`): a tile value that is a live window onto a page is
+//! tracked to the coordinate its opening op (SWINDOW) named, through ops that forward
+//! windows (DMOV), carried values and loop outputs; an op that reads a window operand
+//! reads that page when it runs, and [`CoordInfo::page_accesses`] reports it as a page
+//! read there, like any gather.
 
 use std::collections::HashMap;
 
-use crate::graph::{LoopId, SentronGraph, Value, ValueDef};
-use vtpu_isa::{Mem, Opcode, Operand};
+use crate::graph::{LoopId, Node, NodeId, SentronGraph, Value, ValueDef};
+use vtpu_isa::{Mem, Opcode, Operand, RegFile, Window};
 use vtpu_phext::{Coord, MAX_PART_LIMIT};
 
 /// What a coordinate is built from.
@@ -50,6 +56,9 @@ pub struct CoordInfo {
     phi_loop: HashMap<Value, LoopId>,
     /// Carried coordinates with a constant initial value: the initial coordinate.
     phi_init: HashMap<Value, Coord>,
+    /// Tile values that may be windows: the page each is a window onto (an opaque root
+    /// when it may be one of several, e.g. a carried tile).
+    windows: Vec<Option<Sym>>,
 }
 
 impl CoordInfo {
@@ -63,6 +72,7 @@ impl CoordInfo {
             steps: HashMap::new(),
             phi_loop: HashMap::new(),
             phi_init: HashMap::new(),
+            windows: vec![None; n],
         };
         for node in &sg.nodes {
             let op = &node.template;
@@ -152,7 +162,96 @@ impl CoordInfo {
                 }
             }
         }
+        ci.track_windows(sg);
         ci
+    }
+
+    /// Which tile values are windows, onto which page. Windows only appear (None ->
+    /// Some) and every window value has one source, so repeating the pass until nothing
+    /// changes terminates; a carried value sees its next value only on a later pass.
+    fn track_windows(&mut self, sg: &SentronGraph) {
+        if !sg
+            .nodes
+            .iter()
+            .any(|n| n.code().info().window == Window::Opens)
+        {
+            return; // no window is ever opened: nothing to track
+        }
+        loop {
+            let mut changed = false;
+            for node in &sg.nodes {
+                let made = match node.code().info().window {
+                    Window::Opens => coord_use(node).map(|c| self.sym(c)),
+                    Window::Forwards => {
+                        tile_use(node).and_then(|t| self.windows[t.0 as usize])
+                    }
+                    Window::None | Window::Reads(_) => None,
+                };
+                let Some(page) = made else { continue };
+                for &d in &node.defs {
+                    if sg.value(d).file == RegFile::Tile && self.windows[d.0 as usize].is_none() {
+                        self.windows[d.0 as usize] = Some(page);
+                        changed = true;
+                    }
+                }
+            }
+            for l in &sg.loops {
+                for p in &l.phis {
+                    // A carried tile may be a window in one iteration and not (or onto
+                    // another page) in the next: any page.
+                    let from = |v: Value| self.windows[v.0 as usize].is_some();
+                    if self.windows[p.value.0 as usize].is_none()
+                        && (from(p.init) || p.next.is_some_and(from))
+                    {
+                        self.windows[p.value.0 as usize] = Some(Sym::opaque(p.value));
+                        changed = true;
+                    }
+                }
+            }
+            for (i, v) in sg.values.iter().enumerate() {
+                if let ValueDef::Output { of, .. } = v.def {
+                    // The last iteration's window (its coordinate, symbolic in the
+                    // loop's carried values, holds for every iteration).
+                    if self.windows[i].is_none() && self.windows[of.0 as usize].is_some() {
+                        self.windows[i] = self.windows[of.0 as usize];
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
+    }
+
+    /// The page a tile value is a window onto, if it may be a window.
+    pub fn window(&self, v: Value) -> Option<Sym> {
+        self.windows.get(v.0 as usize).copied().flatten()
+    }
+
+    /// The page `node` reads through a window operand when it runs: its window-read
+    /// operand's value is (or may be) a window. None for other ops and other values.
+    pub fn window_read(&self, sg: &SentronGraph, node: NodeId) -> Option<Sym> {
+        let n = sg.node(node);
+        let info = n.code().info();
+        let k = info.window.read_operand()?;
+        // `uses` holds the read registers in operand order.
+        let idx = info.operands.get(..k)?.iter().filter(|o| o.reads()).count();
+        self.window(*n.uses.get(idx)?)
+    }
+
+    /// Every page access of `node`: its own memory effect on its coordinate operand,
+    /// plus a read of the page behind a window operand (a page read at this op).
+    pub fn page_accesses(
+        &self,
+        sg: &SentronGraph,
+        node: NodeId,
+    ) -> impl Iterator<Item = (Mem, Sym)> {
+        let own = self
+            .mem_loc(sg, node)
+            .map(|s| (sg.node(node).code().info().mem, s));
+        let window = self.window_read(sg, node).map(|s| (Mem::Read, s));
+        own.into_iter().chain(window)
     }
 
     /// The symbolic coordinate of a coordinate value.
@@ -170,22 +269,12 @@ impl CoordInfo {
     }
 
     /// The page coordinate a memory op reads (its coordinate-register operand).
-    pub fn mem_loc(&self, sg: &SentronGraph, node: crate::graph::NodeId) -> Option<Sym> {
+    pub fn mem_loc(&self, sg: &SentronGraph, node: NodeId) -> Option<Sym> {
         let n = sg.node(node);
         if n.code().info().mem == Mem::None {
             return None;
         }
-        let mut uses = n.uses.iter();
-        for kind in n.code().info().operands {
-            if kind.reg_file().is_none() || !kind.reads() {
-                continue;
-            }
-            let v = uses.next()?;
-            if *kind == Operand::CR {
-                return Some(self.sym(*v));
-            }
-        }
-        None
+        coord_use(n).map(|v| self.sym(v))
     }
 
     /// May `a` and `b` name the same page (in the same iteration)?
@@ -301,6 +390,31 @@ fn fold(s: Sym) -> Sym {
         root: Root::Const(cur),
         off,
     }
+}
+
+/// The value of an op's first read operand of kind `want` (`uses` is in operand order).
+fn read_use(n: &Node, want: fn(Operand) -> bool) -> Option<Value> {
+    let mut uses = n.uses.iter();
+    for &kind in n.code().info().operands {
+        if !kind.reads() {
+            continue;
+        }
+        let v = uses.next()?;
+        if want(kind) {
+            return Some(*v);
+        }
+    }
+    None
+}
+
+/// The coordinate register an op reads (its page operand).
+fn coord_use(n: &Node) -> Option<Value> {
+    read_use(n, |k| k == Operand::CR)
+}
+
+/// The tile register an op reads (the source of a window-forwarding op).
+fn tile_use(n: &Node) -> Option<Value> {
+    read_use(n, |k| k.reg_file() == Some(RegFile::Tile))
 }
 
 /// Is this value's definition a carried value of loop `l`?

@@ -12,7 +12,11 @@
 //! - in place: every other reader of a value -> the op that overwrites it, latency 0;
 //! - memory: ops whose pages may alias and one of which writes (or allocates / frees;
 //!   a prefetch conflicts only with allocation and freeing), in program order,
-//!   latency 1; in loops also to later iterations (distance 1);
+//!   latency 1; in loops also to later iterations (distance 1). An op that reads a
+//!   window operand (`Window::Reads`, DTMM) reads the window's page itself, when it runs:
+//!   it is a page read of the page its window was opened on
+//!   ([`CoordInfo::page_accesses`]), so it comes after earlier writes to that page and
+//!   before later ones, whatever the SWINDOW's own position;
 //! - coordination: C-pipe ops keep their order (latency 1, and the last of an iteration
 //!   before the first of the next); a send or collective comes no earlier than the page
 //!   accesses before it (latency 0: the C slot acts after the D and S slots of its word);
@@ -235,7 +239,7 @@ pub fn build(
         }
     }
     memory_edges(sg, &mut g, ci, lp);
-    coordination_edges(sg, &mut g, lp.is_some());
+    coordination_edges(sg, &mut g, ci, lp.is_some());
     check_acyclic(sg, &g)?;
     Ok(g)
 }
@@ -249,14 +253,13 @@ struct MemEntry {
 }
 
 fn memory_edges(sg: &SentronGraph, g: &mut DepGraph, ci: &CoordInfo, lp: Option<LoopId>) {
+    // An op may appear twice (its own access and a window read); edges from an op to
+    // itself are dropped by `add`.
     let mems: Vec<(usize, Mem, Sym)> = g
         .nodes
         .iter()
         .enumerate()
-        .filter_map(|(j, &x)| {
-            let m = sg.node(x).code().info().mem;
-            ci.mem_loc(sg, x).map(|s| (j, m, s))
-        })
+        .flat_map(|(j, &x)| ci.page_accesses(sg, x).map(move |(m, s)| (j, m, s)))
         .collect();
     // Program order, one entry per distinct location.
     let mut entries: Vec<MemEntry> = Vec::new();
@@ -324,9 +327,11 @@ fn memory_edges(sg: &SentronGraph, g: &mut DepGraph, ci: &CoordInfo, lp: Option<
     }
 }
 
-fn coordination_edges(sg: &SentronGraph, g: &mut DepGraph, is_loop: bool) {
+fn coordination_edges(sg: &SentronGraph, g: &mut DepGraph, ci: &CoordInfo, is_loop: bool) {
     let kind = |j: usize| sg.node(g.nodes[j]).code().info().coord;
-    let is_mem = |j: usize| sg.node(g.nodes[j]).code().info().mem != Mem::None;
+    // Window reads count: the page a DTMM reads through a window may be the one a
+    // message announces (or releases).
+    let is_mem = |j: usize| ci.page_accesses(sg, g.nodes[j]).next().is_some();
     // A prefetch publishes nothing: it need not precede a send, only follow receives
     // (the page it touches may be announced by one).
     let is_prefetch = |j: usize| sg.node(g.nodes[j]).code().info().mem == Mem::Prefetch;

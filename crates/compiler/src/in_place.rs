@@ -2,7 +2,9 @@
 //! dependencies on the physical registers as the program wrote them (read after write:
 //! a later word; write after read: the same word or later, a C-pipe reader a word
 //! earlier; write after write: a later word), on pages (constant coordinates compared
-//! exactly, others conservatively), and on coordination (C ops keep their order). The
+//! exactly, others conservatively; an op reading a window operand reads the window's
+//! page, and a tile register not written in the block may hold a window onto any page),
+//! and on coordination (C ops keep their order). The
 //! branch or halt that ends a block stays in the block's last word; branch targets are
 //! renumbered. Registers, control flow and semantics are those of the input.
 
@@ -14,7 +16,7 @@ use crate::graph::NodeId;
 use crate::lower::StreamReport;
 use crate::schedule::list_schedule;
 use vtpu_isa::ops::Coord as Coordination;
-use vtpu_isa::{Mem, Op, Opcode, Operand, Pipe, RegFile, Siw, Stream};
+use vtpu_isa::{Mem, Op, Opcode, Operand, Pipe, RegFile, Siw, Stream, Window};
 use vtpu_phext::{Coord, MAX_PART_LIMIT};
 
 fn bit(f: RegFile, i: u8) -> usize {
@@ -79,18 +81,33 @@ struct BOp {
     pipe: Pipe,
     reads: Vec<usize>,
     writes: Vec<usize>,
-    /// Page coordinate, if a memory op: Some(constant) or None (unknown).
+    /// Its page access: the op's own memory effect, or a read of the page behind a
+    /// window operand (the table gives window readers no memory effect of their own).
+    mem: Mem,
+    /// Page coordinate, if it touches a page: Some(constant) or None (unknown).
     page: Option<Option<Coord>>,
+}
+
+/// What a tile register holds, as far as a block can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TileState {
+    /// Written by an op that makes no window.
+    Plain,
+    /// A window onto this page (None: a page whose coordinate is unknown).
+    Window(Option<Coord>),
 }
 
 /// List-schedule one basic block (its last word may hold the branch that ends it).
 fn schedule_block(words: &[Siw]) -> Vec<Siw> {
     // Coordinate registers with known constant values, for memory disambiguation.
     let mut coords: HashMap<u8, Coord> = HashMap::new();
+    // Tile registers written in the block; any other may hold a window from before.
+    let mut tiles: HashMap<u8, TileState> = HashMap::new();
     let mut ops: Vec<BOp> = Vec::new();
     let mut word_of: Vec<usize> = Vec::new();
     for (wi, word) in words.iter().enumerate() {
         let before = coords.clone();
+        let tiles_before = tiles.clone();
         for (k, op) in word.slots.iter().enumerate() {
             if op.is_nop() {
                 continue;
@@ -101,15 +118,46 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
             let writes: Vec<usize> = vtpu_isa::validate::writes(op)
                 .map(|(f, i)| bit(f, i))
                 .collect();
-            let page = (op.code.info().mem != Mem::None).then(|| {
-                let c = op
-                    .code
-                    .small_operands()
+            let info = op.code.info();
+            let arg_of = |pick: &dyn Fn(usize, Operand) -> bool| {
+                info.operands
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .filter(|(_, kd)| !kd.is_big())
                     .zip(op.args)
-                    .find(|(kd, _)| *kd == Operand::CR)
-                    .map(|x| x.1);
-                c.and_then(|r| before.get(&r).copied())
-            });
+                    .find(|((i, kd), _)| pick(*i, *kd))
+                    .map(|(_, a)| a)
+            };
+            let own_page = || {
+                arg_of(&|_, kd| kd == Operand::CR).and_then(|r| before.get(&r).copied())
+            };
+            let tile_read = |i: Option<usize>| {
+                let reg = arg_of(&|j, kd| {
+                    kd.reg_file() == Some(RegFile::Tile) && kd.reads() && i.is_none_or(|i| i == j)
+                })?;
+                // Unknown here (set before the block): it may be a window onto any page.
+                Some(tiles_before.get(&reg).copied().unwrap_or(TileState::Window(None)))
+            };
+            let (mem, page) = if info.mem != Mem::None {
+                (info.mem, Some(own_page()))
+            } else {
+                match info.window.read_operand().and_then(|n| tile_read(Some(n))) {
+                    Some(TileState::Window(p)) => (Mem::Read, Some(p)),
+                    _ => (Mem::None, None),
+                }
+            };
+            // What the op leaves in the tile register it writes.
+            let made = match info.window {
+                Window::Opens => TileState::Window(own_page()),
+                Window::Forwards => tile_read(None).unwrap_or(TileState::Window(None)),
+                Window::None | Window::Reads(_) => TileState::Plain,
+            };
+            for (f, i) in vtpu_isa::validate::writes(op) {
+                if f == RegFile::Tile {
+                    tiles.insert(i, made);
+                }
+            }
             match op.code {
                 Opcode::SCli => {
                     if let Ok(c) = Coord::from_key(op.imm_coord()) {
@@ -140,6 +188,7 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                 pipe: Pipe::ALL[k],
                 reads,
                 writes,
+                mem,
                 page,
             });
             word_of.push(wi);
@@ -228,7 +277,7 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                     (Some(a), Some(b)) => a == b,
                     _ => true,
                 };
-                let (ma, mb) = (ops[y].op.code.info().mem, info.mem);
+                let (ma, mb) = (ops[y].mem, ops[x].mem);
                 let reads_only = |m: Mem| matches!(m, Mem::Read | Mem::Prefetch);
                 let conflict = match (ma, mb) {
                     (Mem::Write, Mem::Prefetch) | (Mem::Prefetch, Mem::Write) => false,

@@ -342,7 +342,7 @@ isa! {
     DTMatmul = 0x0020, "DTMATMUL", D, [TRW, TR, TR],    mem None, coord None, traps true,  Matmul, "td (m x n) += ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16)";
     // Transformer-layer tile ops (issue 4). Each does a whole tile's work per SIW.
     DTMm     = 0x0021, "DTMM",     D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, window Reads(2), "td (m x n) = ta (m x k, f32) x tb^T (tb: n x k, f32/f16/bf16); no accumulator";
-    DTMmN    = 0x0022, "DTMMN",    D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, window Reads(2), "td (m x n) = ta (m x k, f32) x tb (tb: k x n, f32), e.g. attention probabilities x values";
+    DTMmN    = 0x0022, "DTMMN",    D, [TW, TR, TR],     mem None, coord None, traps true,  Matmul, window Reads(2), "td (m x n) = ta (m x k, f32) x tb (tb: k x n, f32, or an f16 window), e.g. attention probabilities x values";
     DTRmsNorm = 0x0030, "DTRMSNORM", D, [TW, TR, TR, F32], mem None, coord None, traps true, Tile,  "td = ta in groups of len(tb) elements, each x / sqrt(mean(x^2) + imm) * tb (tb f32)";
     DTRope   = 0x0031, "DTROPE",   D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "td = ta with row r rotated for position rc + r, interleaved pairs (2i, 2i+1); tb: rope table [positions, Hd] = cos | sin";
     DTRopeH  = 0x0032, "DTROPEH",  D, [TW, TR, TR, SR], mem None, coord None, traps true,  Tile,   "as DTROPE with half-split pairs (i, i + Hd/2) (Hugging Face rotate_half)";
@@ -359,13 +359,13 @@ isa! {
     SIndexi  = 0x0103, "SINDEXI",  S, [CW, CR, Dim, I64],mem None,    coord None, traps true,  Scalar, "cd = ca with part DIM += imm; traps outside 1..=limit";
     SGather  = 0x0104, "SGATHER",  S, [TW, CR],         mem Read,     coord None, traps true,  Memory, "td = the whole page at ca (zero-copy view if read-only)";
     SGathers = 0x0105, "SGATHERS", S, [TW, CR, SR, Shape], mem Read,  coord None, traps true,  Memory, "td = ROWSxCOLS elements of the page at ca from element offset rb";
-    SScatter = 0x0106, "SSCATTR",  S, [TR, CR, SR],     mem Write,    coord None, traps true,  Memory, "page at ca, from element offset rb = ta (visible at word end)";
+    SScatter = 0x0106, "SSCATTR",  S, [TR, CR, SR],     mem Write,    coord None, traps true,  Memory, "page at ca, from element offset rb = ta (visible at word end); an f16 page gets each value rounded to nearest even";
     SPrefch  = 0x0107, "SPREFCH",  S, [CR],             mem Prefetch, coord None, traps true,  Page,   "prefetch every cache line of the page at ca";
     SAlloc   = 0x0108, "SALLOC",   S, [CR, DType, Kind, Shape], mem Alloc, coord None, traps true, Page, "create a zeroed page of DTYPE and shape at ca";
     SFree    = 0x0109, "SFREE",    S, [CR],             mem Free,     coord None, traps true,  Page,   "remove the page at ca";
     SGatherV = 0x010a, "SGATHERV", S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, "td = rc rows x imm cols elements of the page at ca from element offset rb (rows from a register)";
     SLoad    = 0x010b, "SLOAD",    S, [SW, CR, SR],     mem Read,     coord None, traps true,  Memory, "rd = element rb of the i32 page at ca, sign-extended (program arguments)";
-    SWindow  = 0x010c, "SWINDOW",  S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, window Opens, "td = a live window onto rc rows x imm cols of the f32 page at ca from element offset rb: no copy; DTMM / DTMMN read it (second operand) when they run";
+    SWindow  = 0x010c, "SWINDOW",  S, [TW, CR, SR, SR, I64], mem Read, coord None, traps true, Memory, window Opens, "td = a live window onto rc rows x imm cols of the f32 or f16 page at ca from element offset rb: no copy; DTMM / DTMMN read it (second operand) when they run";
     // ---------------------------------------------------------------- C pipe: coordination and control
     CNop     = 0x0200, "CNOP",     C, [],               mem None, coord None,       traps false, Nop,     "no C-pipe operation";
     CSendR   = 0x0201, "CSEND",    C, [Sentron, SR],    mem None, coord Send,       traps true,  Sync,    "send scalar ra to sentron @N (never blocks)";

@@ -547,6 +547,7 @@ fn bad_not_a_model_directory() {
     std::fs::write(dir.join("model.gguf"), b"GGUF").expect("write");
     let msg = open_err(&dir.join("model.gguf"));
     assert_mentions(&msg, &["model.gguf", "not a directory"]);
+    let _ = std::fs::remove_dir_all(&dir);
 
     // config.json but no weights.
     let dir = copy_without_weights("qwen2", "no-weights");

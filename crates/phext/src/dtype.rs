@@ -116,7 +116,7 @@ impl DType {
     /// blocks or the size overflows.
     pub fn bytes_for(&self, elems: usize) -> Result<usize, DTypeError> {
         let block = self.block_elems();
-        if elems % block != 0 {
+        if !elems.is_multiple_of(block) {
             return Err(DTypeError::NotBlockMultiple {
                 dtype: *self,
                 elems,

@@ -40,6 +40,10 @@ pub struct RunConfig {
     /// waiting messages and SALLOC pages draw from it (`budget.rs`). None: the default
     /// from the system's available memory and limits (`budget::default_limit`).
     pub mem_limit: Option<u64>,
+    /// Copy every sentron's final registers into the report (`RunReport::states`):
+    /// tests compare them; a command line that never reads them saves the memory (the
+    /// copy doubles the tile memory at the end of a run).
+    pub keep_states: bool,
 }
 
 impl Default for RunConfig {
@@ -53,6 +57,7 @@ impl Default for RunConfig {
             word_limit: u64::MAX,
             kernel_level: None,
             mem_limit: None,
+            keep_states: true,
         }
     }
 }
@@ -189,6 +194,7 @@ pub fn run(
                 (cfg.tlb_sets, cfg.tlb_ways),
                 cfg.word_limit,
                 &budget,
+                cfg.keep_states,
             )?;
             (r.counters, r.states)
         }
@@ -310,6 +316,7 @@ fn run_one(
     // A panic here is a simulator bug; turn it into an error so the other sentrons are
     // woken and stopped instead of waiting forever for this one.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
+    let finished = matches!(outcome, Ok(Ok(())));
     match outcome {
         Ok(Ok(())) => fabric.halt(id),
         Ok(Err(stop)) => match *stop.fault {
@@ -336,7 +343,35 @@ fn run_one(
         }
     }
     s.counters.host_ns = t0.elapsed().as_nanos() as u64;
-    (s.counters.clone(), s.regs.snapshot())
+    // The final registers are copied only for a run that finished and wants them, and
+    // only within the memory budget: the copy doubles the tile memory.
+    let state = if finished && cfg.keep_states {
+        let bytes = snapshot_bytes(&s.regs);
+        match fabric.budget().charge(bytes) {
+            Ok(()) => s.regs.snapshot(),
+            Err(o) => {
+                fabric.fail(
+                    id,
+                    MachineError::Setup(format!(
+                        "sentron {id} finished, but a copy of its final registers ({bytes} bytes) does not fit the memory budget ({} of {} bytes in use)",
+                        o.in_use, o.limit
+                    )),
+                );
+                crate::state::Regs::default().snapshot()
+            }
+        }
+    } else {
+        crate::state::Regs::default().snapshot()
+    };
+    (s.counters.clone(), state)
+}
+
+/// Bytes of a register snapshot: every non-empty tile widened to f32.
+fn snapshot_bytes(r: &crate::state::Regs) -> u64 {
+    r.t.iter()
+        .filter(|t| !t.is_empty())
+        .map(|t| 4 * t.elems() as u64)
+        .sum()
 }
 
 /// The message of a panic payload (a `&str` or a `String`), or "" for anything else.

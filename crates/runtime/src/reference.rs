@@ -79,6 +79,7 @@ pub fn run_reference(
     tlb_geometry: (usize, usize),
     word_limit: u64,
     budget: &MemBudget,
+    keep_states: bool,
 ) -> Result<RefRun, MachineError> {
     let mut ss: Vec<RefSentron> = (0..n as u32)
         .map(|id| RefSentron {
@@ -185,7 +186,13 @@ pub fn run_reference(
     for s in &mut ss {
         record_tlb(&s.tlb, &mut s.counters);
         counters.push(s.counters.clone());
-        states.push(s.regs.snapshot());
+        // Within the budget: the registers were charged four times (see
+        // `charged_tile_bytes`), and the word copies are gone now.
+        states.push(if keep_states {
+            s.regs.snapshot()
+        } else {
+            Regs::default().snapshot()
+        });
     }
     Ok(RefRun { counters, states })
 }

@@ -231,6 +231,15 @@ impl ModelConfig {
                 return Err(bad(file, "rope_scaling", s, "RoPE scaling is not supported"));
             }
         }
+        if let Some(t) = c.rope_type.as_deref().filter(|t| *t != "default") {
+            return Err(bad(file, "rope_parameters.rope_type", t, "RoPE scaling is not supported"));
+        }
+        if let Some(act) = c.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(bad(file, "hidden_act", act, "only silu (SwiGLU) MLPs are supported"));
+        }
+        if c.use_sliding_window {
+            return Err(bad(file, "use_sliding_window", true, "sliding-window attention is not supported"));
+        }
         let n_layers = size(file, "num_hidden_layers", c.num_hidden_layers as u64, MAX_LAYERS)?;
         let vocab = size(file, "vocab_size", c.vocab_size as u64, MAX_VOCAB)?;
         let layer = LayerConfig {

@@ -44,6 +44,12 @@ pub struct HfConfig {
     pub rope_theta: f64,
     /// `rope_scaling` as written (null/absent = `None`); interpreting it is the loader's job.
     pub rope_scaling: Option<Value>,
+    /// transformers 5 spells RoPE scaling `rope_parameters.rope_type` ("default" = none).
+    pub rope_type: Option<String>,
+    /// The MLP activation (`hidden_act`); llama/qwen use "silu".
+    pub hidden_act: Option<String>,
+    /// Sliding-window attention (Qwen2 configs carry the flag, usually false).
+    pub use_sliding_window: bool,
     pub max_position_embeddings: usize,
     pub vocab_size: usize,
     /// Default false.
@@ -168,6 +174,15 @@ impl HfConfig {
             rms_norm_eps,
             rope_theta,
             rope_scaling: f.get("rope_scaling").cloned(),
+            rope_type: match f.object("rope_parameters")? {
+                Some(p) => p.str("rope_type")?.map(str::to_string),
+                None => None,
+            },
+            hidden_act: f
+                .str("hidden_act")?
+                .or(f.str("hidden_activation")?)
+                .map(str::to_string),
+            use_sliding_window: f.bool("use_sliding_window")?.unwrap_or(false),
             max_position_embeddings,
             vocab_size,
             tie_word_embeddings: f.bool("tie_word_embeddings")?.unwrap_or(false),

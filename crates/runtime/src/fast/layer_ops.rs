@@ -205,8 +205,9 @@ impl<T: Transport> FastSentron<'_, T> {
                 }
                 let (rows, cols) = spec::check_reshape(a, src.elems(), op.imm_i64())?;
                 match &src.data {
-                    // A view of a read-only page: the same bytes under another shape.
-                    TileData::View { .. } => {
+                    // A view of a read-only page, or a window: the same bytes under
+                    // another shape (the reference executor reshapes windows too).
+                    TileData::View { .. } | TileData::Window { .. } => {
                         if src.dtype.is_quantized() {
                             spec::check_reshape_view(a, src.dtype, cols)?;
                         }
