@@ -25,7 +25,8 @@ Derived figures:
 
 Output: all raw outputs and derived figures as JSON in --json-dir, and a markdown
 section, either between the `bench-models` markers of --markdown (created at the end of
-the file when missing) or on stdout (--markdown -).
+the file when missing) or on stdout (--markdown -). `--from-json FILE --markdown ...`
+re-renders the section from an earlier run's raw JSON without running anything.
 """
 
 import argparse
@@ -298,19 +299,29 @@ def membw(binary):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vtpu", required=True)
-    ap.add_argument("--membw", required=True)
-    ap.add_argument("--llama-bin", required=True, help="llama.cpp build/bin directory")
-    ap.add_argument("--model", action="append", required=True, metavar="LABEL=PATH")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="re-render the section from a raw JSON of an earlier run (runs nothing)")
+    ap.add_argument("--vtpu")
+    ap.add_argument("--membw")
+    ap.add_argument("--llama-bin", help="llama.cpp build/bin directory")
+    ap.add_argument("--model", action="append", metavar="LABEL=PATH")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--n-prompt", type=int, default=128)
     ap.add_argument("--n-gen", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--json-dir", required=True)
+    ap.add_argument("--json-dir")
     ap.add_argument("--markdown", required=True, help="file with the markers, or - for stdout")
-    ap.add_argument("--command", required=True, help="the command line, for the section")
+    ap.add_argument("--command", help="the command line, for the section")
     ap.add_argument("--llamacpp-commit", default="unknown")
     a = ap.parse_args()
+    if a.from_json:
+        with open(a.from_json) as f:
+            rep = json.load(f)
+        emit(a.markdown, markdown(rep, a.from_json))
+        return
+    missing = [o for o in ("vtpu", "membw", "llama_bin", "model", "json_dir", "command") if not getattr(a, o)]
+    if missing:
+        raise SystemExit("error: missing " + ", ".join("--" + o.replace("_", "-") for o in missing))
     if a.reps < 3:
         raise SystemExit("error: --reps must be at least 3")
     threads = [int(t) for t in a.threads.split(",")]
@@ -372,12 +383,15 @@ def main():
     with open(jpath, "w") as f:
         json.dump(report, f, indent=1)
     log(f"raw JSON: {jpath}")
-    md = markdown(report, jpath)
-    if a.markdown == "-":
+    emit(a.markdown, markdown(report, jpath))
+
+
+def emit(target, md):
+    if target == "-":
         print(md)
     else:
-        write_section(a.markdown, md)
-        log(f"wrote the bench-models section of {a.markdown}")
+        write_section(target, md)
+        print(f"wrote the bench-models section of {target}", file=sys.stderr)
 
 
 def derive(cases, bw, n_gen):
@@ -427,6 +441,45 @@ def llama_settings(rep):
             keys = ("type_k", "type_v", "flash_attn", "repack", "n_batch", "n_ubatch", "poll", "cpu_mask")
             return ", ".join(f"{k} {r.get(k)}" for k in keys) + " (flash_attn -1 = auto)"
     return "n/a"
+
+
+def observations(rep):
+    """Plain statements about noise and anomalies in the data, so a reader sees them
+    next to the table instead of having to dig them out of the raw JSON."""
+    out = []
+    rows = rep["rows"]
+    noisy = []
+    for r in rows:
+        for side, name in (("vtpu", "vTPU"), ("llama", "llama.cpp")):
+            med, sd = r.get(f"{side}_median_ts"), r.get(f"{side}_sd_ts")
+            if med and sd is not None and sd > 0.2 * med:
+                noisy.append(f"{name} {r['model']} t={r['threads']} {r['test']} ({100 * sd / med:.0f}%)")
+    if noisy:
+        out.append("Sample sd above 20% of the median: " + "; ".join(noisy) + ".")
+    slower = []
+    for r in rows:
+        if r["threads"] != 2:
+            continue
+        one = next((x for x in rows if x["model"] == r["model"] and x["test"] == r["test"] and x["threads"] == 1), None)
+        if one and r.get("llama_median_ts") and one.get("llama_median_ts") and r["llama_median_ts"] < one["llama_median_ts"]:
+            slower.append(f"{r['model']} {r['test']} ({one['llama_median_ts']:.1f} -> {r['llama_median_ts']:.1f} t/s)")
+    if slower:
+        out.append(
+            "llama.cpp is slower with 2 threads than with 1 in: " + "; ".join(slower) + ". Its threads (OpenMP, "
+            "libgomp, as scripts/build_llamacpp.sh builds it) meet at a barrier after every graph node, hundreds "
+            "per token, and spin there; with another process on one of the 2 CPUs, a barrier can wait for a "
+            "scheduler time slice (milliseconds). On this machine that makes the 2-thread "
+            "ratios a measure of contention as much as of the implementations; the 1-thread rows, where each "
+            "side had a CPU to itself most of the time, are the fairer comparison.")
+    bw = rep["membw"]
+    for t in ("1t", "2t"):
+        a, b = bw["start"]["result"][f"read_gbs_{t}"], bw["end"]["result"][f"read_gbs_{t}"]
+        if min(a, b) < 0.8 * max(a, b):
+            out.append(
+                f"membw {t[0]} thread(s) moved from {a} to {b} GB/s between start and end: the bandwidth "
+                "itself was disturbed, so the ceiling fractions are uncertain by about as much (a depressed "
+                "bandwidth overstates them).")
+    return out
 
 
 def markdown(rep, jpath):
@@ -509,6 +562,9 @@ def markdown(rep, jpath):
             f"| {g['n_layer']} x {g['n_kv_head']} x {g['head_dim']} | {kv / 1e6:.2f} "
             f"| {fmt(tg.get('vtpu_mapped_mb'), '.1f')} / {fmt(tg.get('vtpu_copied_mb'), '.1f')} "
             f"| {fmt(None if 'vtpu_gathered_bytes_per_token' not in tg else tg['vtpu_gathered_bytes_per_token'] / 1e6, '.1f')} |")
+    notes = observations(rep)
+    if notes:
+        lines += ["", "Observations (computed from the numbers above):", ""] + [f"- {n}" for n in notes]
     lines += ["", f"Raw outputs (every sample, stderr, load per command): `{jpath}` "
               "(`$VTPU_CACHE/bench/`, not in the repository).", ""]
     return "\n".join(lines)

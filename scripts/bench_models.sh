@@ -8,8 +8,9 @@
 #
 # Usage:  bash scripts/bench_models.sh [--quick] [--reps N] [--no-write] [--no-build]
 #   --quick     SmolLM2 Q4_1 and Q8_0 only, 3 repetitions, section printed to stdout
-#               (BENCHMARKS.md untouched): a smoke run of the whole pipeline, ~2 min.
-#   --reps N    repetitions per test (default 5, at least 3).
+#               (BENCHMARKS.md untouched): a smoke run of the whole pipeline, ~1 min.
+#   --reps N    repetitions per test (default 5, at least 3). A full run took ~10 min
+#               on the 2-CPU dev machine (load ~4).
 #   --no-write  print the section to stdout instead of writing BENCHMARKS.md.
 #   --no-build  use target/release/{vtpu,examples/membw} as they are (e.g. while the
 #               tree does not compile); the section's vtpu revision may then be wrong.
@@ -35,7 +36,7 @@ while (( $# )); do
         --reps) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || vtpu_die "--reps needs a number"; reps="$2"; shift ;;
         --no-write) write=0 ;;
         --no-build) build=0 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) vtpu_die "unknown argument '$1' (try --help)" ;;
     esac
     shift

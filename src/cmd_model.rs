@@ -40,6 +40,10 @@ pub struct ModelArgs {
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     pub no_pin: bool,
+    /// KV cache element type: f32, or f16 (half the cache memory; keys and values are
+    /// rounded to nearest even when stored).
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f32", value_parser = ["f32", "f16"])]
+    pub kv_type: String,
 }
 
 #[derive(clap::Args)]
@@ -262,6 +266,8 @@ fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
     opts.ctx = a.ctx;
     opts.max_tokens = a.batch;
     opts.pin = !a.no_pin;
+    opts.kv_type = vtpu_phext::DType::parse(&a.kv_type)
+        .with_context(|| format!("--kv-type {}: expected f32 or f16", a.kv_type))?;
     Ok(opts)
 }
 
@@ -404,7 +410,7 @@ pub fn counters_line(what: &str, st: &RunStats) {
     let per_token = |x: u64| x as f64 / st.tokens.max(1) as f64;
     let secs = st.host_ns as f64 / 1e9;
     eprintln!(
-        "vtpu: {what}: virtual: {} SIWs/token/sentron, {:.2} ops/cycle (ops per SIW), PPT hit rate {} | host: {:.2} GB/s gathered, {:.2} GFLOP/s, {:.1}% of sentron time blocked in C-pipe",
+        "vtpu: {what}: virtual: {} SIWs/token/sentron, {:.2} ops/cycle (ops per SIW), PPT hit rate {} | host: {:.2} GB/s of page bytes gathered (a zero-copy view counts its whole size), {:.2} GFLOP/s, {:.1}% of sentron time blocked in C-pipe",
         (per_token(t.siws) / st.counters.len() as f64).round(),
         t.ops_per_siw(),
         t.ppt_hit_rate()

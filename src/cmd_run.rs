@@ -41,6 +41,23 @@ pub fn prefix(text: &str) -> String {
     }
 }
 
+/// `text` with every run of more than 200 non-space characters cut to its first
+/// characters and its length (for messages that quote user input whole).
+pub fn shorten_long_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(4096));
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.chars().count() > 200 {
+            out.push_str(&prefix(word));
+        } else {
+            out.push_str(word);
+        }
+    }
+    out
+}
+
 /// An error and its causes, each printed once: a cause whose text an outer message
 /// already contains (`could not open X: No such file (os error 2)` over `No such file
 /// (os error 2)`) is not repeated.

@@ -480,4 +480,50 @@ mod tests {
         assert!(!ci.may_alias(&sym(p), &sym(c)));
         assert!(ci.may_alias(&sym(p), &sym(a)), "iteration 0 reads a's page");
     }
+
+    #[test]
+    fn windows_are_tracked_through_forwards_carried_values_and_outputs() {
+        use crate::Arg;
+        use vtpu_isa::Opcode;
+        let at = |scroll| Coord::new([1, 1, 1, 1, 1, 1, 1, 1, scroll]).unwrap();
+        let mut g = Graph::new();
+        let s = g.sentron(0).unwrap();
+        let (p, q) = (s.scli(at(1)).unwrap(), s.scli(at(2)).unwrap());
+        let (zero, four) = (s.li(0).unwrap(), s.li(4).unwrap());
+        let window = |s: &mut SentronGraph, c| {
+            s.op(
+                Opcode::SWindow,
+                &[Arg::V(c), Arg::V(zero), Arg::V(four), Arg::I64(8)],
+            )
+            .unwrap()[0]
+        };
+        let w = window(s, p);
+        let moved = s.op(Opcode::DMov, &[Arg::V(w)]).unwrap()[0];
+        let copy = s.gathers(q, zero, 4, 8).unwrap();
+        let x = s.gathers(q, zero, 2, 8).unwrap();
+        let (mm_window, _) = s.op_node(Opcode::DTMm, &[Arg::V(x), Arg::V(moved)]).unwrap();
+        let (mm_copy, _) = s.op_node(Opcode::DTMm, &[Arg::V(x), Arg::V(copy)]).unwrap();
+        // The window operand is the second one: a window as the first is not a page read.
+        let (mm_first, _) = s.op_node(Opcode::DTMm, &[Arg::V(w), Arg::V(copy)]).unwrap();
+        let l = s.begin_loop(3).unwrap();
+        let carried = s.carried(copy).unwrap();
+        let inner = window(s, q);
+        s.set_next(carried, inner).unwrap();
+        s.end_loop().unwrap();
+        let out = s.loop_output(l, inner).unwrap();
+        let sg = &g.streams[0];
+        let ci = CoordInfo::analyze(sg);
+        let page = |v| ci.window(v).and_then(|s: Sym| s.constant());
+        assert_eq!(page(w), Some(at(1)));
+        assert_eq!(page(moved), Some(at(1)), "DMOV forwards the window");
+        assert_eq!(ci.window(copy), None, "a gathered copy is no window");
+        assert_eq!(page(out), Some(at(2)), "a loop output is its body value");
+        // Carried: a copy in the first iteration, a window onto q later: any page.
+        let any = ci.window(carried).expect("may be a window");
+        assert!(any.constant().is_none() && ci.may_alias(&any, &ci.sym(p)));
+        let reads = |n| ci.page_accesses(sg, n).collect::<Vec<_>>();
+        assert_eq!(reads(mm_window), vec![(Mem::Read, ci.sym(p))]);
+        assert!(reads(mm_copy).is_empty());
+        assert!(reads(mm_first).is_empty());
+    }
 }

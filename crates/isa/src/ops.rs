@@ -189,7 +189,8 @@ pub enum Window {
     /// Its tile result is a window onto the page at its coordinate operand. It checks the
     /// page (it is `Mem::Read` for that) but reads none of its elements.
     Opens,
-    /// Its tile result is its tile operand: a window stays a window onto the same page.
+    /// Its tile result names its tile operand's elements (a copy of the descriptor, a
+    /// new shape): a window stays a window onto the same page.
     Forwards,
     /// Reads the page behind its operand number `n` (0-based, in table order; a read tile
     /// register) when that operand is a window, at the time the op runs.
@@ -349,7 +350,7 @@ isa! {
     DTSoftmax = 0x0033, "DTSOFTMAX", D, [TW, TR, SR, SR, F32], mem None, coord None, traps true, Tile, "td = row softmax of imm * ta; row r sees columns 0..=rb + r / rc (causal), the rest are 0";
     DTSwiglu = 0x0034, "DTSWIGLU", D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = silu(ta) * tb elementwise";
     DTAddR   = 0x0035, "DTADDR",   D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta + tb on every row of ta (tb: cols(ta) f32 elements, e.g. a bias)";
-    DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   "td = ta read as rows of imm columns (same elements, row-major)";
+    DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   window Forwards, "td = ta read as rows of imm columns (same elements, row-major; a window stays a window onto the same page)";
     // Real models (issue 7).
     DTEmbed  = 0x0037, "DTEMBED",  D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td (n x cols(tb)) = rows ta[0..n] of the table tb (any page dtype, dequantized to f32); ta holds n integral row ids";
     // ---------------------------------------------------------------- S pipe: pages in phext space

@@ -22,5 +22,5 @@ pub mod weights;
 pub use config::{ConfigError, LayerConfig, RopeLayout};
 pub use layer_program::{layer_program, LayerPlan, Packer, PlanError};
 pub use layer_runner::{LayerError, LayerOptions, LayerReport, LayerRunner};
-pub use reference::{layer_forward_f64, rms_norm, rope_f64, KvCacheF64, ReferenceError};
+pub use reference::{layer_forward_f64, rms_norm, rope_f64, KvCacheF64, KvStore, ReferenceError};
 pub use weights::{LayerWeights, SplitMix64, WeightsError};

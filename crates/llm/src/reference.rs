@@ -53,10 +53,32 @@ pub enum ReferenceError {
     },
 }
 
+/// How a [`KvCacheF64`] stores keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvStore {
+    /// Exactly, in f64.
+    #[default]
+    Exact,
+    /// Rounded as an f16 KV cache page holds them (`--kv-type f16`): to f32, as the vTPU
+    /// computes them, then to the nearest f16, ties to even. Attention then reads the
+    /// rounded values, so this reference isolates the one rounding an f16 cache adds.
+    F16,
+}
+
+impl KvStore {
+    fn store(self, x: f64) -> f64 {
+        match self {
+            KvStore::Exact => x,
+            KvStore::F16 => half::f16::from_f32(x as f32).to_f64(),
+        }
+    }
+}
+
 /// KV cache of one layer in f64, after RoPE (keys) as the attention reads them.
 /// Positions `0..len()` are filled, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KvCacheF64 {
+    store: KvStore,
     n_kv_heads: usize,
     head_dim: usize,
     max_seq: usize,
@@ -70,8 +92,14 @@ impl KvCacheF64 {
     /// An empty cache for `cfg`. Storage grows as positions are appended, so a config
     /// with a large `max_seq` costs nothing until it is used.
     pub fn new(cfg: &LayerConfig) -> Result<Self, ConfigError> {
+        Self::with_store(cfg, KvStore::Exact)
+    }
+
+    /// An empty cache for `cfg` that stores keys and values as `store` says.
+    pub fn with_store(cfg: &LayerConfig, store: KvStore) -> Result<Self, ConfigError> {
         cfg.validate()?;
         Ok(Self {
+            store,
             n_kv_heads: cfg.n_kv_heads,
             head_dim: cfg.head_dim,
             max_seq: cfg.max_seq,
@@ -186,8 +214,9 @@ pub fn layer_forward_f64(
                 k_h.copy_from_slice(&normed);
             }
             rope_f64(k_h, pos, theta, cfg.rope_layout);
-            cache.k[kv_h].extend_from_slice(k_h);
-            cache.v[kv_h].extend_from_slice(v_h);
+            let store = cache.store;
+            cache.k[kv_h].extend(k_h.iter().map(|&x| store.store(x)));
+            cache.v[kv_h].extend(v_h.iter().map(|&x| store.store(x)));
         }
         q_all.push(q);
     }

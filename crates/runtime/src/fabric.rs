@@ -126,6 +126,15 @@ pub struct WaitSite {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stopped;
 
+/// A message could not be queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The mailbox holds this many bytes already ([`MAX_MAILBOX_BYTES`]).
+    MailboxFull(u64),
+    /// Queuing it would pass the machine's memory budget.
+    OverBudget(OverBudget),
+}
+
 /// A collective failed for this sentron: it should trap with this detail.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CollError {
@@ -136,10 +145,9 @@ pub enum CollError {
 /// The C pipe's view of the other sentrons.
 pub trait Transport: Sync {
     fn sentrons(&self) -> usize;
-    /// Queue a message for `to`; never blocks.
-    /// Queue a message for `to`; never blocks. `Err(pending bytes)` when the mailbox
-    /// is full ([`MAX_MAILBOX_BYTES`]).
-    fn send(&self, from: u32, to: u32, msg: Message) -> Result<(), u64>;
+    /// Queue a message for `to`; never blocks. Fails when the mailbox is full
+    /// ([`MAX_MAILBOX_BYTES`]) or the message would pass the memory budget.
+    fn send(&self, from: u32, to: u32, msg: Message) -> Result<(), SendError>;
     /// The next message from `from` to `me`, blocking until there is one.
     fn recv(&self, me: u32, from: u32, site: &WaitSite) -> Result<Message, Stopped>;
     /// Enter a collective of group `members` (a resolved bit mask that contains `me`).
@@ -481,14 +489,17 @@ impl Transport for LocalFabric {
         self.n
     }
 
-    fn send(&self, from: u32, to: u32, msg: Message) -> Result<(), u64> {
+    fn send(&self, from: u32, to: u32, msg: Message) -> Result<(), SendError> {
         let bytes = msg.bytes();
+        // A waiting message is charged until it is received (then the receiver's tile
+        // buffers count it): a sender that outruns its receiver meets the budget (or the
+        // mailbox cap) instead of exhausting memory.
+        self.budget.charge(bytes).map_err(SendError::OverBudget)?;
         let mut st = self.lock();
-        st.mail[to as usize * self.n + from as usize].push(msg)?;
-        // The message exists already (the sender copied it): count it while it waits,
-        // so other charges see it; the mailbox cap bounds how far past the limit this
-        // can go.
-        self.budget.force(bytes);
+        if let Err(pending) = st.mail[to as usize * self.n + from as usize].push(msg) {
+            self.budget.release(bytes);
+            return Err(SendError::MailboxFull(pending));
+        }
         if let Status::Blocked {
             on: Wait::Recv { from: f },
             ..

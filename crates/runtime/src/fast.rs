@@ -928,13 +928,14 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 };
                 self.counters.msgs_sent += 1;
                 self.counters.msg_bytes += msg.bytes();
-                self.fabric
-                    .send(self.id, to, msg)
-                    .map_err(|pending| TrapKind::MailboxFull {
+                self.fabric.send(self.id, to, msg).map_err(|e| match e {
+                    crate::fabric::SendError::MailboxFull(pending) => TrapKind::MailboxFull {
                         to,
                         pending,
                         max: crate::fabric::MAX_MAILBOX_BYTES,
-                    })?;
+                    },
+                    crate::fabric::SendError::OverBudget(o) => o.into(),
+                })?;
                 Flow::Next
             }
             Opcode::CRecvR | Opcode::CRecvT => {

@@ -6,7 +6,7 @@ use crate::counters::Counters;
 use crate::error::{MachineError, Trap};
 use crate::fabric::{LocalFabric, Transport};
 use crate::fast::{FastSentron, FaultKind, PreWord};
-use crate::state::SentronState;
+use crate::state::{Regs, SentronState};
 use std::sync::Arc;
 use std::time::Instant;
 use vtpu_isa::{PageInitData, Program};
@@ -230,7 +230,7 @@ fn run_fast(
     } else {
         Vec::new()
     };
-    let results: Vec<(Counters, SentronState)> = std::thread::scope(|sc| {
+    let results: Vec<(Counters, Regs)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..n)
             .map(|i| {
                 let words = &streams[i];
@@ -260,7 +260,7 @@ fn run_fast(
                             );
                             (
                                 Counters::new(i as u32),
-                                crate::state::Regs::default().snapshot(),
+                                Regs::default(),
                             )
                         })
                     });
@@ -282,13 +282,13 @@ fn run_fast(
                 Ok(h) => h.join().unwrap_or_else(|_| {
                     (
                         Counters::new(i as u32),
-                        crate::state::Regs::default().snapshot(),
+                        Regs::default(),
                     )
                 }),
                 // Already reported to the fabric when the spawn failed.
                 Err(_) => (
                     Counters::new(i as u32),
-                    crate::state::Regs::default().snapshot(),
+                    Regs::default(),
                 ),
             })
             .collect()
@@ -296,7 +296,27 @@ fn run_fast(
     if let Some(err) = fabric.error() {
         return Err(err);
     }
-    Ok(results.into_iter().unzip())
+    // The final registers are copied only for a run that finished and wants them, and
+    // only within the memory budget: the copy doubles the tile memory. (After the
+    // joins, so a sentron's trap is never hidden behind another's copy.)
+    let mut counters = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    for (i, (c, regs)) in results.into_iter().enumerate() {
+        counters.push(c);
+        if !cfg.keep_states {
+            states.push(Regs::default().snapshot());
+            continue;
+        }
+        let bytes = snapshot_bytes(&regs);
+        fabric.budget().charge(bytes).map_err(|o| {
+            MachineError::Setup(format!(
+                "the run finished, but a copy of sentron {i}'s final registers ({bytes} bytes) does not fit the memory budget ({} of {} bytes in use)",
+                o.in_use, o.limit
+            ))
+        })?;
+        states.push(regs.snapshot());
+    }
+    Ok((counters, states))
 }
 
 fn run_one(
@@ -305,7 +325,7 @@ fn run_one(
     fabric: &LocalFabric,
     words: &[PreWord],
     cfg: &RunConfig,
-) -> (Counters, SentronState) {
+) -> (Counters, Regs) {
     let t0 = Instant::now();
     let tlb = TranslationCache::new(cfg.tlb_sets, cfg.tlb_ways);
     let kern = cfg
@@ -316,7 +336,6 @@ fn run_one(
     // A panic here is a simulator bug; turn it into an error so the other sentrons are
     // woken and stopped instead of waiting forever for this one.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
-    let finished = matches!(outcome, Ok(Ok(())));
     match outcome {
         Ok(Ok(())) => fabric.halt(id),
         Ok(Err(stop)) => match *stop.fault {
@@ -343,31 +362,11 @@ fn run_one(
         }
     }
     s.counters.host_ns = t0.elapsed().as_nanos() as u64;
-    // The final registers are copied only for a run that finished and wants them, and
-    // only within the memory budget: the copy doubles the tile memory.
-    let state = if finished && cfg.keep_states {
-        let bytes = snapshot_bytes(&s.regs);
-        match fabric.budget().charge(bytes) {
-            Ok(()) => s.regs.snapshot(),
-            Err(o) => {
-                fabric.fail(
-                    id,
-                    MachineError::Setup(format!(
-                        "sentron {id} finished, but a copy of its final registers ({bytes} bytes) does not fit the memory budget ({} of {} bytes in use)",
-                        o.in_use, o.limit
-                    )),
-                );
-                crate::state::Regs::default().snapshot()
-            }
-        }
-    } else {
-        crate::state::Regs::default().snapshot()
-    };
-    (s.counters.clone(), state)
+    (s.counters.clone(), std::mem::take(&mut s.regs))
 }
 
 /// Bytes of a register snapshot: every non-empty tile widened to f32.
-fn snapshot_bytes(r: &crate::state::Regs) -> u64 {
+fn snapshot_bytes(r: &Regs) -> u64 {
     r.t.iter()
         .filter(|t| !t.is_empty())
         .map(|t| 4 * t.elems() as u64)

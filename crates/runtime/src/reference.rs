@@ -824,8 +824,10 @@ fn exec_c(
             };
             s.counters.msgs_sent += 1;
             s.counters.msg_bytes += msg.bytes();
-            // Counted while it waits, as the fabric does.
-            m.budget.force(msg.bytes());
+            // Charged while it waits, as the fabric does.
+            m.budget
+                .charge(msg.bytes())
+                .map_err(|o| (TrapKind::from(o), None))?;
             let to = a as u32;
             m.mail[a as usize * m.n + s.id as usize]
                 .push(msg)

@@ -707,9 +707,9 @@ fn a_trap_stops_collectives_and_spinners() {
     }
 }
 
-/// Waiting in a collective for a sentron that halted is a deadlock at once, even while
-/// another sentron is still working (issue 8: deadlocks among some sentrons); the
-/// worker is stopped and named as still running.
+/// Waiting in a collective for a sentron that halted is a deadlock as soon as the halt
+/// and the wait have both happened, even while another sentron is still working (issue
+/// 8: deadlocks among some sentrons); the worker is stopped and named as still running.
 #[test]
 fn collective_with_a_halted_member_is_a_deadlock() {
     let src = "
@@ -728,9 +728,17 @@ fn collective_with_a_halted_member_is_a_deadlock() {
         let Err(MachineError::Deadlock(d)) = r else {
             panic!("{exec:?}: expected a deadlock, got {:?}", r.map(|_| ()))
         };
+        // Sentron 1 is reported; sentron 2 too when its CRECV came before sentron 0
+        // halted (thread timing on the fast executor), else it is named as running.
         let who: Vec<u32> = d.waiters.iter().map(|w| w.sentron).collect();
-        assert_eq!(who, vec![1], "{exec:?}");
-        assert_eq!(d.still_running, vec![2], "{exec:?}");
+        match who.as_slice() {
+            [1] => assert_eq!(d.still_running, vec![2], "{exec:?}"),
+            [1, 2] => assert!(d.still_running.is_empty(), "{exec:?}"),
+            other => panic!("{exec:?}: reported {other:?}"),
+        }
+        if exec == ExecutorKind::Reference {
+            assert_eq!(who, vec![1], "the reference is deterministic");
+        }
         let text = MachineError::Deadlock(d).to_string();
         assert!(text.contains("sentron 0 (halted)"), "{text}");
     }

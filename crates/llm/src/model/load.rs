@@ -89,6 +89,8 @@ pub struct Capacity {
     pub max_tokens: usize,
     /// Positions the KV cache holds.
     pub ctx: usize,
+    /// Element type of the KV cache pages (f32 or f16; SSCATTR rounds into f16 pages).
+    pub kv_type: DType,
 }
 
 /// The pages of a model: placed pages (copies and run state) and mapped tensors.
@@ -419,7 +421,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
             let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
             b.columns(w(l, TensorKind::Wo, part.index)?, &n(TensorKind::Wo), [d, qd], q0, q1)?;
             for value in [false, true] {
-                b.state(lc::kv_cache(l, part.index, value)?, DType::F32, [cap.ctx, hd]);
+                b.state(lc::kv_cache(l, part.index, value)?, cap.kv_type, [cap.ctx, hd]);
             }
         }
         for (i, rows) in plan.ffn_rows.iter().enumerate() {

@@ -7,7 +7,7 @@ use super::config::ModelConfig;
 use super::load::{LoadError, TensorSource};
 use super::names::tensor_name;
 use crate::layer_coords::TensorKind;
-use crate::reference::{layer_forward_f64, rms_norm, KvCacheF64};
+use crate::reference::{layer_forward_f64, rms_norm, KvCacheF64, KvStore};
 use crate::weights::LayerWeights;
 use vtpu_phext::DType;
 
@@ -64,7 +64,18 @@ pub struct ReferenceModel {
 }
 
 impl ReferenceModel {
+    /// Every weight in f32, an exact f64 KV cache.
     pub fn load<S: TensorSource + ?Sized>(src: &S, cfg: &ModelConfig) -> Result<ReferenceModel, LoadError> {
+        ReferenceModel::load_with_kv(src, cfg, KvStore::Exact)
+    }
+
+    /// Like [`ReferenceModel::load`], with keys and values stored as `kv` says (the
+    /// reference for a vTPU model with an f16 KV cache).
+    pub fn load_with_kv<S: TensorSource + ?Sized>(
+        src: &S,
+        cfg: &ModelConfig,
+        kv: KvStore,
+    ) -> Result<ReferenceModel, LoadError> {
         let nm = |l: Option<usize>, k| tensor_name(src.naming(), l, k);
         let get = |l, k| tensor_f32(src, &nm(l, k));
         let opt = |on: bool, l, k| -> Result<Option<Vec<f32>>, LoadError> {
@@ -103,7 +114,7 @@ impl ReferenceModel {
             get(None, TensorKind::Output)?
         };
         let caches = (0..cfg.n_layers)
-            .map(|_| KvCacheF64::new(c))
+            .map(|_| KvCacheF64::with_store(c, kv))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| LoadError::Other(e.to_string()))?;
         Ok(ReferenceModel {

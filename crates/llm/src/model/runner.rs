@@ -12,7 +12,7 @@ use crate::layer_program::{LayerPlan, Packer};
 use std::sync::Arc;
 use std::time::Instant;
 use vtpu_isa::Program;
-use vtpu_phext::{Layout, Page, PhextSpace, DEFAULT_PART_LIMIT};
+use vtpu_phext::{DType, Layout, Page, PhextSpace, DEFAULT_PART_LIMIT};
 use vtpu_runtime::{Counters, ExecutorKind, MachineError, RunConfig, Session};
 
 /// How to build and run a model.
@@ -30,6 +30,10 @@ pub struct ModelOptions {
     pub pin: bool,
     pub packer: Packer,
     pub kernel_level: Option<vtpu_kernels::KernelLevel>,
+    /// Element type of the KV cache pages: `F32` (default) or `F16` (half the cache
+    /// memory and bandwidth; each key and value is rounded to nearest even when it is
+    /// stored, and read back exactly). Anything else is [`ModelError::KvType`].
+    pub kv_type: DType,
 }
 
 /// The default context when none is asked for: llama.cpp's `llama-cli` default.
@@ -46,6 +50,7 @@ impl Default for ModelOptions {
             pin: true,
             packer: Packer::Compiler,
             kernel_level: None,
+            kv_type: DType::F32,
         }
     }
 }
@@ -59,6 +64,8 @@ pub enum ModelError {
     Ctx { ctx: usize, max: usize },
     #[error("{what} must be at least 1")]
     Zero { what: &'static str },
+    #[error("KV cache type {} is not supported (f32 or f16)", .0.name())]
+    KvType(DType),
     #[error("{tokens} tokens at position {pos} do not fit the context of {ctx} positions")]
     ContextFull { pos: usize, tokens: usize, ctx: usize },
     #[error("token id {id} at index {index} is outside the vocabulary of {vocab}")]
@@ -142,9 +149,13 @@ impl Model {
         if opts.sentrons == 0 {
             return Err(ModelError::Zero { what: "threads" });
         }
+        if !matches!(opts.kv_type, DType::F32 | DType::F16) {
+            return Err(ModelError::KvType(opts.kv_type));
+        }
         let cap = Capacity {
             max_tokens: opts.max_tokens.min(ctx),
             ctx,
+            kv_type: opts.kv_type,
         };
         let t0 = Instant::now();
         let align = ffn_split_align(src, &cfg)?;
