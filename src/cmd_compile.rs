@@ -351,7 +351,7 @@ fn check_workload_size(a: &WorkloadArgs) -> Result<()> {
         WorkloadKind::MicrovtpuBatched => {
             page("--samples x --features", a.samples, a.features)?;
             page("--rows x --features (one gather)", a.rows, a.features)?;
-            if a.samples % a.rows != 0 {
+            if !a.samples.is_multiple_of(a.rows) {
                 bail!(
                     "--samples ({}) must be a multiple of --rows ({})",
                     a.samples,

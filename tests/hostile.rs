@@ -438,8 +438,8 @@ fn generate(dir: &Path) {
         std::fs::write(man.join(&name), bytes).unwrap();
         tsv.push(format!("1\tpages {{dir}}/{name}\t{expect}"));
     }
-    tsv.push(format!("1\trun {{root}}/ok.vasm --load {{dir}}/xxh3_wrong.phext\tchecksum mismatch"));
-    tsv.push(format!("1\trun {{root}}/ok.vasm --packed --load {{dir}}/zero_bytes.phext\tis empty (0 bytes)"));
+    tsv.push("1\trun {root}/ok.vasm --load {dir}/xxh3_wrong.phext\tchecksum mismatch".into());
+    tsv.push("1\trun {root}/ok.vasm --packed --load {dir}/zero_bytes.phext\tis empty (0 bytes)".into());
     std::fs::write(man.join("cases.tsv"), tsv.join("\n") + "\n").unwrap();
 
     let side = dir.join("sidecar");

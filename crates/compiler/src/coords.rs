@@ -182,9 +182,7 @@ impl CoordInfo {
             for node in &sg.nodes {
                 let made = match node.code().info().window {
                     Window::Opens => coord_use(node).map(|c| self.sym(c)),
-                    Window::Forwards => {
-                        tile_use(node).and_then(|t| self.windows[t.0 as usize])
-                    }
+                    Window::Forwards => tile_use(node).and_then(|t| self.windows[t.0 as usize]),
                     Window::None | Window::Reads(_) => None,
                 };
                 let Some(page) = made else { continue };
@@ -501,7 +499,9 @@ mod tests {
         let moved = s.op(Opcode::DMov, &[Arg::V(w)]).unwrap()[0];
         let copy = s.gathers(q, zero, 4, 8).unwrap();
         let x = s.gathers(q, zero, 2, 8).unwrap();
-        let (mm_window, _) = s.op_node(Opcode::DTMm, &[Arg::V(x), Arg::V(moved)]).unwrap();
+        let (mm_window, _) = s
+            .op_node(Opcode::DTMm, &[Arg::V(x), Arg::V(moved)])
+            .unwrap();
         let (mm_copy, _) = s.op_node(Opcode::DTMm, &[Arg::V(x), Arg::V(copy)]).unwrap();
         // The window operand is the second one: a window as the first is not a page read.
         let (mm_first, _) = s.op_node(Opcode::DTMm, &[Arg::V(w), Arg::V(copy)]).unwrap();

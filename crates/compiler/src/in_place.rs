@@ -129,15 +129,19 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
                     .find(|((i, kd), _)| pick(*i, *kd))
                     .map(|(_, a)| a)
             };
-            let own_page = || {
-                arg_of(&|_, kd| kd == Operand::CR).and_then(|r| before.get(&r).copied())
-            };
+            let own_page =
+                || arg_of(&|_, kd| kd == Operand::CR).and_then(|r| before.get(&r).copied());
             let tile_read = |i: Option<usize>| {
                 let reg = arg_of(&|j, kd| {
                     kd.reg_file() == Some(RegFile::Tile) && kd.reads() && i.is_none_or(|i| i == j)
                 })?;
                 // Unknown here (set before the block): it may be a window onto any page.
-                Some(tiles_before.get(&reg).copied().unwrap_or(TileState::Window(None)))
+                Some(
+                    tiles_before
+                        .get(&reg)
+                        .copied()
+                        .unwrap_or(TileState::Window(None)),
+                )
             };
             let (mem, page) = if info.mem != Mem::None {
                 (info.mem, Some(own_page()))

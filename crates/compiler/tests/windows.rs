@@ -3,8 +3,9 @@
 //! builds a program where a scatter to the window's page follows the DTMM in program
 //! order and could be hoisted above it by dependencies that ignore the window (the
 //! control test shows the scheduler does hoist it when the operand is a copy), and
-//! checks the packed order and that the pages match the unpacked program's on the
-//! reference executor.
+//! checks the packed order (in the loop, where the order is dynamic: that every
+//! iteration reads what the previous one wrote) and that the pages match the unpacked
+//! program's on the reference executor, which runs fewer words packed.
 
 mod common;
 
@@ -86,7 +87,11 @@ fn block_graph(window: bool, forward: bool) -> Graph {
     );
     let zero = s.li(0).unwrap();
     let four = s.li(4).unwrap();
-    let open = if window { Opcode::SWindow } else { Opcode::SGatherV };
+    let open = if window {
+        Opcode::SWindow
+    } else {
+        Opcode::SGatherV
+    };
     let mut w = s
         .op(open, &[Arg::V(cp), Arg::V(zero), Arg::V(four), Arg::I64(8)])
         .unwrap()[0];
@@ -197,7 +202,10 @@ fn window_reads_in_a_pipelined_loop_keep_their_order_with_the_scatters() {
     let un = compile(&g, &CompileOptions::unpacked()).expect("unpacked");
     let pk = compile(&g, &CompileOptions::packed()).expect("packed");
     let l = &pk.streams[0].loops[0];
-    assert!(l.pipelined && l.ii < l.body_ops as u32, "overlapped iterations: {l:?}");
+    assert!(
+        l.pipelined && l.ii < l.body_ops as u32,
+        "overlapped iterations: {l:?}"
+    );
     // Every iteration's y depends on what the previous iteration scattered to P.
     same_pages_as(&un.program, &pk.program, "loop");
 }

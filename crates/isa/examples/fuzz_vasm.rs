@@ -144,6 +144,8 @@ pub fn make(seeds: &[String]) -> impl FnMut(&mut Rng) -> String + '_ {
 /// Longest error message any input may produce.
 const MAX_MESSAGE: usize = 2000;
 
+// `&String`: the driver hands each target `&Input`, and this target's input is a String.
+#[allow(clippy::ptr_arg)]
 pub fn check(text: &String) -> Outcome {
     let p = match assemble(text) {
         Ok(p) => p,

@@ -72,14 +72,11 @@ fn mutate_program(rng: &mut Rng, p: &mut Program) {
                 p.streams[i].sentron = *rng.pick(&[None, Some(0), Some(63), Some(64), Some(u32::MAX), Some(any)]);
             }
         }
+        3 if p.pages.is_empty() => p.pages.push(fuzz_isa::page(rng)),
         3 => {
-            if !p.pages.is_empty() {
-                let i = rng.below(p.pages.len());
-                let d = |rng: &mut Rng| *rng.pick(&[0u32, 1, 2, 1 << 15, 1 << 16, 1 << 24, (1 << 24) + 1, u32::MAX]);
-                p.pages[i].shape = [d(rng), d(rng)];
-            } else {
-                p.pages.push(fuzz_isa::page(rng));
-            }
+            let i = rng.below(p.pages.len());
+            let d = |rng: &mut Rng| *rng.pick(&[0u32, 1, 2, 1 << 15, 1 << 16, 1 << 24, (1 << 24) + 1, u32::MAX]);
+            p.pages[i].shape = [d(rng), d(rng)];
         }
         4 => {
             if !p.pages.is_empty() {

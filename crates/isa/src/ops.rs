@@ -515,7 +515,12 @@ mod tests {
             Window::Opens => {
                 // One window result onto the page of the one coordinate operand.
                 assert_eq!((tile_w, coord_r), (1, 1), "{}: opens a window", info.name);
-                assert_eq!(info.mem, Mem::Read, "{}: opening checks the page", info.name);
+                assert_eq!(
+                    info.mem,
+                    Mem::Read,
+                    "{}: opening checks the page",
+                    info.name
+                );
             }
             Window::Forwards => {
                 // Result = the one tile operand: no page of its own.

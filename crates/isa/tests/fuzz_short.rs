@@ -2,6 +2,8 @@
 //! `examples/fuzz_vasm.rs`; a long run is `cargo run --release -p vtpu-isa --example
 //! fuzz_vsiw -- --inputs 1000000`), and a replay of every finding kept in
 //! `testdata/hostile/fuzz/` as a regression case.
+// Each target includes the shared driver: loaded once per target on purpose.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/fuzz_vasm.rs"]
 mod fuzz_vasm;

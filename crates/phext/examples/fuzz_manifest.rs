@@ -13,6 +13,8 @@
 //!
 //! `cargo run --release -p vtpu-phext --example fuzz_manifest -- --inputs 1000000`
 
+#![allow(clippy::result_large_err)] // PersistError is the loader's own type
+
 #[path = "fuzz_support/mod.rs"]
 pub mod fuzz_support;
 
@@ -203,7 +205,7 @@ pub fn check<'a>(seeds: &'a Seeds, counter: &'a std::cell::Cell<u64>) -> impl Fn
             ));
         }
         // Now and then: the accepted space saves and reloads equal.
-        if n % 64 == 0 {
+        if n.is_multiple_of(64) {
             let again = seeds.dir.join("again.phext");
             let snap = |s: &PhextSpace| {
                 let mut v: Vec<_> = s.pages().iter().map(|p| (p.coord(), p.dtype(), p.shape(), p.read(|b| b.to_vec()))).collect();

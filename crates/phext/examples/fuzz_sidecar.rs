@@ -9,8 +9,9 @@
 //! - page bytes changed and the manifest not updated: the load must fail;
 //! - a header byte changed without a new header checksum: the load must fail;
 //! - page bytes changed and the manifest updated to match: the load must succeed
-//!   and the page must hold the new bytes;
-//! otherwise either outcome is fine, but never a panic or a hang.
+//!   and the page must hold the new bytes.
+//!
+//! Otherwise either outcome is fine, but never a panic or a hang.
 //!
 //! `cargo run --release -p vtpu-phext --example fuzz_sidecar -- --inputs 1000000`
 
@@ -134,9 +135,9 @@ pub fn make(seeds: &Seeds) -> impl FnMut(&mut Rng) -> Input + '_ {
                 let (at, width) = *rng.pick(&[(8, 4), (12, 4), (16, 8), (24, 8), (32, 8), (40, 4), (44, 1), (45, 11)]);
                 let v = rng.interesting_u64().to_le_bytes();
                 let before = b.clone();
-                for k in 0..width.min(8) {
+                for (k, &byte) in v.iter().enumerate().take(width.min(8)) {
                     if let Some(x) = b.get_mut(at + k) {
-                        *x = v[k];
+                        *x = byte;
                     }
                 }
                 if rng.chance(2, 3) {

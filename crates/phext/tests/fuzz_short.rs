@@ -1,6 +1,8 @@
 //! Short runs of the structure-aware fuzz targets (`examples/fuzz_*.rs`; a long run is
 //! `cargo run --release -p vtpu-phext --example fuzz_manifest -- --inputs 1000000`),
 //! and a replay of every finding kept in `testdata/hostile/fuzz/` as a regression case.
+// Each target includes the shared driver: loaded once per target on purpose.
+#![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/fuzz_coord.rs"]
 mod fuzz_coord;

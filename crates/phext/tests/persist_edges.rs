@@ -2,6 +2,8 @@
 //! and manifests that are not regular files, sidecar cleanup that must not touch
 //! another manifest's files, and temp files left by a save that was killed.
 
+#![allow(clippy::result_large_err)] // PersistError is the loader's own type
+
 mod common;
 
 use std::fs;

@@ -141,7 +141,10 @@ fn rlimit(which: Limit) -> Option<u64> {
     };
     // SAFETY: getrlimit writes one rlimit struct through a valid pointer.
     let ok = unsafe { libc::getrlimit(resource, &mut r) } == 0;
-    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(r.rlim_cur as u64)
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    let cur = r.rlim_cur as u64;
+    (ok && r.rlim_cur != libc::RLIM_INFINITY).then_some(cur)
 }
 
 #[cfg(not(unix))]

@@ -527,7 +527,7 @@ impl Transport for LocalFabric {
                 return Ok(m);
             }
             st.status[me as usize] = Status::Blocked {
-                site: site.clone(),
+                site: *site,
                 on: Wait::Recv { from },
             };
             if self.check_deadlock(&mut st) {
@@ -598,7 +598,7 @@ impl Transport for LocalFabric {
             };
         }
         st.status[me as usize] = Status::Blocked {
-            site: site.clone(),
+            site: *site,
             on: Wait::Collective { members, kind },
         };
         if self.check_deadlock(&mut st) {

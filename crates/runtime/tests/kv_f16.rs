@@ -29,7 +29,10 @@ fn f16_page(space: &vtpu_phext::PhextSpace, coord: &str) -> Vec<f16> {
 
 /// `v` as `.page` initial values (Display of f32 round-trips exactly).
 fn values(v: &[f32]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[test]
@@ -72,7 +75,7 @@ fn scatter_into_f16_rounds_to_nearest_even() {
             -f16::ONE,
             f16::INFINITY,
             f16::ZERO,
-            f16::from_bits(2), // 3 * 2^-25 rounds up to 2 * 2^-24
+            f16::from_bits(2),      // 3 * 2^-25 rounds up to 2 * 2^-24
             f16::from_bits(0x2e66), // the f16 nearest 0.1
             f16::from_f32(-2.5),
         ])
@@ -86,7 +89,12 @@ fn scatter_into_f16_rounds_to_nearest_even() {
 /// A decode-shaped attention over f16 caches: keys and values scattered in two chunks
 /// (prefill then more positions), windows over the first `s` positions, scores, causal
 /// softmax, `P V`.
-fn attention_src(s: usize, hd: usize, g: usize, seed: u64) -> (String, Vec<f32>, Vec<f32>, Vec<f32>) {
+fn attention_src(
+    s: usize,
+    hd: usize,
+    g: usize,
+    seed: u64,
+) -> (String, Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut rng = mixed_rng(seed);
     let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng()).collect() };
     let (keys, vals, q) = (rand(s * hd), rand(s * hd), rand(g * hd));
@@ -153,7 +161,14 @@ fn mixed_rng(seed: u64) -> impl FnMut() -> f32 {
 
 /// `|got - sum_p x_p y_p|` within the f32 dot-product bound for every element of an
 /// `m x n` result with `k`-term sums (`y` as `n x k` when `bt`, else `k x n`).
-fn check_dot(what: &str, got: &[f32], x: &[f32], y: &[f32], (m, n, k): (usize, usize, usize), bt: bool) {
+fn check_dot(
+    what: &str,
+    got: &[f32],
+    x: &[f32],
+    y: &[f32],
+    (m, n, k): (usize, usize, usize),
+    bt: bool,
+) {
     for i in 0..m {
         for j in 0..n {
             let terms = (0..k).map(|p| {
@@ -183,7 +198,10 @@ fn executors_agree_exactly_on_f16_caches_and_simd_is_within_bounds() {
         let round = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
         assert_eq!(&k16[..s * hd], &round(&keys)[..]);
         assert_eq!(&v16[..s * hd], &round(&vals)[..]);
-        assert!(k16[s * hd..].iter().all(|x| x.to_bits() == 0), "rows past S untouched");
+        assert!(
+            k16[s * hd..].iter().all(|x| x.to_bits() == 0),
+            "rows past S untouched"
+        );
         let widen = |v: &[f16]| v[..s * hd].iter().map(|x| x.to_f32()).collect::<Vec<_>>();
         let (kw, vw) = (widen(&k16), widen(&v16));
         // The windows show the f16 values, widened; the scores and P V are the products
@@ -197,7 +215,11 @@ fn executors_agree_exactly_on_f16_caches_and_simd_is_within_bounds() {
         check_dot("P V", &out, &probs, &vw, (g, hd, s), false);
         // Counters: f16 bytes scattered and opened.
         let c = &r.counters[0];
-        assert_eq!(c.bytes_scattered, 2 * 2 * (s * hd) as u64, "keys and values, 2 bytes each");
+        assert_eq!(
+            c.bytes_scattered,
+            2 * 2 * (s * hd) as u64,
+            "keys and values, 2 bytes each"
+        );
 
         // The best SIMD level: the same products within the bound.
         let (best, _) = run_at(&src, 1, ExecutorKind::Fast, None);
@@ -291,7 +313,9 @@ fn wrong_dtypes_and_shapes_trap_on_both_executors() {
     assert!(bad(traps("SWINDOW t2, c1, r0, r1, 4\nDTMM t3, t2, t0")));
     assert!(bad(traps("SWINDOW t2, c1, r0, r1, 4\nDTMMN t3, t2, t0")));
     assert!(bad(traps("SWINDOW t2, c1, r0, r1, 4\nSSCATTR t2, c1, r0")));
-    assert!(bad(traps("SWINDOW t2, c1, r0, r1, 4\nDTSOFTMAX t3, t2, r1, r1, 1")));
+    assert!(bad(traps(
+        "SWINDOW t2, c1, r0, r1, 4\nDTSOFTMAX t3, t2, r1, r1, 1"
+    )));
     // Shapes still checked: DTMM needs 4 columns (has 2), DTMMN needs 4 rows (has 2).
     let shape = |k: TrapKind| matches!(k, TrapKind::Shape(_));
     assert!(shape(traps("SWINDOW t2, c1, r0, r1, 2\nDTMM t3, t0, t2")));

@@ -89,10 +89,13 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let mut out = vec![0.0; m as usize * n as usize];
             let (mu, ku, nu) = (m as usize, k as usize, n as usize);
             if tb.is_window() {
-                tb.with_window(|y| match y {
-                    TileSlice::F32(y) => Some(scalar_matmul_nn(&mut out, x, y, mu, ku, nu)),
-                    TileSlice::F16(y) => Some(scalar_matmul_nn_f16(&mut out, x, y, mu, ku, nu)),
-                    _ => None,
+                tb.with_window(|y| {
+                    match y {
+                        TileSlice::F32(y) => scalar_matmul_nn(&mut out, x, y, mu, ku, nu),
+                        TileSlice::F16(y) => scalar_matmul_nn_f16(&mut out, x, y, mu, ku, nu),
+                        _ => return None,
+                    }
+                    Some(())
                 })
                 .flatten()
                 .ok_or((TrapKind::Shape(spec::window_use(b)), None))?;
