@@ -72,9 +72,15 @@ impl AlignedBuf {
             #[cfg(target_os = "linux")]
             {
                 // Hints only: without THP or MADV_POPULATE_WRITE (Linux < 5.14) the
-                // mapping still holds correct, lazily faulted zero pages.
-                let _ = map.advise(memmap2::Advice::HugePage);
-                let _ = map.advise(memmap2::Advice::PopulateWrite);
+                // mapping still holds correct, lazily faulted zero pages. A buffer about
+                // to be filled is populated up front (one pass instead of a fault per
+                // page); a zeroed one is left to fault in as it is used, so a KV cache
+                // sized for a long context costs memory only for the positions written
+                // (and gets no huge pages either: one touch would fault in 2 MiB).
+                if !zero {
+                    let _ = map.advise(memmap2::Advice::HugePage);
+                    let _ = map.advise(memmap2::Advice::PopulateWrite);
+                }
             }
             // Page aligned, hence 64-byte aligned.
             let ptr = NonNull::new(map.as_mut_ptr())?;
