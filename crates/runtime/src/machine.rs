@@ -36,9 +36,10 @@ pub struct RunConfig {
     /// Instruction-set level of the fast executor's kernels (None: the process-wide
     /// level, i.e. the best this CPU supports unless VTPU_KERNELS says otherwise).
     pub kernel_level: Option<vtpu_kernels::KernelLevel>,
-    /// Memory budget of the run in bytes: the phext space's pages, tile buffers,
-    /// waiting messages and SALLOC pages draw from it (`budget.rs`). None: the default
-    /// from the system's available memory and limits (`budget::default_limit`).
+    /// Memory budget of the run in bytes: the phext space's pages (all but mapped
+    /// ones), tile buffers, waiting messages and SALLOC pages draw from it
+    /// (`budget.rs`). None: the default from the system's available memory and limits
+    /// at the start of the run (`budget::default_limit`) plus the space's pages.
     pub mem_limit: Option<u64>,
     /// Copy every sentron's final registers into the report (`RunReport::states`):
     /// tests compare them; a command line that never reads them saves the memory (the
@@ -175,9 +176,19 @@ pub fn run(
         return Err(MachineError::Invalid(text.join("\n")));
     }
     // The pages already in the space count first: a space beyond the budget fails
-    // here, before any sentron starts.
-    let budget = Arc::new(MemBudget::new(cfg.mem_limit.unwrap_or_else(default_limit)));
-    let space_bytes: u64 = space.pages().iter().map(|p| p.len_bytes() as u64).sum();
+    // here, before any sentron starts. Mapped pages are views of a file (the page
+    // cache), not memory of this process, and are not charged. The default limit is
+    // measured now, when the space's memory is already in use, so it is added back.
+    let space_bytes: u64 = space
+        .pages()
+        .iter()
+        .filter(|p| p.kind() != vtpu_phext::PageKind::Mapped)
+        .map(|p| p.len_bytes() as u64)
+        .sum();
+    let limit = cfg
+        .mem_limit
+        .unwrap_or_else(|| default_limit().saturating_add(space_bytes));
+    let budget = Arc::new(MemBudget::new(limit));
     budget.charge(space_bytes).map_err(|o| {
         MachineError::Setup(format!(
             "the phext space holds {space_bytes} bytes of pages, more than the memory budget of {} bytes (--mem-limit)",
