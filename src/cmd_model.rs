@@ -275,7 +275,17 @@ fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
 /// it, special-token text parsed.
 pub fn prompt_ids(o: &Opened, prompt: &str, chat: bool) -> Result<Vec<u32>> {
     let text = if chat {
-        let Some(tmpl) = o.tok.chat_template() else {
+        // Hugging Face directories may keep the template in chat_template.jinja, which
+        // the directory reader (not the tokenizer) picks up.
+        let hf_template = match &o.src {
+            ModelSource::Hf(s) => s
+                .model_dir()
+                .tokenizer_config
+                .as_ref()
+                .and_then(|c| c.chat_template.as_deref()),
+            _ => None,
+        };
+        let Some(tmpl) = o.tok.chat_template().or(hf_template) else {
             bail!("{}: --chat, but the model has no chat template", o.path.display());
         };
         let piece = |id: Option<u32>| {
@@ -329,7 +339,17 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let mut dec = o.tok.stream();
     let mut failed: Option<std::io::Error> = None;
     let tok = &o.tok;
-    let r = generate(&mut m, &mut sampler, &ids, a.n, |t| tok.is_eog(t), |t| {
+    // End of generation: the tokenizer's set, plus a Hugging Face model's eos ids from
+    // config.json and generation_config.json.
+    let mut extra_eog: Vec<u32> = Vec::new();
+    if let ModelSource::Hf(s) = &o.src {
+        let dir = s.model_dir();
+        extra_eog.extend(&dir.config.eos_token_ids);
+        if let Some(g) = &dir.generation_config {
+            extra_eog.extend(&g.eos_token_ids);
+        }
+    }
+    let r = generate(&mut m, &mut sampler, &ids, a.n, |t| tok.is_eog(t) || extra_eog.contains(&t), |t| {
         if a.verbose_tokens {
             eprintln!("token {t}");
         }

@@ -152,3 +152,37 @@ fn bad_input_is_a_clear_error() {
     let o = vtpu(&["generate", "-m", &m, "--temp", "abc"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn hf_directory_chat_template_from_chat_template_jinja() {
+    // Recent transformers write the template to chat_template.jinja only.
+    let src = repo().join("testdata/hf/qwen3");
+    let dir = std::env::temp_dir().join(format!("vtpu-cli-hf-jinja-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut template = None;
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name == "tokenizer_config.json" {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            template = v.as_object_mut().unwrap().remove("chat_template");
+            std::fs::write(dir.join(&name), v.to_string()).unwrap();
+        } else {
+            std::fs::copy(&p, dir.join(&name)).unwrap();
+        }
+    }
+    let template = template.expect("the fixture has a chat template");
+    std::fs::write(dir.join("chat_template.jinja"), template.as_str().unwrap()).unwrap();
+    let d = dir.display().to_string();
+    let o = vtpu(&["generate", "-m", &d, "--chat", "-p", "hi", "-n", "3", "--temp", "0", "--no-pin", "--verbose-tokens"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    // The ChatML turn markers are in the prompt ids.
+    let prompt_line = e.lines().find(|l| l.starts_with("prompt tokens:")).unwrap();
+    let tok = vtpu(&["tokenize", "-m", &d, "-p", "<|im_start|>"]);
+    let ids: Vec<u64> = serde_json::from_str(stdout(&tok).trim()).unwrap();
+    let im_start = ids.last().unwrap().to_string();
+    assert!(prompt_line.contains(&im_start), "{prompt_line} lacks {im_start}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
