@@ -34,7 +34,10 @@ fn sum_lanes(s: &[u64]) -> u64 {
             *a = a.wrapping_add(x);
         }
     }
-    let tail = chunks.remainder().iter().fold(0u64, |a, &x| a.wrapping_add(x));
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(0u64, |a, &x| a.wrapping_add(x));
     acc.iter().fold(tail, |a, &x| a.wrapping_add(x))
 }
 
@@ -171,7 +174,8 @@ fn parse_args() -> Result<Args> {
     while let Some(flag) = it.next() {
         let mut value = |name: &str| -> Result<usize> {
             let v = it.next().with_context(|| format!("{name} needs a value"))?;
-            v.parse().with_context(|| format!("{name}: `{v}` is not a whole number"))
+            v.parse()
+                .with_context(|| format!("{name}: `{v}` is not a whole number"))
         };
         match flag.as_str() {
             "--mib" => a.mib = value("--mib")?,
@@ -212,15 +216,24 @@ fn main() -> Result<()> {
                 samples.push(bytes as f64 / secs / 1e9);
             }
         }
-        let shown: Vec<f64> = samples.iter().map(|g| (g * 100.0).round() / 100.0).collect();
+        let shown: Vec<f64> = samples
+            .iter()
+            .map(|g| (g * 100.0).round() / 100.0)
+            .collect();
         let med = median(&mut samples);
-        out.insert(format!("read_gbs_{threads}t"), serde_json::json!((med * 100.0).round() / 100.0));
+        out.insert(
+            format!("read_gbs_{threads}t"),
+            serde_json::json!((med * 100.0).round() / 100.0),
+        );
         out.insert(format!("samples_gbs_{threads}t"), serde_json::json!(shown));
     }
     out.insert("buffer_bytes".into(), serde_json::json!(bytes));
     out.insert("runs".into(), serde_json::json!(a.runs));
     out.insert("warmup_runs".into(), serde_json::json!(WARMUP_RUNS));
-    out.insert("kernel".into(), serde_json::json!(if avx2 { "avx2" } else { "generic" }));
+    out.insert(
+        "kernel".into(),
+        serde_json::json!(if avx2 { "avx2" } else { "generic" }),
+    );
     out.insert("pinned".into(), serde_json::json!(pinned_all));
     println!("{}", serde_json::Value::Object(out));
     Ok(())
@@ -232,7 +245,13 @@ mod tests {
 
     #[test]
     fn expected_sum_matches_a_direct_sum() {
-        for (start, n) in [(0u64, 1u64), (0, 10), (5, 7), (1 << 40, 1001), (u64::MAX - 3, 9)] {
+        for (start, n) in [
+            (0u64, 1u64),
+            (0, 10),
+            (5, 7),
+            (1 << 40, 1001),
+            (u64::MAX - 3, 9),
+        ] {
             let direct = (0..n).fold(0u64, |a, i| a.wrapping_add(start.wrapping_add(i)));
             assert_eq!(expected_sum(start, n), direct, "start {start} n {n}");
         }
@@ -240,7 +259,9 @@ mod tests {
 
     #[test]
     fn the_lane_sum_matches_a_plain_sum_with_a_tail() {
-        let v: Vec<u64> = (0..1003u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let v: Vec<u64> = (0..1003u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
         let plain = v.iter().fold(0u64, |a, &x| a.wrapping_add(x));
         assert_eq!(sum(&v, false), plain);
         assert_eq!(sum(&v, has_avx2()), plain);

@@ -6,6 +6,7 @@
 //! - `vtpu workload microvtpu-batched|gemv|compile-time`: the workloads that prove the
 //!   compiler, unpacked and packed, with counters, host times and their ratio.
 
+use crate::cmd_run::Setup;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::ValueEnum;
 use std::path::PathBuf;
@@ -14,7 +15,6 @@ use vtpu_compiler::workloads::{
     self, gemv::GemvParams, microvtpu_batched::MicroParams, RunOptions,
 };
 use vtpu_compiler::{compile_program, report, CompileOptions};
-use crate::cmd_run::Setup;
 use vtpu_isa::Program;
 use vtpu_phext::{Layout, PhextSpace};
 use vtpu_runtime::{RunConfig, RunReport};
@@ -133,7 +133,10 @@ pub fn compile(a: CompileArgs) -> Result<()> {
             mem_limit: vtpu_runtime::budget::default_limit(),
         };
         let name = a.input.display().to_string();
-        print!("{}", before_after(&p, &c.program, &name, &setup, &cfg, a.runs)?.text);
+        print!(
+            "{}",
+            before_after(&p, &c.program, &name, &setup, &cfg, a.runs)?.text
+        );
     }
     Ok(())
 }
@@ -156,7 +159,13 @@ struct Measured {
 }
 
 /// Run `p` once to warm up and `runs` times timed, each from a fresh start.
-fn measure(p: &Program, name: &str, setup: &Setup, cfg: &RunConfig, runs: usize) -> Result<Measured> {
+fn measure(
+    p: &Program,
+    name: &str,
+    setup: &Setup,
+    cfg: &RunConfig,
+    runs: usize,
+) -> Result<Measured> {
     let mut walls = Vec::with_capacity(runs);
     let mut last = None;
     for i in 0..=runs {

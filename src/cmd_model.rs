@@ -51,10 +51,20 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// The prompt.
-    #[arg(short = 'p', long, value_name = "TEXT", default_value = "Once upon a time")]
+    #[arg(
+        short = 'p',
+        long,
+        value_name = "TEXT",
+        default_value = "Once upon a time"
+    )]
     pub prompt: String,
     /// Tokens to generate.
-    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = 64)]
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        default_value_t = 64
+    )]
     pub n: usize,
     /// Temperature; 0 = greedy.
     #[arg(long, value_name = "T", default_value_t = 0.8)]
@@ -227,8 +237,7 @@ pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
 pub fn load(o: &Opened, a: &ModelArgs) -> Result<Model> {
     let opts = model_options(a)?;
     let t0 = std::time::Instant::now();
-    let m = Model::load(&o.src, o.cfg.clone(), &opts)
-        .context("cannot load the model")?;
+    let m = Model::load(&o.src, o.cfg.clone(), &opts).context("cannot load the model")?;
     let c = &m.cfg;
     eprintln!(
         "vtpu: {} ({} {} layers, D {}, vocab {}), {} sentrons, ctx {}: loaded in {:.0} ms \
@@ -286,7 +295,10 @@ pub fn prompt_ids(o: &Opened, prompt: &str, chat: bool) -> Result<Vec<u32>> {
             _ => None,
         };
         let Some(tmpl) = o.tok.chat_template().or(hf_template) else {
-            bail!("{}: --chat, but the model has no chat template", o.path.display());
+            bail!(
+                "{}: --chat, but the model has no chat template",
+                o.path.display()
+            );
         };
         let piece = |id: Option<u32>| {
             id.map(|i| String::from_utf8_lossy(&o.tok.token_to_piece(i, true)).into_owned())
@@ -349,17 +361,24 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
             extra_eog.extend(&g.eos_token_ids);
         }
     }
-    let r = generate(&mut m, &mut sampler, &ids, a.n, |t| tok.is_eog(t) || extra_eog.contains(&t), |t| {
-        if a.verbose_tokens {
-            eprintln!("token {t}");
-        }
-        let s = dec.push(t);
-        if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
-            failed = Some(e);
-            return false;
-        }
-        true
-    })?;
+    let r = generate(
+        &mut m,
+        &mut sampler,
+        &ids,
+        a.n,
+        |t| tok.is_eog(t) || extra_eog.contains(&t),
+        |t| {
+            if a.verbose_tokens {
+                eprintln!("token {t}");
+            }
+            let s = dec.push(t);
+            if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+                failed = Some(e);
+                return false;
+            }
+            true
+        },
+    )?;
     let tail = dec.finish();
     let _ = out.write_all(tail.as_bytes());
     let _ = writeln!(out);
@@ -399,7 +418,10 @@ fn profile_table(what: &str, p: &vtpu_runtime::OpProfile, tokens: u64) {
     eprintln!(
         "vtpu: {what} profile (host time summed over sentrons, per token; includes time blocked in C ops):"
     );
-    eprintln!("  {:<10} {:>8} {:>10} {:>7} {:>9} {:>10}", "op", "count", "us/token", "share", "GB/s", "GFLOP/s");
+    eprintln!(
+        "  {:<10} {:>8} {:>10} {:>7} {:>9} {:>10}",
+        "op", "count", "us/token", "share", "GB/s", "GFLOP/s"
+    );
     let t = tokens.max(1) as f64;
     for (code, st) in p.rows() {
         let secs = st.ns as f64 / 1e9;
@@ -409,8 +431,16 @@ fn profile_table(what: &str, p: &vtpu_runtime::OpProfile, tokens: u64) {
             st.count as f64 / t,
             st.ns as f64 / 1e3 / t,
             100.0 * st.ns as f64 / total,
-            if secs > 0.0 { st.bytes as f64 / secs / 1e9 } else { 0.0 },
-            if secs > 0.0 { st.flops as f64 / secs / 1e9 } else { 0.0 },
+            if secs > 0.0 {
+                st.bytes as f64 / secs / 1e9
+            } else {
+                0.0
+            },
+            if secs > 0.0 {
+                st.flops as f64 / secs / 1e9
+            } else {
+                0.0
+            },
         );
     }
     let ops = p.op_ns() as f64;
@@ -491,13 +521,30 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Prompt-processing test sizes (tokens in one prefill), comma separated; 0 = none.
-    #[arg(short = 'p', long = "n-prompt", value_name = "N", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_name = "N",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_prompt: Vec<usize>,
     /// Generation test sizes (decode steps from an empty cache), comma separated; 0 = none.
-    #[arg(short = 'n', long = "n-gen", value_name = "N", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_name = "N",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<usize>,
     /// Repetitions of each test (after one untimed warm-up run).
-    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 3)]
+    #[arg(
+        short = 'r',
+        long = "repetitions",
+        value_name = "N",
+        default_value_t = 3
+    )]
     pub reps: usize,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = BenchOutput::Md)]
@@ -531,11 +578,20 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
     let o = open(&a.model.model)?;
     let mut args = a.model.clone();
     // The prompt test runs as one call, as llama-bench's pp does with its default batch.
-    let largest = a.n_prompt.iter().chain(&a.n_gen).copied().max().unwrap_or(1).max(1);
+    let largest = a
+        .n_prompt
+        .iter()
+        .chain(&a.n_gen)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1);
     if args.ctx.is_none() {
         args.ctx = Some(largest.min(o.cfg.layer.max_seq));
     }
-    args.batch = args.batch.max(a.n_prompt.iter().copied().max().unwrap_or(1));
+    args.batch = args
+        .batch
+        .max(a.n_prompt.iter().copied().max().unwrap_or(1));
     let mut m = load(&o, &args)?;
     let ctx = m.capacity().ctx;
     if largest > ctx {
@@ -543,7 +599,9 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     // Token ids as llama-bench uses them: arbitrary valid ids (here a fixed pattern).
     let vocab = o.cfg.vocab as u32;
-    let ids: Vec<u32> = (0..largest as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let ids: Vec<u32> = (0..largest as u32)
+        .map(|i| (i * 7919 + 13) % vocab)
+        .collect();
     let mut results = Vec::new();
     for &n in a.n_prompt.iter().filter(|&&n| n > 0) {
         let mut samples = Vec::with_capacity(a.reps);
@@ -557,7 +615,13 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                 samples.push(n as f64 / s);
             }
         }
-        results.push(BenchResult { name: format!("pp{n}"), n_prompt: n, n_gen: 0, samples, stats: m.take_stats() });
+        results.push(BenchResult {
+            name: format!("pp{n}"),
+            n_prompt: n,
+            n_gen: 0,
+            samples,
+            stats: m.take_stats(),
+        });
     }
     for &n in a.n_gen.iter().filter(|&&n| n > 0) {
         let mut samples = Vec::with_capacity(a.reps);
@@ -573,16 +637,28 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                 samples.push(n as f64 / s);
             }
         }
-        results.push(BenchResult { name: format!("tg{n}"), n_prompt: 0, n_gen: n, samples, stats: m.take_stats() });
+        results.push(BenchResult {
+            name: format!("tg{n}"),
+            n_prompt: 0,
+            n_gen: n,
+            samples,
+            stats: m.take_stats(),
+        });
     }
-    let name = o.path.file_name().map_or_else(|| o.path.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let name = o.path.file_name().map_or_else(
+        || o.path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
     let size: u64 = std::fs::metadata(&o.path).map(|md| md.len()).unwrap_or(0);
     let params = o.cfg.params();
     let threads = m.plan().sentrons();
     let mut out = std::io::stdout().lock();
     match a.output {
         BenchOutput::Md => {
-            writeln!(out, "| model | size | params | backend | threads | test | t/s |")?;
+            writeln!(
+                out,
+                "| model | size | params | backend | threads | test | t/s |"
+            )?;
             writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
             for r in &results {
                 let (mean, sd) = mean_sd(&r.samples);

@@ -28,7 +28,11 @@ const QUOTE_CHARS: usize = 40;
 /// start and length, not echoed).
 pub fn short(text: &str) -> String {
     match text.char_indices().nth(QUOTE_CHARS) {
-        Some((cut, _)) => format!("{:?}... ({} characters)", &text[..cut], text.chars().count()),
+        Some((cut, _)) => format!(
+            "{:?}... ({} characters)",
+            &text[..cut],
+            text.chars().count()
+        ),
         None => format!("{text:?}"),
     }
 }
@@ -128,7 +132,12 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
         "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{}: expected a number of bytes with an optional K, M, G or T", short(s))),
+        _ => {
+            return Err(format!(
+                "{}: expected a number of bytes with an optional K, M, G or T",
+                short(s)
+            ))
+        }
     };
     let n: u64 = number(digits)?;
     let bytes = n
@@ -190,8 +199,7 @@ pub fn read_program(path: &Path) -> Result<Program> {
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| anyhow!("{}: not UTF-8 text and not a .vsiw binary", path.display()))?;
-    vtpu_isa::asm::assemble_file(&path.display().to_string(), &text)
-        .map_err(|e| anyhow!("{e}"))
+    vtpu_isa::asm::assemble_file(&path.display().to_string(), &text).map_err(|e| anyhow!("{e}"))
 }
 
 /// Is `output` the file `input` (same path, or the same file through another name)?
@@ -304,14 +312,21 @@ impl Setup {
 
 /// The validation `vtpu_runtime::run` does, done before the space is built; errors
 /// name the program (`name`).
-pub fn validate_for_run(program: &Program, name: &str, sentrons: usize, part_limit: u32) -> Result<()> {
+pub fn validate_for_run(
+    program: &Program,
+    name: &str,
+    sentrons: usize,
+    part_limit: u32,
+) -> Result<()> {
     let opts = vtpu_isa::validate::ValidateOptions {
         sentrons: Some(sentrons),
         part_limit,
     };
     if let Err(errs) = vtpu_isa::validate::validate(program, &opts) {
         let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        return Err(anyhow::Error::new(MachineError::Invalid(text.join("\n"))).context(name.to_string()));
+        return Err(
+            anyhow::Error::new(MachineError::Invalid(text.join("\n"))).context(name.to_string())
+        );
     }
     Ok(())
 }
@@ -353,7 +368,12 @@ impl Outputs {
     }
 
     /// Save first (the most expensive thing to lose), then the JSON report, then print.
-    fn finish(&self, space: &PhextSpace, json: impl FnOnce() -> serde_json::Value, report: impl FnOnce() -> String) -> Result<()> {
+    fn finish(
+        &self,
+        space: &PhextSpace,
+        json: impl FnOnce() -> serde_json::Value,
+        report: impl FnOnce() -> String,
+    ) -> Result<()> {
         if let Some(m) = &self.save {
             let stats = space
                 .save(m)
@@ -387,7 +407,9 @@ pub fn run(a: crate::RunArgs) -> Result<()> {
     let outputs = Outputs::check(&a)?;
     let program = read_program(&a.program)?;
     let sentrons = a.sentrons.unwrap_or_else(|| program.min_sentrons());
-    let mem_limit = a.mem_limit.unwrap_or_else(vtpu_runtime::budget::default_limit);
+    let mem_limit = a
+        .mem_limit
+        .unwrap_or_else(vtpu_runtime::budget::default_limit);
     let setup = Setup {
         layout: layout_of(a.layout),
         load: a.load.clone(),

@@ -1,10 +1,10 @@
 //! `vtpu`: the command line of the virtual TPU.
 
 mod cmd_compile;
-mod cmd_llm;
-mod cmd_run;
 mod cmd_convert;
+mod cmd_llm;
 mod cmd_model;
+mod cmd_run;
 mod fetch;
 
 use anyhow::{bail, Context, Result};
@@ -282,4 +282,3 @@ fn preview(p: &vtpu_phext::Page) -> String {
         Err(_) => String::new(),
     }
 }
-

@@ -275,20 +275,38 @@ fn within(args: &[&str], limit: std::time::Duration) -> Output {
 #[test]
 fn packed_honours_max_words() {
     let d = tmp();
-    let p = write(d.path(), "spin.vasm", "DLI r0, 1\ntop:\nCBNE r0, r31, top\n");
+    let p = write(
+        d.path(),
+        "spin.vasm",
+        "DLI r0, 1\ntop:\nCBNE r0, r31, top\n",
+    );
     let o = within(
         &["run", &p, "--packed", "--max-words", "1000"],
         std::time::Duration::from_secs(30),
     );
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("word limit of 1000"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("word limit of 1000"),
+        "{err}"
+    );
     // compile --report too.
     let o = within(
-        &["compile", &p, "--report", "--max-words", "1000", "--runs", "1"],
+        &[
+            "compile",
+            &p,
+            "--report",
+            "--max-words",
+            "1000",
+            "--runs",
+            "1",
+        ],
         std::time::Duration::from_secs(30),
     );
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("word limit of 1000"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("word limit of 1000"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -298,14 +316,29 @@ fn packed_writes_save_show_report_json_and_reads_load() {
     let json = d.path().join("r.json").display().to_string();
     let prog = repo("examples/vasm/microvtpu.vasm");
     let out = ok(&[
-        "run", &prog, "--packed", "--layout", "hilbert", "--save", &manifest,
-        "--report-json", &json, "--show", "1.1.1/1.1.2/1.1.2",
+        "run",
+        &prog,
+        "--packed",
+        "--layout",
+        "hilbert",
+        "--save",
+        &manifest,
+        "--report-json",
+        &json,
+        "--show",
+        "1.1.1/1.1.2/1.1.2",
     ]);
     assert!(out.contains("1.1.1/1.1.2/1.1.2 = 47"), "{out}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert!(v["before"]["total"]["virtual"]["siws"].as_u64().unwrap() > 0, "{v}");
-    assert!(v["after"]["total"]["virtual"]["siws"].as_u64().unwrap() > 0, "{v}");
+    assert!(
+        v["before"]["total"]["virtual"]["siws"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    assert!(
+        v["after"]["total"]["virtual"]["siws"].as_u64().unwrap() > 0,
+        "{v}"
+    );
     assert!(ok(&["pages", &manifest]).contains("[47.0]"));
     // --load under --packed: both forms start from the saved space.
     let add = write(
@@ -313,7 +346,15 @@ fn packed_writes_save_show_report_json_and_reads_load() {
         "add.vasm",
         ".page 1.1.1/1.1.2/1.1.2 f32 1x1\nSCLI c0, 1.1.1/1.1.2/1.1.2\nSGATHER t0, c0\nDTADD t0, t0, t0\nSSCATTR t0, c0, r0\n",
     );
-    let out = ok(&["run", &add, "--packed", "--load", &manifest, "--show", "1.1.1/1.1.2/1.1.2"]);
+    let out = ok(&[
+        "run",
+        &add,
+        "--packed",
+        "--load",
+        &manifest,
+        "--show",
+        "1.1.1/1.1.2/1.1.2",
+    ]);
     assert!(out.contains("= 94"), "{out}");
 }
 
@@ -325,19 +366,42 @@ fn output_arguments_are_checked_before_the_run() {
     let manifest = d.path().join("s.phext");
     let m = manifest.display().to_string();
     let prog = repo("examples/vasm/microvtpu.vasm");
-    fails(&["run", &prog, "--save", &m, "--show", "1.1.x/1.1.1/1.1.1"], "--show");
     fails(
-        &["run", &prog, "--save", &m, "--report-json", "/nonexistent/r.json"],
+        &["run", &prog, "--save", &m, "--show", "1.1.x/1.1.1/1.1.1"],
+        "--show",
+    );
+    fails(
+        &[
+            "run",
+            &prog,
+            "--save",
+            &m,
+            "--report-json",
+            "/nonexistent/r.json",
+        ],
         "--report-json /nonexistent/r.json: directory /nonexistent does not exist",
     );
     fails(
-        &["run", &prog, "--save", &m, "--report-json", &d.path().display().to_string()],
+        &[
+            "run",
+            &prog,
+            "--save",
+            &m,
+            "--report-json",
+            &d.path().display().to_string(),
+        ],
         "is a directory",
     );
-    fails(&["run", &prog, "--packed", "--save", &m, "--show", "nope"], "--show");
+    fails(
+        &["run", &prog, "--packed", "--save", &m, "--show", "nope"],
+        "--show",
+    );
     assert!(!manifest.exists(), "nothing saved by a failed invocation");
     // A page that does not exist after the run: the save was written first.
-    let err = fails(&["run", &prog, "--save", &m, "--show", "9.9.9/9.9.9/9.9.9"], "no page");
+    let err = fails(
+        &["run", &prog, "--save", &m, "--show", "9.9.9/9.9.9/9.9.9"],
+        "no page",
+    );
     assert!(manifest.exists(), "{err}");
 }
 
@@ -349,13 +413,19 @@ fn counts_of_zero_are_errors() {
         (vec!["run", &prog, "--sentrons", "65"], "must be 1..=64"),
         (vec!["run", &prog, "--max-words", "0"], "--max-words"),
         (vec!["validate", &prog, "--sentrons", "0"], "--sentrons"),
-        (vec!["validate", &prog, "--sentrons", "65"], "must be 1..=64"),
+        (
+            vec!["validate", &prog, "--sentrons", "65"],
+            "must be 1..=64",
+        ),
         (vec!["compile", &prog, "--runs", "0"], "--runs"),
         (vec!["compile", &prog, "--runs", "1000000000"], "at most"),
         (vec!["compile", &prog, "--sentrons", "0"], "--sentrons"),
         (vec!["workload", "gemv", "--runs", "0"], "--runs"),
         (vec!["workload", "gemv", "--sentrons", "0"], "--sentrons"),
-        (vec!["workload", "microvtpu-batched", "--features", "0"], "--features"),
+        (
+            vec!["workload", "microvtpu-batched", "--features", "0"],
+            "--features",
+        ),
         (vec!["profile-layer", "--calls", "0"], "--calls"),
         (vec!["profile-layer", "--sentrons", "0"], "--sentrons"),
         (vec!["bench-layer", "--threads", "0"], "--threads"),
@@ -373,8 +443,14 @@ fn counts_of_zero_are_errors() {
 fn validate_checks_sentrons_as_run_does() {
     let d = tmp();
     let p = write(d.path(), "two.vasm", ".sentron 3\nCHALT\n");
-    fails(&["validate", &p, "--sentrons", "2"], "sentron id 3 is not below the machine's 2 sentrons");
-    fails(&["run", &p, "--sentrons", "2"], "sentron id 3 is not below the machine's 2 sentrons");
+    fails(
+        &["validate", &p, "--sentrons", "2"],
+        "sentron id 3 is not below the machine's 2 sentrons",
+    );
+    fails(
+        &["run", &p, "--sentrons", "2"],
+        "sentron id 3 is not below the machine's 2 sentrons",
+    );
     assert!(ok(&["validate", &p, "--sentrons", "4"]).contains("valid"));
 }
 
@@ -395,17 +471,30 @@ fn outputs_never_overwrite_their_input() {
 #[test]
 fn workload_sizes_are_capped_before_allocating() {
     let o = within(
-        &["workload", "microvtpu-batched", "--features", "4294967295", "--samples", "8"],
+        &[
+            "workload",
+            "microvtpu-batched",
+            "--features",
+            "4294967295",
+            "--samples",
+            "8",
+        ],
         std::time::Duration::from_secs(10),
     );
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("beyond the page limits"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("beyond the page limits"),
+        "{err}"
+    );
     let o = within(
         &["workload", "gemv", "--n", "4000000000", "--k", "4000000000"],
         std::time::Duration::from_secs(10),
     );
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("beyond the page limits"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("beyond the page limits"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -415,7 +504,10 @@ fn reads_are_bounded_and_causes_printed_once() {
     assert!(!o.status.success() && err.contains("limit"), "{err}");
     let o = within(&["pages", "/dev/zero"], std::time::Duration::from_secs(10));
     let (_, err) = text(&o);
-    assert!(!o.status.success() && err.contains("character device"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("character device"),
+        "{err}"
+    );
     let err = fails(&["pages", "/nonexistent/m.phext"], "No such file");
     assert_eq!(err.matches("No such file").count(), 1, "{err}");
     let err = fails(&["run", "/nonexistent/p.vasm"], "No such file");

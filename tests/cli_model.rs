@@ -11,7 +11,10 @@ fn repo() -> PathBuf {
 }
 
 fn fixture() -> String {
-    repo().join("testdata/models/qwen3-tiny.gguf").display().to_string()
+    repo()
+        .join("testdata/models/qwen3-tiny.gguf")
+        .display()
+        .to_string()
 }
 
 fn vtpu(args: &[&str]) -> Output {
@@ -33,8 +36,17 @@ fn stderr(o: &Output) -> String {
 fn greedy_generation_matches_llama_cpp_and_stdout_is_only_the_text() {
     let m = fixture();
     let o = vtpu(&[
-        "generate", "-m", &m, "-p", "The capital of France is", "-n", "12", "--temp", "0",
-        "--no-pin", "--verbose-tokens",
+        "generate",
+        "-m",
+        &m,
+        "-p",
+        "The capital of France is",
+        "-n",
+        "12",
+        "--temp",
+        "0",
+        "--no-pin",
+        "--verbose-tokens",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // llama.cpp's greedy tokens for this prompt (testdata/llamacpp/qwen3-tiny.json); its
@@ -54,29 +66,52 @@ fn greedy_generation_matches_llama_cpp_and_stdout_is_only_the_text() {
         .collect();
     assert_eq!(got, want, "{e}");
     let text = stdout(&o);
-    assert!(!text.contains("vtpu:") && !text.contains("token "), "stdout carries more than the text: {text:?}");
+    assert!(
+        !text.contains("vtpu:") && !text.contains("token "),
+        "stdout carries more than the text: {text:?}"
+    );
     assert!(!text.is_empty());
-    assert!(e.contains("tok/s") && e.contains("ops/cycle") && e.contains("PPT hit rate"), "{e}");
+    assert!(
+        e.contains("tok/s") && e.contains("ops/cycle") && e.contains("PPT hit rate"),
+        "{e}"
+    );
 }
 
 #[test]
 fn same_seed_same_text_and_temperature_sampling_varies_by_seed() {
     let m = fixture();
     let run = |seed: &str| {
-        let o = vtpu(&["generate", "-m", &m, "-p", "Once upon a time", "-n", "16", "--temp", "1.0", "--seed", seed, "--no-pin"]);
+        let o = vtpu(&[
+            "generate",
+            "-m",
+            &m,
+            "-p",
+            "Once upon a time",
+            "-n",
+            "16",
+            "--temp",
+            "1.0",
+            "--seed",
+            seed,
+            "--no-pin",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o)
     };
     let a = run("7");
     assert_eq!(a, run("7"));
     let others: Vec<String> = ["8", "9", "10"].iter().map(|s| run(s)).collect();
-    assert!(others.iter().any(|o| *o != a), "three other seeds all gave {a:?}");
+    assert!(
+        others.iter().any(|o| *o != a),
+        "three other seeds all gave {a:?}"
+    );
 }
 
 #[test]
 fn tokenize_prints_llama_cpp_ids() {
     let g: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("testdata/llamacpp/tokenize_qwen3-tiny.json")).unwrap(),
+        &std::fs::read_to_string(repo().join("testdata/llamacpp/tokenize_qwen3-tiny.json"))
+            .unwrap(),
     )
     .unwrap();
     let m = fixture();
@@ -88,7 +123,12 @@ fn tokenize_prints_llama_cpp_ids() {
         let o = vtpu(&["tokenize", "-m", &m, "-p", text]);
         assert!(o.status.success(), "{}", stderr(&o));
         let got: Vec<u64> = serde_json::from_str(stdout(&o).trim()).unwrap();
-        let want: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        let want: Vec<u64> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
         assert_eq!(got, want, "{text:?}");
     }
 }
@@ -98,13 +138,32 @@ fn inspect_lists_tensors_and_coordinates() {
     let o = vtpu(&["inspect", &fixture()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    assert!(s.contains("qwen3") && s.contains("blk.0.attn_q.weight"), "{s}");
-    assert!(s.contains("token_embd.weight") && s.contains("-> 1.999.16/1.1.1/1.1.1"), "{s}");
+    assert!(
+        s.contains("qwen3") && s.contains("blk.0.attn_q.weight"),
+        "{s}"
+    );
+    assert!(
+        s.contains("token_embd.weight") && s.contains("-> 1.999.16/1.1.1/1.1.1"),
+        "{s}"
+    );
 }
 
 #[test]
 fn bench_json_has_llama_bench_keys() {
-    let o = vtpu(&["bench", "-m", &fixture(), "-p", "8", "-n", "4", "-r", "2", "-o", "json", "--no-pin"]);
+    let o = vtpu(&[
+        "bench",
+        "-m",
+        &fixture(),
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-r",
+        "2",
+        "-o",
+        "json",
+        "--no-pin",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let a = v.as_array().unwrap();
@@ -131,11 +190,23 @@ fn bad_input_is_a_clear_error() {
     std::fs::write(&not_gguf, b"definitely not a model").unwrap();
     let long_prompt = "word ".repeat(300);
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["generate", "-m", "/nonexistent/model.gguf"], "/nonexistent/model.gguf"),
+        (
+            vec!["generate", "-m", "/nonexistent/model.gguf"],
+            "/nonexistent/model.gguf",
+        ),
         (vec!["generate", "-m", trunc.to_str().unwrap()], "truncated"),
-        (vec!["generate", "-m", not_gguf.to_str().unwrap()], "bad magic"),
-        (vec!["generate", "-m", &m, "-p", &long_prompt, "--ctx", "64"], "context holds 64"),
-        (vec!["generate", "-m", &m, "-n", "100", "--ctx", "32"], "context holds 32"),
+        (
+            vec!["generate", "-m", not_gguf.to_str().unwrap()],
+            "bad magic",
+        ),
+        (
+            vec!["generate", "-m", &m, "-p", &long_prompt, "--ctx", "64"],
+            "context holds 64",
+        ),
+        (
+            vec!["generate", "-m", &m, "-n", "100", "--ctx", "32"],
+            "context holds 32",
+        ),
         (vec!["generate", "-m", &m, "--ctx", "100000000"], "--ctx"),
         (vec!["generate", "-m", &m, "--top-p", "0"], "top_p"),
         (vec!["generate", "-m", &m, "-t", "0"], "--threads"),
@@ -175,7 +246,20 @@ fn hf_directory_chat_template_from_chat_template_jinja() {
     let template = template.expect("the fixture has a chat template");
     std::fs::write(dir.join("chat_template.jinja"), template.as_str().unwrap()).unwrap();
     let d = dir.display().to_string();
-    let o = vtpu(&["generate", "-m", &d, "--chat", "-p", "hi", "-n", "3", "--temp", "0", "--no-pin", "--verbose-tokens"]);
+    let o = vtpu(&[
+        "generate",
+        "-m",
+        &d,
+        "--chat",
+        "-p",
+        "hi",
+        "-n",
+        "3",
+        "--temp",
+        "0",
+        "--no-pin",
+        "--verbose-tokens",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let e = stderr(&o);
     // The ChatML turn markers are in the prompt ids.
@@ -183,6 +267,9 @@ fn hf_directory_chat_template_from_chat_template_jinja() {
     let tok = vtpu(&["tokenize", "-m", &d, "-p", "<|im_start|>"]);
     let ids: Vec<u64> = serde_json::from_str(stdout(&tok).trim()).unwrap();
     let im_start = ids.last().unwrap().to_string();
-    assert!(prompt_line.contains(&im_start), "{prompt_line} lacks {im_start}");
+    assert!(
+        prompt_line.contains(&im_start),
+        "{prompt_line} lacks {im_start}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,13 +12,15 @@
 //!
 //! `cargo run --release -p vtpu-isa --example fuzz_vasm -- --inputs 1000000`
 
-#[path = "../../phext/examples/fuzz_support/mod.rs"]
-pub mod fuzz_support;
 #[path = "fuzz_isa/mod.rs"]
 mod fuzz_isa;
+#[path = "../../phext/examples/fuzz_support/mod.rs"]
+pub mod fuzz_support;
 
 use fuzz_support::{drive, Options, Outcome, Rng};
-use vtpu_isa::{assemble, decode_program, disassemble, encode_program, validate, ValidateOptions, OPS};
+use vtpu_isa::{
+    assemble, decode_program, disassemble, encode_program, validate, ValidateOptions, OPS,
+};
 
 pub fn seeds() -> Vec<String> {
     let mut v = fuzz_isa::repo_sources();
@@ -28,12 +30,54 @@ pub fn seeds() -> Vec<String> {
 }
 
 const TOKENS: &[&str] = &[
-    "\n", " ", ",", "|", "{", "}", "=", ":", ";", "#", ".sentron", ".spmd", ".page", "r0",
-    "r31", "r32", "t15", "t16", "c15", "c16", "@0", "@63", "@64", "all", "sum", "max",
-    "owned", "scratch", "readonly", "f32", "q4_k", "0x0", "1x1", "16777216x16777216",
-    "65536x16385", "1.1.1/1.1.1/1.1.1", "999.999.999/999.999.999/999.999.999",
-    "1000.1.1/1.1.1/1.1.1", "-1", "9223372036854775808", "nan", "f32:0x7fc00000", "L0",
-    "L0:", "\u{e9}", "\t", "\r\n", "\u{0}",
+    "\n",
+    " ",
+    ",",
+    "|",
+    "{",
+    "}",
+    "=",
+    ":",
+    ";",
+    "#",
+    ".sentron",
+    ".spmd",
+    ".page",
+    "r0",
+    "r31",
+    "r32",
+    "t15",
+    "t16",
+    "c15",
+    "c16",
+    "@0",
+    "@63",
+    "@64",
+    "all",
+    "sum",
+    "max",
+    "owned",
+    "scratch",
+    "readonly",
+    "f32",
+    "q4_k",
+    "0x0",
+    "1x1",
+    "16777216x16777216",
+    "65536x16385",
+    "1.1.1/1.1.1/1.1.1",
+    "999.999.999/999.999.999/999.999.999",
+    "1000.1.1/1.1.1/1.1.1",
+    "-1",
+    "9223372036854775808",
+    "nan",
+    "f32:0x7fc00000",
+    "L0",
+    "L0:",
+    "\u{e9}",
+    "\t",
+    "\r\n",
+    "\u{0}",
 ];
 
 fn token(rng: &mut Rng) -> String {
@@ -152,7 +196,11 @@ pub fn check(text: &String) -> Outcome {
         Err(e) => {
             let m = e.to_string();
             if m.len() > MAX_MESSAGE {
-                return Outcome::Violation(format!("error message of {} bytes: {}...", m.len(), &m[..200.min(m.len())]));
+                return Outcome::Violation(format!(
+                    "error message of {} bytes: {}...",
+                    m.len(),
+                    &m[..200.min(m.len())]
+                ));
             }
             return Outcome::Rejected;
         }
@@ -165,7 +213,9 @@ pub fn check(text: &String) -> Outcome {
     match decode_program(&encode_program(&p)) {
         Ok(q) if q == p => {}
         Ok(_) => return Outcome::Violation("encoding decodes to another program".into()),
-        Err(e) => return Outcome::Violation(format!("the decoder refuses what the assembler wrote: {e}")),
+        Err(e) => {
+            return Outcome::Violation(format!("the decoder refuses what the assembler wrote: {e}"))
+        }
     }
     let _ = validate(&p, &ValidateOptions::default());
     Outcome::Accepted
@@ -173,7 +223,16 @@ pub fn check(text: &String) -> Outcome {
 
 pub fn run(inputs: u64, seed: u64, crashes: Option<&std::path::Path>) -> fuzz_support::Stats {
     let seeds = seeds();
-    drive("vasm", "vasm", inputs, seed, crashes, make(&seeds), check, |t| t.clone().into_bytes())
+    drive(
+        "vasm",
+        "vasm",
+        inputs,
+        seed,
+        crashes,
+        make(&seeds),
+        check,
+        |t| t.clone().into_bytes(),
+    )
 }
 
 #[allow(dead_code)]

@@ -16,15 +16,17 @@
 //!
 //! `cargo run --release -p vtpu-isa --example fuzz_vsiw -- --inputs 1000000`
 
-#[path = "../../phext/examples/fuzz_support/mod.rs"]
-pub mod fuzz_support;
 #[path = "fuzz_isa/mod.rs"]
 mod fuzz_isa;
+#[path = "../../phext/examples/fuzz_support/mod.rs"]
+pub mod fuzz_support;
 
 use fuzz_support::{drive, mutate_bytes, Options, Outcome, Rng};
 use vtpu_isa::encode::{encoded_len, seal};
 use vtpu_isa::validate::Site;
-use vtpu_isa::{assemble, decode_program, disassemble, encode_program, validate, Pipe, Program, ValidateOptions};
+use vtpu_isa::{
+    assemble, decode_program, disassemble, encode_program, validate, Pipe, Program, ValidateOptions,
+};
 
 pub struct Input {
     pub bytes: Vec<u8>,
@@ -69,13 +71,25 @@ fn mutate_program(rng: &mut Rng, p: &mut Program) {
             if !p.streams.is_empty() {
                 let i = rng.below(p.streams.len());
                 let any = rng.next_u64() as u32;
-                p.streams[i].sentron = *rng.pick(&[None, Some(0), Some(63), Some(64), Some(u32::MAX), Some(any)]);
+                p.streams[i].sentron =
+                    *rng.pick(&[None, Some(0), Some(63), Some(64), Some(u32::MAX), Some(any)]);
             }
         }
         3 if p.pages.is_empty() => p.pages.push(fuzz_isa::page(rng)),
         3 => {
             let i = rng.below(p.pages.len());
-            let d = |rng: &mut Rng| *rng.pick(&[0u32, 1, 2, 1 << 15, 1 << 16, 1 << 24, (1 << 24) + 1, u32::MAX]);
+            let d = |rng: &mut Rng| {
+                *rng.pick(&[
+                    0u32,
+                    1,
+                    2,
+                    1 << 15,
+                    1 << 16,
+                    1 << 24,
+                    (1 << 24) + 1,
+                    u32::MAX,
+                ])
+            };
             p.pages[i].shape = [d(rng), d(rng)];
         }
         4 => {
@@ -144,12 +158,17 @@ pub fn check(input: &Input) -> Outcome {
         Ok(()) => true,
         Err(errs) => {
             for e in &errs {
-                let container = matches!(e.site, Site::Page { .. } | Site::Program | Site::Stream { .. });
+                let container = matches!(
+                    e.site,
+                    Site::Page { .. } | Site::Program | Site::Stream { .. }
+                );
                 let limit = e.message.contains("than the limit")
                     || e.message.contains("MAX_SENTRONS")
                     || e.message.contains("each dimension must be");
                 if container && limit {
-                    return Outcome::Violation(format!("decoder accepted what the validator refuses: {e}"));
+                    return Outcome::Violation(format!(
+                        "decoder accepted what the validator refuses: {e}"
+                    ));
                 }
             }
             false
@@ -159,7 +178,9 @@ pub fn check(input: &Input) -> Outcome {
         match assemble(&disassemble(&p)) {
             Ok(q) if q == p => {}
             Ok(_) => return Outcome::Violation("disassembly assembles to another program".into()),
-            Err(e) => return Outcome::Violation(format!("valid program's disassembly refused: {e}")),
+            Err(e) => {
+                return Outcome::Violation(format!("valid program's disassembly refused: {e}"))
+            }
         }
     }
     Outcome::Accepted
@@ -167,7 +188,16 @@ pub fn check(input: &Input) -> Outcome {
 
 pub fn run(inputs: u64, seed: u64, crashes: Option<&std::path::Path>) -> fuzz_support::Stats {
     let seeds = seeds();
-    drive("vsiw", "vsiw", inputs, seed, crashes, make(&seeds), check, |i| i.bytes.clone())
+    drive(
+        "vsiw",
+        "vsiw",
+        inputs,
+        seed,
+        crashes,
+        make(&seeds),
+        check,
+        |i| i.bytes.clone(),
+    )
 }
 
 #[allow(dead_code)]

@@ -21,14 +21,13 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::limits;
 use crate::syntax::{
     describe, is_ident, parse_dec_u32, parse_f32, parse_operand, parse_shape, Raw, Val,
 };
 use crate::word::{PageDecl, PageInitData};
-use crate::limits;
 use crate::{
-    Op, Opcode, Program, Siw, Stream, MAX_PAGES, MAX_PROGRAM_BYTES, MAX_SENTRONS,
-    MAX_STREAM_WORDS,
+    Op, Opcode, Program, Siw, Stream, MAX_PAGES, MAX_PROGRAM_BYTES, MAX_SENTRONS, MAX_STREAM_WORDS,
 };
 use vtpu_phext::{Coord, DType, PageKind, MAX_PART_LIMIT};
 
@@ -306,7 +305,11 @@ impl Assembler {
         }
         let (word, fixups) = parse_word(&toks)?;
         let cur_exists = self.cur.is_some();
-        let stream_bytes = if cur_exists { 0 } else { limits::ENCODED_STREAM_BYTES };
+        let stream_bytes = if cur_exists {
+            0
+        } else {
+            limits::ENCODED_STREAM_BYTES
+        };
         grow(
             &mut self.encoded,
             limits::ENCODED_WORD_BYTES + stream_bytes,

@@ -12,8 +12,8 @@ use std::fmt;
 
 use crate::word::{kind_code, GROUP_ALL, KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use crate::{
-    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_PAGES,
-    MAX_PAGE_ELEMS, MAX_SENTRONS, MAX_STREAMS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
+    Op, Opcode, Operand, PageDecl, PageInitData, Pipe, Program, RegFile, MAX_PAGES, MAX_PAGE_ELEMS,
+    MAX_SENTRONS, MAX_STREAMS, MAX_STREAM_WORDS, MAX_TILE_DIM, MAX_TILE_ELEMS,
 };
 use vtpu_phext::{Coord, CoordKey, DType, PageKind, DEFAULT_PART_LIMIT, DIM_NAMES};
 

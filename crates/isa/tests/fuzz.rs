@@ -312,7 +312,8 @@ fn arb_wellformed_program() -> impl Strategy<Value = Program> {
     )
         .prop_map(|(d, s, c)| Siw { slots: [d, s, c] });
     // Within the crate limits the decoder checks (sentron ids < 64, page shapes).
-    let sentron = prop_oneof![2 => Just(None), 3 => (0u32..4).prop_map(Some), 1 => (0u32..64).prop_map(Some)];
+    let sentron =
+        prop_oneof![2 => Just(None), 3 => (0u32..4).prop_map(Some), 1 => (0u32..64).prop_map(Some)];
     let stream = (sentron, prop::collection::vec(word, 0..6))
         .prop_map(|(sentron, words)| Stream { sentron, words });
     let page = (

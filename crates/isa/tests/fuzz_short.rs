@@ -13,9 +13,16 @@ mod fuzz_vsiw;
 use std::path::{Path, PathBuf};
 
 fn kept(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hostile/fuzz").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/hostile/fuzz")
+        .join(target);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.retain(|p| p.file_name().is_some_and(|n| n != "README.md"));
     v.sort();
@@ -30,7 +37,10 @@ fn vsiw_short_run_and_kept_cases() {
     assert!(st.accepted > 0 && st.rejected > 0);
     for p in kept("vsiw") {
         let bytes = std::fs::read(&p).unwrap();
-        let input = fuzz_vsiw::Input { bytes, unsealed_damage: false };
+        let input = fuzz_vsiw::Input {
+            bytes,
+            unsealed_damage: false,
+        };
         if let fuzz_vsiw::fuzz_support::Outcome::Violation(v) = fuzz_vsiw::check(&input) {
             panic!("{}: {v}", p.display());
         }

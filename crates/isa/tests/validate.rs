@@ -259,7 +259,10 @@ fn huge_shapes_are_rejected_before_anything_allocates() {
     // A page beyond the limit: the assembler refuses it (as the decoder does), and the
     // validator still catches one built in memory.
     let e = assemble(".page 1.1.1/1.1.1/1.1.1 f32 65536x16385\nCHALT").unwrap_err();
-    assert!(e.to_string().contains("more than the limit 1073741824"), "{e}");
+    assert!(
+        e.to_string().contains("more than the limit 1073741824"),
+        "{e}"
+    );
     let mut p = spmd(vec![Siw::NOP]);
     p.pages.push(PageDecl {
         coord: Coord::ORIGIN,
@@ -270,5 +273,9 @@ fn huge_shapes_are_rejected_before_anything_allocates() {
         init: PageInitData::Zero,
     });
     let got = errors(&p, None);
-    assert!(got.iter().any(|g| g.contains("more than the limit 1073741824")), "{got:?}");
+    assert!(
+        got.iter()
+            .any(|g| g.contains("more than the limit 1073741824")),
+        "{got:?}"
+    );
 }

@@ -82,7 +82,10 @@ impl TensorKind {
     pub fn is_model_wide(self) -> bool {
         matches!(
             self,
-            TensorKind::RopeTable | TensorKind::TokenEmbd | TensorKind::OutputNorm | TensorKind::Output
+            TensorKind::RopeTable
+                | TensorKind::TokenEmbd
+                | TensorKind::OutputNorm
+                | TensorKind::Output
         )
     }
 }

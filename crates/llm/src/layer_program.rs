@@ -190,14 +190,24 @@ impl WeightRef {
 /// sentron's slice as a page of its own; a model maps whole tensors from the file and
 /// names row ranges of them.
 pub trait WeightMap {
-    fn weight(&self, layer: usize, kind: TensorKind, slice: Slice<'_>) -> Result<WeightRef, PlanError>;
+    fn weight(
+        &self,
+        layer: usize,
+        kind: TensorKind,
+        slice: Slice<'_>,
+    ) -> Result<WeightRef, PlanError>;
 }
 
 /// The single-layer layout (`layer_pages`): one page per part, kv head or sentron.
 pub struct PerPartPages;
 
 impl WeightMap for PerPartPages {
-    fn weight(&self, layer: usize, kind: TensorKind, slice: Slice<'_>) -> Result<WeightRef, PlanError> {
+    fn weight(
+        &self,
+        layer: usize,
+        kind: TensorKind,
+        slice: Slice<'_>,
+    ) -> Result<WeightRef, PlanError> {
         let index = match slice {
             Slice::Whole => 0,
             Slice::Part(p) => p.index,
@@ -411,13 +421,25 @@ pub fn layer_body<E: Emit, W: WeightMap>(
     let hn = val(e, O::DTRmsNorm, &[A::V(h), A::V(w), A::F32(cfg.rms_eps)])?;
     e.release(w);
     let rows = &plan.ffn_rows[id];
-    let gate = project(e, hn, map.weight(layer, TensorKind::WGate, Slice::Ffn(id, rows))?)?;
-    let up = project(e, hn, map.weight(layer, TensorKind::WUp, Slice::Ffn(id, rows))?)?;
+    let gate = project(
+        e,
+        hn,
+        map.weight(layer, TensorKind::WGate, Slice::Ffn(id, rows))?,
+    )?;
+    let up = project(
+        e,
+        hn,
+        map.weight(layer, TensorKind::WUp, Slice::Ffn(id, rows))?,
+    )?;
     e.release(hn);
     let act = val(e, O::DTSwiglu, &[A::V(gate), A::V(up)])?;
     e.release(gate);
     e.release(up);
-    let mlp = project(e, act, map.weight(layer, TensorKind::WDown, Slice::Ffn(id, rows))?)?;
+    let mlp = project(
+        e,
+        act,
+        map.weight(layer, TensorKind::WDown, Slice::Ffn(id, rows))?,
+    )?;
     e.release(act);
     let mlp = all_reduce(e, plan, mlp)?;
     if !want_out {
@@ -538,13 +560,37 @@ fn attention_part<E: Emit, W: WeightMap>(
         })
     };
     let kvh = part.kv_head;
-    let q = project(e, sh.xn, map.weight(layer, TensorKind::Wq, Slice::Part(part))?)?;
+    let q = project(
+        e,
+        sh.xn,
+        map.weight(layer, TensorKind::Wq, Slice::Part(part))?,
+    )?;
     let q = bias(e, q, opt(cfg.qkv_bias, TensorKind::Bq, Slice::Part(part))?)?;
-    let q = norm_rope(e, plan, sh, q, opt(cfg.qk_norm, TensorKind::QNorm, Slice::Whole)?)?;
-    let k = project(e, sh.xn, map.weight(layer, TensorKind::Wk, Slice::KvHead(kvh))?)?;
+    let q = norm_rope(
+        e,
+        plan,
+        sh,
+        q,
+        opt(cfg.qk_norm, TensorKind::QNorm, Slice::Whole)?,
+    )?;
+    let k = project(
+        e,
+        sh.xn,
+        map.weight(layer, TensorKind::Wk, Slice::KvHead(kvh))?,
+    )?;
     let k = bias(e, k, opt(cfg.qkv_bias, TensorKind::Bk, Slice::KvHead(kvh))?)?;
-    let k = norm_rope(e, plan, sh, k, opt(cfg.qk_norm, TensorKind::KNorm, Slice::Whole)?)?;
-    let v = project(e, sh.xn, map.weight(layer, TensorKind::Wv, Slice::KvHead(kvh))?)?;
+    let k = norm_rope(
+        e,
+        plan,
+        sh,
+        k,
+        opt(cfg.qk_norm, TensorKind::KNorm, Slice::Whole)?,
+    )?;
+    let v = project(
+        e,
+        sh.xn,
+        map.weight(layer, TensorKind::Wv, Slice::KvHead(kvh))?,
+    )?;
     let v = bias(e, v, opt(cfg.qkv_bias, TensorKind::Bv, Slice::KvHead(kvh))?)?;
 
     // Append this step's keys and values, then read the whole visible cache back.

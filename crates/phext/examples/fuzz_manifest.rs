@@ -49,8 +49,19 @@ impl Seeds {
 }
 
 const KEYS: &[&str] = &[
-    "vtpu-page", "dtype", "shape", "kind", "read_only", "offset", "length", "xxh3",
-    "sidecar", "vtpu-empty-space", "layout", "part_limit", "title",
+    "vtpu-page",
+    "dtype",
+    "shape",
+    "kind",
+    "read_only",
+    "offset",
+    "length",
+    "xxh3",
+    "sidecar",
+    "vtpu-empty-space",
+    "layout",
+    "part_limit",
+    "title",
 ];
 
 fn value(rng: &mut Rng) -> String {
@@ -60,9 +71,24 @@ fn value(rng: &mut Rng) -> String {
         2 => "9".repeat(1 + rng.below(100_000)),
         3 => String::new(),
         4 => format!("{}x{}", rng.interesting_u64(), rng.interesting_u64()),
-        5 => rng.pick(&["f32", "q8_0", "q4_k", "bf16", "owned", "mapped", "scratch", "true", "false", "zorder"]).to_string(),
+        5 => rng
+            .pick(&[
+                "f32", "q8_0", "q4_k", "bf16", "owned", "mapped", "scratch", "true", "false",
+                "zorder",
+            ])
+            .to_string(),
         6 => format!("{:016x}", rng.next_u64()),
-        7 => rng.pick(&["../etc/passwd", "a/b.bin", "", ".", "..", "x\u{1}.bin", "seed0.phext.0000000000000000.bin"]).to_string(),
+        7 => rng
+            .pick(&[
+                "../etc/passwd",
+                "a/b.bin",
+                "",
+                ".",
+                "..",
+                "x\u{1}.bin",
+                "seed0.phext.0000000000000000.bin",
+            ])
+            .to_string(),
         8 => "é\u{feff}\u{17}".to_string(),
         _ => (rng.below(4096) * 64).to_string(),
     }
@@ -83,7 +109,9 @@ fn damage_scroll(rng: &mut Rng, scroll: &str) -> String {
     let at = rng.below(lines.len());
     match rng.below(7) {
         0 | 1 => {
-            let key = lines[at].split_once('=').map_or(lines[at].clone(), |(k, _)| k.to_string());
+            let key = lines[at]
+                .split_once('=')
+                .map_or(lines[at].clone(), |(k, _)| k.to_string());
             lines[at] = format!("{key}={}", value(rng));
         }
         2 => {
@@ -98,7 +126,9 @@ fn damage_scroll(rng: &mut Rng, scroll: &str) -> String {
             lines.swap(at, b);
         }
         5 => {
-            let v = lines[at].split_once('=').map_or(String::new(), |(_, v)| v.to_string());
+            let v = lines[at]
+                .split_once('=')
+                .map_or(String::new(), |(_, v)| v.to_string());
             lines[at] = format!("{}={v}", rng.pick(KEYS));
         }
         _ => lines.insert(at, format!("{}={}", rng.pick(KEYS), value(rng))),
@@ -139,18 +169,30 @@ fn mutate(rng: &mut Rng, seed: &str) -> Vec<u8> {
             _ => {
                 scrolls.insert(
                     coord(rng),
-                    format!("vtpu-empty-space=1\nlayout={}\npart_limit={}", value(rng), value(rng)),
+                    format!(
+                        "vtpu-empty-space=1\nlayout={}\npart_limit={}",
+                        value(rng),
+                        value(rng)
+                    ),
                 );
             }
         }
     }
-    let map = scrolls.into_iter().map(|(c, s)| (c.to_libphext(), s)).collect();
+    let map = scrolls
+        .into_iter()
+        .map(|(c, s)| (c.to_libphext(), s))
+        .collect();
     let mut bytes = libphext::phext::implode(map).into_bytes();
     if rng.chance(1, 5) {
         for _ in 0..1 + rng.below(3) {
             if rng.chance(1, 2) && !bytes.is_empty() {
                 let at = rng.below(bytes.len());
-                bytes.insert(at, *rng.pick(&[0x17u8, 0x18, 0x19, 0x1a, 0x1c, 0x1d, 0x1e, 0x1f, 0x01, b'\n', b'=']));
+                bytes.insert(
+                    at,
+                    *rng.pick(&[
+                        0x17u8, 0x18, 0x19, 0x1a, 0x1c, 0x1d, 0x1e, 0x1f, 0x01, b'\n', b'=',
+                    ]),
+                );
             } else {
                 mutate_bytes(rng, &mut bytes);
             }
@@ -185,7 +227,10 @@ fn page_scrolls(bytes: &[u8]) -> Option<usize> {
     )
 }
 
-pub fn check<'a>(seeds: &'a Seeds, counter: &'a std::cell::Cell<u64>) -> impl Fn(&Input) -> Outcome + 'a {
+pub fn check<'a>(
+    seeds: &'a Seeds,
+    counter: &'a std::cell::Cell<u64>,
+) -> impl Fn(&Input) -> Outcome + 'a {
     move |input| {
         let n = counter.get();
         counter.set(n + 1);
@@ -193,7 +238,11 @@ pub fn check<'a>(seeds: &'a Seeds, counter: &'a std::cell::Cell<u64>) -> impl Fn
         if std::fs::write(&m, &input.bytes).is_err() {
             return Outcome::Violation("cannot write the manifest".into());
         }
-        let mode = if input.copy { LoadMode::Copy } else { LoadMode::Map };
+        let mode = if input.copy {
+            LoadMode::Copy
+        } else {
+            LoadMode::Map
+        };
         let Ok(space) = PhextSpace::load(&m, mode) else {
             return Outcome::Rejected;
         };
@@ -208,14 +257,29 @@ pub fn check<'a>(seeds: &'a Seeds, counter: &'a std::cell::Cell<u64>) -> impl Fn
         if n.is_multiple_of(64) {
             let again = seeds.dir.join("again.phext");
             let snap = |s: &PhextSpace| {
-                let mut v: Vec<_> = s.pages().iter().map(|p| (p.coord(), p.dtype(), p.shape(), p.read(|b| b.to_vec()))).collect();
+                let mut v: Vec<_> = s
+                    .pages()
+                    .iter()
+                    .map(|p| (p.coord(), p.dtype(), p.shape(), p.read(|b| b.to_vec())))
+                    .collect();
                 v.sort_by_key(|t| t.0);
                 v
             };
-            match space.save(&again).and_then(|_| PhextSpace::load(&again, LoadMode::Copy)) {
+            match space
+                .save(&again)
+                .and_then(|_| PhextSpace::load(&again, LoadMode::Copy))
+            {
                 Ok(back) if snap(&back) == snap(&space) => {}
-                Ok(_) => return Outcome::Violation("accepted space does not save and reload equal".into()),
-                Err(e) => return Outcome::Violation(format!("accepted space does not save and reload: {e}")),
+                Ok(_) => {
+                    return Outcome::Violation(
+                        "accepted space does not save and reload equal".into(),
+                    )
+                }
+                Err(e) => {
+                    return Outcome::Violation(format!(
+                        "accepted space does not save and reload: {e}"
+                    ))
+                }
             }
         }
         Outcome::Accepted
@@ -226,7 +290,16 @@ pub fn run(inputs: u64, seed: u64, crashes: Option<&Path>) -> fuzz_support::Stat
     let dir = fuzz_support::scratch_dir(&format!("manifest-{seed}"));
     let seeds = Seeds::new(&dir);
     let counter = std::cell::Cell::new(0);
-    let st = drive("manifest", "phext", inputs, seed, crashes, make(&seeds), check(&seeds, &counter), |i| i.bytes.clone());
+    let st = drive(
+        "manifest",
+        "phext",
+        inputs,
+        seed,
+        crashes,
+        make(&seeds),
+        check(&seeds, &counter),
+        |i| i.bytes.clone(),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     st
 }
@@ -236,7 +309,10 @@ pub fn replay(bytes: &[u8]) -> Outcome {
     let dir = fuzz_support::scratch_dir("manifest-replay");
     let seeds = Seeds::new(&dir);
     let counter = std::cell::Cell::new(1);
-    let r = check(&seeds, &counter)(&Input { bytes: bytes.to_vec(), copy: true });
+    let r = check(&seeds, &counter)(&Input {
+        bytes: bytes.to_vec(),
+        copy: true,
+    });
     let _ = std::fs::remove_dir_all(&dir);
     r
 }

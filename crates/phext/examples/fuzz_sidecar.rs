@@ -37,7 +37,9 @@ pub struct Seeds {
 }
 
 fn field<'a>(scroll: &'a str, key: &str) -> Option<&'a str> {
-    scroll.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    scroll
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
 }
 
 impl Seeds {
@@ -48,7 +50,8 @@ impl Seeds {
             let m = dir.join(format!("seed{i}.phext"));
             let Ok(stats) = s.save(&m) else { continue };
             let Some(sc) = stats.sidecar else { continue }; // the empty space has none
-            let (Ok(manifest), Ok(sidecar)) = (std::fs::read_to_string(&m), std::fs::read(&sc)) else {
+            let (Ok(manifest), Ok(sidecar)) = (std::fs::read_to_string(&m), std::fs::read(&sc))
+            else {
                 continue;
             };
             let pages = libphext::phext::explode(&manifest)
@@ -60,7 +63,10 @@ impl Seeds {
                     Some((c, off, len))
                 })
                 .collect();
-            let sidecar_name = sc.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let sidecar_name = sc
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             seeds.push(Seed {
                 manifest,
                 sidecar_name,
@@ -108,7 +114,13 @@ fn with_sum(manifest: &str, coord: Coord, sum: u64) -> String {
             let ours = Coord::from_libphext(&c, 999).is_ok_and(|x| x == coord);
             let s = if ours {
                 s.lines()
-                    .map(|l| if l.starts_with("xxh3=") { format!("xxh3={sum:016x}") } else { l.to_string() })
+                    .map(|l| {
+                        if l.starts_with("xxh3=") {
+                            format!("xxh3={sum:016x}")
+                        } else {
+                            l.to_string()
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             } else {
@@ -132,7 +144,16 @@ pub fn make(seeds: &Seeds) -> impl FnMut(&mut Rng) -> Input + '_ {
                 // A header field: 8..12 version, 12..16 header length, 16..24 total length,
                 // 24..32 pages, 32..40 content id, 40..44 part limit, 44 layout, 45..56
                 // reserved.
-                let (at, width) = *rng.pick(&[(8, 4), (12, 4), (16, 8), (24, 8), (32, 8), (40, 4), (44, 1), (45, 11)]);
+                let (at, width) = *rng.pick(&[
+                    (8, 4),
+                    (12, 4),
+                    (16, 8),
+                    (24, 8),
+                    (32, 8),
+                    (40, 4),
+                    (44, 1),
+                    (45, 11),
+                ]);
                 let v = rng.interesting_u64().to_le_bytes();
                 let before = b.clone();
                 for (k, &byte) in v.iter().enumerate().take(width.min(8)) {
@@ -200,13 +221,21 @@ pub fn check(seeds: &Seeds) -> impl Fn(&Input) -> Outcome + '_ {
         let seed = &seeds.seeds[input.seed];
         let m = seeds.dir.join("fuzz.phext");
         let sc = seeds.dir.join(&seed.sidecar_name);
-        if std::fs::write(&m, &input.manifest).is_err() || std::fs::write(&sc, &input.sidecar).is_err() {
+        if std::fs::write(&m, &input.manifest).is_err()
+            || std::fs::write(&sc, &input.sidecar).is_err()
+        {
             return Outcome::Violation("cannot write the files".into());
         }
-        let mode = if input.copy { LoadMode::Copy } else { LoadMode::Map };
+        let mode = if input.copy {
+            LoadMode::Copy
+        } else {
+            LoadMode::Map
+        };
         let loaded = PhextSpace::load(&m, mode);
         let out = match (input.expect, &loaded) {
-            (Expect::Fail, Ok(_)) => Outcome::Violation("damage accepted: load should have failed".into()),
+            (Expect::Fail, Ok(_)) => {
+                Outcome::Violation("damage accepted: load should have failed".into())
+            }
             (Expect::Load(c, off, len), Ok(s)) => {
                 let got = s.get(c).map(|p| p.read(|b| b.to_vec()));
                 if got.as_deref() == Some(&input.sidecar[off..off + len]) {
@@ -215,7 +244,9 @@ pub fn check(seeds: &Seeds) -> impl Fn(&Input) -> Outcome + '_ {
                     Outcome::Violation(format!("page {c} does not hold the sidecar's bytes"))
                 }
             }
-            (Expect::Load(..), Err(e)) => Outcome::Violation(format!("consistent edit refused: {e}")),
+            (Expect::Load(..), Err(e)) => {
+                Outcome::Violation(format!("consistent edit refused: {e}"))
+            }
             (_, Ok(_)) => Outcome::Accepted,
             (_, Err(_)) => Outcome::Rejected,
         };
@@ -228,14 +259,23 @@ pub fn check(seeds: &Seeds) -> impl Fn(&Input) -> Outcome + '_ {
 pub fn run(inputs: u64, seed: u64, crashes: Option<&Path>) -> fuzz_support::Stats {
     let dir = fuzz_support::scratch_dir(&format!("sidecar-{seed}"));
     let seeds = Seeds::new(&dir);
-    let st = drive("sidecar", "bin", inputs, seed, crashes, make(&seeds), check(&seeds), |i| {
-        // A finding is kept as: manifest length (8 bytes), manifest, seed index (8), sidecar.
-        let mut v = (i.manifest.len() as u64).to_le_bytes().to_vec();
-        v.extend(i.manifest.as_bytes());
-        v.extend((i.seed as u64).to_le_bytes());
-        v.extend(&i.sidecar);
-        v
-    });
+    let st = drive(
+        "sidecar",
+        "bin",
+        inputs,
+        seed,
+        crashes,
+        make(&seeds),
+        check(&seeds),
+        |i| {
+            // A finding is kept as: manifest length (8 bytes), manifest, seed index (8), sidecar.
+            let mut v = (i.manifest.len() as u64).to_le_bytes().to_vec();
+            v.extend(i.manifest.as_bytes());
+            v.extend((i.seed as u64).to_le_bytes());
+            v.extend(&i.sidecar);
+            v
+        },
+    );
     let _ = std::fs::remove_dir_all(&dir);
     st
 }

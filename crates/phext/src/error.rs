@@ -141,7 +141,9 @@ pub enum SpaceError {
         len: usize,
         map_len: usize,
     },
-    #[error("page {coord}: mapped address {address:#x} is not 32-byte aligned (mapped pages must be)")]
+    #[error(
+        "page {coord}: mapped address {address:#x} is not 32-byte aligned (mapped pages must be)"
+    )]
     MappedMisaligned { coord: Coord, address: usize },
     #[error("placed arena of {pages} pages needs more bytes than the address space")]
     ArenaOverflow { pages: usize },

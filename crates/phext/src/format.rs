@@ -203,7 +203,9 @@ impl EmptySpace {
     pub(crate) fn parse(text: &str) -> Result<EmptySpace, String> {
         let body = text.strip_suffix('\n').unwrap_or(text);
         let mut lines = body.split('\n');
-        let version = lines.next().and_then(|l| l.strip_prefix("vtpu-empty-space="));
+        let version = lines
+            .next()
+            .and_then(|l| l.strip_prefix("vtpu-empty-space="));
         if version != Some(&*FORMAT_VERSION.to_string()) {
             return Err(format!(
                 "empty-space marker {:?}: unsupported version, this build reads {FORMAT_VERSION}",
@@ -476,12 +478,27 @@ mod tests {
         assert!(!EmptySpace::is_marker("vtpu-empty-spacex=1"));
         assert!(!EmptySpace::is_marker(&entry().to_scroll()));
         for (bad, why) in [
-            ("vtpu-empty-space=2\nlayout=zorder\npart_limit=999", "version"),
-            ("vtpu-empty-space=1\nlayout=spiral\npart_limit=999", "unknown layout"),
-            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=0", "out of range"),
-            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=99999", "out of range"),
+            (
+                "vtpu-empty-space=2\nlayout=zorder\npart_limit=999",
+                "version",
+            ),
+            (
+                "vtpu-empty-space=1\nlayout=spiral\npart_limit=999",
+                "unknown layout",
+            ),
+            (
+                "vtpu-empty-space=1\nlayout=zorder\npart_limit=0",
+                "out of range",
+            ),
+            (
+                "vtpu-empty-space=1\nlayout=zorder\npart_limit=99999",
+                "out of range",
+            ),
             ("vtpu-empty-space=1\nlayout=zorder", "part_limit"),
-            ("vtpu-empty-space=1\nlayout=zorder\npart_limit=9\ndtype=f32", "unexpected line"),
+            (
+                "vtpu-empty-space=1\nlayout=zorder\npart_limit=9\ndtype=f32",
+                "unexpected line",
+            ),
         ] {
             let e = EmptySpace::parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad:?}: {e}");
@@ -493,11 +510,20 @@ mod tests {
     #[test]
     fn sidecar_ownership_is_exact() {
         let id = 0x0123_4567_89ab_cdef;
-        assert_eq!(owned_sidecar_id("m.phext", &sidecar_name("m.phext", id)), Some(id));
+        assert_eq!(
+            owned_sidecar_id("m.phext", &sidecar_name("m.phext", id)),
+            Some(id)
+        );
         let other = sidecar_name("m.phext.0123456789abcdef", 5);
         assert_eq!(owned_sidecar_id("m.phext", &other), None);
-        assert_eq!(owned_sidecar_id("m.phext", &sidecar_name("m.phex", id)), None);
-        assert_eq!(owned_sidecar_id("m.phext", "m.phext.0123456789ABCDEF.bin"), None);
+        assert_eq!(
+            owned_sidecar_id("m.phext", &sidecar_name("m.phex", id)),
+            None
+        );
+        assert_eq!(
+            owned_sidecar_id("m.phext", "m.phext.0123456789ABCDEF.bin"),
+            None
+        );
         assert_eq!(owned_sidecar_id("m.phext", "m.phext..bin"), None);
     }
 

@@ -305,7 +305,12 @@ fn process_is_gone(pid: u32) -> bool {
 
 /// Step 3 of a save: write `text` to a temp manifest, fsync, rename it over
 /// `manifest_path` (the commit point).
-fn commit_manifest(dir: &Path, name: &str, manifest_path: &Path, text: &str) -> Result<(), PersistError> {
+fn commit_manifest(
+    dir: &Path,
+    name: &str,
+    manifest_path: &Path,
+    text: &str,
+) -> Result<(), PersistError> {
     let tmp_manifest = temp_path(dir, name, "manifest");
     let mut manifest_guard = RemoveOnDrop(Some(tmp_manifest.clone()));
     checkpoint("manifest-write")?;

@@ -14,9 +14,16 @@ mod fuzz_sidecar;
 use std::path::{Path, PathBuf};
 
 fn kept(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hostile/fuzz").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/hostile/fuzz")
+        .join(target);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.retain(|p| p.file_name().is_some_and(|n| n != "README.md"));
     v.sort();
@@ -26,7 +33,10 @@ fn kept(target: &str) -> Vec<PathBuf> {
 fn no_findings(name: &str, st: &fuzz_coord::fuzz_support::Stats) {
     println!("{}", st.summary(name));
     assert!(st.findings.is_empty(), "{name}: {:#?}", st.findings);
-    assert!(st.accepted > 0 && st.rejected > 0, "{name}: the inputs must reach both outcomes");
+    assert!(
+        st.accepted > 0 && st.rejected > 0,
+        "{name}: the inputs must reach both outcomes"
+    );
 }
 
 #[test]
@@ -35,7 +45,8 @@ fn coord_short_run_and_kept_cases() {
     no_findings("coord", &st);
     for p in kept("coord") {
         let bytes = std::fs::read(&p).unwrap();
-        let input = fuzz_coord::parse_saved(&bytes).unwrap_or_else(|| panic!("{}: not a saved coord input", p.display()));
+        let input = fuzz_coord::parse_saved(&bytes)
+            .unwrap_or_else(|| panic!("{}: not a saved coord input", p.display()));
         if let fuzz_coord::fuzz_support::Outcome::Violation(v) = fuzz_coord::check(&input) {
             panic!("{}: {v}", p.display());
         }
@@ -64,7 +75,9 @@ fn sidecar_short_run_and_kept_cases() {
     assert!(st.accepted > 0 && st.rejected > 0);
     for p in kept("sidecar") {
         let bytes = std::fs::read(&p).unwrap();
-        if let Some(fuzz_sidecar::fuzz_support::Outcome::Violation(v)) = fuzz_sidecar::replay(&bytes) {
+        if let Some(fuzz_sidecar::fuzz_support::Outcome::Violation(v)) =
+            fuzz_sidecar::replay(&bytes)
+        {
             panic!("{}: {v}", p.display());
         }
     }

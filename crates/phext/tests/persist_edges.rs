@@ -111,7 +111,10 @@ fn sidecars_that_are_not_regular_files_are_refused_without_blocking() {
     for mode in [LoadMode::Map, LoadMode::Copy] {
         let t0 = Instant::now();
         let e = load_within(&m, mode, limit).unwrap_err();
-        assert!(e.to_string().contains("is a FIFO, not a regular file"), "{e}");
+        assert!(
+            e.to_string().contains("is a FIFO, not a regular file"),
+            "{e}"
+        );
         assert!(t0.elapsed() < Duration::from_secs(1));
     }
     // A directory.
@@ -135,7 +138,12 @@ fn manifests_that_are_not_regular_files_are_refused_without_blocking() {
     assert!(e.to_string().contains("manifest"), "{e}");
     assert!(e.to_string().contains("FIFO"), "{e}");
     // /dev/zero claims 0 bytes and never ends: refused as a device, nothing read.
-    let e = load_within(Path::new("/dev/zero"), LoadMode::Map, Duration::from_secs(5)).unwrap_err();
+    let e = load_within(
+        Path::new("/dev/zero"),
+        LoadMode::Map,
+        Duration::from_secs(5),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("character device"), "{e}");
     // Saving over a FIFO manifest does not block on reading the old one either.
     let t0 = Instant::now();
@@ -168,9 +176,15 @@ fn cleanup_never_deletes_another_manifests_sidecar() {
     PhextSpace::load(&m, LoadMode::Map).unwrap();
     let stats = one_page_space(7.0).save(&m).unwrap();
     assert_eq!(stats.old_sidecar_left, None);
-    assert!(other_sidecar.exists(), "another manifest's sidecar was deleted");
+    assert!(
+        other_sidecar.exists(),
+        "another manifest's sidecar was deleted"
+    );
     let l = PhextSpace::load(&other, LoadMode::Map).unwrap();
-    assert_eq!(l.get(spread(1)).unwrap().to_f32_vec().unwrap(), vec![5.0, 6.0]);
+    assert_eq!(
+        l.get(spread(1)).unwrap().to_f32_vec().unwrap(),
+        vec![5.0, 6.0]
+    );
     // A sidecar that is genuinely m.phext's own is still cleaned up.
     let own = stats.sidecar.unwrap();
     one_page_space(9.0).save(&m).unwrap();

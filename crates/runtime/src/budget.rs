@@ -110,7 +110,11 @@ impl MemBudget {
 /// system now, the address-space limit and the data-segment limit; 4 GiB when none of
 /// them can be read.
 pub fn default_limit() -> u64 {
-    let candidates = [available_memory(), rlimit(Limit::AddressSpace), rlimit(Limit::Data)];
+    let candidates = [
+        available_memory(),
+        rlimit(Limit::AddressSpace),
+        rlimit(Limit::Data),
+    ];
     let least = candidates.into_iter().flatten().min().unwrap_or(4 << 30);
     least / 4 * 3
 }

@@ -125,8 +125,12 @@ pub fn view_bytes(
             dtype.name()
         )));
     }
-    let start = dtype.bytes_for(off).map_err(|e| TrapKind::Shape(e.to_string()))?;
-    let len = dtype.bytes_for(n).map_err(|e| TrapKind::Shape(e.to_string()))?;
+    let start = dtype
+        .bytes_for(off)
+        .map_err(|e| TrapKind::Shape(e.to_string()))?;
+    let len = dtype
+        .bytes_for(n)
+        .map_err(|e| TrapKind::Shape(e.to_string()))?;
     Ok((start, len))
 }
 
@@ -165,9 +169,7 @@ pub fn quant_type(dtype: vtpu_phext::DType) -> Option<vtpu_kernels::QuantType> {
 
 /// The kernels' view of a weight-like tile operand, or `None` for a dtype the matmul
 /// kernels do not read.
-pub fn kernel_weights<'a>(
-    slice: crate::state::TileSlice<'a>,
-) -> Option<vtpu_kernels::Weights<'a>> {
+pub fn kernel_weights<'a>(slice: crate::state::TileSlice<'a>) -> Option<vtpu_kernels::Weights<'a>> {
     use crate::state::TileSlice;
     use vtpu_kernels::Weights;
     match slice {

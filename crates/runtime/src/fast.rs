@@ -832,7 +832,10 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 self.fabric
                     .charge_pages(bytes)
                     .map_err(|o| trap_at(o.into(), Some(coord)))?;
-                if let Err(e) = self.space.alloc(coord, dtype, [rows as usize, cols as usize], kind) {
+                if let Err(e) = self
+                    .space
+                    .alloc(coord, dtype, [rows as usize, cols as usize], kind)
+                {
                     self.fabric.release_pages(bytes);
                     return Err(trap_at(crate::common::alloc_trap(e, coord), Some(coord)));
                 }

@@ -269,10 +269,7 @@ fn run_fast(
                                     panic_text(&*p)
                                 )),
                             );
-                            (
-                                Counters::new(i as u32),
-                                Regs::default(),
-                            )
+                            (Counters::new(i as u32), Regs::default())
                         })
                     });
                 if let Err(e) = &h {
@@ -290,17 +287,11 @@ fn run_fast(
             .into_iter()
             .enumerate()
             .map(|(i, h)| match h {
-                Ok(h) => h.join().unwrap_or_else(|_| {
-                    (
-                        Counters::new(i as u32),
-                        Regs::default(),
-                    )
-                }),
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| (Counters::new(i as u32), Regs::default())),
                 // Already reported to the fabric when the spawn failed.
-                Err(_) => (
-                    Counters::new(i as u32),
-                    Regs::default(),
-                ),
+                Err(_) => (Counters::new(i as u32), Regs::default()),
             })
             .collect()
     });

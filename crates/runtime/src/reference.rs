@@ -15,13 +15,13 @@
 
 mod layer_ops;
 
+use crate::budget::{try_zeroed, MemBudget};
 use crate::common::{check_range, is_viewable, record_tlb, reg_uses, resolve_group, view_bytes};
 use crate::counters::Counters;
 use crate::error::{Deadlock, MachineError, Trap, TrapKind, Waiter};
 use crate::fabric::{group_text, CollKind, Mailbox, Message};
-use crate::waitgraph::WaitGraph;
-use crate::budget::{try_zeroed, MemBudget};
 use crate::state::{Regs, Tile, TileData};
+use crate::waitgraph::WaitGraph;
 use std::collections::HashMap;
 use std::sync::Arc;
 use vtpu_isa::{Op, Opcode, Program, RegFile};
@@ -272,9 +272,7 @@ fn deadlock_report(
             format!("blocked at pc {} in {}", t.pc, op)
         }
     };
-    let reported = |s: &RefSentron| {
-        !s.halted && (stuck == 0 || stuck & (1u64 << s.id) != 0)
-    };
+    let reported = |s: &RefSentron| !s.halted && (stuck == 0 || stuck & (1u64 << s.id) != 0);
     let waiters = ss
         .iter()
         .filter(|s| reported(s))
@@ -409,14 +407,13 @@ fn zeros(n: usize) -> R<Vec<f32>> {
 /// pre-word copy, the post-word copy and one slot's working copy). The reference is a
 /// specification, not a way to save memory.
 fn charged_tile_bytes(r: &Regs) -> u64 {
-    let elems: usize = r
-        .t
-        .iter()
-        .map(|t| match &t.data {
-            TileData::Owned(v) => v.len(),
-            _ => 0,
-        })
-        .sum();
+    let elems: usize =
+        r.t.iter()
+            .map(|t| match &t.data {
+                TileData::Owned(v) => v.len(),
+                _ => 0,
+            })
+            .sum();
     4 * 4 * elems as u64
 }
 
@@ -726,7 +723,9 @@ fn exec_s(r: &mut Regs, op: &Op, s: &mut RefSentron, m: &Shared) -> R<()> {
             let (rows, cols) = op.imm_shape();
             // Charged to the memory budget before the page exists (budget.rs).
             let bytes = crate::budget::page_bytes(dtype, rows, cols);
-            m.budget.charge(bytes).map_err(|o| (o.into(), Some(coord)))?;
+            m.budget
+                .charge(bytes)
+                .map_err(|o| (o.into(), Some(coord)))?;
             if let Err(e) = space.alloc(coord, dtype, [rows as usize, cols as usize], kind) {
                 m.budget.release(bytes);
                 return Err((crate::common::alloc_trap(e, coord), Some(coord)));

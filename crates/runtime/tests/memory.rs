@@ -11,7 +11,12 @@ use vtpu_runtime::{ExecutorKind, MachineError, RunConfig, RunReport, TrapKind};
 const BOTH: [ExecutorKind; 2] = [ExecutorKind::Fast, ExecutorKind::Reference];
 const MIB: u64 = 1 << 20;
 
-fn run_with(src: &str, sentrons: usize, exec: ExecutorKind, limit: u64) -> Result<RunReport, MachineError> {
+fn run_with(
+    src: &str,
+    sentrons: usize,
+    exec: ExecutorKind,
+    limit: u64,
+) -> Result<RunReport, MachineError> {
     let p = assemble(src);
     let space = vtpu_runtime::build_space(&p, Layout::ZOrder).expect("pages");
     let cfg = RunConfig {
@@ -35,20 +40,35 @@ fn over_budget(r: Result<RunReport, MachineError>, what: &str) -> vtpu_runtime::
 #[test]
 fn sixteen_big_tiles_trap_instead_of_aborting() {
     // 16 tiles of 4 MiB under a 20 MiB budget.
-    let src: String = (0..16).map(|i| format!("DTZERO t{i}, 1024x1024\n")).collect();
+    let src: String = (0..16)
+        .map(|i| format!("DTZERO t{i}, 1024x1024\n"))
+        .collect();
     for exec in BOTH {
         let t = over_budget(run_with(&src, 1, exec, 20 * MIB), &format!("{exec:?}"));
         assert_eq!(t.sentron, 0);
         assert!(t.op.starts_with("DTZERO t"), "{exec:?}: {}", t.op);
-        let TrapKind::OverBudget { asked, in_use, limit } = t.kind else { unreachable!() };
+        let TrapKind::OverBudget {
+            asked,
+            in_use,
+            limit,
+        } = t.kind
+        else {
+            unreachable!()
+        };
         assert_eq!(limit, 20 * MIB);
         assert!(in_use + asked > limit, "{exec:?}");
         // The fast executor charges what it allocates (5 x 4 MiB fit), the reference
         // four copies of its registers (one tile fits).
         let tiles = if exec == ExecutorKind::Fast { 5 } else { 1 };
-        assert_eq!(t.pc, tiles, "{exec:?}: trapped at the first tile past the budget");
+        assert_eq!(
+            t.pc, tiles,
+            "{exec:?}: trapped at the first tile past the budget"
+        );
         let text = MachineError::Trap(Box::new(t)).to_string();
-        assert!(text.contains("trap in sentron 0 at pc") && text.contains("bytes"), "{text}");
+        assert!(
+            text.contains("trap in sentron 0 at pc") && text.contains("bytes"),
+            "{text}"
+        );
     }
 }
 
@@ -68,7 +88,11 @@ fn pages_are_charged_and_freeing_gives_them_back() {
     let grow = "SCLI c0, 1.1.1/1.1.1/1.1.1\nSALLOC c0, f32, scratch, 1024x1024\nDLI r1, 1\nSINDEX c0, c0, scroll, r1\nSALLOC c0, f32, scratch, 1024x1024\nSINDEX c0, c0, scroll, r1\nSALLOC c0, f32, scratch, 1024x1024\n";
     for exec in BOTH {
         let t = over_budget(run_with(grow, 1, exec, 10 * MIB), &format!("{exec:?}"));
-        assert_eq!((t.pc, t.op.as_str()), (6, "SALLOC c0, f32, scratch, 1024x1024"), "{exec:?}");
+        assert_eq!(
+            (t.pc, t.op.as_str()),
+            (6, "SALLOC c0, f32, scratch, 1024x1024"),
+            "{exec:?}"
+        );
         assert!(t.coord.is_some(), "{exec:?}: names the page");
     }
     // A loop that allocates and frees 4 MiB a hundred times fits a 10 MiB budget.
@@ -82,7 +106,8 @@ fn pages_are_charged_and_freeing_gives_them_back() {
 fn a_sender_that_outruns_its_receiver_meets_the_budget() {
     // 4 MiB messages that are never received: the budget (16 MiB), not the 256 MiB
     // mailbox cap, stops the sender.
-    let src = ".sentron 0\nDTZERO t0, 1024x1024\ntop:\nCSEND @1, t0\nCJMP top\n.sentron 1\nCBAR {1}\n";
+    let src =
+        ".sentron 0\nDTZERO t0, 1024x1024\ntop:\nCSEND @1, t0\nCJMP top\n.sentron 1\nCBAR {1}\n";
     for exec in BOTH {
         let t = over_budget(run_with(src, 2, exec, 16 * MIB), &format!("{exec:?}"));
         assert_eq!((t.sentron, t.op.as_str()), (0, "CSEND @1, t0"), "{exec:?}");
@@ -101,7 +126,9 @@ fn a_space_beyond_the_budget_fails_before_the_run() {
     let src = ".page 1.1.1/1.1.1/1.1.1 f32 1024x1024\nCHALT\n";
     for exec in BOTH {
         match run_with(src, 1, exec, MIB) {
-            Err(MachineError::Setup(m)) => assert!(m.contains("more than the memory budget"), "{m}"),
+            Err(MachineError::Setup(m)) => {
+                assert!(m.contains("more than the memory budget"), "{m}")
+            }
             other => panic!("{exec:?}: {:?}", other.map(|_| ())),
         }
     }

@@ -30,7 +30,10 @@ fn spin_limit(exec: ExecutorKind) -> u64 {
     }
 }
 
-fn deadlock_of(r: Result<vtpu_runtime::RunReport, MachineError>, what: &str) -> vtpu_runtime::Deadlock {
+fn deadlock_of(
+    r: Result<vtpu_runtime::RunReport, MachineError>,
+    what: &str,
+) -> vtpu_runtime::Deadlock {
     match r {
         Err(MachineError::Deadlock(d)) => d,
         Err(e) => panic!("{what}: expected a deadlock, got: {e}"),
@@ -67,7 +70,10 @@ fn two_sentron_message_cycle_beside_a_spinner_is_reported_quickly() {
         assert_eq!(d.witness, "0 -> 1 -> 0", "{exec:?}");
         let text = MachineError::Deadlock(d).to_string();
         assert!(text.contains("sentron 0 at pc 1"), "{exec:?}: {text}");
-        assert!(text.contains("a message from sentron 1"), "{exec:?}: {text}");
+        assert!(
+            text.contains("a message from sentron 1"),
+            "{exec:?}: {text}"
+        );
         assert!(text.contains("still running"), "{exec:?}: {text}");
     }
 }
@@ -93,7 +99,11 @@ fn cycle_through_a_collective_beside_a_spinner_is_reported() {
         let d = deadlock_of(r, &format!("{exec:?}"));
         assert_eq!(ids(&d), vec![0, 1], "{exec:?}");
         assert_eq!(d.witness, "0 -> 1 -> 0", "{exec:?}");
-        assert!(d.waiters[0].waits_for.contains("CBAR") || d.waiters[0].waits_for.contains("group"), "{exec:?}: {:?}", d.waiters);
+        assert!(
+            d.waiters[0].waits_for.contains("CBAR") || d.waiters[0].waits_for.contains("group"),
+            "{exec:?}: {:?}",
+            d.waiters
+        );
     }
 }
 

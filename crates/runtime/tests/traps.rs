@@ -140,9 +140,14 @@ fn waiting_for_a_halted_sentron_is_a_deadlock() {
         // on the fast executor).
         let text = e.to_string();
         assert!(text.contains("sentron 0 (halted)"), "{text}");
-        let MachineError::Deadlock(d) = &e else { unreachable!() };
+        let MachineError::Deadlock(d) = &e else {
+            unreachable!()
+        };
         assert!(!d.waiters.is_empty(), "{text}");
-        assert!(d.waiters.iter().all(|w| w.sentron == 1 || w.sentron == 2), "{text}");
+        assert!(
+            d.waiters.iter().all(|w| w.sentron == 1 || w.sentron == 2),
+            "{text}"
+        );
         if exec == ExecutorKind::Reference {
             // Round robin: sentron 1 blocks first, and is reported alone.
             assert!(text.contains("a message from sentron 0 (halted)"), "{text}");

@@ -31,7 +31,13 @@ fn small(rng: &mut Rng, kind: Operand) -> u8 {
 }
 
 fn coord(rng: &mut Rng) -> Coord {
-    let parts = std::array::from_fn(|_| if rng.chance(3, 4) { 1 } else { 1 + rng.below(999) as u32 });
+    let parts = std::array::from_fn(|_| {
+        if rng.chance(3, 4) {
+            1
+        } else {
+            1 + rng.below(999) as u32
+        }
+    });
     Coord::new(parts).unwrap_or(Coord::ORIGIN)
 }
 
@@ -39,7 +45,9 @@ fn coord(rng: &mut Rng) -> Coord {
 fn big(rng: &mut Rng, kind: Operand, words: usize) -> u128 {
     let v = match kind {
         Operand::I64 => Op::encode_i64(rng.interesting_u64() as i64),
-        Operand::F32 => Op::encode_f32(*rng.pick(&[0.0, 1.0, -1.5, f32::NAN, f32::INFINITY, 1e-30])),
+        Operand::F32 => {
+            Op::encode_f32(*rng.pick(&[0.0, 1.0, -1.5, f32::NAN, f32::INFINITY, 1e-30]))
+        }
         Operand::Shape => {
             let d = |rng: &mut Rng| match rng.below(4) {
                 0 => 1 + rng.below(8) as u32,
@@ -50,7 +58,11 @@ fn big(rng: &mut Rng, kind: Operand, words: usize) -> u128 {
             Op::encode_shape(d(rng), d(rng))
         }
         Operand::CoordImm => Op::encode_coord(coord(rng)),
-        Operand::Group => Op::encode_group(if rng.chance(1, 2) { u64::MAX } else { rng.next_u64() & 0xf }),
+        Operand::Group => Op::encode_group(if rng.chance(1, 2) {
+            u64::MAX
+        } else {
+            rng.next_u64() & 0xf
+        }),
         Operand::Label => Op::encode_label(rng.below(words + 2) as u32),
         _ => 0,
     };
@@ -68,7 +80,11 @@ pub fn op(rng: &mut Rng, pipe: Pipe, words: usize) -> Op {
     if rng.chance(1, 3) {
         return Siw::NOP.slots[pipe as usize];
     }
-    let codes: Vec<Opcode> = OPS.iter().filter(|i| i.pipe == pipe).map(|i| i.opcode).collect();
+    let codes: Vec<Opcode> = OPS
+        .iter()
+        .filter(|i| i.pipe == pipe)
+        .map(|i| i.opcode)
+        .collect();
     let code = *rng.pick(&codes);
     let mut args = [0u8; 4];
     for (a, kind) in args.iter_mut().zip(code.small_operands()) {
@@ -81,7 +97,11 @@ pub fn op(rng: &mut Rng, pipe: Pipe, words: usize) -> Op {
 pub fn page(rng: &mut Rng) -> PageDecl {
     let rows = 1 + rng.below(4) as u32;
     let cols = 1 + rng.below(8) as u32;
-    let dtype = if rng.chance(3, 4) { DType::F32 } else { *rng.pick(&DType::ALL) };
+    let dtype = if rng.chance(3, 4) {
+        DType::F32
+    } else {
+        *rng.pick(&DType::ALL)
+    };
     let init = if dtype == DType::F32 && rng.chance(1, 2) {
         PageInitData::F32((0..rows * cols).map(|i| i as f32 * 0.5).collect())
     } else {
@@ -91,7 +111,11 @@ pub fn page(rng: &mut Rng) -> PageDecl {
         coord: coord(rng),
         dtype,
         shape: [rows, cols],
-        kind: if rng.chance(1, 4) { PageKind::Scratch } else { PageKind::Owned },
+        kind: if rng.chance(1, 4) {
+            PageKind::Scratch
+        } else {
+            PageKind::Owned
+        },
         read_only: rng.chance(1, 4),
         init,
     }
@@ -110,7 +134,11 @@ pub fn program(rng: &mut Rng) -> Program {
         let n = rng.below(8);
         let words = (0..n)
             .map(|_| Siw {
-                slots: [op(rng, Pipe::D, n), op(rng, Pipe::S, n), op(rng, Pipe::C, n)],
+                slots: [
+                    op(rng, Pipe::D, n),
+                    op(rng, Pipe::S, n),
+                    op(rng, Pipe::C, n),
+                ],
             })
             .collect();
         streams.push(Stream { sentron, words });

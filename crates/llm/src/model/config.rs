@@ -113,13 +113,19 @@ impl ModelConfig {
         })?;
         let key = |s: &str| format!("{arch_name}.{s}");
         let req = |s: &str| -> Result<u64, ModelConfigError> {
-            g.require_u64(&key(s)).map_err(|source| ModelConfigError::Gguf {
-                file: file.to_string(),
-                source,
-            })
+            g.require_u64(&key(s))
+                .map_err(|source| ModelConfigError::Gguf {
+                    file: file.to_string(),
+                    source,
+                })
         };
         let n_layers = size(file, &key("block_count"), req("block_count")?, MAX_LAYERS)?;
-        let dim = size(file, &key("embedding_length"), req("embedding_length")?, MAX_DIM)?;
+        let dim = size(
+            file,
+            &key("embedding_length"),
+            req("embedding_length")?,
+            MAX_DIM,
+        )?;
         let ffn_dim = size(
             file,
             &key("feed_forward_length"),
@@ -162,7 +168,12 @@ impl ModelConfig {
         }
         if let Some(t) = g.get_str(&key("rope.scaling.type")).map_err(e)? {
             if t != "none" {
-                return Err(bad(file, &key("rope.scaling.type"), t, "RoPE scaling is not supported"));
+                return Err(bad(
+                    file,
+                    &key("rope.scaling.type"),
+                    t,
+                    "RoPE scaling is not supported",
+                ));
             }
         }
         let rope_theta = g
@@ -228,26 +239,66 @@ impl ModelConfig {
         })?;
         if let Some(s) = &c.rope_scaling {
             if !s.is_null() {
-                return Err(bad(file, "rope_scaling", s, "RoPE scaling is not supported"));
+                return Err(bad(
+                    file,
+                    "rope_scaling",
+                    s,
+                    "RoPE scaling is not supported",
+                ));
             }
         }
         if let Some(t) = c.rope_type.as_deref().filter(|t| *t != "default") {
-            return Err(bad(file, "rope_parameters.rope_type", t, "RoPE scaling is not supported"));
+            return Err(bad(
+                file,
+                "rope_parameters.rope_type",
+                t,
+                "RoPE scaling is not supported",
+            ));
         }
         if let Some(act) = c.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(bad(file, "hidden_act", act, "only silu (SwiGLU) MLPs are supported"));
+            return Err(bad(
+                file,
+                "hidden_act",
+                act,
+                "only silu (SwiGLU) MLPs are supported",
+            ));
         }
         if c.use_sliding_window {
-            return Err(bad(file, "use_sliding_window", true, "sliding-window attention is not supported"));
+            return Err(bad(
+                file,
+                "use_sliding_window",
+                true,
+                "sliding-window attention is not supported",
+            ));
         }
-        let n_layers = size(file, "num_hidden_layers", c.num_hidden_layers as u64, MAX_LAYERS)?;
+        let n_layers = size(
+            file,
+            "num_hidden_layers",
+            c.num_hidden_layers as u64,
+            MAX_LAYERS,
+        )?;
         let vocab = size(file, "vocab_size", c.vocab_size as u64, MAX_VOCAB)?;
         let layer = LayerConfig {
             dim: size(file, "hidden_size", c.hidden_size as u64, MAX_DIM)?,
-            n_heads: size(file, "num_attention_heads", c.num_attention_heads as u64, MAX_DIM)?,
-            n_kv_heads: size(file, "num_key_value_heads", c.num_key_value_heads as u64, MAX_DIM)?,
+            n_heads: size(
+                file,
+                "num_attention_heads",
+                c.num_attention_heads as u64,
+                MAX_DIM,
+            )?,
+            n_kv_heads: size(
+                file,
+                "num_key_value_heads",
+                c.num_key_value_heads as u64,
+                MAX_DIM,
+            )?,
             head_dim: size(file, "head_dim", c.head_dim() as u64, MAX_DIM)?,
-            ffn_dim: size(file, "intermediate_size", c.intermediate_size as u64, MAX_DIM * 16)?,
+            ffn_dim: size(
+                file,
+                "intermediate_size",
+                c.intermediate_size as u64,
+                MAX_DIM * 16,
+            )?,
             rms_eps: c.rms_norm_eps as f32,
             rope_theta: c.rope_theta as f32,
             rope_layout: RopeLayout::HalfSplit,
@@ -276,9 +327,18 @@ impl ModelConfig {
     /// Parameters (weights only), for reports.
     pub fn params(&self) -> u64 {
         let c = &self.layer;
-        let (d, q, kv, f) = (c.dim as u64, c.q_dim() as u64, c.kv_dim() as u64, c.ffn_dim as u64);
+        let (d, q, kv, f) = (
+            c.dim as u64,
+            c.q_dim() as u64,
+            c.kv_dim() as u64,
+            c.ffn_dim as u64,
+        );
         let per_layer = d * q * 2 + d * kv * 2 + 3 * d * f + 2 * d;
-        let head = if self.tied_embeddings { 0 } else { self.vocab as u64 * d };
+        let head = if self.tied_embeddings {
+            0
+        } else {
+            self.vocab as u64 * d
+        };
         self.n_layers as u64 * per_layer + self.vocab as u64 * d + head + d
     }
 }

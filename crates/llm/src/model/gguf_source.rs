@@ -45,7 +45,10 @@ impl TensorSource for GgufSource {
             return Err(LoadError::Tensor {
                 file: self.origin(),
                 name: name.to_string(),
-                why: format!("has {} dimensions; model tensors have 1 or 2", t.dims().len()),
+                why: format!(
+                    "has {} dimensions; model tensors have 1 or 2",
+                    t.dims().len()
+                ),
             });
         }
         let [rows, cols] = t.rows_cols();

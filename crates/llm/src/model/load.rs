@@ -46,7 +46,9 @@ pub trait TensorSource {
 pub enum LoadError {
     #[error("{file}: tensor `{name}` is missing")]
     Missing { file: String, name: String },
-    #[error("{file}: tensor `{name}` has shape {got:?}, expected {expected:?} for this {arch} model")]
+    #[error(
+        "{file}: tensor `{name}` has shape {got:?}, expected {expected:?} for this {arch} model"
+    )]
     Shape {
         file: String,
         name: String,
@@ -139,11 +141,14 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
                 arch: self.cfg.arch.name(),
             });
         }
-        let expect = t.dtype.bytes_for(shape[0] * shape[1]).map_err(|e| LoadError::Tensor {
-            file: self.file(),
-            name: name.to_string(),
-            why: e.to_string(),
-        })?;
+        let expect = t
+            .dtype
+            .bytes_for(shape[0] * shape[1])
+            .map_err(|e| LoadError::Tensor {
+                file: self.file(),
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
         if t.bytes.len() != expect {
             return Err(LoadError::Tensor {
                 file: self.file(),
@@ -327,7 +332,10 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
 }
 
 /// The block size the `w_down` columns of an F split must fall on.
-pub fn ffn_split_align<S: TensorSource + ?Sized>(src: &S, cfg: &ModelConfig) -> Result<usize, LoadError> {
+pub fn ffn_split_align<S: TensorSource + ?Sized>(
+    src: &S,
+    cfg: &ModelConfig,
+) -> Result<usize, LoadError> {
     let mut align = crate::layer_program::FFN_SPLIT_ALIGN;
     for l in 0..cfg.n_layers {
         let name = tensor_name(src.naming(), Some(l), TensorKind::WDown);
@@ -386,7 +394,11 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         d,
     )?;
     if !cfg.tied_embeddings {
-        b.matrix(w(0, TensorKind::Output, 0)?, &name(None, TensorKind::Output), [v, d])?;
+        b.matrix(
+            w(0, TensorKind::Output, 0)?,
+            &name(None, TensorKind::Output),
+            [v, d],
+        )?;
     }
     let rope = crate::layer_pages::rope_table(c, cap.ctx);
     b.out.placed.push(PageInit {
@@ -419,9 +431,19 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         b.matrix(w(l, TensorKind::WUp, 0)?, &n(TensorKind::WUp), [f, d])?;
         for part in plan.parts() {
             let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
-            b.columns(w(l, TensorKind::Wo, part.index)?, &n(TensorKind::Wo), [d, qd], q0, q1)?;
+            b.columns(
+                w(l, TensorKind::Wo, part.index)?,
+                &n(TensorKind::Wo),
+                [d, qd],
+                q0,
+                q1,
+            )?;
             for value in [false, true] {
-                b.state(lc::kv_cache(l, part.index, value)?, cap.kv_type, [cap.ctx, hd]);
+                b.state(
+                    lc::kv_cache(l, part.index, value)?,
+                    cap.kv_type,
+                    [cap.ctx, hd],
+                );
             }
         }
         for (i, rows) in plan.ffn_rows.iter().enumerate() {

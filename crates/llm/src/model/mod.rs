@@ -17,9 +17,10 @@ pub mod reference;
 pub mod runner;
 
 pub use config::{Arch, ModelConfig, ModelConfigError};
+pub use gguf_source::GgufSource;
 pub use load::{Capacity, LoadError, SrcTensor, TensorSource};
 pub use names::{tensor_name, Naming};
 pub use program::{model_program, ModelPlan};
 pub use runner::{Model, ModelError, ModelOptions, RunStats};
-pub use gguf_source::GgufSource;
-pub mod hf_source; pub use hf_source::HfSource;
+pub mod hf_source;
+pub use hf_source::HfSource;

@@ -92,7 +92,11 @@ pub fn parse_gguf_name(name: &str) -> Option<(Option<usize>, TensorKind)> {
         .and_then(|r| r.split('.').next())
         .and_then(|l| l.parse::<usize>().ok());
     KINDS.iter().copied().find_map(|k| {
-        let l = if k.is_model_wide() { None } else { Some(layer?) };
+        let l = if k.is_model_wide() {
+            None
+        } else {
+            Some(layer?)
+        };
         (tensor_name(Naming::Gguf, l, k) == name).then_some((l, k))
     })
 }

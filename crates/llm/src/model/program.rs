@@ -55,13 +55,22 @@ fn segment(coord: vtpu_phext::Coord, offset: usize, n: usize) -> WeightRef {
 }
 
 impl WeightMap for ModelMap {
-    fn weight(&self, layer: usize, kind: TensorKind, slice: Slice<'_>) -> Result<WeightRef, PlanError> {
+    fn weight(
+        &self,
+        layer: usize,
+        kind: TensorKind,
+        slice: Slice<'_>,
+    ) -> Result<WeightRef, PlanError> {
         use TensorKind as K;
         let (d, hd) = (self.dim, self.head_dim);
         let c = |k: K, i: usize| lc::weight(layer, k, i);
         Ok(match (kind, slice) {
-            (K::Wq, Slice::Part(p)) => rows(c(K::Wq, 0)?, p.heads.start * hd, p.heads.len() * hd, d),
-            (K::Bq, Slice::Part(p)) => segment(c(K::Bq, 0)?, p.heads.start * hd, p.heads.len() * hd),
+            (K::Wq, Slice::Part(p)) => {
+                rows(c(K::Wq, 0)?, p.heads.start * hd, p.heads.len() * hd, d)
+            }
+            (K::Bq, Slice::Part(p)) => {
+                segment(c(K::Bq, 0)?, p.heads.start * hd, p.heads.len() * hd)
+            }
             (K::Wk | K::Wv, Slice::KvHead(j)) => rows(c(kind, 0)?, j * hd, hd, d),
             (K::Bk | K::Bv, Slice::KvHead(j)) => segment(c(kind, 0)?, j * hd, hd),
             (K::Wo, Slice::Part(p)) => WeightRef::page(c(K::Wo, p.index)?),
@@ -160,7 +169,12 @@ fn val<E: Emit>(e: &mut E, code: Opcode, args: &[A<E::V>]) -> Result<E::V, PlanE
     })
 }
 
-fn sentron_stream<E: Emit>(e: &mut E, plan: &ModelPlan, map: &ModelMap, id: usize) -> Result<(), PlanError> {
+fn sentron_stream<E: Emit>(
+    e: &mut E,
+    plan: &ModelPlan,
+    map: &ModelMap,
+    id: usize,
+) -> Result<(), PlanError> {
     use Opcode as O;
     let d = plan.dim;
     let zero = val(e, O::DLi, &[A::I64(0)])?;
@@ -172,7 +186,11 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &ModelPlan, map: &ModelMap, id: usiz
 
     // Embedding: ids [T, 1] -> x [T, D].
     let c_tok = val(e, O::SCli, &[A::Coord(lc::tokens())])?;
-    let ids = val(e, O::SGatherV, &[A::V(c_tok), A::V(zero), A::V(t), A::I64(1)])?;
+    let ids = val(
+        e,
+        O::SGatherV,
+        &[A::V(c_tok), A::V(zero), A::V(t), A::I64(1)],
+    )?;
     e.release(c_tok);
     let table = gather_weight(e, map.weight(0, TensorKind::TokenEmbd, Slice::Whole)?)?;
     let mut x = val(e, O::DTEmbed, &[A::V(ids), A::V(table)])?;
@@ -196,11 +214,19 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &ModelPlan, map: &ModelMap, id: usiz
     let tm1 = val(e, O::DAddi, &[A::V(t), A::I64(-1)])?;
     let off = val(e, O::DMuli, &[A::V(tm1), A::I64(d as i64)])?;
     e.release(tm1);
-    let last = val(e, O::SGatherV, &[A::V(c_h), A::V(off), A::V(one), A::I64(d as i64)])?;
+    let last = val(
+        e,
+        O::SGatherV,
+        &[A::V(c_h), A::V(off), A::V(one), A::I64(d as i64)],
+    )?;
     e.release(c_h);
     e.release(off);
     let w = gather_weight(e, map.weight(0, TensorKind::OutputNorm, Slice::Whole)?)?;
-    let h = val(e, O::DTRmsNorm, &[A::V(last), A::V(w), A::F32(plan.rms_eps)])?;
+    let h = val(
+        e,
+        O::DTRmsNorm,
+        &[A::V(last), A::V(w), A::F32(plan.rms_eps)],
+    )?;
     e.release(w);
     e.release(last);
 

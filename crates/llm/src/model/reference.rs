@@ -65,7 +65,10 @@ pub struct ReferenceModel {
 
 impl ReferenceModel {
     /// Every weight in f32, an exact f64 KV cache.
-    pub fn load<S: TensorSource + ?Sized>(src: &S, cfg: &ModelConfig) -> Result<ReferenceModel, LoadError> {
+    pub fn load<S: TensorSource + ?Sized>(
+        src: &S,
+        cfg: &ModelConfig,
+    ) -> Result<ReferenceModel, LoadError> {
         ReferenceModel::load_with_kv(src, cfg, KvStore::Exact)
     }
 

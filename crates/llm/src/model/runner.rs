@@ -67,7 +67,11 @@ pub enum ModelError {
     #[error("KV cache type {} is not supported (f32 or f16)", .0.name())]
     KvType(DType),
     #[error("{tokens} tokens at position {pos} do not fit the context of {ctx} positions")]
-    ContextFull { pos: usize, tokens: usize, ctx: usize },
+    ContextFull {
+        pos: usize,
+        tokens: usize,
+        ctx: usize,
+    },
     #[error("token id {id} at index {index} is outside the vocabulary of {vocab}")]
     Token { id: u32, index: usize, vocab: usize },
     #[error("a call needs at least one token")]
@@ -201,7 +205,9 @@ impl Model {
             ..RunConfig::default()
         };
         let machine = match opts.executor {
-            ExecutorKind::Fast => Machine::Fast(Session::new(&program, Arc::clone(&space), &run_cfg)?),
+            ExecutorKind::Fast => {
+                Machine::Fast(Session::new(&program, Arc::clone(&space), &run_cfg)?)
+            }
             ExecutorKind::Reference => Machine::Reference(run_cfg),
         };
         let words = program.streams.iter().map(|s| s.words.len()).sum();
@@ -316,7 +322,9 @@ impl Model {
                 (r.counters, r.host_wall_ns, None)
             }
         };
-        self.logits_page.read_f32(0, &mut self.logits).map_err(space_err)?;
+        self.logits_page
+            .read_f32(0, &mut self.logits)
+            .map_err(space_err)?;
         self.pos += t;
         let st = &mut self.stats;
         st.calls += 1;

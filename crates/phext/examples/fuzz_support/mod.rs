@@ -115,12 +115,18 @@ impl Options {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
         while i < args.len() {
-            let value = args.get(i + 1).ok_or(format!("{} needs a value", args[i]))?;
+            let value = args
+                .get(i + 1)
+                .ok_or(format!("{} needs a value", args[i]))?;
             match args[i].as_str() {
                 "--inputs" => o.inputs = value.parse().map_err(|_| "--inputs N")?,
                 "--seed" => o.seed = value.parse().map_err(|_| "--seed N")?,
                 "--crashes" => o.crashes = Some(PathBuf::from(value)),
-                other => return Err(format!("unknown option {other} (--inputs N --seed N --crashes DIR)")),
+                other => {
+                    return Err(format!(
+                        "unknown option {other} (--inputs N --seed N --crashes DIR)"
+                    ))
+                }
             }
             i += 2;
         }
@@ -175,7 +181,10 @@ pub fn drive<I>(
             let _ = std::fs::write(&path, &data);
             path.display().to_string()
         });
-        st.findings.push(format!("{what} (input {})", saved.unwrap_or_else(|| "not saved".into())));
+        st.findings.push(format!(
+            "{what} (input {})",
+            saved.unwrap_or_else(|| "not saved".into())
+        ));
         if st.findings.len() >= 100 {
             break; // something is badly broken; the first hundred tell the story
         }
@@ -250,14 +259,23 @@ pub fn mutate_bytes(rng: &mut Rng, b: &mut Vec<u8>) {
 /// (200 inputs/s instead of thousands).
 pub fn scratch_dir(tag: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
     base.join(format!("vtpu-fuzz-{tag}-{}", std::process::id()))
 }
 
 /// Files under `dir` (for replaying saved findings), sorted; empty if there is none.
 pub fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -277,7 +295,17 @@ pub fn seed_spaces() -> Vec<vtpu_phext::PhextSpace> {
                 continue;
             };
             let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
-            let parts = [1, 1 + n as u32, 1 + (i % 3) as u32, 1, 1, 1, 1, 1 + (i / 3) as u32, 1 + i as u32];
+            let parts = [
+                1,
+                1 + n as u32,
+                1 + (i % 3) as u32,
+                1,
+                1,
+                1,
+                1,
+                1 + (i / 3) as u32,
+                1 + i as u32,
+            ];
             let Ok(c) = Coord::new(parts) else {
                 continue;
             };

@@ -2,7 +2,7 @@
 //! through these checks, so a program asking for more than the machine has traps
 //! (naming the sentron, pc, op and bytes) instead of aborting the process.
 
-use super::{Fault, FastSentron};
+use super::{FastSentron, Fault};
 use crate::budget::try_zeroed;
 use crate::error::TrapKind;
 use crate::fabric::Transport;
