@@ -115,6 +115,12 @@ class LlamaCpp:
         cp.n_seq_max = 1
         cp.n_threads = N_THREADS
         cp.n_threads_batch = N_THREADS
+        if EXACT_ATTENTION:
+            # f32 KV cache and the plain (non-flash) attention: softmax and both attention
+            # products in f32, like the vTPU's default, instead of f16 K/V/Q.
+            cp.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
+            cp.type_k = 0  # GGML_TYPE_F32
+            cp.type_v = 0
         ctx = ll.llama_init_from_model(model, cp)
         if not ctx:
             sys.exit("llama_init_from_model failed:\n" + "".join(self.log[-20:]))
@@ -241,13 +247,20 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+EXACT_ATTENTION = False
+
+
 def main() -> None:
+    global EXACT_ATTENTION
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--exact-attention", action="store_true",
+                    help="f32 KV cache and no flash attention (llama.cpp defaults otherwise)")
     ap.add_argument("--out", type=Path, default=REPO / "testdata" / "llamacpp")
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--llama-cpp-version", required=True,
                     help="what to record as llama_cpp_version (the wrapper passes the commit)")
     args = ap.parse_args()
+    EXACT_ATTENTION = args.exact_attention
     args.out.mkdir(parents=True, exist_ok=True)
 
     lc = LlamaCpp()
@@ -281,8 +294,8 @@ def main() -> None:
             "n_ctx": N_CTX,
             "settings": {
                 "n_batch": N_CTX, "n_ubatch": N_CTX, "n_threads": N_THREADS,
-                "flash_attn": "auto (llama.cpp default) -> " + ("enabled: the graph uses FLASH_ATTN_EXT" if fa_used else "not used"),
-                "kv_cache_type": "f16 (llama.cpp default)",
+                "flash_attn": ("disabled (--exact-attention)" if EXACT_ATTENTION else "auto (llama.cpp default) -> ") + ("" if EXACT_ATTENTION else ("enabled: the graph uses FLASH_ATTN_EXT" if fa_used else "not used")),
+                "kv_cache_type": "f32 (--exact-attention)" if EXACT_ATTENTION else "f16 (llama.cpp default)",
                 "prompt": "whole prompt in one llama_decode batch; tokenize(add_special=vocab default, parse_special=true)",
                 "chat": "llama_chat_apply_template with the model's template, add_assistant=true",
                 "sampling": "greedy: argmax of the raw float32 logits (first max); stops early on an end-of-generation token",

@@ -23,7 +23,11 @@ const TIE_GAP: f64 = 0.1;
 /// step of the golden prompts, and ours by up to 0.96: both quantize every activation
 /// row to 8 bits, and llama.cpp also rounds Q, K and V to f16 in its flash attention.
 /// Two steps of the recorded 120+ then differ at top-2 gaps of 0.13 and 0.15, so for
-/// this model the test accepts ties up to this gap and reports each one.
+/// this model the test accepts ties up to this gap and reports each one. Recording the
+/// goldens with llama.cpp's f32 KV cache and no flash attention
+/// (`scripts/gen_llamacpp_goldens.sh --exact-attention`) does not remove this: llama.cpp's
+/// own greedy text changes, Q8_0 then agrees within 0.1, and Q4_1 differs at a gap of
+/// 0.20 instead: the spread is the 8-bit activation rounding, not the attention.
 const SMOLLM2_TIE_GAP: f64 = 0.25;
 /// Steps that must agree per prompt.
 const MIN_STEPS: usize = 32;
