@@ -396,7 +396,7 @@ fn merge_writes(after: &mut Regs, r: &mut Regs, op: &Op) {
 }
 
 /// `n` zeros, or a trap when the allocator refuses (never an abort).
-fn zeros(n: usize) -> R<Vec<f32>> {
+pub(super) fn zeros(n: usize) -> R<Vec<f32>> {
     let mut v = Vec::new();
     try_zeroed(&mut v, n).map_err(|bytes| (TrapKind::AllocFailed { bytes }, None))?;
     Ok(v)

@@ -23,7 +23,7 @@
 //!   (`crate::layer_ops::scatter`).
 //! - `SLOAD rd, ca, rb`: element rb of an i32 page.
 
-use super::{f32_of, gather_tile, page_of, tk, RefSentron, R};
+use super::{f32_of, gather_tile, page_of, tk, zeros, RefSentron, R};
 use crate::common::check_range;
 use crate::error::TrapKind;
 use crate::layer_ops as spec;
@@ -45,7 +45,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let tb = &r.t[b as usize];
             let n = tb.rows;
             trap(spec::check_mm(a, b, (m, k), (n, tb.cols)))?;
-            let mut out = vec![0.0; m as usize * n as usize];
+            let mut out = zeros(m as usize * n as usize)?;
             // An f32 or f16 window reads like weights of its dtype.
             tb.with_window(|w| {
                 let w = crate::common::kernel_weights(w)?;
@@ -73,7 +73,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             };
             let n = tb.rows;
             trap(spec::check_mm(a, b, (m, k), (n, tb.cols)))?;
-            let mut out = vec![0.0; m as usize * n as usize];
+            let mut out = zeros(m as usize * n as usize)?;
             ks::matmul_bt_rows(&mut out, x, w, m as usize, k as usize, 0, n as usize);
             (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
         }
@@ -86,7 +86,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
                 f32_of(r, b).map(|(_, r, c)| (r, c))?
             };
             trap(spec::check_mmn(a, b, (m, k), (kb, n)))?;
-            let mut out = vec![0.0; m as usize * n as usize];
+            let mut out = zeros(m as usize * n as usize)?;
             let (mu, ku, nu) = (m as usize, k as usize, n as usize);
             if tb.is_window() {
                 tb.with_window(|y| {
@@ -108,7 +108,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let (x, rows, cols) = f32_of(r, a)?;
             let (w, _, _) = f32_of(r, b)?;
             let groups = trap(spec::check_groups("DTRMSNORM", a, b, x.len(), w.len()))?;
-            let mut out = vec![0.0; x.len()];
+            let mut out = zeros(x.len())?;
             ks::rmsnorm(&mut out, x, w, groups, w.len(), op.imm_f32());
             let flops = spec::RMSNORM_FLOPS * x.len() as u64;
             (Tile::from_f32(rows, cols, out), flops)
@@ -125,7 +125,8 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
                 (trows, hd),
                 pos,
             ))?;
-            let mut out = x.to_vec();
+            let mut out = zeros(x.len())?;
+            out.copy_from_slice(x);
             let (hd, cols) = (hd as usize, cols as usize);
             for (i, row) in out.chunks_exact_mut(cols).enumerate() {
                 let t = &table[(plan.first + i) * hd..(plan.first + i + 1) * hd];
@@ -143,7 +144,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let (x, rows, cols) = f32_of(r, a)?;
             let (last, per) = (r.s[b as usize], r.s[c as usize]);
             trap(spec::check_softmax(per))?;
-            let mut out = vec![0.0; x.len()];
+            let mut out = zeros(x.len())?;
             ks::scale(&mut out, x, op.imm_f32());
             let mut seen_total = 0u64;
             for (i, row) in out.chunks_exact_mut((cols as usize).max(1)).enumerate() {
@@ -160,7 +161,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let (g, rows, cols) = f32_of(r, a)?;
             let (u, rb, cb) = f32_of(r, b)?;
             trap(spec::check_same("DTSWIGLU", a, b, (rows, cols), (rb, cb)))?;
-            let mut out = vec![0.0; g.len()];
+            let mut out = zeros(g.len())?;
             ks::swiglu(&mut out, g, u);
             let flops = spec::SWIGLU_FLOPS * out.len() as u64;
             (Tile::from_f32(rows, cols, out), flops)
@@ -169,7 +170,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let (x, rows, cols) = f32_of(r, a)?;
             let (bias, _, _) = f32_of(r, b)?;
             trap(spec::check_addr(a, b, cols, bias.len()))?;
-            let mut out = vec![0.0; x.len()];
+            let mut out = zeros(x.len())?;
             let cu = cols as usize;
             for (o, xr) in out.chunks_exact_mut(cu).zip(x.chunks_exact(cu)) {
                 ks::binary(BinOp::Add, o, xr, bias);
@@ -203,7 +204,7 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
                 TrapKind::BadDType(format!("DTEMBED: t{b} holds {}", t.dtype.name())),
                 None,
             ))?;
-            let mut out = vec![0.0; rows as usize * cols as usize];
+            let mut out = zeros(rows as usize * cols as usize)?;
             trap(spec::embed(&mut out, a, ids, &table, (vocab, cols)))?;
             (Tile::from_f32(rows, cols, out), 0)
         }
