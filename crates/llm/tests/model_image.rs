@@ -3,6 +3,9 @@
 //! given, close to the f32 original with `--type q8_0`; a damaged image is an error
 //! naming the page; an unknown `--type` is an error naming the valid ones.
 
+mod common;
+
+use common::models::{repo, Shape, Synth};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use vtpu_llm::layer_coords::{self as lc, TensorKind};
@@ -10,23 +13,9 @@ use vtpu_llm::model::image::{
     convert, is_image, metadata_coord, open_image, ConvertOptions, ImageError, ImageType,
 };
 use vtpu_llm::model::{GgufSource, Model, ModelConfig, ModelOptions, TensorSource};
-use vtpu_llm::SplitMix64;
-use vtpu_modelfile::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
+use vtpu_modelfile::gguf::{GgmlType, GgufFile};
 use vtpu_phext::DType;
 use vtpu_tokenizer::Tokenizer;
-
-#[derive(Clone, Copy)]
-struct Shape {
-    arch: &'static str,
-    dim: usize,
-    heads: usize,
-    kv: usize,
-    hd: usize,
-    ffn: usize,
-    vocab: usize,
-    layers: usize,
-    tied: bool,
-}
 
 const LLAMA: Shape = Shape {
     arch: "llama",
@@ -59,122 +48,17 @@ fn test_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn encode(v: &[f32], ty: GgmlType) -> Vec<u8> {
-    match ty {
-        GgmlType::F16 => v
-            .iter()
-            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-            .collect(),
-        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    }
-}
-
 /// A random-weight GGUF model of `s` with matrices stored as `ty` (f32 or f16), no
-/// tokenizer (the vocabulary size is `{arch}.vocab_size`), and one tensor the
-/// coordinate scheme has no place for.
+/// tokenizer (the vocabulary size is `{arch}.vocab_size`), f16 attention norms in f16
+/// models (the loader widens them), and one tensor the coordinate scheme has no place
+/// for (`rope_freqs.weight`).
 fn write_model(dir: &Path, s: Shape, ty: GgmlType, seed: u64) -> PathBuf {
-    let mut rng = SplitMix64::new(seed);
-    let mut rand = |n: usize, scale: f32| -> Vec<f32> {
-        (0..n)
-            .map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale)
-            .collect()
+    let synth = Synth {
+        attn_norm_in_matrix_type: true,
+        rope_freqs: true,
+        ..Synth::default()
     };
-    let mut w = GgufWriter::new();
-    let a = s.arch;
-    w.add_meta("general.architecture", MetaValue::String(a.into()));
-    w.add_meta(format!("{a}.block_count"), MetaValue::U32(s.layers as u32));
-    w.add_meta(
-        format!("{a}.embedding_length"),
-        MetaValue::U32(s.dim as u32),
-    );
-    w.add_meta(
-        format!("{a}.feed_forward_length"),
-        MetaValue::U32(s.ffn as u32),
-    );
-    w.add_meta(
-        format!("{a}.attention.head_count"),
-        MetaValue::U32(s.heads as u32),
-    );
-    w.add_meta(
-        format!("{a}.attention.head_count_kv"),
-        MetaValue::U32(s.kv as u32),
-    );
-    w.add_meta(
-        format!("{a}.attention.key_length"),
-        MetaValue::U32(s.hd as u32),
-    );
-    w.add_meta(format!("{a}.rope.freq_base"), MetaValue::F32(10000.0));
-    w.add_meta(
-        format!("{a}.attention.layer_norm_rms_epsilon"),
-        MetaValue::F32(1e-5),
-    );
-    w.add_meta(format!("{a}.context_length"), MetaValue::U32(256));
-    w.add_meta(format!("{a}.vocab_size"), MetaValue::U32(s.vocab as u32));
-    let (d, q, kv, f) = (
-        s.dim as u64,
-        (s.heads * s.hd) as u64,
-        (s.kv * s.hd) as u64,
-        s.ffn as u64,
-    );
-    let mut mat =
-        |w: &mut GgufWriter, name: String, rows: u64, cols: u64, scale: f32, ty: GgmlType| {
-            let v = rand((rows * cols) as usize, scale);
-            let dims: &[u64] = if rows == 1 { &[cols] } else { &[cols, rows] };
-            w.add_tensor(name, dims, ty, encode(&v, ty));
-        };
-    mat(
-        &mut w,
-        "token_embd.weight".into(),
-        s.vocab as u64,
-        d,
-        1.0,
-        ty,
-    );
-    mat(
-        &mut w,
-        "output_norm.weight".into(),
-        1,
-        d,
-        1.0,
-        GgmlType::F32,
-    );
-    mat(
-        &mut w,
-        "rope_freqs.weight".into(),
-        1,
-        s.hd as u64 / 2,
-        1.0,
-        GgmlType::F32,
-    );
-    if !s.tied {
-        mat(&mut w, "output.weight".into(), s.vocab as u64, d, 0.3, ty);
-    }
-    let ws = 0.25;
-    for l in 0..s.layers {
-        let n = |t: &str| format!("blk.{l}.{t}");
-        // Norm scales around 1, stored f16 in f16 models (the loader widens them).
-        mat(&mut w, n("attn_norm.weight"), 1, d, 1.0, ty);
-        mat(&mut w, n("ffn_norm.weight"), 1, d, 1.0, GgmlType::F32);
-        mat(&mut w, n("attn_q.weight"), q, d, ws, ty);
-        mat(&mut w, n("attn_k.weight"), kv, d, ws, ty);
-        mat(&mut w, n("attn_v.weight"), kv, d, ws, ty);
-        mat(&mut w, n("attn_output.weight"), d, q, ws, ty);
-        mat(&mut w, n("ffn_gate.weight"), f, d, ws, ty);
-        mat(&mut w, n("ffn_up.weight"), f, d, ws, ty);
-        mat(&mut w, n("ffn_down.weight"), d, f, ws, ty);
-        if a == "qwen2" {
-            mat(&mut w, n("attn_q.bias"), 1, q, 0.2, GgmlType::F32);
-            mat(&mut w, n("attn_k.bias"), 1, kv, 0.2, GgmlType::F32);
-            mat(&mut w, n("attn_v.bias"), 1, kv, 0.2, GgmlType::F32);
-        }
-    }
-    let path = dir.join(format!("{a}-{}.gguf", ty.name()));
-    w.write(&path).unwrap();
-    path
+    common::models::write_model(dir, s, ty, seed, &synth)
 }
 
 fn opts() -> ModelOptions {

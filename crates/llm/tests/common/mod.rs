@@ -181,3 +181,6 @@ pub fn compare(
     }
     worst
 }
+
+/// Whole-model helpers: synthetic GGUF models and the llama.cpp golden check.
+pub mod models;
