@@ -42,7 +42,7 @@ pub struct ModelArgs {
     pub no_pin: bool,
     /// KV cache element type: f32, or f16 (half the cache memory; keys and values are
     /// rounded to nearest even when stored).
-    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f32", value_parser = ["f32", "f16"])]
+    #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16", value_parser = ["f16", "f32"])]
     pub kv_type: String,
 }
 

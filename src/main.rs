@@ -4,6 +4,8 @@ mod cmd_compile;
 mod cmd_convert;
 mod cmd_llm;
 mod cmd_model;
+mod cmd_probe;
+mod cmd_profile;
 mod cmd_run;
 mod fetch;
 
@@ -84,6 +86,12 @@ enum Cmd {
     /// Write a model as a phext-space image (manifest + mmap-able sidecar, checksummed,
     /// atomic) that every `-m` accepts; optionally requantized (--type).
     Convert(cmd_convert::ConvertArgs),
+    /// Measure this machine's ceilings (read bandwidth, f32 FMA and int8 dot throughput
+    /// per thread count, cache sizes) once and cache them.
+    Probe(cmd_probe::ProbeArgs),
+    /// Profile a model's prefill and generation: time per layer, op kind and sentron
+    /// against the probed ceilings, bottlenecks, cache analysis; text, JSON, HTML, trace.
+    Profile(cmd_profile::ProfileArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -246,6 +254,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Inspect(a) => cmd_model::inspect_cmd(a),
         Cmd::Bench(a) => cmd_model::bench_cmd(a),
         Cmd::Convert(a) => cmd_convert::convert_cmd(a),
+        Cmd::Probe(a) => cmd_probe::probe_cmd(a),
+        Cmd::Profile(a) => cmd_profile::profile_cmd(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;

@@ -183,7 +183,7 @@ impl CoordInfo {
                 let made = match node.code().info().window {
                     Window::Opens => coord_use(node).map(|c| self.sym(c)),
                     Window::Forwards => tile_use(node).and_then(|t| self.windows[t.0 as usize]),
-                    Window::None | Window::Reads(_) => None,
+                    Window::None | Window::Reads(_) | Window::ReadsTwo(..) => None,
                 };
                 let Some(page) = made else { continue };
                 for &d in &node.defs {
@@ -227,19 +227,22 @@ impl CoordInfo {
         self.windows.get(v.0 as usize).copied().flatten()
     }
 
-    /// The page `node` reads through a window operand when it runs: its window-read
-    /// operand's value is (or may be) a window. None for other ops and other values.
-    pub fn window_read(&self, sg: &SentronGraph, node: NodeId) -> Option<Sym> {
+    /// The pages `node` reads through its window operands when it runs: each
+    /// window-read operand whose value is (or may be) a window. None for other ops and
+    /// other values.
+    pub fn window_reads(&self, sg: &SentronGraph, node: NodeId) -> [Option<Sym>; 2] {
         let n = sg.node(node);
         let info = n.code().info();
-        let k = info.window.read_operand()?;
-        // `uses` holds the read registers in operand order.
-        let idx = info.operands.get(..k)?.iter().filter(|o| o.reads()).count();
-        self.window(*n.uses.get(idx)?)
+        info.window.read_operands().map(|k| {
+            let k = k?;
+            // `uses` holds the read registers in operand order.
+            let idx = info.operands.get(..k)?.iter().filter(|o| o.reads()).count();
+            self.window(*n.uses.get(idx)?)
+        })
     }
 
     /// Every page access of `node`: its own memory effect on its coordinate operand,
-    /// plus a read of the page behind a window operand (a page read at this op).
+    /// plus a read of the page behind each window operand (a page read at this op).
     pub fn page_accesses(
         &self,
         sg: &SentronGraph,
@@ -248,8 +251,12 @@ impl CoordInfo {
         let own = self
             .mem_loc(sg, node)
             .map(|s| (sg.node(node).code().info().mem, s));
-        let window = self.window_read(sg, node).map(|s| (Mem::Read, s));
-        own.into_iter().chain(window)
+        let windows = self
+            .window_reads(sg, node)
+            .into_iter()
+            .flatten()
+            .map(|s| (Mem::Read, s));
+        own.into_iter().chain(windows)
     }
 
     /// The symbolic coordinate of a coordinate value.

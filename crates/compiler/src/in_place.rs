@@ -146,8 +146,20 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
             let (mem, page) = if info.mem != Mem::None {
                 (info.mem, Some(own_page()))
             } else {
-                match info.window.read_operand().and_then(|n| tile_read(Some(n))) {
-                    Some(TileState::Window(p)) => (Mem::Read, Some(p)),
+                // One page read per window operand; two windows onto different (or
+                // unknown) pages are an unknown page.
+                let mut pages = info
+                    .window
+                    .read_operands()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| match tile_read(Some(n)) {
+                        Some(TileState::Window(p)) => Some(p),
+                        _ => None,
+                    });
+                match (pages.next(), pages.next()) {
+                    (Some(p), None) => (Mem::Read, Some(p)),
+                    (Some(p), Some(q)) => (Mem::Read, if p == q { Some(p) } else { Some(None) }),
                     _ => (Mem::None, None),
                 }
             };
@@ -155,7 +167,7 @@ fn schedule_block(words: &[Siw]) -> Vec<Siw> {
             let made = match info.window {
                 Window::Opens => TileState::Window(own_page()),
                 Window::Forwards => tile_read(None).unwrap_or(TileState::Window(None)),
-                Window::None | Window::Reads(_) => TileState::Plain,
+                Window::None | Window::Reads(_) | Window::ReadsTwo(..) => TileState::Plain,
             };
             for (f, i) in vtpu_isa::validate::writes(op) {
                 if f == RegFile::Tile {

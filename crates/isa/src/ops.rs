@@ -195,15 +195,23 @@ pub enum Window {
     /// Reads the page behind its operand number `n` (0-based, in table order; a read tile
     /// register) when that operand is a window, at the time the op runs.
     Reads(u8),
+    /// Reads the pages behind two operands (attention: keys and values).
+    ReadsTwo(u8, u8),
 }
 
 impl Window {
-    /// The index (into `OpInfo::operands`) of the operand whose window this op reads.
-    pub const fn read_operand(self) -> Option<usize> {
+    /// The indices (into `OpInfo::operands`) of the operands whose windows this op reads.
+    pub const fn read_operands(self) -> [Option<usize>; 2] {
         match self {
-            Window::Reads(n) => Some(n as usize),
-            _ => None,
+            Window::Reads(n) => [Some(n as usize), None],
+            Window::ReadsTwo(a, b) => [Some(a as usize), Some(b as usize)],
+            _ => [None, None],
         }
+    }
+
+    /// Whether the op reads a page through a window operand.
+    pub const fn reads_windows(self) -> bool {
+        matches!(self, Window::Reads(_) | Window::ReadsTwo(..))
     }
 }
 
@@ -276,15 +284,15 @@ macro_rules! window_of {
     ($w:ident) => {
         Window::$w
     };
-    ($w:ident($n:literal)) => {
-        Window::$w($n)
+    ($w:ident($($n:literal),+)) => {
+        Window::$w($($n),+)
     };
 }
 
 macro_rules! isa {
     ($( $variant:ident = $code:literal, $name:literal, $pipe:ident, [$($opnd:ident),*],
         mem $mem:ident, coord $crd:ident, traps $traps:literal, $class:ident,
-        $(window $win:ident $(($wn:literal))?,)? $doc:literal; )*) => {
+        $(window $win:ident $(($($wn:literal),+))?,)? $doc:literal; )*) => {
         /// Every op of the machine. Generated from the `isa!` table.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u16)]
@@ -301,7 +309,7 @@ macro_rules! isa {
             coord: Coord::$crd,
             traps: $traps,
             class: Class::$class,
-            window: window_of!($($win $(($wn))?)?),
+            window: window_of!($($win $(($($wn),+))?)?),
             doc: $doc,
         }, )* ];
 
@@ -352,6 +360,7 @@ isa! {
     DTAddR   = 0x0035, "DTADDR",   D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td = ta + tb on every row of ta (tb: cols(ta) f32 elements, e.g. a bias)";
     DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   window Forwards, "td = ta read as rows of imm columns (same elements, row-major; a window stays a window onto the same page)";
     // Real models (issue 7).
+    DTAttn   = 0x0038, "DTATTN",   D, [TW, TR, TR, TR, I64], mem None, coord None, traps true, Matmul, window ReadsTwo(2, 3), "td (rows x Hd) = causal attention of the query rows ta (row t*imm + h: imm rows per token) over the keys tb and values tc ([S, Hd] windows or tiles, both f32 or both f16); the T = rows/imm tokens end the S-key cache; scale 1/sqrt(Hd); llama.cpp's flash-attention arithmetic";
     DTEmbed  = 0x0037, "DTEMBED",  D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td (n x cols(tb)) = rows ta[0..n] of the table tb (any page dtype, dequantized to f32); ta holds n integral row ids";
     // ---------------------------------------------------------------- S pipe: pages in phext space
     SNop     = 0x0100, "SNOP",     S, [],               mem None,     coord None, traps false, Nop,    "no S-pipe operation";
@@ -442,6 +451,7 @@ fn window_cell(w: Window) -> String {
         Window::Forwards => "forwards".into(),
         // 1-based, as people count operands (and as the validator's messages do).
         Window::Reads(n) => format!("reads operand {}", n + 1),
+        Window::ReadsTwo(a, b) => format!("reads operands {} and {}", a + 1, b + 1),
     }
 }
 
@@ -527,9 +537,11 @@ mod tests {
                 assert_eq!((tile_w, tile_r), (1, 1), "{}: forwards a window", info.name);
                 assert_eq!(info.mem, Mem::None, "{}", info.name);
             }
-            Window::Reads(n) => {
-                let o = info.operands.get(n as usize).copied();
-                assert_eq!(o, Some(Operand::TR), "{}: window operand {n}", info.name);
+            Window::Reads(_) | Window::ReadsTwo(..) => {
+                for n in info.window.read_operands().into_iter().flatten() {
+                    let o = info.operands.get(n).copied();
+                    assert_eq!(o, Some(Operand::TR), "{}: window operand {n}", info.name);
+                }
                 // No coordinate of its own: the page comes from the window.
                 assert_eq!(info.mem, Mem::None, "{}", info.name);
             }

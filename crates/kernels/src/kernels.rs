@@ -217,11 +217,17 @@ impl Kernels {
         check::len("swiglu", "gate", d.len(), gate.len())?;
         check::len("swiglu", "up", d.len(), up.len())?;
         let n = d.len();
-        dispatch!(
-            self.level,
-            scalar::swiglu(d, gate, up),
-            swiglu(d.as_mut_ptr(), gate.as_ptr(), up.as_ptr(), n)
-        );
+        // llama.cpp's arithmetic at every level (`ggml_math`), AVX-512 when present.
+        // SAFETY: the three slices were just checked to hold n elements.
+        unsafe {
+            crate::ggml_math::swiglu_ptr(
+                d.as_mut_ptr(),
+                gate.as_ptr(),
+                up.as_ptr(),
+                n,
+                self.level == KernelLevel::Avx512,
+            )
+        };
         Ok(())
     }
 
@@ -230,11 +236,11 @@ impl Kernels {
         check::len("swiglu_assign", "up", gate.len(), up.len())?;
         let n = gate.len();
         let gp = gate.as_mut_ptr();
-        dispatch!(
-            self.level,
-            scalar::swiglu_assign(gate, up),
-            swiglu(gp, gp, up.as_ptr(), n)
-        );
+        // SAFETY: both slices hold n elements; the kernel reads each gate element before
+        // it writes it.
+        unsafe {
+            crate::ggml_math::swiglu_ptr(gp, gp, up.as_ptr(), n, self.level == KernelLevel::Avx512)
+        };
         Ok(())
     }
 
@@ -395,11 +401,9 @@ impl Kernels {
         check::len("rmsnorm", "x (rows x dim)", total, x.len())?;
         check::len("rmsnorm", "out (rows x dim)", total, out.len())?;
         check::len("rmsnorm", "weight (dim)", dim, weight.len())?;
-        dispatch!(
-            self.level,
-            scalar::rmsnorm(out, x, weight, rows, dim, eps),
-            rmsnorm(out, x, weight, rows, dim, eps)
-        );
+        // One implementation at every level: llama.cpp's order (a sequential f64 sum),
+        // which SIMD cannot reorder without changing the bits.
+        scalar::rmsnorm(out, x, weight, rows, dim, eps);
         Ok(())
     }
 

@@ -27,7 +27,9 @@
 //! - quantized matmuls are bit-identical at every level (scalar spec included), for any
 //!   `m`, row range or tiling (`quant/dot_ref.rs` defines the exact f32 operations).
 
+pub mod attention;
 mod error;
+pub mod ggml_math;
 mod kernels;
 mod level;
 mod matmul_nn;

@@ -120,16 +120,13 @@ pub fn unary_assign(op: UnOp, d: &mut [f32]) {
 
 /// `d[i] = silu(gate[i]) * up[i]`, computed in f64 and rounded once.
 pub fn swiglu(d: &mut [f32], gate: &[f32], up: &[f32]) {
-    for ((d, &g), &u) in d.iter_mut().zip(gate).zip(up) {
-        *d = (silu_f64(g) * u as f64) as f32;
-    }
+    // llama.cpp's arithmetic (see `ggml_math`), the one model outputs must agree with.
+    crate::ggml_math::swiglu_scalar(d, gate, up)
 }
 
 /// `d[i] = silu(d[i]) * up[i]`.
 pub fn swiglu_assign(d: &mut [f32], up: &[f32]) {
-    for (d, &u) in d.iter_mut().zip(up) {
-        *d = (silu_f64(*d) * u as f64) as f32;
-    }
+    crate::ggml_math::swiglu_assign_scalar(d, up)
 }
 
 /// Sum of a row in f64.
@@ -224,20 +221,31 @@ pub fn matmul_bt_rows(
 
 /// Per row: `out = x * weight / sqrt(mean(x^2) + eps)`, all in f64, rounded once.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usize, eps: f32) {
+    // llama.cpp's `ggml_compute_forward_rms_norm_f32` (+ the fused or separate MUL):
+    // squares rounded to f32 and summed in f64 in order, the mean rounded to f32,
+    // `scale = 1 / sqrtf(mean + eps)`, `y = x * scale * w` left to right. Models must
+    // agree with llama.cpp in the last bit (see `attention.rs`), so this is the spec.
     for (r, row) in rows_of(x, rows, dim).enumerate() {
-        let inv = 1.0 / (sumsq_f64(row) / dim as f64 + eps as f64).sqrt();
+        let mut sum = 0f64;
+        for &v in row {
+            sum += (v * v) as f64;
+        }
+        let mean = (sum / dim as f64) as f32;
+        let scale = 1.0f32 / (mean + eps).sqrt();
         let o = &mut out[r * dim..(r + 1) * dim];
         for ((o, &x), &w) in o.iter_mut().zip(row).zip(weight) {
-            *o = (x as f64 * inv * w as f64) as f32;
+            *o = x * scale * w;
         }
     }
 }
 
-/// Rope angle table for pairs `[pair0, pair0 + cos.len())`: `cos[j]`, `sin[j]` of
-/// `pos * theta^(-2 (pair0 + j) / head_dim)`, computed in f64 and rounded once. Every
-/// level uses this same table, so the rotations below are bit-identical across levels.
-/// (llama.cpp and Hugging Face compute the angle in f32; at large positions they differ
-/// from this by the f32 rounding of the angle, which reaches ~1e-4 rad near pos = 4096.)
+/// Rope angle table for pairs `[pair0, pair0 + cos.len())`: `cos[j]`, `sin[j]` of the
+/// angle of pair `i = pair0 + j` at position `pos`, as llama.cpp's `ggml_rope_cache_init`
+/// computes it: `theta_scale = powf(theta, -2.0f / head_dim)`, the angle of pair 0 is
+/// `(float) pos` and each next pair's is the previous one times `theta_scale` (in f32),
+/// then `cosf` / `sinf`. Every level uses this table, so the rotations below are
+/// bit-identical across levels; at position 4096 the f32 angle is ~1e-4 rad from the
+/// exact one, which is what llama.cpp (and so its tokens) sees.
 pub fn rope_table(
     cos: &mut [f32],
     sin: &mut [f32],
@@ -246,12 +254,15 @@ pub fn rope_table(
     pos: usize,
     theta: f32,
 ) {
-    for (j, (c, s)) in cos.iter_mut().zip(sin.iter_mut()).enumerate() {
-        let i = (pair0 + j) as f64;
-        let freq = (theta as f64).powf(-2.0 * i / head_dim as f64);
-        let (sn, cs) = (pos as f64 * freq).sin_cos();
-        *c = cs as f32;
-        *s = sn as f32;
+    let scale = theta.powf(-2.0f32 / head_dim as f32);
+    let mut angle = pos as f32;
+    for _ in 0..pair0 {
+        angle *= scale;
+    }
+    for (c, s) in cos.iter_mut().zip(sin.iter_mut()) {
+        *c = angle.cos();
+        *s = angle.sin();
+        angle *= scale;
     }
 }
 

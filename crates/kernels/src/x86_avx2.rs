@@ -10,7 +10,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::x86_common::{rms_inv_scale, EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
+use crate::x86_common::{EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
 use crate::{BinOp, UnOp};
 
 pub(crate) use crate::x86_avx2_gemm::{dot, matmul_bt_rows};
@@ -171,12 +171,6 @@ pub(crate) unsafe fn unary(op: UnOp, d: *mut f32, a: *const f32, n: usize) {
     }
 }
 
-/// `d[i] = silu(g[i]) * u[i]`.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn swiglu(d: *mut f32, g: *const f32, u: *const f32, n: usize) {
-    map2!(d, g, u, n, |x, y| _mm256_mul_ps(silu8(x), y));
-}
-
 /// Sum of the 8 lanes in a fixed tree: `s4[i] = v[i] + v[i+4]`, `s2[i] = s4[i] + s4[i+2]`, `s2[0] + s2[1]`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -259,28 +253,6 @@ pub(crate) unsafe fn row_sumsq(d: &mut [f32], a: &[f32], rows: usize, cols: usiz
 pub(crate) unsafe fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
     for (r, d) in d.iter_mut().enumerate().take(rows) {
         *d = hmax(max_vec(a.as_ptr().add(r * cols), cols));
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn rmsnorm(
-    out: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    rows: usize,
-    dim: usize,
-    eps: f32,
-) {
-    for r in 0..rows {
-        let xr = x.as_ptr().add(r * dim);
-        let s = _mm256_set1_ps(rms_inv_scale(hsum(sum_vec::<true>(xr, dim)), dim, eps));
-        map2!(
-            out.as_mut_ptr().add(r * dim),
-            xr,
-            w.as_ptr(),
-            dim,
-            |xv, wv| _mm256_mul_ps(_mm256_mul_ps(xv, s), wv)
-        );
     }
 }
 

@@ -15,7 +15,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::x86_common::{rms_inv_scale, EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
+use crate::x86_common::{EXP_HI, EXP_LO, EXP_P, LN2_HI, LN2_LO, LOG2E};
 use crate::{BinOp, UnOp};
 
 pub(crate) use crate::x86_avx512_gemm::{dot, matmul_bt_rows};
@@ -167,12 +167,6 @@ pub(crate) unsafe fn unary(op: UnOp, d: *mut f32, a: *const f32, n: usize) {
     }
 }
 
-/// `d[i] = silu(g[i]) * u[i]`; `d` may equal `g` or `u`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn swiglu(d: *mut f32, g: *const f32, u: *const f32, n: usize) {
-    map2!(d, g, u, n, |x, y| _mm512_mul_ps(silu16(x), y));
-}
-
 /// Sum of the 16 lanes in the fixed tree of `x86_common.rs`:
 /// `s8[i] = v[i] + v[i+8]`, `s4[i] = s8[i] + s8[i+4]`, `s2[i] = s4[i] + s4[i+2]`, `s2[0] + s2[1]`.
 #[inline]
@@ -262,29 +256,6 @@ pub(crate) unsafe fn row_sumsq(d: &mut [f32], a: &[f32], rows: usize, cols: usiz
 pub(crate) unsafe fn row_max(d: &mut [f32], a: &[f32], rows: usize, cols: usize) {
     for (r, d) in d.iter_mut().enumerate().take(rows) {
         *d = hmax(max_vec(a.as_ptr().add(r * cols), cols));
-    }
-}
-
-/// Per row: `out = (x * s) * w` with `s = 1 / sqrt(sumsq / dim + eps)`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
-pub(crate) unsafe fn rmsnorm(
-    out: &mut [f32],
-    x: &[f32],
-    w: &[f32],
-    rows: usize,
-    dim: usize,
-    eps: f32,
-) {
-    for r in 0..rows {
-        let xr = x.as_ptr().add(r * dim);
-        let s = _mm512_set1_ps(rms_inv_scale(hsum(sum_vec::<true>(xr, dim)), dim, eps));
-        map2!(
-            out.as_mut_ptr().add(r * dim),
-            xr,
-            w.as_ptr(),
-            dim,
-            |xv, wv| _mm512_mul_ps(_mm512_mul_ps(xv, s), wv)
-        );
     }
 }
 

@@ -41,13 +41,6 @@ pub(crate) const EXP_P: [f32; 6] = [
     0.5, // Cephes writes 5.0000001201e-1, which rounds to 0.5 in f32
 ];
 
-/// The rmsnorm scale `1 / sqrt(sumsq / dim + eps)` from an f32 sum of squares, in f64
-/// (one scalar per row, so precision here is free), rounded once to f32.
-#[inline]
-pub(crate) fn rms_inv_scale(sumsq: f32, dim: usize, eps: f32) -> f32 {
-    (1.0 / (sumsq as f64 / dim as f64 + eps as f64).sqrt()) as f32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -102,9 +102,12 @@ fn rope_bit_identical_across_levels() {
     }
 }
 
-/// The reference against the rotation done entirely in f64: the table entries are off by
-/// at most u relative each, and the fused rotation rounds twice, so each output is within
-/// `4 u (|x0| + |x1|)` of exact.
+/// The reference against the rotation done entirely in f64. The table follows llama.cpp:
+/// the angle of pair i is `pos * scale^i` accumulated in f32 with `scale = powf(theta,
+/// -2/Hd)` (one ulp from exact), so it is off by at most `(2 i + 2) u` relative (i
+/// multiplications each rounding, and the scale's error raised to the i-th power); the
+/// entries then add u each and the fused rotation rounds twice: each output is within
+/// `(4 u + (2 i + 2) u angle) (|x0| + |x1|)` of exact.
 #[test]
 fn rope_reference_is_close_to_exact_rotation() {
     let mut rng = Rng::new(31);
@@ -122,7 +125,8 @@ fn rope_reference_is_close_to_exact_rotation() {
                         x[h * head_dim + 2 * i + 1] as f64,
                     );
                     let (e0, e1) = (x0 * c - x1 * s, x0 * s + x1 * c);
-                    let bound = 4.0 * U * (x0.abs() + x1.abs());
+                    let bound =
+                        (4.0 * U + (2.0 * i as f64 + 2.0) * U * ang) * (x0.abs() + x1.abs());
                     let (g0, g1) = (
                         y[h * head_dim + 2 * i] as f64,
                         y[h * head_dim + 2 * i + 1] as f64,

@@ -617,20 +617,15 @@ fn attention_part<E: Emit, W: WeightMap>(
 
     let qh = val(e, O::DTReshape, &[A::V(q), hd_i])?; // [T*g, Hd], row t*g + h
     e.release(q);
-    let scores = val(e, O::DTMm, &[A::V(qh), A::V(keys)])?; // [T*g, S]
+    // Scores, causal softmax and the value sum in one op, in llama.cpp's flash-attention
+    // arithmetic (f16 accumulation over an f16 cache): see vtpu_kernels::attention.
+    let o = val(
+        e,
+        O::DTAttn,
+        &[A::V(qh), A::V(keys), A::V(vals), A::I64(g as i64)],
+    )?; // [T*g, Hd]
     e.release(qh);
     e.release(keys);
-    let scale = (1.0 / (hd as f64).sqrt()) as f32;
-    let per = val(e, O::DLi, &[A::I64(g as i64)])?;
-    let probs = val(
-        e,
-        O::DTSoftmax,
-        &[A::V(scores), A::V(sh.start), A::V(per), A::F32(scale)],
-    )?;
-    e.release(per);
-    e.release(scores);
-    let o = val(e, O::DTMmN, &[A::V(probs), A::V(vals)])?; // [T*g, Hd]
-    e.release(probs);
     e.release(vals);
     let o2 = val(e, O::DTReshape, &[A::V(o), A::I64((g * hd) as i64)])?; // [T, g*Hd]
     e.release(o);

@@ -118,7 +118,7 @@ impl StreamBuilder {
         // Page ops stay in program order; so does an op that reads a page through a
         // window operand (DTMM / DTMMN on a SWINDOW tile), a read the table declares.
         let touches_pages =
-            (pipe == Pipe::S && info.mem != Mem::None) || info.window.read_operand().is_some();
+            (pipe == Pipe::S && info.mem != Mem::None) || info.window.reads_windows();
         if touches_pages {
             if let Some(w) = self.last_mem {
                 earliest = earliest.max(w + 1);

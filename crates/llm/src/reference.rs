@@ -60,8 +60,11 @@ pub enum KvStore {
     #[default]
     Exact,
     /// Rounded as an f16 KV cache page holds them (`--kv-type f16`): to f32, as the vTPU
-    /// computes them, then to the nearest f16, ties to even. Attention then reads the
-    /// rounded values, so this reference isolates the one rounding an f16 cache adds.
+    /// computes them, then to the nearest f16, ties to even; attention over them is the
+    /// f16 flash attention that llama.cpp (and so the vTPU) runs on an f16 cache: the
+    /// query rounded to f16, the output accumulated in f16 (the specification,
+    /// `vtpu_kernels::attention::attention_scalar`, on the f32-rounded query). So this
+    /// reference isolates what an f16 cache changes.
     F16,
 }
 
@@ -235,6 +238,31 @@ pub fn layer_forward_f64(
             let kv_h = h / group;
             let keys = &cache.k[kv_h][..visible * hd]; // [S, Hd]
             let values = &cache.v[kv_h][..visible * hd]; // [S, Hd]
+            if cache.store == KvStore::F16 {
+                let f16s = |x: &[f64]| -> Vec<half::f16> {
+                    x.iter().map(|&v| half::f16::from_f64(v)).collect()
+                };
+                let (k16, v16) = (f16s(keys), f16s(values));
+                let q32: Vec<f32> = q_h.iter().map(|&v| v as f32).collect();
+                let mut o32 = vec![0f32; hd];
+                use vtpu_kernels::attention::{attention_scalar, KvRows};
+                // Shapes hold by construction (one query row over `visible` keys).
+                if attention_scalar(
+                    &mut o32,
+                    &q32,
+                    KvRows::F16(&k16),
+                    KvRows::F16(&v16),
+                    1,
+                    hd,
+                    visible,
+                    1,
+                )
+                .is_ok()
+                {
+                    o_h.iter_mut().zip(&o32).for_each(|(o, &v)| *o = v as f64);
+                    continue;
+                }
+            }
             let scores: Vec<f64> = keys
                 .chunks_exact(hd)
                 .map(|k_s| dot(q_h, k_s) * scale)

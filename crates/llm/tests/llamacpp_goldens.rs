@@ -18,17 +18,22 @@ use vtpu_phext::DType;
 /// llama.cpp's top-2 logits closer than this make the step a tie either may break
 /// (the criterion).
 const TIE_GAP: f64 = 0.1;
-/// SmolLM2 only: measured with `examples/refcheck.rs`, llama.cpp's own logits for this
-/// model differ from the exact (dequantized, f64) forward by up to 0.9 on the first
-/// step of the golden prompts, and ours by up to 0.96: both quantize every activation
-/// row to 8 bits, and llama.cpp also rounds Q, K and V to f16 in its flash attention.
-/// Two steps of the recorded 120+ then differ at top-2 gaps of 0.13 and 0.15, so for
-/// this model the test accepts ties up to this gap and reports each one. Recording the
-/// goldens with llama.cpp's f32 KV cache and no flash attention
-/// (`scripts/gen_llamacpp_goldens.sh --exact-attention`) does not remove this: llama.cpp's
-/// own greedy text changes, Q8_0 then agrees within 0.1, and Q4_1 differs at a gap of
-/// 0.20 instead: the spread is the 8-bit activation rounding, not the attention.
-const SMOLLM2_TIE_GAP: f64 = 0.25;
+/// SmolLM2 and Qwen2.5 for now. Every op of a layer is bit-identical to llama.cpp's
+/// given the same inputs (checked with `scripts/llamacpp_dump_tensors.py` on layer 0:
+/// RMSNorm, the Q8_0 products, SwiGLU, the flash attention with its f16 accumulator,
+/// RoPE's f32 angle table), and 1- to 4-token prompts give llama.cpp's logits to the last
+/// bit (`cargo run --release -p vtpu-llm --example logits`). What still differs is how
+/// a layer's products are split: `wo` is applied per kv-head group and `wo` / `w_down`
+/// per sentron, and the partial products are summed (an all-reduce), where llama.cpp
+/// computes each output from one dot product over the whole row. That changes the last
+/// bit of some outputs; on these models (8-bit activations, SmolLM2's outliers) one
+/// flipped rounding grows to tenths in the logits: measured with
+/// `scripts/llamacpp_self_agreement.sh`, llama.cpp itself moves its logits by up to 1.14
+/// and flips greedy tokens at top-2 gaps up to 0.26 when only its own summation order
+/// changes (repacked Q4_0 rows off) or its flash attention is off. Until every product is
+/// one whole-row dot product (a row-split layer plan, see ARCHITECTURE.md), the test
+/// accepts ties up to this gap for these models and reports each one.
+const NOT_YET_EXACT_TIE_GAP: f64 = 0.25;
 
 fn cache() -> PathBuf {
     std::env::var_os("VTPU_CACHE")
@@ -42,10 +47,9 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// The check with the vTPU's default f32 KV cache (llama.cpp recorded with its f16
-/// default), reported on stderr.
+/// The check with the f16 KV cache (the default of both), reported on stderr.
 fn check(name: &str, golden: &str, model: &Path, sentrons: usize, tie_gap: f64) {
-    let o = golden_agreement(golden, model, sentrons, DType::F32, tie_gap);
+    let o = golden_agreement(golden, model, sentrons, DType::F16, tie_gap);
     eprintln!(
         "{name}: {} steps agree with llama.cpp ({} near-ties differ), max |logit - llama.cpp| over the top-5: {:.4}",
         o.steps - o.ties,
@@ -91,7 +95,7 @@ fn smollm2_q4_1_matches_llama_cpp() {
             "smollm2-135m-instruct-q4_1.json",
             &p,
             2,
-            SMOLLM2_TIE_GAP,
+            NOT_YET_EXACT_TIE_GAP,
         );
     }
 }
@@ -109,7 +113,7 @@ fn smollm2_q8_0_and_q4_0_match_llama_cpp() {
         ),
     ] {
         if let Some(p) = model_or_skip(cache().join("models").join(file), false) {
-            check(file, golden, &p, 2, SMOLLM2_TIE_GAP);
+            check(file, golden, &p, 2, NOT_YET_EXACT_TIE_GAP);
         }
     }
 }
@@ -123,7 +127,7 @@ fn qwen25_q4_k_m_matches_llama_cpp() {
             "qwen2.5-coder-0.5b-instruct-q4_k_m.json",
             &p,
             2,
-            TIE_GAP,
+            NOT_YET_EXACT_TIE_GAP,
         );
     }
 }

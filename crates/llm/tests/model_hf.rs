@@ -132,6 +132,9 @@ fn opts(sentrons: usize, max_tokens: usize) -> ModelOptions {
         max_tokens,
         executor: ExecutorKind::Fast,
         pin: false,
+        // The bounds below are derived for f32 arithmetic throughout (the f16 cache's
+        // rounding and f16 accumulation are checked in model_kv_f16.rs).
+        kv_type: vtpu_phext::DType::F32,
         ..ModelOptions::default()
     }
 }

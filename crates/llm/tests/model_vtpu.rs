@@ -60,6 +60,8 @@ fn check(s: Shape, ty: GgmlType, sentrons: usize, executor: ExecutorKind, max_to
         max_tokens,
         executor,
         pin: false,
+        // The f32 bound below is for an f32 cache (model_kv_f16.rs checks the f16 one).
+        kv_type: vtpu_phext::DType::F32,
         ..ModelOptions::default()
     };
     let mut m = Model::load(&src, cfg.clone(), &opts).unwrap();

@@ -630,7 +630,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             | Opcode::DTSwiglu
             | Opcode::DTAddR
             | Opcode::DTReshape
-            | Opcode::DTEmbed => self.exec_d_layer(op)?,
+            | Opcode::DTEmbed
+            | Opcode::DTAttn => self.exec_d_layer(op)?,
             _ => unreachable!("validated: {:?} is not a D-pipe op", op.code),
         }
         Ok(())

@@ -10,9 +10,12 @@
 //! | DTSOFTMAX | 4 per visible element (max, exp, sum, divide) |
 //! | DTSWIGLU | 2 per element (silu, product) |
 //! | DTADDR | 1 per element |
+//! | DTATTN | `4 Hd` per visible (query row, key) pair (score and value FMAs) |
 
 use crate::error::TrapKind;
+use crate::state::{Tile, TileSlice};
 use vtpu_isa::{Opcode, MAX_TILE_DIM, MAX_TILE_ELEMS};
+use vtpu_kernels::attention::KvRows;
 use vtpu_phext::{DType, Page};
 
 pub const RMSNORM_FLOPS: u64 = 4;
@@ -229,7 +232,7 @@ pub fn scatter(page: &Page, offset: i64, data: &[f32]) -> Result<u64, TrapKind> 
 /// The trap text for a window handed to an op that does not read windows.
 pub fn window_use(i: u8) -> String {
     format!(
-        "t{i} is a window onto a page (SWINDOW); only the second operand of DTMM and DTMMN reads windows"
+        "t{i} is a window onto a page (SWINDOW); only the second operand of DTMM and DTMMN and the keys and values of DTATTN read windows"
     )
 }
 
@@ -324,4 +327,73 @@ pub fn embed(
         }
     }
     Ok(())
+}
+
+/// DTATTN: the keys or values operand as rows for the attention kernel: a window
+/// (under its page's read lock) or a plain tile, f32 or f16. `None` for anything else.
+fn kv_rows(s: TileSlice<'_>) -> Option<KvRows<'_>> {
+    match s {
+        TileSlice::F32(x) => Some(KvRows::F32(x)),
+        TileSlice::F16(x) => Some(KvRows::F16(x)),
+        _ => None,
+    }
+}
+
+fn with_kv_rows<R>(t: &Tile, f: impl FnOnce(KvRows<'_>) -> R) -> Option<R> {
+    let rows = kv_rows;
+    if t.is_window() {
+        t.with_window(|s| rows(s).map(f)).flatten()
+    } else {
+        t.slice().and_then(rows).map(f)
+    }
+}
+
+/// DTATTN: run `f` on the keys `tb` and values `tc` (see [`with_kv_rows`]).
+pub fn with_kv<R>(tb: &Tile, tc: &Tile, f: impl FnOnce(KvRows<'_>, KvRows<'_>) -> R) -> Option<R> {
+    with_kv_rows(tb, |k| with_kv_rows(tc, |v| f(k, v))).flatten()
+}
+
+/// DTATTN: the shape checks the kernel does not make (register-level messages), and
+/// the flops: `4 Hd` per visible (query row, key) pair.
+pub fn check_attn(
+    a: u8,
+    b: u8,
+    c: u8,
+    (rows, hd): (u32, u32),
+    kshape: (u32, u32),
+    vshape: (u32, u32),
+    per: i64,
+) -> Result<u64, TrapKind> {
+    if kshape != vshape || kshape.1 != hd {
+        return Err(shape(format!(
+            "DTATTN: queries t{a} are {rows}x{hd}, keys t{b} {}x{}, values t{c} {}x{} (keys and values must be S x {hd})",
+            kshape.0, kshape.1, vshape.0, vshape.1
+        )));
+    }
+    if per < 1 || per > rows as i64 || rows as i64 % per != 0 {
+        return Err(shape(format!(
+            "DTATTN: {rows} query rows are not a whole number of tokens of {per} rows"
+        )));
+    }
+    let (rows, per, s) = (rows as usize, per as usize, kshape.0 as usize);
+    if rows / per > s {
+        return Err(shape(format!(
+            "DTATTN: {} query tokens but only {s} keys (the tokens end the cache)",
+            rows / per
+        )));
+    }
+    let pairs: u64 = (0..rows)
+        .map(|r| vtpu_kernels::attention::visible_keys(r, rows, per, s) as u64)
+        .sum();
+    Ok(4 * hd as u64 * pairs)
+}
+
+/// DTATTN: a kernel refusal or a keys/values operand of the wrong kind.
+pub fn attn_error(b: u8, c: u8, e: Option<vtpu_kernels::attention::AttnShapeError>) -> TrapKind {
+    match e {
+        Some(e) => shape(format!("DTATTN: {e}")),
+        None => TrapKind::BadDType(format!(
+            "DTATTN: keys t{b} and values t{c} must both be f32 or both f16 (tiles or SWINDOW windows)"
+        )),
+    }
 }

@@ -581,7 +581,8 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
         | Opcode::DTSwiglu
         | Opcode::DTAddR
         | Opcode::DTReshape
-        | Opcode::DTEmbed => return layer_ops::exec_d(r, op),
+        | Opcode::DTEmbed
+        | Opcode::DTAttn => return layer_ops::exec_d(r, op),
         _ => return Ok(0),
     };
     let elems = tile.elems() as u64;

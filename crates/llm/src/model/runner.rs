@@ -30,9 +30,10 @@ pub struct ModelOptions {
     pub pin: bool,
     pub packer: Packer,
     pub kernel_level: Option<vtpu_kernels::KernelLevel>,
-    /// Element type of the KV cache pages: `F32` (default) or `F16` (half the cache
-    /// memory and bandwidth; each key and value is rounded to nearest even when it is
-    /// stored, and read back exactly). Anything else is [`ModelError::KvType`].
+    /// Element type of the KV cache pages: `F16` (default, as llama.cpp's: half the
+    /// cache memory and bandwidth; each key and value is rounded to nearest even when it
+    /// is stored, and attention accumulates in f16 as llama.cpp's flash attention does)
+    /// or `F32`. Anything else is [`ModelError::KvType`].
     pub kv_type: DType,
 }
 
@@ -50,7 +51,7 @@ impl Default for ModelOptions {
             pin: true,
             packer: Packer::Compiler,
             kernel_level: None,
-            kv_type: DType::F32,
+            kv_type: DType::F16,
         }
     }
 }

@@ -108,6 +108,32 @@ impl<T: Transport> FastSentron<'_, T> {
                 self.counters.flops += spec::mm_flops(m, n, kk);
                 self.commit_tile(d, m, n, out);
             }
+            Opcode::DTAttn => {
+                let (rows, hd) = self.f32_tile(a).map(|(_, r, c)| (r, c))?;
+                let (kshape, vshape) = {
+                    let (tb, tc) = (&self.regs.t[b as usize], &self.regs.t[c as usize]);
+                    ((tb.rows, tb.cols), (tc.rows, tc.cols))
+                };
+                let per = op.imm_i64();
+                let flops = spec::check_attn(a, b, c, (rows, hd), kshape, vshape, per)?;
+                let (n, h, s, per) = (rows as usize, hd as usize, kshape.0 as usize, per as usize);
+                let mut out = self.take_spare(n * h)?;
+                let simd = self.kern.level() != k::KernelLevel::Scalar;
+                let r = {
+                    let (q, _, _) = self.f32_tile(a)?;
+                    let (tb, tc) = (&self.regs.t[b as usize], &self.regs.t[c as usize]);
+                    spec::with_kv(tb, tc, |kr, vr| {
+                        k::attention::attention(&mut out, q, kr, vr, n, h, s, per, simd)
+                    })
+                };
+                match r {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => return Err(spec::attn_error(b, c, Some(e)).into()),
+                    None => return Err(spec::attn_error(b, c, None).into()),
+                }
+                self.counters.flops += flops;
+                self.commit_tile(d, rows, hd, out);
+            }
             Opcode::DTRmsNorm => {
                 let (rows, cols, n) = self.f32_tile(a).map(|(x, r, c)| (r, c, x.len()))?;
                 let group = self.f32_tile(b).map(|(w, _, _)| w.len())?;

@@ -91,7 +91,8 @@ impl<T: Transport> FastSentron<'_, T> {
 
     /// Turn per-opcode profiling on (a fresh accumulator) or off.
     pub fn set_profile(&mut self, on: bool) {
-        self.profile = on.then(|| Box::new(OpProfile::new()));
+        let (id, words) = (self.id, self.words.len());
+        self.profile = on.then(|| Box::new(OpProfile::for_sentron(id, words)));
     }
 
     /// The profile gathered so far (None when profiling is off).
@@ -156,7 +157,7 @@ impl<T: Transport> FastSentron<'_, T> {
         };
         let flops = self.counters.flops - flops0;
         if let Some(p) = self.profile.as_mut() {
-            p.record(op.code, ns, flops, bytes);
+            p.record_slot(self.pc_hint, slot, op.code, t0, ns, flops, bytes);
         }
         r
     }
@@ -168,7 +169,7 @@ impl<T: Transport> FastSentron<'_, T> {
             let r = self.exec_buffered(w);
             let ns = t0.elapsed().as_nanos() as u64;
             if let (Some(p), Some(i)) = (self.profile.as_mut(), w.live.iter().position(|&l| l)) {
-                p.record(w.ops[i].code, ns, 0, 0);
+                p.record_slot(self.pc_hint, i, w.ops[i].code, t0, ns, 0, 0);
             }
             return r;
         }
@@ -240,8 +241,7 @@ impl<T: Transport> FastSentron<'_, T> {
             }
         };
         if let Some(p) = self.profile.as_mut() {
-            p.run_ns += start.elapsed().as_nanos() as u64;
-            p.words += self.retired;
+            p.finish_run(start, self.retired);
         }
         r
     }

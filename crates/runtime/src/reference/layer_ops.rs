@@ -104,6 +104,40 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             }
             (Tile::from_f32(m, n, out), spec::mm_flops(m, n, k))
         }
+        Opcode::DTAttn => {
+            let (q, rows, hd) = f32_of(r, a)?;
+            let (tb, tc) = (&r.t[b as usize], &r.t[c as usize]);
+            let flops = trap(spec::check_attn(
+                a,
+                b,
+                c,
+                (rows, hd),
+                (tb.rows, tb.cols),
+                (tc.rows, tc.cols),
+                op.imm_i64(),
+            ))?;
+            let mut out = zeros(rows as usize * hd as usize)?;
+            let (n, h, s, per) = (
+                rows as usize,
+                hd as usize,
+                tb.rows as usize,
+                op.imm_i64() as usize,
+            );
+            spec::with_kv(tb, tc, |k, v| {
+                vtpu_kernels::attention::attention_scalar(&mut out, q, k, v, n, h, s, per)
+            })
+            .ok_or(())
+            .and_then(|r| r.map_err(|_| ()))
+            .map_err(|_| {
+                let e = spec::with_kv(tb, tc, |k, v| {
+                    vtpu_kernels::attention::check_shapes(n * h, q.len(), &k, &v, n, h, s, per)
+                        .err()
+                })
+                .flatten();
+                (spec::attn_error(b, c, e), None)
+            })?;
+            (Tile::from_f32(rows, hd, out), flops)
+        }
         Opcode::DTRmsNorm => {
             let (x, rows, cols) = f32_of(r, a)?;
             let (w, _, _) = f32_of(r, b)?;

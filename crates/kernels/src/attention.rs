@@ -1,0 +1,613 @@
+//! Causal attention of query rows over a KV cache, in the arithmetic of llama.cpp's CPU
+//! flash attention (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`, ggml-cpu
+//! `ops.cpp`, as vendored in llama-cpp-python 0.3.36 and built by GCC with AVX-512F).
+//!
+//! Why copy llama.cpp's arithmetic instead of computing attention as exactly as we can:
+//! on models with large activation outliers (SmolLM2) every matrix product quantizes its
+//! input rows to 8 bits, so a difference in the last bit of an attention output can move
+//! an activation across a rounding boundary and the logits by tenths. Measured with
+//! `scripts/llamacpp_self_agreement.sh`: llama.cpp with its flash attention turned off
+//! (f32 softmax and products) differs from its own default by up to 0.94 in the logits
+//! and changes greedy tokens at top-2 gaps up to 0.26. Token-for-token agreement with
+//! llama.cpp needs the same operations in the same order, and this is that order:
+//!
+//! For each query row (its token `t = r / per` sees keys `0..=s - T + t`):
+//! - f16 cache: the query row is rounded to f16; each score is `ggml_vec_dot_f16` (four
+//!   16-lane f32 accumulators fed by FMA over 64-element steps, reduced as
+//!   `acc0 + acc2`, `acc1 + acc3`, then their sum, then GCC's `_mm512_reduce_add_ps`
+//!   tree; a tail of `hd % 64` elements is added in f64), times `1/sqrt(hd)`;
+//! - online softmax in key order: a new maximum rescales the running sum and the output
+//!   accumulator by `expf(M_old - M)`, any other key weighs `expf(s - M)`; the output
+//!   accumulator is **f16** (each update `f16(fma(v, w, acc))`, each rescale
+//!   `f16(acc * ms)`), the running sum `S = fma(S, ms, w)` in f32 (GCC contracts it);
+//! - the result is `f32(acc) * (1 / S)`.
+//! - f32 cache: the same with `ggml_vec_dot_f32`'s order (tail added in f32 by FMA) and
+//!   an f32 accumulator.
+//!
+//! `expf` is the C library's (Rust's `f32::exp` lowers to the same libm call as GCC's).
+//! The scalar function is the specification; the AVX-512 one performs the same IEEE
+//! operations in the same order (a test checks bit equality).
+
+use half::f16;
+
+/// Largest head dimension the kernels accept (stack scratch; real models use 64..=256).
+pub const MAX_HEAD_DIM: usize = 512;
+
+/// The key or value rows of a KV cache: `[s, hd]`, row-major.
+#[derive(Clone, Copy, Debug)]
+pub enum KvRows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+impl KvRows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            KvRows::F32(x) => x.len(),
+            KvRows::F16(x) => x.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn is_f16(&self) -> bool {
+        matches!(self, KvRows::F16(_))
+    }
+}
+
+/// `1 / sqrt(hd)` as llama.cpp's graph builders compute it (`1.0f/sqrtf(float(hd))`).
+pub fn attention_scale(hd: usize) -> f32 {
+    1.0f32 / (hd as f32).sqrt()
+}
+
+/// The number of keys query row `r` sees: its token is `r / per` of the `rows / per`
+/// tokens that end the `s`-key cache.
+pub fn visible_keys(r: usize, rows: usize, per: usize, s: usize) -> usize {
+    let t = r / per;
+    let tokens = rows / per;
+    s + t + 1 - tokens
+}
+
+/// GCC's `_mm512_reduce_add_ps`: halves, then quarters, then pairs (avx512fintrin.h).
+#[inline(always)]
+fn reduce16(x: &[f32; 16]) -> f32 {
+    let mut t3 = [0f32; 8];
+    for i in 0..8 {
+        t3[i] = x[i + 8] + x[i];
+    }
+    let mut t6 = [0f32; 4];
+    for j in 0..4 {
+        t6[j] = t3[j + 4] + t3[j];
+    }
+    let t8 = [t6[0] + t6[2], t6[1] + t6[3]];
+    t8[0] + t8[1]
+}
+
+/// `ggml_vec_dot_f16` with GGML_SIMD on AVX-512F (no AVX512-FP16).
+fn dot_f16(x: &[f16], y: &[f16]) -> f32 {
+    let n = x.len();
+    let np = n & !63;
+    let mut sum = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, acc) in sum.iter_mut().enumerate() {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let k = i + 16 * j + l;
+                *a = x[k].to_f32().mul_add(y[k].to_f32(), *a);
+            }
+        }
+    }
+    let mut s0 = [0f32; 16];
+    for l in 0..16 {
+        let a = sum[0][l] + sum[2][l];
+        let b = sum[1][l] + sum[3][l];
+        s0[l] = a + b;
+    }
+    let mut sumf = reduce16(&s0) as f64;
+    for k in np..n {
+        sumf += (x[k].to_f32() * y[k].to_f32()) as f64;
+    }
+    sumf as f32
+}
+
+/// `ggml_vec_dot_f32` with GGML_SIMD on AVX-512F.
+fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len();
+    let np = n & !63;
+    let mut sum = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, acc) in sum.iter_mut().enumerate() {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let k = i + 16 * j + l;
+                *a = x[k].mul_add(y[k], *a);
+            }
+        }
+    }
+    let mut s0 = [0f32; 16];
+    for l in 0..16 {
+        let a = sum[0][l] + sum[2][l];
+        let b = sum[1][l] + sum[3][l];
+        s0[l] = a + b;
+    }
+    let mut sumf = reduce16(&s0);
+    for k in np..n {
+        sumf = x[k].mul_add(y[k], sumf);
+    }
+    sumf
+}
+
+/// Why an attention call was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttnShapeError {
+    HeadDim(usize),
+    Per {
+        rows: usize,
+        per: usize,
+    },
+    Tokens {
+        tokens: usize,
+        s: usize,
+    },
+    Len {
+        what: &'static str,
+        want: usize,
+        got: usize,
+    },
+    MixedTypes,
+}
+
+impl std::fmt::Display for AttnShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttnShapeError::HeadDim(hd) => {
+                write!(f, "head dimension {hd} is outside 1..={MAX_HEAD_DIM}")
+            }
+            AttnShapeError::Per { rows, per } => {
+                write!(
+                    f,
+                    "{rows} query rows are not a multiple of {per} rows per token"
+                )
+            }
+            AttnShapeError::Tokens { tokens, s } => {
+                write!(f, "{tokens} query tokens but only {s} keys in the cache")
+            }
+            AttnShapeError::Len { what, want, got } => {
+                write!(f, "{what} holds {got} elements, {want} expected")
+            }
+            AttnShapeError::MixedTypes => write!(f, "keys and values differ in element type"),
+        }
+    }
+}
+
+/// Checks the shapes: `q` and `out` `[rows, hd]`, `k` and `v` `[s, hd]` of one type.
+pub fn check_shapes(
+    out: usize,
+    q: usize,
+    k: &KvRows<'_>,
+    v: &KvRows<'_>,
+    rows: usize,
+    hd: usize,
+    s: usize,
+    per: usize,
+) -> Result<(), AttnShapeError> {
+    if hd == 0 || hd > MAX_HEAD_DIM {
+        return Err(AttnShapeError::HeadDim(hd));
+    }
+    if per == 0 || rows % per != 0 {
+        return Err(AttnShapeError::Per { rows, per });
+    }
+    if rows / per > s {
+        return Err(AttnShapeError::Tokens {
+            tokens: rows / per,
+            s,
+        });
+    }
+    let len = |what, want: usize, got: usize| {
+        if want == got {
+            Ok(())
+        } else {
+            Err(AttnShapeError::Len { what, want, got })
+        }
+    };
+    len("the output", rows * hd, out)?;
+    len("the queries", rows * hd, q)?;
+    len("the keys", s * hd, k.len())?;
+    len("the values", s * hd, v.len())?;
+    if k.is_f16() != v.is_f16() {
+        return Err(AttnShapeError::MixedTypes);
+    }
+    Ok(())
+}
+
+/// The specification: `out[r] = softmax(q[r] . K^T / sqrt(hd)) . V` over row `r`'s
+/// visible keys, in llama.cpp's arithmetic (module docs). Shapes as [`check_shapes`].
+pub fn attention_scalar(
+    out: &mut [f32],
+    q: &[f32],
+    k: KvRows<'_>,
+    v: KvRows<'_>,
+    rows: usize,
+    hd: usize,
+    s: usize,
+    per: usize,
+) -> Result<(), AttnShapeError> {
+    check_shapes(out.len(), q.len(), &k, &v, rows, hd, s, per)?;
+    let scale = attention_scale(hd);
+    for r in 0..rows {
+        let vis = visible_keys(r, rows, per, s);
+        let qr = &q[r * hd..(r + 1) * hd];
+        let o = &mut out[r * hd..(r + 1) * hd];
+        match (k, v) {
+            (KvRows::F16(k), KvRows::F16(v)) => {
+                let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
+                let q16 = &mut q16[..hd];
+                for (d, &x) in q16.iter_mut().zip(qr) {
+                    *d = f16::from_f32(x);
+                }
+                let mut acc = [f16::ZERO; MAX_HEAD_DIM];
+                let acc = &mut acc[..hd];
+                let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+                for ic in 0..vis {
+                    let sc = dot_f16(&k[ic * hd..(ic + 1) * hd], q16) * scale + 0.0;
+                    let (mut ms, mut vs) = (1f32, 1f32);
+                    if sc > max {
+                        let old = max;
+                        max = sc;
+                        ms = (old - max).exp();
+                        for a in acc.iter_mut() {
+                            *a = f16::from_f32(a.to_f32() * ms);
+                        }
+                    } else {
+                        vs = (sc - max).exp();
+                    }
+                    for (a, &x) in acc.iter_mut().zip(&v[ic * hd..(ic + 1) * hd]) {
+                        *a = f16::from_f32(x.to_f32().mul_add(vs, a.to_f32()));
+                    }
+                    sum = sum.mul_add(ms, vs);
+                }
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                for (o, a) in o.iter_mut().zip(acc.iter()) {
+                    *o = a.to_f32() * inv;
+                }
+            }
+            (KvRows::F32(k), KvRows::F32(v)) => {
+                o.fill(0.0);
+                let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+                for ic in 0..vis {
+                    let sc = dot_f32(&k[ic * hd..(ic + 1) * hd], qr) * scale + 0.0;
+                    let (mut ms, mut vs) = (1f32, 1f32);
+                    if sc > max {
+                        let old = max;
+                        max = sc;
+                        ms = (old - max).exp();
+                        for a in o.iter_mut() {
+                            *a *= ms;
+                        }
+                    } else {
+                        vs = (sc - max).exp();
+                    }
+                    for (a, &x) in o.iter_mut().zip(&v[ic * hd..(ic + 1) * hd]) {
+                        *a = x.mul_add(vs, *a);
+                    }
+                    sum = sum.mul_add(ms, vs);
+                }
+                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                for a in o.iter_mut() {
+                    *a *= inv;
+                }
+            }
+            _ => return Err(AttnShapeError::MixedTypes),
+        }
+    }
+    Ok(())
+}
+
+/// The same operations with AVX-512F vectors when `hd` is a multiple of 64 (every
+/// lane computes what the scalar loop computes for its element); otherwise the scalar.
+pub fn attention(
+    out: &mut [f32],
+    q: &[f32],
+    k: KvRows<'_>,
+    v: KvRows<'_>,
+    rows: usize,
+    hd: usize,
+    s: usize,
+    per: usize,
+    simd: bool,
+) -> Result<(), AttnShapeError> {
+    check_shapes(out.len(), q.len(), &k, &v, rows, hd, s, per)?;
+    #[cfg(target_arch = "x86_64")]
+    if simd && hd % 64 == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: avx512f was just detected; every slice length was checked above.
+        unsafe { avx512::attention(out, q, k, v, rows, hd, s, per) };
+        return Ok(());
+    }
+    let _ = simd;
+    attention_scalar(out, q, k, v, rows, hd, s, per)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{attention_scale, visible_keys, KvRows, MAX_HEAD_DIM};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    /// `_mm512_reduce_add_ps` as GCC expands it (see `super::reduce16`).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce16(x: __m512) -> f32 {
+        let mut a = [0f32; 16];
+        _mm512_storeu_ps(a.as_mut_ptr(), x);
+        super::reduce16(&a)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn ld16(p: *const f16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn st16(p: *mut f16, x: __m512) {
+        _mm256_storeu_si256(
+            p as *mut __m256i,
+            _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x),
+        );
+    }
+
+    /// `hd % 64 == 0`, shapes checked by the caller.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn attention(
+        out: &mut [f32],
+        q: &[f32],
+        k: KvRows<'_>,
+        v: KvRows<'_>,
+        rows: usize,
+        hd: usize,
+        s: usize,
+        per: usize,
+    ) {
+        let scale = attention_scale(hd);
+        let steps = hd / 64;
+        for r in 0..rows {
+            let vis = visible_keys(r, rows, per, s);
+            let qr = q.as_ptr().add(r * hd);
+            let o = out.as_mut_ptr().add(r * hd);
+            let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+            match (k, v) {
+                (KvRows::F16(k), KvRows::F16(v)) => {
+                    let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
+                    let mut acc = [f16::ZERO; MAX_HEAD_DIM];
+                    for c in (0..hd).step_by(16) {
+                        st16(q16.as_mut_ptr().add(c), _mm512_loadu_ps(qr.add(c)));
+                    }
+                    for ic in 0..vis {
+                        let kr = k.as_ptr().add(ic * hd);
+                        let mut a = [_mm512_setzero_ps(); 4];
+                        for i in 0..steps {
+                            for (j, a) in a.iter_mut().enumerate() {
+                                let e = 64 * i + 16 * j;
+                                *a =
+                                    _mm512_fmadd_ps(ld16(kr.add(e)), ld16(q16.as_ptr().add(e)), *a);
+                            }
+                        }
+                        let s0 =
+                            _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                        let sc = reduce16(s0) * scale + 0.0;
+                        let (mut ms, mut vs) = (1f32, 1f32);
+                        if sc > max {
+                            let old = max;
+                            max = sc;
+                            ms = (old - max).exp();
+                            let m = _mm512_set1_ps(ms);
+                            for c in (0..hd).step_by(16) {
+                                let p = acc.as_mut_ptr().add(c);
+                                st16(p, _mm512_mul_ps(ld16(p), m));
+                            }
+                        } else {
+                            vs = (sc - max).exp();
+                        }
+                        let w = _mm512_set1_ps(vs);
+                        let vr = v.as_ptr().add(ic * hd);
+                        for c in (0..hd).step_by(16) {
+                            let p = acc.as_mut_ptr().add(c);
+                            st16(p, _mm512_fmadd_ps(ld16(vr.add(c)), w, ld16(p)));
+                        }
+                        sum = sum.mul_add(ms, vs);
+                    }
+                    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+                    for c in (0..hd).step_by(16) {
+                        _mm512_storeu_ps(o.add(c), _mm512_mul_ps(ld16(acc.as_ptr().add(c)), inv));
+                    }
+                }
+                (KvRows::F32(k), KvRows::F32(v)) => {
+                    for c in (0..hd).step_by(16) {
+                        _mm512_storeu_ps(o.add(c), _mm512_setzero_ps());
+                    }
+                    for ic in 0..vis {
+                        let kr = k.as_ptr().add(ic * hd);
+                        let mut a = [_mm512_setzero_ps(); 4];
+                        for i in 0..steps {
+                            for (j, a) in a.iter_mut().enumerate() {
+                                let e = 64 * i + 16 * j;
+                                *a = _mm512_fmadd_ps(
+                                    _mm512_loadu_ps(kr.add(e)),
+                                    _mm512_loadu_ps(qr.add(e)),
+                                    *a,
+                                );
+                            }
+                        }
+                        let s0 =
+                            _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                        let sc = reduce16(s0) * scale + 0.0;
+                        let (mut ms, mut vs) = (1f32, 1f32);
+                        if sc > max {
+                            let old = max;
+                            max = sc;
+                            ms = (old - max).exp();
+                            let m = _mm512_set1_ps(ms);
+                            for c in (0..hd).step_by(16) {
+                                _mm512_storeu_ps(
+                                    o.add(c),
+                                    _mm512_mul_ps(_mm512_loadu_ps(o.add(c)), m),
+                                );
+                            }
+                        } else {
+                            vs = (sc - max).exp();
+                        }
+                        let w = _mm512_set1_ps(vs);
+                        let vr = v.as_ptr().add(ic * hd);
+                        for c in (0..hd).step_by(16) {
+                            let y = _mm512_fmadd_ps(
+                                _mm512_loadu_ps(vr.add(c)),
+                                w,
+                                _mm512_loadu_ps(o.add(c)),
+                            );
+                            _mm512_storeu_ps(o.add(c), y);
+                        }
+                        sum = sum.mul_add(ms, vs);
+                    }
+                    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+                    for c in (0..hd).step_by(16) {
+                        _mm512_storeu_ps(o.add(c), _mm512_mul_ps(_mm512_loadu_ps(o.add(c)), inv));
+                    }
+                }
+                // Refused by the caller's shape check.
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rng(seed: &mut u64) -> f32 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// f64 attention of the same (f16-rounded when `f16`) inputs.
+    fn exact(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        rows: usize,
+        hd: usize,
+        s: usize,
+        per: usize,
+    ) -> Vec<f64> {
+        let mut out = vec![0f64; rows * hd];
+        let scale = 1.0 / (hd as f64).sqrt();
+        for r in 0..rows {
+            let vis = visible_keys(r, rows, per, s);
+            let sc: Vec<f64> = (0..vis)
+                .map(|j| {
+                    (0..hd)
+                        .map(|d| q[r * hd + d] as f64 * k[j * hd + d] as f64)
+                        .sum::<f64>()
+                        * scale
+                })
+                .collect();
+            let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                out[r * hd + d] = (0..vis).map(|j| e[j] * v[j * hd + d] as f64).sum::<f64>() / z;
+            }
+        }
+        out
+    }
+
+    fn case(rows: usize, hd: usize, s: usize, per: usize, f16kv: bool, seed: u64) {
+        let mut sd = seed;
+        let q: Vec<f32> = (0..rows * hd).map(|_| 3.0 * rng(&mut sd)).collect();
+        let mut k: Vec<f32> = (0..s * hd).map(|_| rng(&mut sd)).collect();
+        let mut v: Vec<f32> = (0..s * hd).map(|_| rng(&mut sd)).collect();
+        let (k16, v16): (Vec<f16>, Vec<f16>) = (
+            k.iter().map(|&x| f16::from_f32(x)).collect(),
+            v.iter().map(|&x| f16::from_f32(x)).collect(),
+        );
+        if f16kv {
+            k = k16.iter().map(|x| x.to_f32()).collect();
+            v = v16.iter().map(|x| x.to_f32()).collect();
+        }
+        let (kr, vr) = if f16kv {
+            (KvRows::F16(&k16), KvRows::F16(&v16))
+        } else {
+            (KvRows::F32(&k), KvRows::F32(&v))
+        };
+        let mut a = vec![0f32; rows * hd];
+        let mut b = vec![0f32; rows * hd];
+        attention_scalar(&mut a, &q, kr, vr, rows, hd, s, per).unwrap();
+        attention(&mut b, &q, kr, vr, rows, hd, s, per, true).unwrap();
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x.to_bits(), y.to_bits(), "element {i}: scalar {x} simd {y}");
+        }
+        // Against f64 attention of the stored keys/values: the query rounding to f16
+        // moves each score by <= 2^-11 |q||k| (|.|_1 over hd terms), the f16 accumulator
+        // adds <= 2^-11 relative per key update; values are in [-1, 1].
+        let want = exact(&q, &k, &v, rows, hd, s, per);
+        let bound = if f16kv {
+            let score = 3.0 * hd as f64 * 2f64.powi(-11) / (hd as f64).sqrt();
+            2.0 * score + (s as f64 + 2.0) * 2f64.powi(-10)
+        } else {
+            1e-5
+        };
+        for (i, (x, w)) in a.iter().zip(&want).enumerate() {
+            assert!(
+                (*x as f64 - w).abs() <= bound,
+                "element {i}: {x} vs {w} (bound {bound})"
+            );
+        }
+    }
+
+    #[test]
+    fn simd_is_bit_identical_to_the_spec_and_both_are_close_to_exact() {
+        for (rows, hd, s, per) in [
+            (1, 64, 1, 1),
+            (3, 64, 17, 3),
+            (6, 64, 40, 3),
+            (2, 128, 9, 1),
+            (4, 64, 300, 2),
+            (2, 80, 5, 2),
+        ] {
+            for f16kv in [false, true] {
+                case(rows, hd, s, per, f16kv, rows as u64 * 31 + s as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let q = vec![0f32; 64];
+        let k = vec![0f32; 64];
+        let mut o = vec![0f32; 64];
+        let kr = KvRows::F32(&k);
+        assert!(attention(&mut o, &q, kr, kr, 1, 64, 1, 1, true).is_ok());
+        assert_eq!(
+            attention(&mut o, &q, kr, kr, 1, 64, 1, 0, true),
+            Err(AttnShapeError::Per { rows: 1, per: 0 })
+        );
+        assert_eq!(
+            attention(&mut o, &q, kr, kr, 1, 0, 1, 1, true),
+            Err(AttnShapeError::HeadDim(0))
+        );
+        assert!(matches!(
+            attention(&mut o, &q, kr, kr, 1, 64, 2, 1, true),
+            Err(AttnShapeError::Len { .. })
+        ));
+        let k16 = vec![f16::ZERO; 64];
+        assert_eq!(
+            attention(&mut o, &q, kr, KvRows::F16(&k16), 1, 64, 1, 1, true),
+            Err(AttnShapeError::MixedTypes)
+        );
+        // Two query tokens, one key: token 0 would see none.
+        let q2 = vec![0f32; 128];
+        let mut o2 = vec![0f32; 128];
+        assert_eq!(
+            attention(&mut o2, &q2, kr, kr, 2, 64, 1, 1, true),
+            Err(AttnShapeError::Tokens { tokens: 2, s: 1 })
+        );
+    }
+}
