@@ -44,6 +44,11 @@ pub struct ModelArgs {
     /// rounded to nearest even when stored).
     #[arg(long = "kv-type", value_name = "TYPE", default_value = "f16", value_parser = ["f16", "f32"])]
     pub kv_type: String,
+    /// How each layer's matrix products are split over sentrons: `rows` (every output
+    /// one dot product over the whole row: llama.cpp's arithmetic, the same bits at any
+    /// thread count; 4 all-reduces per layer) or `cols` (partial products summed; 2).
+    #[arg(long, value_name = "SPLIT", default_value = "rows", value_parser = ["rows", "cols"])]
+    pub split: String,
 }
 
 #[derive(clap::Args)]
@@ -277,6 +282,7 @@ fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
     opts.pin = !a.no_pin;
     opts.kv_type = vtpu_phext::DType::parse(&a.kv_type)
         .with_context(|| format!("--kv-type {}: expected f32 or f16", a.kv_type))?;
+    opts.whole_rows = a.split == "rows";
     Ok(opts)
 }
 

@@ -361,6 +361,7 @@ isa! {
     DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   window Forwards, "td = ta read as rows of imm columns (same elements, row-major; a window stays a window onto the same page)";
     // Real models (issue 7).
     DTAttn   = 0x0038, "DTATTN",   D, [TW, TR, TR, TR, I64], mem None, coord None, traps true, Matmul, window ReadsTwo(2, 3), "td (rows x Hd) = causal attention of the query rows ta (row t*imm + h: imm rows per token) over the keys tb and values tc ([S, Hd] windows or tiles, both f32 or both f16); the T = rows/imm tokens end the S-key cache; scale 1/sqrt(Hd); llama.cpp's flash-attention arithmetic";
+    DTPlace  = 0x0039, "DTPLACE",  D, [TW, TR, SR, I64], mem None, coord None, traps true, Tile,   "td (rows(ta) x imm) = zeros with ta's columns at rb..rb+cols(ta) (an exact all-gather: CREDUCE sum of disjoint placements)";
     DTEmbed  = 0x0037, "DTEMBED",  D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td (n x cols(tb)) = rows ta[0..n] of the table tb (any page dtype, dequantized to f32); ta holds n integral row ids";
     // ---------------------------------------------------------------- S pipe: pages in phext space
     SNop     = 0x0100, "SNOP",     S, [],               mem None,     coord None, traps false, Nop,    "no S-pipe operation";

@@ -572,18 +572,12 @@ impl Kernels {
         cos: &[f32],
         sin: &[f32],
     ) {
+        // One implementation at every level: llama.cpp's contraction of the rotation
+        // (`scalar::rope_rotate`), a few FMAs per pair, not worth a SIMD copy.
         if halfsplit {
-            dispatch!(
-                self.level,
-                scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin),
-                rope_halfsplit(x, n_heads, head_dim, p0, cos, sin)
-            )
+            scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin)
         } else {
-            dispatch!(
-                self.level,
-                scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin),
-                rope_interleaved(x, n_heads, head_dim, p0, cos, sin)
-            )
+            scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin)
         }
     }
 

@@ -267,11 +267,12 @@ pub fn rope_table(
 }
 
 /// The rope rotation of one pair `(x0, x1)` by an angle with cosine `c` and sine `s`,
-/// as every level computes it (two roundings per output, the product by `s` first):
-/// `x0' = fma(x0, c, -(x1 * s))`, `x1' = fma(x1, c, x0 * s)`.
+/// as llama.cpp's `rotate_pairs` computes it once GCC has contracted it (checked against
+/// llama.cpp's own rotated queries): `x0' = fma(x0, c, -(x1 * s))`,
+/// `x1' = fma(x0, s, x1 * c)`. Every level uses this function.
 #[inline]
 pub fn rope_rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
-    (x0.mul_add(c, -(x1 * s)), x1.mul_add(c, x0 * s))
+    (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c))
 }
 
 /// Interleaved rope (GGUF / llama.cpp "normal" mode): in every head, pair

@@ -41,7 +41,11 @@ fn main() {
         let d = m.cfg.layer.dim;
         let mut all = vec![0f32; page.elems()];
         page.read_f32(0, &mut all).expect("read");
-        let last = &all[(ids.len() - 1) * d..ids.len() * d];
+        let last = if std::env::var_os("VTPU_DUMP_ALL").is_some() {
+            &all[..ids.len() * d]
+        } else {
+            &all[(ids.len() - 1) * d..ids.len() * d]
+        };
         let bytes: Vec<u8> = last.iter().flat_map(|x| x.to_le_bytes()).collect();
         std::fs::write(path, bytes).expect("write");
     }

@@ -68,6 +68,14 @@ pub struct LayerPlan {
     pub attn: Vec<Vec<AttnPart>>,
     /// SwiGLU rows `[f0, f1)` of each sentron.
     pub ffn_rows: Vec<Range<usize>>,
+    /// `Some`: the whole-row split. Each sentron computes these output rows of `wo` and
+    /// `w_down`, each one dot product over the whole input row, after the attention
+    /// outputs and the SwiGLU activations are all-gathered (CREDUCE of disjoint DTPLACE
+    /// placements, exact); the layer's arithmetic is then llama.cpp's whatever the
+    /// sentron count. `None`: the column split (each sentron applies its own heads'
+    /// columns of `wo` and its F columns of `w_down`; the partial products are summed,
+    /// which changes the last bits; two all-reduces per layer instead of four).
+    pub out_rows: Option<Vec<Range<usize>>>,
 }
 
 /// Why a plan or a program cannot be made.
@@ -81,6 +89,8 @@ pub enum PlanError {
     Coord(#[from] CoordError),
     #[error("layer program: {0}")]
     Emit(#[from] EmitError),
+    #[error("layer plan: {0}")]
+    Layout(&'static str),
 }
 
 /// `[i n / k, (i + 1) n / k)`, rounded to multiples of `align` when every part can get
@@ -150,7 +160,22 @@ impl LayerPlan {
             sentrons,
             attn,
             ffn_rows,
+            out_rows: None,
         })
+    }
+
+    /// The whole-row split (see [`LayerPlan::out_rows`]); it needs every sentron to own
+    /// at least one query head, otherwise the plan stays as it is.
+    pub fn whole_rows(mut self) -> LayerPlan {
+        if self.attn.iter().all(|p| !p.is_empty()) {
+            let d = self.cfg.dim;
+            self.out_rows = Some(
+                (0..self.sentrons)
+                    .map(|i| even(d, self.sentrons, i, FFN_SPLIT_ALIGN))
+                    .collect(),
+            );
+        }
+        self
     }
 
     /// Every attention part, in index order.
@@ -170,6 +195,8 @@ pub enum Slice<'a> {
     KvHead(usize),
     /// One sentron's SwiGLU slice: `w_gate` / `w_up` rows, `w_down` columns.
     Ffn(usize, &'a Range<usize>),
+    /// Output rows of `wo` / `w_down` (the whole-row split).
+    Rows(&'a Range<usize>),
 }
 
 /// Where the generator finds one weight: a whole page, or `rows x cols` elements of a
@@ -213,6 +240,11 @@ impl WeightMap for PerPartPages {
             Slice::Part(p) => p.index,
             Slice::KvHead(j) => j,
             Slice::Ffn(i, _) => i,
+            Slice::Rows(_) => {
+                return Err(PlanError::Layout(
+                    "the single-layer page layout has no whole-row split",
+                ))
+            }
         };
         Ok(WeightRef::page(lc::weight(layer, kind, index)?))
     }
@@ -396,14 +428,37 @@ pub fn layer_body<E: Emit, W: WeightMap>(
                 kv_off,
                 s_len,
             };
-            let mut acc = attention_part(e, plan, map, &sh, first)?;
-            for p in parts {
-                let part = attention_part(e, plan, map, &sh, p)?;
-                let sum = val(e, O::DTAdd, &[A::V(acc), A::V(part)])?;
-                e.release(acc);
-                e.release(part);
-                acc = sum;
-            }
+            let acc = match &plan.out_rows {
+                None => {
+                    let mut acc = attention_part(e, plan, map, &sh, first)?;
+                    for p in parts {
+                        let part = attention_part(e, plan, map, &sh, p)?;
+                        acc = add(e, acc, part)?;
+                    }
+                    acc
+                }
+                Some(out_rows) => {
+                    // Every head's output in its columns of [T, H Hd] (disjoint
+                    // placements: the sums add zeros), all-gathered, then this
+                    // sentron's output rows of wo over the whole row.
+                    let qd = cfg.n_heads * hd;
+                    let mut acc = None;
+                    for p in std::iter::once(first).chain(parts) {
+                        let o = attention_out(e, plan, map, &sh, p)?;
+                        let o = place(e, o, p.heads.start * hd, p.heads.len() * hd, qd)?;
+                        acc = Some(match acc {
+                            None => o,
+                            Some(a) => add(e, a, o)?,
+                        });
+                    }
+                    let o = acc.ok_or(PlanError::Layout("a sentron without query heads"))?;
+                    let o = all_reduce(e, plan, o)?;
+                    let r = &out_rows[id];
+                    let y = project(e, o, map.weight(layer, TensorKind::Wo, Slice::Rows(r))?)?;
+                    e.release(o);
+                    place(e, y, r.start, r.len(), cfg.dim)?
+                }
+            };
             e.release(rope);
             e.release(kv_off);
             e.release(s_len);
@@ -435,13 +490,32 @@ pub fn layer_body<E: Emit, W: WeightMap>(
     let act = val(e, O::DTSwiglu, &[A::V(gate), A::V(up)])?;
     e.release(gate);
     e.release(up);
-    let mlp = project(
-        e,
-        act,
-        map.weight(layer, TensorKind::WDown, Slice::Ffn(id, rows))?,
-    )?;
-    e.release(act);
-    let mlp = all_reduce(e, plan, mlp)?;
+    let mlp = match &plan.out_rows {
+        None => {
+            let mlp = project(
+                e,
+                act,
+                map.weight(layer, TensorKind::WDown, Slice::Ffn(id, rows))?,
+            )?;
+            e.release(act);
+            all_reduce(e, plan, mlp)?
+        }
+        Some(out_rows) => {
+            // The activations all-gathered (exact), then this sentron's output rows of
+            // w_down over the whole F row, all-gathered.
+            let act = place(e, act, rows.start, rows.len(), cfg.ffn_dim)?;
+            let act = all_reduce(e, plan, act)?;
+            let r = &out_rows[id];
+            let y = project(
+                e,
+                act,
+                map.weight(layer, TensorKind::WDown, Slice::Rows(r))?,
+            )?;
+            e.release(act);
+            let y = place(e, y, r.start, r.len(), cfg.dim)?;
+            all_reduce(e, plan, y)?
+        }
+    };
     if !want_out {
         e.release(h);
         e.release(mlp);
@@ -451,6 +525,37 @@ pub fn layer_body<E: Emit, W: WeightMap>(
     e.release(h);
     e.release(mlp);
     Ok(Some(out))
+}
+
+/// `a + b` (both consumed).
+fn add<E: Emit>(e: &mut E, a: E::V, b: E::V) -> Result<E::V, PlanError> {
+    let s = val(e, Opcode::DTAdd, &[A::V(a), A::V(b)])?;
+    e.release(a);
+    e.release(b);
+    Ok(s)
+}
+
+/// `y` (`[T, cols]`) at column `at` of a `[T, width]` zero tile (consumed); `y` itself
+/// when it already spans the width.
+fn place<E: Emit>(
+    e: &mut E,
+    y: E::V,
+    at: usize,
+    cols: usize,
+    width: usize,
+) -> Result<E::V, PlanError> {
+    if at == 0 && cols == width {
+        return Ok(y);
+    }
+    let off = val(e, Opcode::DLi, &[A::I64(at as i64)])?;
+    let p = val(
+        e,
+        Opcode::DTPlace,
+        &[A::V(y), A::V(off), A::I64(width as i64)],
+    )?;
+    e.release(off);
+    e.release(y);
+    Ok(p)
 }
 
 /// CREDUCE sum over every sentron (nothing with one sentron).
@@ -548,6 +653,24 @@ fn attention_part<E: Emit, W: WeightMap>(
     sh: &Shared<E::V>,
     part: &AttnPart,
 ) -> Result<E::V, PlanError> {
+    let o2 = attention_out(e, plan, map, sh, part)?;
+    let y = project(
+        e,
+        o2,
+        map.weight(plan.layer, TensorKind::Wo, Slice::Part(part))?,
+    )?;
+    e.release(o2);
+    Ok(y)
+}
+
+/// The attention output of one part's query heads, `[T, g Hd]`.
+fn attention_out<E: Emit, W: WeightMap>(
+    e: &mut E,
+    plan: &LayerPlan,
+    map: &W,
+    sh: &Shared<E::V>,
+    part: &AttnPart,
+) -> Result<E::V, PlanError> {
     use Opcode as O;
     let cfg = &plan.cfg;
     let (layer, hd, g) = (plan.layer, cfg.head_dim, part.heads.len());
@@ -629,9 +752,7 @@ fn attention_part<E: Emit, W: WeightMap>(
     e.release(vals);
     let o2 = val(e, O::DTReshape, &[A::V(o), A::I64((g * hd) as i64)])?; // [T, g*Hd]
     e.release(o);
-    let part = project(e, o2, map.weight(layer, TensorKind::Wo, Slice::Part(part))?)?;
-    e.release(o2);
-    Ok(part)
+    Ok(o2)
 }
 
 #[cfg(test)]

@@ -631,7 +631,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             | Opcode::DTAddR
             | Opcode::DTReshape
             | Opcode::DTEmbed
-            | Opcode::DTAttn => self.exec_d_layer(op)?,
+            | Opcode::DTAttn
+            | Opcode::DTPlace => self.exec_d_layer(op)?,
             _ => unreachable!("validated: {:?} is not a D-pipe op", op.code),
         }
         Ok(())

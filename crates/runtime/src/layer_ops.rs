@@ -397,3 +397,30 @@ pub fn attn_error(b: u8, c: u8, e: Option<vtpu_kernels::attention::AttnShapeErro
         )),
     }
 }
+
+/// DTPLACE: `ta` (`rows x cols`) placed at column `at` of a `rows x width` zero tile.
+pub fn check_place(
+    a: u8,
+    (rows, cols): (u32, u32),
+    at: i64,
+    width: i64,
+) -> Result<usize, TrapKind> {
+    if width < 1 || width > MAX_TILE_DIM as i64 || at < 0 || at + cols as i64 > width {
+        return Err(shape(format!(
+            "DTPLACE: t{a} ({rows}x{cols}) at column {at} does not fit {width} columns (1..={MAX_TILE_DIM})"
+        )));
+    }
+    check_elems("DTPLACE", rows, width as u32)?;
+    Ok(at as usize)
+}
+
+/// DTPLACE: write `x` (`rows x cols`) into `out` (`rows x width`, zeroed here).
+pub fn place(out: &mut [f32], x: &[f32], cols: usize, width: usize, at: usize) {
+    out.fill(0.0);
+    if cols == 0 {
+        return;
+    }
+    for (o, r) in out.chunks_exact_mut(width).zip(x.chunks_exact(cols)) {
+        o[at..at + cols].copy_from_slice(r);
+    }
+}

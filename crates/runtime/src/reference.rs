@@ -582,7 +582,8 @@ fn exec_d(r: &mut Regs, op: &Op, id: u32, n: usize) -> R<u64> {
         | Opcode::DTAddR
         | Opcode::DTReshape
         | Opcode::DTEmbed
-        | Opcode::DTAttn => return layer_ops::exec_d(r, op),
+        | Opcode::DTAttn
+        | Opcode::DTPlace => return layer_ops::exec_d(r, op),
         _ => return Ok(0),
     };
     let elems = tile.elems() as u64;

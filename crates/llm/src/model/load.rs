@@ -429,15 +429,23 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         }
         b.matrix(w(l, TensorKind::WGate, 0)?, &n(TensorKind::WGate), [f, d])?;
         b.matrix(w(l, TensorKind::WUp, 0)?, &n(TensorKind::WUp), [f, d])?;
+        let whole_rows = plan.out_rows.is_some();
+        if whole_rows {
+            // Row ranges of the mapped tensors (zero-copy): see LayerPlan::out_rows.
+            b.matrix(w(l, TensorKind::Wo, 0)?, &n(TensorKind::Wo), [d, qd])?;
+            b.matrix(w(l, TensorKind::WDown, 0)?, &n(TensorKind::WDown), [d, f])?;
+        }
         for part in plan.parts() {
             let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
-            b.columns(
-                w(l, TensorKind::Wo, part.index)?,
-                &n(TensorKind::Wo),
-                [d, qd],
-                q0,
-                q1,
-            )?;
+            if !whole_rows {
+                b.columns(
+                    w(l, TensorKind::Wo, part.index)?,
+                    &n(TensorKind::Wo),
+                    [d, qd],
+                    q0,
+                    q1,
+                )?;
+            }
             for value in [false, true] {
                 b.state(
                     lc::kv_cache(l, part.index, value)?,
@@ -446,7 +454,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
                 );
             }
         }
-        for (i, rows) in plan.ffn_rows.iter().enumerate() {
+        for (i, rows) in plan.ffn_rows.iter().enumerate().filter(|_| !whole_rows) {
             b.columns(
                 w(l, TensorKind::WDown, i)?,
                 &n(TensorKind::WDown),

@@ -35,6 +35,9 @@ pub const VOCAB_CHUNK: usize = 16384;
 pub struct ModelMap {
     pub dim: usize,
     pub head_dim: usize,
+    /// Row lengths of `wo` (H Hd) and `w_down` (F), for the whole-row split.
+    pub q_dim: usize,
+    pub ffn_dim: usize,
     /// The output projection's tensor kind (`Output`, or `TokenEmbd` when tied).
     pub output: TensorKind,
 }
@@ -76,6 +79,8 @@ impl WeightMap for ModelMap {
             (K::Wo, Slice::Part(p)) => WeightRef::page(c(K::Wo, p.index)?),
             (K::WGate | K::WUp, Slice::Ffn(_, r)) => rows(c(kind, 0)?, r.start, r.len(), d),
             (K::WDown, Slice::Ffn(i, _)) => WeightRef::page(c(K::WDown, i)?),
+            (K::Wo, Slice::Rows(r)) => rows(c(K::Wo, 0)?, r.start, r.len(), self.q_dim),
+            (K::WDown, Slice::Rows(r)) => rows(c(K::WDown, 0)?, r.start, r.len(), self.ffn_dim),
             (k, _) => WeightRef::page(c(k, 0)?),
         })
     }
@@ -119,6 +124,8 @@ pub fn model_program(plan: &ModelPlan, packer: Packer) -> Result<Program, LoadEr
     let map = ModelMap {
         dim: plan.dim,
         head_dim: plan.layers.first().map_or(0, |l| l.cfg.head_dim),
+        q_dim: plan.layers.first().map_or(0, |l| l.cfg.q_dim()),
+        ffn_dim: plan.layers.first().map_or(0, |l| l.cfg.ffn_dim),
         output: if plan.tied {
             TensorKind::TokenEmbd
         } else {

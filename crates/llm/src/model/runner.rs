@@ -35,6 +35,11 @@ pub struct ModelOptions {
     /// is stored, and attention accumulates in f16 as llama.cpp's flash attention does)
     /// or `F32`. Anything else is [`ModelError::KvType`].
     pub kv_type: DType,
+    /// How each layer's products are split over sentrons: `true` (default) the
+    /// whole-row split, whose arithmetic is llama.cpp's for any sentron count; `false`
+    /// the column split (fewer all-reduces, partial products summed). See
+    /// [`LayerPlan::out_rows`].
+    pub whole_rows: bool,
 }
 
 /// The default context when none is asked for: llama.cpp's `llama-cli` default.
@@ -52,6 +57,7 @@ impl Default for ModelOptions {
             packer: Packer::Compiler,
             kernel_level: None,
             kv_type: DType::F16,
+            whole_rows: true,
         }
     }
 }
@@ -167,7 +173,15 @@ impl Model {
         let mut layer_cfg = cfg.layer.clone();
         layer_cfg.max_seq = ctx;
         let layers = (0..cfg.n_layers)
-            .map(|l| LayerPlan::with_ffn_align(&layer_cfg, l, opts.sentrons, align))
+            .map(|l| {
+                LayerPlan::with_ffn_align(&layer_cfg, l, opts.sentrons, align).map(|p| {
+                    if opts.whole_rows {
+                        p.whole_rows()
+                    } else {
+                        p
+                    }
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(LoadError::from)?;
         let plan = ModelPlan {

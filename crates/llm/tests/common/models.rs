@@ -243,7 +243,10 @@ pub fn golden_agreement(
                 .collect();
             let got = argmax(&logits);
             for &(id, l) in &top5 {
-                out.max_top5_err = out.max_top5_err.max((logits[id as usize] as f64 - l).abs());
+                // The JSON holds the shortest decimal that round-trips the f32.
+                out.max_top5_err = out
+                    .max_top5_err
+                    .max((logits[id as usize] - l as f32).abs() as f64);
             }
             if got != want {
                 let gap = top5[0].1 - top5[1].1;

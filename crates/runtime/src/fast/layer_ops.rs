@@ -108,6 +108,17 @@ impl<T: Transport> FastSentron<'_, T> {
                 self.counters.flops += spec::mm_flops(m, n, kk);
                 self.commit_tile(d, m, n, out);
             }
+            Opcode::DTPlace => {
+                let (rows, cols) = self.f32_tile(a).map(|(_, r, c)| (r, c))?;
+                let width = op.imm_i64();
+                let at = spec::check_place(a, (rows, cols), self.regs.s[b as usize], width)?;
+                let mut out = self.take_spare(rows as usize * width as usize)?;
+                {
+                    let (x, _, _) = self.f32_tile(a)?;
+                    spec::place(&mut out, x, cols as usize, width as usize, at);
+                }
+                self.commit_tile(d, rows, width as u32, out);
+            }
             Opcode::DTAttn => {
                 let (rows, hd) = self.f32_tile(a).map(|(_, r, c)| (r, c))?;
                 let (kshape, vshape) = {

@@ -200,6 +200,14 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
             let flops = spec::SWIGLU_FLOPS * out.len() as u64;
             (Tile::from_f32(rows, cols, out), flops)
         }
+        Opcode::DTPlace => {
+            let (x, rows, cols) = f32_of(r, a)?;
+            let width = op.imm_i64();
+            let at = trap(spec::check_place(a, (rows, cols), r.s[b as usize], width))?;
+            let mut out = zeros(rows as usize * width as usize)?;
+            spec::place(&mut out, x, cols as usize, width as usize, at);
+            (Tile::from_f32(rows, width as u32, out), 0)
+        }
         Opcode::DTAddR => {
             let (x, rows, cols) = f32_of(r, a)?;
             let (bias, _, _) = f32_of(r, b)?;
