@@ -1,5 +1,6 @@
 //! `vtpu`: the command line of the virtual TPU.
 
+mod cmd_chat;
 mod cmd_compile;
 mod cmd_convert;
 mod cmd_llm;
@@ -7,6 +8,7 @@ mod cmd_model;
 mod cmd_probe;
 mod cmd_profile;
 mod cmd_run;
+mod cmd_serve;
 mod fetch;
 
 use anyhow::{bail, Context, Result};
@@ -92,6 +94,12 @@ enum Cmd {
     /// Profile a model's prefill and generation: time per layer, op kind and sentron
     /// against the probed ceilings, bottlenecks, cache analysis; text, JSON, HTML, trace.
     Profile(cmd_profile::ProfileArgs),
+    /// Serve a model over HTTP with the OpenAI API (chat and completions, streaming),
+    /// a chat page at /, /health, /metrics and a prompt cache kept in phext space.
+    Serve(cmd_serve::ServeArgs),
+    /// Chat with a model in the terminal (chat template, streaming, /reset, /exit);
+    /// --session keeps the conversation and its KV cache in a .phext file.
+    Chat(cmd_chat::ChatArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -256,6 +264,8 @@ fn dispatch(cli: Cli) -> Result<()> {
         Cmd::Convert(a) => cmd_convert::convert_cmd(a),
         Cmd::Probe(a) => cmd_probe::probe_cmd(a),
         Cmd::Profile(a) => cmd_profile::profile_cmd(a),
+        Cmd::Serve(a) => cmd_serve::serve_cmd(a),
+        Cmd::Chat(a) => cmd_chat::chat_cmd(a),
         Cmd::Pages { manifest } => {
             let space = PhextSpace::load(&manifest, LoadMode::Map)
                 .with_context(|| format!("cannot load {}", manifest.display()))?;
