@@ -19,8 +19,8 @@ Derived figures:
   included; minus the token-embedding table when a separate output matrix exists, since
   then decode reads one row of it) + KV cache bytes read at the average position
   (2 * layers * kv heads * head width * bytes per element * (N + 1) / 2: step i reads i + 1
-  positions). vTPU's cache is f32; llama.cpp's type comes from its JSON (f16 by
-  default). The bandwidth is the better of the two membw medians (interference only
+  positions). vTPU's cache is f16 (its default, as `vtpu bench` runs it); llama.cpp's
+  type comes from its JSON (f16 by default). The bandwidth is the better of the two membw medians (interference only
   lowers it).
 
 Output: all raw outputs and derived figures as JSON in --json-dir, and a markdown
@@ -412,7 +412,7 @@ def derive(cases, bw, n_gen):
                 row["ratio"] = row["vtpu_median_ts"] / row["llama_median_ts"]
             if test.startswith("tg"):
                 n = int(test[2:])
-                kv_elem = {"vtpu": 4.0, "llama": KV_ELEM_BYTES.get(str(lr.get("type_k")) if lr else "", None)}
+                kv_elem = {"vtpu": 2.0, "llama": KV_ELEM_BYTES.get(str(lr.get("type_k")) if lr else "", None)}
                 for side in ("vtpu", "llama"):
                     if f"{side}_median_ts" in row and kv_elem[side] is not None:
                         per_tok = g["weight_bytes_per_token"] + kv_bytes_read_per_token(g, n, kv_elem[side])
@@ -526,7 +526,7 @@ def markdown(rep, jpath):
         "Fraction of the ceiling (tg only) = bytes read per token x t/s / that bandwidth. Bytes per token = "
         "weight bytes (GGUF file size minus its header, metadata and tensor index, i.e. the tensor data "
         f"incl. alignment padding; {tied_note}) + the KV cache read at the average position of the test, "
-        "2 x layers x kv heads x head width x (vTPU f32: 4 B; llama.cpp: its cache type, f16: 2 B) x "
+        "2 x layers x kv heads x head width x (vTPU f16: 2 B; llama.cpp: its cache type, f16: 2 B) x "
         f"({m['n_gen']} + 1) / 2. 100% would mean decode runs at memory speed.",
         "",
         "| model | threads | test | vTPU t/s | llama.cpp t/s | vTPU / llama.cpp | ceiling: vTPU | ceiling: llama.cpp "
@@ -546,7 +546,7 @@ def markdown(rep, jpath):
             f"| {r['others_cpus'][0]} / {r['others_cpus'][1]} |")
     lines += ["", "Models (bytes per tg token as used above; vTPU load: bytes mapped zero-copy / copied at load; "
               "vTPU gathered: the virtual counter of bytes its gathers moved per tg token, a cross-check):", "",
-              "| model | file | weight MB | layers x kv heads x head width | KV MB read per tg token (vTPU f32) "
+              "| model | file | weight MB | layers x kv heads x head width | KV MB read per tg token (f16) "
               "| vTPU load: mapped / copied MB | vTPU gathered MB per token (t=1) |",
               "|---|---|---|---|---|---|---|"]
     seen = set()
@@ -556,7 +556,7 @@ def markdown(rep, jpath):
         seen.add(c["label"])
         g = c["gguf"]
         tg = next((r for r in rep["rows"] if r["model"] == c["label"] and r["test"].startswith("tg")), {})
-        kv = kv_bytes_read_per_token(g, m["n_gen"], 4.0)
+        kv = kv_bytes_read_per_token(g, m["n_gen"], 2.0)
         lines.append(
             f"| {c['label']} | `{os.path.basename(g['path'])}` | {g['weight_bytes_per_token'] / 1e6:.1f} "
             f"| {g['n_layer']} x {g['n_kv_head']} x {g['head_dim']} | {kv / 1e6:.2f} "

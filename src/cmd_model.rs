@@ -34,9 +34,10 @@ pub struct ModelArgs {
     /// Context length (KV cache positions); default: the model's, capped at 4096.
     #[arg(short = 'c', long, value_name = "N")]
     pub ctx: Option<usize>,
-    /// Tokens per prefill call (longer prompts are processed in chunks).
+    /// Tokens per prefill call (longer prompts are processed in chunks of this many;
+    /// llama.cpp's --ubatch-size).
     #[arg(long, value_name = "N", default_value_t = 128)]
-    pub batch: usize,
+    pub ubatch: usize,
     /// Do not pin sentron threads to cores.
     #[arg(long)]
     pub no_pin: bool,
@@ -63,6 +64,12 @@ pub struct GenerateArgs {
         default_value = "Once upon a time"
     )]
     pub prompt: String,
+    /// A file of prompts, one per line: the sequences are decoded together (batched
+    /// decoding, each with its own KV rows and position; weights read once per step).
+    /// stdout then carries one JSON object per sequence and line:
+    /// {"index", "prompt", "text", "tokens", "stop"}.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub prompts: Option<PathBuf>,
     /// Tokens to generate.
     #[arg(
         short = 'n',
@@ -240,7 +247,19 @@ pub fn open(model: &Option<PathBuf>) -> Result<Opened> {
 }
 
 pub fn load(o: &Opened, a: &ModelArgs) -> Result<Model> {
-    let opts = model_options(a)?;
+    load_with_slots(o, a, 1)
+}
+
+/// [`load`] holding `slots` sequences at once (batched decoding, the server).
+pub fn load_with_slots(o: &Opened, a: &ModelArgs, slots: usize) -> Result<Model> {
+    let mut opts = model_options(a)?;
+    if slots == 0 || slots > vtpu_llm::model::MAX_SLOTS {
+        bail!(
+            "{slots} sequences at once: expected 1..={}",
+            vtpu_llm::model::MAX_SLOTS
+        );
+    }
+    opts.slots = slots;
     let t0 = std::time::Instant::now();
     let m = Model::load(&o.src, o.cfg.clone(), &opts).context("cannot load the model")?;
     let c = &m.cfg;
@@ -271,14 +290,14 @@ fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
         }
         opts.sentrons = t;
     }
-    if a.batch == 0 {
-        bail!("--batch must be at least 1");
+    if a.ubatch == 0 {
+        bail!("--ubatch must be at least 1");
     }
     if a.ctx == Some(0) {
         bail!("--ctx must be at least 1");
     }
     opts.ctx = a.ctx;
-    opts.max_tokens = a.batch;
+    opts.max_tokens = a.ubatch;
     opts.pin = !a.no_pin;
     opts.kv_type = vtpu_phext::DType::parse(&a.kv_type)
         .with_context(|| format!("--kv-type {}: expected f32 or f16", a.kv_type))?;
@@ -334,6 +353,9 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
         repeat_last_n: a.repeat_last_n,
         seed: a.seed,
     };
+    if let Some(path) = &a.prompts {
+        return generate_batch_cmd(&a, cfg, path);
+    }
     let mut sampler = Sampler::new(cfg)?;
     let o = open(&a.model.model)?;
     let ids = prompt_ids(&o, &a.prompt, a.chat)?;
@@ -396,6 +418,108 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
     }
     report(&r);
+    Ok(())
+}
+
+/// `vtpu generate --prompts FILE`: every line a prompt, decoded together.
+fn generate_batch_cmd(a: &GenerateArgs, cfg: SamplerConfig, path: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the prompts file {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        bail!("{}: no prompts (one per line)", path.display());
+    }
+    if let Some(i) = lines.iter().position(|l| l.trim().is_empty()) {
+        bail!(
+            "{}: line {} is empty (one prompt per line)",
+            path.display(),
+            i + 1
+        );
+    }
+    let max = vtpu_llm::model::MAX_SLOTS;
+    if lines.len() > max {
+        bail!(
+            "{}: {} prompts, at most {max} are decoded together",
+            path.display(),
+            lines.len()
+        );
+    }
+    let o = open(&a.model.model)?;
+    let mut prompts = Vec::with_capacity(lines.len());
+    for (i, l) in lines.iter().enumerate() {
+        let ids = prompt_ids(&o, l, a.chat)?;
+        if ids.is_empty() {
+            bail!("{}: line {} gives no tokens", path.display(), i + 1);
+        }
+        prompts.push(ids);
+    }
+    let mut m = load_with_slots(&o, &a.model, prompts.len())?;
+    let ctx = m.capacity().ctx;
+    for (i, p) in prompts.iter().enumerate() {
+        if p.len() + a.n.saturating_sub(1) > ctx {
+            bail!(
+                "{}: line {} has {} tokens and -n {} more were asked for, but the context holds {ctx} (raise --ctx or lower -n)",
+                path.display(),
+                i + 1,
+                p.len(),
+                a.n
+            );
+        }
+    }
+    // Sequence i samples with seed + i: the same file gives the same texts.
+    let mut samplers = (0..prompts.len())
+        .map(|i| {
+            Sampler::new(SamplerConfig {
+                seed: cfg.seed.wrapping_add(i as u64),
+                ..cfg.clone()
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    m.set_profile(a.profile);
+    let tok = &o.tok;
+    let r = vtpu_llm::generate::generate_batch(
+        &mut m,
+        &mut samplers,
+        &prompts,
+        a.n,
+        |t| tok.is_eog(t),
+        |_, _| true,
+    )?;
+    let mut out = std::io::stdout().lock();
+    for (i, (toks, stop)) in r.tokens.iter().zip(&r.stops).enumerate() {
+        let mut dec = tok.stream();
+        let mut s = String::new();
+        for &t in toks {
+            s.push_str(&dec.push(t));
+        }
+        s.push_str(&dec.finish());
+        let line = serde_json::json!({
+            "index": i,
+            "prompt": lines[i],
+            "text": s,
+            "tokens": toks.len(),
+            "stop": format!("{stop:?}"),
+        });
+        if let Err(e) = writeln!(out, "{line}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("cannot write to standard output");
+        }
+    }
+    eprintln!(
+        "vtpu: {} sequences: prompts {} tokens in {:.0} ms ({:.1} tok/s); generation {} tokens in {} batched steps, {:.0} ms ({:.1} tok/s aggregate, {:.1} per sequence)",
+        prompts.len(),
+        r.prompt_tokens,
+        r.prompt_ms,
+        r.prompt_tok_s(),
+        r.decoded,
+        r.steps,
+        r.gen_ms,
+        r.gen_tok_s(),
+        r.gen_tok_s() / prompts.len() as f64,
+    );
+    counters_line("generation", &r.gen_stats);
     Ok(())
 }
 
@@ -552,6 +676,11 @@ pub struct BenchArgs {
         default_value_t = 3
     )]
     pub reps: usize,
+    /// Batched decoding tests: for each B, B sequences each prefilled with the first
+    /// -p size, then decoded together for the first -n size (llama-batched-bench's
+    /// PP / TG per sequence); reports aggregate and per-sequence generation tok/s.
+    #[arg(long = "batch", value_name = "B", value_delimiter = ',')]
+    pub batch: Vec<usize>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = BenchOutput::Md)]
     pub output: BenchOutput,
@@ -562,6 +691,9 @@ struct BenchResult {
     name: String,
     n_prompt: usize,
     n_gen: usize,
+    /// Sequences decoded together (1 for the pp / tg tests).
+    n_batch: usize,
+    /// Aggregate tokens per second of each repetition.
     samples: Vec<f64>,
     stats: RunStats,
 }
@@ -595,13 +727,34 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
     if args.ctx.is_none() {
         args.ctx = Some(largest.min(o.cfg.layer.max_seq));
     }
-    args.batch = args
-        .batch
+    args.ubatch = args
+        .ubatch
         .max(a.n_prompt.iter().copied().max().unwrap_or(1));
-    let mut m = load(&o, &args)?;
+    if a.batch.contains(&0) {
+        bail!("--batch sizes must be at least 1");
+    }
+    let max_batch = a.batch.iter().copied().max().unwrap_or(1);
+    if max_batch > vtpu_llm::model::MAX_SLOTS {
+        bail!(
+            "--batch {max_batch}: at most {} sequences are decoded together",
+            vtpu_llm::model::MAX_SLOTS
+        );
+    }
+    // Per sequence in the batched tests: the first -p size, then the first -n size.
+    let (bpp, btg) = (
+        a.n_prompt.first().copied().unwrap_or(0).max(1),
+        a.n_gen.first().copied().unwrap_or(0).max(1),
+    );
+    if !a.batch.is_empty() && a.model.ctx.is_none() {
+        args.ctx = Some(largest.max(bpp + btg).min(o.cfg.layer.max_seq));
+    }
+    let mut m = load_with_slots(&o, &args, max_batch)?;
     let ctx = m.capacity().ctx;
     if largest > ctx {
         bail!("a test of {largest} tokens does not fit --ctx {ctx}");
+    }
+    if !a.batch.is_empty() && bpp + btg > ctx {
+        bail!("a batched test of {bpp} + {btg} tokens per sequence does not fit --ctx {ctx}");
     }
     // Token ids as llama-bench uses them: arbitrary valid ids (here a fixed pattern).
     let vocab = o.cfg.vocab as u32;
@@ -625,6 +778,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
             name: format!("pp{n}"),
             n_prompt: n,
             n_gen: 0,
+            n_batch: 1,
             samples,
             stats: m.take_stats(),
         });
@@ -647,6 +801,39 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
             name: format!("tg{n}"),
             n_prompt: 0,
             n_gen: n,
+            n_batch: 1,
+            samples,
+            stats: m.take_stats(),
+        });
+    }
+    for &b in &a.batch {
+        let mut samples = Vec::with_capacity(a.reps);
+        for rep in 0..=a.reps {
+            for s in 0..b {
+                m.truncate_seq(s, 0);
+                // Different prompts per sequence (rotated ids).
+                let p: Vec<u32> = (0..bpp).map(|i| ids[(i + 7 * s) % ids.len()]).collect();
+                m.forward_seq(s, &p)?;
+            }
+            let _ = m.take_stats();
+            let t0 = std::time::Instant::now();
+            let mut batch: Vec<(usize, u32)> = (0..b).map(|s| (s, ids[s % ids.len()])).collect();
+            for step in 0..btg {
+                m.decode_batch(&batch)?;
+                for (s, e) in batch.iter_mut().enumerate() {
+                    e.1 = ids[(step + 3 * s + 1) % ids.len()];
+                }
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            if rep > 0 {
+                samples.push((b * btg) as f64 / secs);
+            }
+        }
+        results.push(BenchResult {
+            name: format!("pp{bpp}+tg{btg} x{b}"),
+            n_prompt: bpp,
+            n_gen: btg,
+            n_batch: b,
             samples,
             stats: m.take_stats(),
         });
@@ -668,9 +855,15 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
             writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
             for r in &results {
                 let (mean, sd) = mean_sd(&r.samples);
+                // Batched tests: aggregate generation t/s, and per sequence.
+                let per = if r.n_batch > 1 {
+                    format!(" ({:.2} per sequence)", mean / r.n_batch as f64)
+                } else {
+                    String::new()
+                };
                 writeln!(
                     out,
-                    "| {} {} | {:.2} MiB | {:.2} M | vTPU | {threads} | {} | {mean:.2} ± {sd:.2} |",
+                    "| {} {} | {:.2} MiB | {:.2} M | vTPU | {threads} | {} | {mean:.2} ± {sd:.2}{per} |",
                     o.cfg.arch.name(),
                     name,
                     size as f64 / (1 << 20) as f64,
@@ -697,7 +890,9 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                         "n_threads": threads,
                         "n_prompt": r.n_prompt,
                         "n_gen": r.n_gen,
+                        "n_batch": r.n_batch,
                         "avg_ts": mean,
+                        "avg_ts_per_sequence": mean / r.n_batch as f64,
                         "stddev_ts": sd,
                         "samples_ts": r.samples,
                         "vtpu_counters": {

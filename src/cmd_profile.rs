@@ -120,8 +120,8 @@ fn cachegrind_args(a: &ProfileArgs, o: &Opened, ctx: usize) -> Vec<String> {
         ctx.to_string(),
         "--kv-type".into(),
         a.model.kv_type.clone(),
-        "--batch".into(),
-        a.model.batch.to_string(),
+        "--ubatch".into(),
+        a.model.ubatch.to_string(),
     ];
     if let Some(t) = a.model.threads {
         v.extend(["--threads".into(), t.to_string()]);

@@ -17,8 +17,8 @@ pub struct ServeArgs {
     /// Port (0: any free one; the chosen port is printed).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Sequences decoded together (continuous batching). Today's model runs one
-    /// sequence at a time, so requests take turns until batched decoding lands.
+    /// Sequences decoded together (continuous batching: one batched step of the machine
+    /// decodes every active sequence; each has KV rows of its own).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
     /// Requests that may wait for a slot; beyond, the server answers 503.
@@ -65,7 +65,7 @@ pub fn serve_cmd(a: ServeArgs) -> Result<()> {
 
 fn load(a: &ModelArgs, alias: Option<String>, parallel: usize) -> Result<Loaded> {
     let o = cmd_model::open(&a.model)?;
-    let m = cmd_model::load(&o, a)?;
+    let m = cmd_model::load_with_slots(&o, a, parallel)?;
     let id = alias.unwrap_or_else(|| model_id(&o.path));
     let (template, extra_eog) = template_and_eog(&o);
     let piece = |t: Option<u32>| {

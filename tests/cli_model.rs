@@ -211,6 +211,8 @@ fn bad_input_is_a_clear_error() {
         (vec!["generate", "-m", &m, "--top-p", "0"], "top_p"),
         (vec!["generate", "-m", &m, "-t", "0"], "--threads"),
         (vec!["bench", "-m", &m, "-r", "0"], "-r must be"),
+        (vec!["bench", "-m", &m, "--batch", "0"], "--batch sizes"),
+        (vec!["bench", "-m", &m, "--batch", "65"], "at most 64"),
         (vec!["inspect", trunc.to_str().unwrap()], "truncated"),
     ];
     for (args, needle) in cases {
@@ -222,6 +224,111 @@ fn bad_input_is_a_clear_error() {
     }
     let o = vtpu(&["generate", "-m", &m, "--temp", "abc"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Prompt files: an empty line, a missing file, a prompt past the context.
+    let empty_line = dir.join("p1.txt");
+    std::fs::write(&empty_line, "a prompt\n\nanother\n").unwrap();
+    let long = dir.join("p2.txt");
+    std::fs::write(&long, format!("short\n{long_prompt}\n")).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "generate",
+                "-m",
+                &m,
+                "--prompts",
+                empty_line.to_str().unwrap(),
+            ],
+            "line 2 is empty",
+        ),
+        (
+            vec![
+                "generate",
+                "-m",
+                &m,
+                "--prompts",
+                "/nonexistent/prompts.txt",
+            ],
+            "/nonexistent/prompts.txt",
+        ),
+        (
+            vec![
+                "generate",
+                "-m",
+                &m,
+                "--prompts",
+                long.to_str().unwrap(),
+                "--ctx",
+                "64",
+                "-n",
+                "4",
+            ],
+            "line 2 has",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = vtpu(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains(needle), "{args:?}: {e}");
+        assert!(stdout(&o).is_empty(), "{args:?}: nothing half-run");
+    }
+}
+
+/// `--prompts FILE`: the sequences decoded together give the texts each gives alone.
+#[test]
+fn prompts_file_decodes_together_with_the_texts_of_single_runs() {
+    let m = fixture();
+    let dir = std::env::temp_dir().join(format!("vtpu-cli-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prompts = ["The capital of France is", "Once upon a time", "1 2 3"];
+    let f = dir.join("prompts.txt");
+    std::fs::write(&f, prompts.join("\n")).unwrap();
+    let o = vtpu(&[
+        "generate",
+        "-m",
+        &m,
+        "--prompts",
+        f.to_str().unwrap(),
+        "-n",
+        "10",
+        "--temp",
+        "0",
+        "--no-pin",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), prompts.len());
+    for (i, p) in prompts.iter().enumerate() {
+        assert_eq!(lines[i]["index"], i);
+        assert_eq!(lines[i]["prompt"], *p);
+        let alone = vtpu(&[
+            "generate", "-m", &m, "-p", p, "-n", "10", "--temp", "0", "--no-pin",
+        ]);
+        assert!(alone.status.success());
+        assert_eq!(
+            lines[i]["text"].as_str().unwrap(),
+            stdout(&alone).strip_suffix('\n').unwrap(),
+            "prompt {p:?}"
+        );
+    }
+    assert!(stderr(&o).contains("batched steps"), "{}", stderr(&o));
+    let b = vtpu(&[
+        "bench", "-m", &m, "-p", "8", "-n", "4", "-r", "1", "--batch", "1,3", "-o", "json",
+        "--no-pin",
+    ]);
+    assert!(b.status.success(), "{}", stderr(&b));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&b)).unwrap();
+    let batched: Vec<&serde_json::Value> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["n_batch"].as_u64() == Some(3))
+        .collect();
+    assert_eq!(batched.len(), 1);
+    assert!(batched[0]["avg_ts"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -131,3 +131,130 @@ pub fn generate(
         gen_stats: model.take_stats(),
     })
 }
+
+/// What a batched generation measured.
+#[derive(Clone, Debug)]
+pub struct BatchReport {
+    /// Per sequence: the emitted tokens and why it stopped.
+    pub tokens: Vec<Vec<u32>>,
+    pub stops: Vec<StopReason>,
+    /// Prompt tokens of all sequences, and the host time of their prefills.
+    pub prompt_tokens: usize,
+    pub prompt_ms: f64,
+    /// Batched decode steps, the tokens they decoded (all sequences), and their time.
+    pub steps: usize,
+    pub decoded: usize,
+    pub gen_ms: f64,
+    pub prompt_stats: RunStats,
+    pub gen_stats: RunStats,
+}
+
+impl BatchReport {
+    /// Aggregate generation tokens per second (every sequence's decoded tokens).
+    pub fn gen_tok_s(&self) -> f64 {
+        rate(self.decoded, self.gen_ms)
+    }
+    pub fn prompt_tok_s(&self) -> f64 {
+        rate(self.prompt_tokens, self.prompt_ms)
+    }
+}
+
+/// Generate up to `n` tokens after each prompt, the sequences decoded together: prompt
+/// `i` is prefilled into slot `i` (which is reset), then every step decodes one token of
+/// each unfinished sequence in one batched call (`Model::decode_batch`: weights read once
+/// per step). `samplers[i]` samples sequence `i`; `on_token(i, t)` sees its tokens and
+/// returns false to stop that sequence.
+pub fn generate_batch(
+    model: &mut Model,
+    samplers: &mut [Sampler],
+    prompts: &[Vec<u32>],
+    n: usize,
+    is_eog: impl Fn(u32) -> bool,
+    mut on_token: impl FnMut(usize, u32) -> bool,
+) -> Result<BatchReport, GenerateError> {
+    let b = prompts.len();
+    if b > model.slots() {
+        return Err(GenerateError::Model(ModelError::Slot {
+            slot: b - 1,
+            slots: model.slots(),
+        }));
+    }
+    let ctx = model.capacity().ctx;
+    for p in prompts {
+        if p.is_empty() {
+            return Err(GenerateError::EmptyPrompt);
+        }
+        if p.len() + n.saturating_sub(1) > ctx {
+            return Err(GenerateError::Context {
+                prompt: p.len(),
+                n,
+                ctx,
+            });
+        }
+    }
+    let _ = model.take_stats();
+    let t0 = Instant::now();
+    let mut next = Vec::with_capacity(b);
+    for (i, (p, s)) in prompts.iter().zip(samplers.iter_mut()).enumerate() {
+        model.truncate_seq(i, 0);
+        for &t in p {
+            s.accept(t);
+        }
+        let logits = model.forward_seq(i, p)?;
+        next.push(s.sample(logits)?);
+    }
+    let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let prompt_stats = model.take_stats();
+    let mut tokens: Vec<Vec<u32>> = vec![Vec::with_capacity(n); b];
+    let mut stops: Vec<Option<StopReason>> = vec![None; b];
+    let (mut steps, mut decoded) = (0, 0);
+    let t1 = Instant::now();
+    let mut batch: Vec<(usize, u32)> = Vec::with_capacity(b);
+    let v = model.cfg.vocab;
+    loop {
+        batch.clear();
+        for i in 0..b {
+            if stops[i].is_some() {
+                continue;
+            }
+            let t = next[i];
+            if is_eog(t) {
+                stops[i] = Some(StopReason::EndOfGeneration);
+                continue;
+            }
+            tokens[i].push(t);
+            samplers[i].accept(t);
+            if !on_token(i, t) {
+                stops[i] = Some(StopReason::Callback);
+            } else if tokens[i].len() == n {
+                stops[i] = Some(StopReason::Length);
+            } else {
+                batch.push((i, t));
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let logits = model.decode_batch(&batch)?;
+        steps += 1;
+        decoded += batch.len();
+        for (r, &(i, _)) in batch.iter().enumerate() {
+            next[i] = samplers[i].sample(&logits[r * v..(r + 1) * v])?;
+        }
+    }
+    let gen_ms = t1.elapsed().as_secs_f64() * 1e3;
+    Ok(BatchReport {
+        tokens,
+        stops: stops
+            .into_iter()
+            .map(|s| s.unwrap_or(StopReason::Length))
+            .collect(),
+        prompt_tokens: prompts.iter().map(Vec::len).sum(),
+        prompt_ms,
+        steps,
+        decoded,
+        gen_ms,
+        prompt_stats,
+        gen_stats: model.take_stats(),
+    })
+}

@@ -130,7 +130,9 @@ pub fn weight(layer: usize, kind: TensorKind, index: usize) -> Result<Coord, Coo
     ])
 }
 
-/// The argument page (`[T, start_pos, 0, 0]`, i32).
+/// The argument page (i32): `[T, start_pos, base, 0]` for a call of one sequence
+/// (`base`: its first row in the KV cache pages), then `(pos, base)` of sequence `b` at
+/// `4 + 2b` for a batched decode step.
 pub fn args() -> Coord {
     Coord::new([RUN_LIBRARY, 1, 1, 1, 1, 1, 1, 1, 1]).unwrap_or(Coord::ORIGIN)
 }
@@ -159,6 +161,19 @@ pub fn hidden(id: usize) -> Result<Coord, CoordError> {
 /// The logits of the last token (f32 `[1, V]`); sentrons write disjoint ranges.
 pub fn logits() -> Coord {
     Coord::new([RUN_LIBRARY, 1, 6, 1, 1, 1, 1, 1, 1]).unwrap_or(Coord::ORIGIN)
+}
+
+/// Sentron `id`'s scratch page of a batched decode step: the `[B, w]` q, k and v tiles
+/// of an attention part, from which each sequence's row is read back (f32
+/// `[3 Bmax, H Hd]`).
+pub fn batch_rows(id: usize) -> Result<Coord, CoordError> {
+    coord([RUN_LIBRARY, 1, 7, part(id), 1, 1, 1, 1, 1])
+}
+
+/// Sentron `id`'s attention outputs of a batched decode step, `[Bmax, H Hd]`: it writes
+/// only its own heads' columns, the rest stay zero (an all-gather then adds zeros).
+pub fn batch_attn(id: usize) -> Result<Coord, CoordError> {
+    coord([RUN_LIBRARY, 1, 8, part(id), 1, 1, 1, 1, 1])
 }
 
 /// The key (`value = false`) or value (`value = true`) cache of one attention part.

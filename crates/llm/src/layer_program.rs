@@ -254,7 +254,8 @@ impl WeightMap for PerPartPages {
 struct Shared<V> {
     xn: V,
     rope: V,
-    zero: V,
+    /// First element of this sequence's rows in the KV cache pages.
+    win_off: V,
     start: V,
     kv_off: V,
     s_len: V,
@@ -373,7 +374,11 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
         &[A::V(c_x), A::V(zero), A::V(t), A::I64(d as i64)],
     )?;
     e.release(c_x);
-    let args = LayerArgs { zero, t, start };
+    let args = LayerArgs {
+        t,
+        start,
+        base: zero,
+    };
     let out = layer_body(e, plan, &PerPartPages, id, &args, x, id == 0)?;
     if let Some(out) = out {
         let c_out = val(e, O::SCli, &[A::Coord(lc::output())])?;
@@ -383,11 +388,23 @@ fn sentron_stream<E: Emit>(e: &mut E, plan: &LayerPlan, id: usize) -> Result<(),
     Ok(())
 }
 
-/// Scalar values a layer's code reads: the constant 0, T and start_pos.
+/// Scalar values a layer's code reads: T, start_pos and the sequence's first row in the
+/// KV cache pages.
 pub struct LayerArgs<V> {
-    pub zero: V,
     pub t: V,
     pub start: V,
+    pub base: V,
+}
+
+/// A batched decode step: the constant 0 and the number of sequences (one token
+/// each); sequence `b`'s position and first KV row are read from the argument page
+/// (`4 + 2b`, `5 + 2b`) where they are used, so a large batch does not hold 2 registers
+/// per sequence through the whole program.
+pub struct BatchArgs<V> {
+    pub zero: V,
+    pub b: usize,
+    /// Rows of the batch scratch pages (the largest batch of the model).
+    pub max_batch: usize,
 }
 
 /// One decoder layer on sentron `id`: `x [T, D]` in, and the layer output `[T, D]` out
@@ -406,7 +423,7 @@ pub fn layer_body<E: Emit, W: WeightMap>(
     let cfg = &plan.cfg;
     let (layer, hd) = (plan.layer, cfg.head_dim);
     use Opcode as O;
-    let (zero, t, start) = (args.zero, args.t, args.start);
+    let (t, start) = (args.t, args.start);
 
     let w = gather_weight(e, map.weight(layer, TensorKind::AttnNorm, Slice::Whole)?)?;
     let xn = val(e, O::DTRmsNorm, &[A::V(x), A::V(w), A::F32(cfg.rms_eps)])?;
@@ -418,12 +435,15 @@ pub fn layer_body<E: Emit, W: WeightMap>(
         None => val(e, O::DTScale, &[A::V(x), A::F32(0.0)])?,
         Some(first) => {
             let rope = gather_weight(e, map.weight(layer, TensorKind::RopeTable, Slice::Whole)?)?;
-            let kv_off = val(e, O::DMuli, &[A::V(start), A::I64(hd as i64)])?;
+            let row = val(e, O::DAdd, &[A::V(args.base), A::V(start)])?;
+            let kv_off = val(e, O::DMuli, &[A::V(row), A::I64(hd as i64)])?;
+            e.release(row);
+            let win_off = val(e, O::DMuli, &[A::V(args.base), A::I64(hd as i64)])?;
             let s_len = val(e, O::DAdd, &[A::V(start), A::V(t)])?;
             let sh = Shared {
                 xn,
                 rope,
-                zero,
+                win_off,
                 start,
                 kv_off,
                 s_len,
@@ -461,6 +481,7 @@ pub fn layer_body<E: Emit, W: WeightMap>(
             };
             e.release(rope);
             e.release(kv_off);
+            e.release(win_off);
             e.release(s_len);
             acc
         }
@@ -471,7 +492,30 @@ pub fn layer_body<E: Emit, W: WeightMap>(
     e.release(x);
     e.release(attn);
 
-    // SwiGLU MLP over this sentron's F rows.
+    let mlp = ffn(e, plan, map, id, h)?;
+    if !want_out {
+        e.release(h);
+        e.release(mlp);
+        return Ok(None);
+    }
+    let out = val(e, O::DTAdd, &[A::V(h), A::V(mlp)])?;
+    e.release(h);
+    e.release(mlp);
+    Ok(Some(out))
+}
+
+/// The SwiGLU MLP of `h` (not consumed): RMSNorm, this sentron's F rows of gate and up,
+/// and the down projection, all-reduced: `[T, D]` on every sentron.
+fn ffn<E: Emit, W: WeightMap>(
+    e: &mut E,
+    plan: &LayerPlan,
+    map: &W,
+    id: usize,
+    h: E::V,
+) -> Result<E::V, PlanError> {
+    use Opcode as O;
+    let cfg = &plan.cfg;
+    let layer = plan.layer;
     let w = gather_weight(e, map.weight(layer, TensorKind::FfnNorm, Slice::Whole)?)?;
     let hn = val(e, O::DTRmsNorm, &[A::V(h), A::V(w), A::F32(cfg.rms_eps)])?;
     e.release(w);
@@ -516,15 +560,170 @@ pub fn layer_body<E: Emit, W: WeightMap>(
             all_reduce(e, plan, y)?
         }
     };
-    if !want_out {
-        e.release(h);
-        e.release(mlp);
-        return Ok(None);
+    Ok(mlp)
+}
+
+/// One decoder layer of a batched decode step on sentron `id`: `x [B, D]` holds one
+/// token of each of the B sequences of `args` (each with its own position and KV rows),
+/// and the layer output `[B, D]` comes back (on every sentron). The products run on all
+/// B rows at once (each weight read once per step); RoPE, the cache append and the
+/// attention run per sequence on its row, read back through the sentron's scratch page.
+/// Needs the whole-row split. Consumes `x`.
+pub fn layer_body_batch<E: Emit, W: WeightMap>(
+    e: &mut E,
+    plan: &LayerPlan,
+    map: &W,
+    id: usize,
+    args: &BatchArgs<E::V>,
+    x: E::V,
+) -> Result<E::V, PlanError> {
+    use Opcode as O;
+    let cfg = &plan.cfg;
+    let (layer, hd) = (plan.layer, cfg.head_dim);
+    let out_rows = plan.out_rows.as_ref().ok_or(PlanError::Layout(
+        "batched decoding needs the whole-row split",
+    ))?;
+    let (b, bmax) = (args.b, args.max_batch);
+    let qd = cfg.n_heads * hd;
+    let hd_i = A::I64(hd as i64);
+    let opt = |on: bool, kind: TensorKind, slice: Slice<'_>| -> Result<_, PlanError> {
+        Ok(if on {
+            Some(map.weight(layer, kind, slice)?)
+        } else {
+            None
+        })
+    };
+    let rope_code = match cfg.rope_layout {
+        RopeLayout::Interleaved => O::DTRope,
+        RopeLayout::HalfSplit => O::DTRopeH,
+    };
+
+    let w = gather_weight(e, map.weight(layer, TensorKind::AttnNorm, Slice::Whole)?)?;
+    let xn = val(e, O::DTRmsNorm, &[A::V(x), A::V(w), A::F32(cfg.rms_eps)])?;
+    e.release(w);
+    let rope = gather_weight(e, map.weight(layer, TensorKind::RopeTable, Slice::Whole)?)?;
+    let c_rows = val(e, O::SCli, &[A::Coord(lc::batch_rows(id)?)])?;
+    let c_o = val(e, O::SCli, &[A::Coord(lc::batch_attn(id)?)])?;
+    // Offsets of the q, k and v tiles in the scratch page.
+    let (k_at, v_at) = (bmax * qd, 2 * bmax * qd);
+    for part in &plan.attn[id] {
+        let (g, j) = (part.heads.len(), part.index);
+        let norm = |e: &mut E, y: E::V, n: Option<WeightRef>| -> Result<E::V, PlanError> {
+            let Some(n) = n else { return Ok(y) };
+            let w = gather_weight(e, n)?;
+            let r = val(e, O::DTRmsNorm, &[A::V(y), A::V(w), A::F32(cfg.rms_eps)])?;
+            e.release(w);
+            e.release(y);
+            Ok(r)
+        };
+        let q = project(e, xn, map.weight(layer, TensorKind::Wq, Slice::Part(part))?)?;
+        let q = bias(e, q, opt(cfg.qkv_bias, TensorKind::Bq, Slice::Part(part))?)?;
+        let q = norm(e, q, opt(cfg.qk_norm, TensorKind::QNorm, Slice::Whole)?)?;
+        let kvh = Slice::KvHead(part.kv_head);
+        let k = project(e, xn, map.weight(layer, TensorKind::Wk, kvh)?)?;
+        let k = bias(e, k, opt(cfg.qkv_bias, TensorKind::Bk, kvh)?)?;
+        let k = norm(e, k, opt(cfg.qk_norm, TensorKind::KNorm, Slice::Whole)?)?;
+        let v = project(e, xn, map.weight(layer, TensorKind::Wv, kvh)?)?;
+        let v = bias(e, v, opt(cfg.qkv_bias, TensorKind::Bv, kvh)?)?;
+        for (tile, at) in [(q, 0), (k, k_at), (v, v_at)] {
+            let off = val(e, O::DLi, &[A::I64(at as i64)])?;
+            e.op(O::SScatter, &[A::V(tile), A::V(c_rows), A::V(off)])?;
+            e.release(off);
+            e.release(tile);
+        }
+        let ck = val(e, O::SCli, &[A::Coord(lc::kv_cache(layer, j, false)?)])?;
+        let cv = val(e, O::SCli, &[A::Coord(lc::kv_cache(layer, j, true)?)])?;
+        let one = val(e, O::DLi, &[A::I64(1)])?;
+        let c_args = val(e, O::SCli, &[A::Coord(lc::args())])?;
+        for bi in 0..b {
+            let arg = |e: &mut E, i: usize| -> Result<E::V, PlanError> {
+                let at = val(e, O::DLi, &[A::I64(i as i64)])?;
+                let v = val(e, O::SLoad, &[A::V(c_args), A::V(at)])?;
+                e.release(at);
+                Ok(v)
+            };
+            let pos = arg(e, 4 + 2 * bi)?;
+            let base = arg(e, 5 + 2 * bi)?;
+            let row = |e: &mut E, at: usize, w: usize| -> Result<E::V, PlanError> {
+                let off = val(e, O::DLi, &[A::I64(at as i64)])?;
+                let r = val(
+                    e,
+                    O::SGatherV,
+                    &[A::V(c_rows), A::V(off), A::V(one), A::I64(w as i64)],
+                )?;
+                e.release(off);
+                Ok(r)
+            };
+            let qb = row(e, bi * g * hd, g * hd)?;
+            let kb = row(e, k_at + bi * hd, hd)?;
+            let vb = row(e, v_at + bi * hd, hd)?;
+            let qb2 = val(e, rope_code, &[A::V(qb), A::V(rope), A::V(pos)])?;
+            e.release(qb);
+            let kb2 = val(e, rope_code, &[A::V(kb), A::V(rope), A::V(pos)])?;
+            e.release(kb);
+            let r0 = val(e, O::DAdd, &[A::V(base), A::V(pos)])?;
+            let kv_off = val(e, O::DMuli, &[A::V(r0), hd_i])?;
+            e.release(r0);
+            e.op(O::SScatter, &[A::V(kb2), A::V(ck), A::V(kv_off)])?;
+            e.op(O::SScatter, &[A::V(vb), A::V(cv), A::V(kv_off)])?;
+            e.release(kv_off);
+            e.release(kb2);
+            e.release(vb);
+            let win = val(e, O::DMuli, &[A::V(base), hd_i])?;
+            let s_len = val(e, O::DAddi, &[A::V(pos), A::I64(1)])?;
+            let keys = val(e, O::SWindow, &[A::V(ck), A::V(win), A::V(s_len), hd_i])?;
+            let vals = val(e, O::SWindow, &[A::V(cv), A::V(win), A::V(s_len), hd_i])?;
+            e.release(win);
+            e.release(s_len);
+            let qh = val(e, O::DTReshape, &[A::V(qb2), hd_i])?; // [g, Hd]
+            e.release(qb2);
+            let o = val(
+                e,
+                O::DTAttn,
+                &[A::V(qh), A::V(keys), A::V(vals), A::I64(g as i64)],
+            )?;
+            e.release(qh);
+            e.release(keys);
+            e.release(vals);
+            let o2 = val(e, O::DTReshape, &[A::V(o), A::I64((g * hd) as i64)])?;
+            e.release(o);
+            let at = val(
+                e,
+                O::DLi,
+                &[A::I64((bi * qd + part.heads.start * hd) as i64)],
+            )?;
+            e.op(O::SScatter, &[A::V(o2), A::V(c_o), A::V(at)])?;
+            e.release(at);
+            e.release(o2);
+            e.release(pos);
+            e.release(base);
+        }
+        e.release(c_args);
+        e.release(one);
+        e.release(ck);
+        e.release(cv);
     }
-    let out = val(e, O::DTAdd, &[A::V(h), A::V(mlp)])?;
-    e.release(h);
-    e.release(mlp);
-    Ok(Some(out))
+    e.release(rope);
+    e.release(xn);
+    e.release(c_rows);
+    // This sentron's heads of every sequence ([B, H Hd], zeros elsewhere), all-gathered.
+    let nb = val(e, O::DLi, &[A::I64(b as i64)])?;
+    let o = val(
+        e,
+        O::SGatherV,
+        &[A::V(c_o), A::V(args.zero), A::V(nb), A::I64(qd as i64)],
+    )?;
+    e.release(nb);
+    e.release(c_o);
+    let o = all_reduce(e, plan, o)?;
+    let r = &out_rows[id];
+    let y = project(e, o, map.weight(layer, TensorKind::Wo, Slice::Rows(r))?)?;
+    e.release(o);
+    let y = place(e, y, r.start, r.len(), cfg.dim)?;
+    let attn = all_reduce(e, plan, y)?;
+    let h = add(e, x, attn)?;
+    let mlp = ffn(e, plan, map, id, h)?;
+    add(e, h, mlp)
 }
 
 /// `a + b` (both consumed).
@@ -728,12 +927,12 @@ fn attention_out<E: Emit, W: WeightMap>(
     let keys = val(
         e,
         O::SWindow,
-        &[A::V(ck), A::V(sh.zero), A::V(sh.s_len), hd_i],
+        &[A::V(ck), A::V(sh.win_off), A::V(sh.s_len), hd_i],
     )?;
     let vals = val(
         e,
         O::SWindow,
-        &[A::V(cv), A::V(sh.zero), A::V(sh.s_len), hd_i],
+        &[A::V(cv), A::V(sh.win_off), A::V(sh.s_len), hd_i],
     )?;
     e.release(ck);
     e.release(cv);

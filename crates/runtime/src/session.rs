@@ -14,6 +14,10 @@
 //! at their initial values on every run, pages persist (they are the state), and the
 //! fabric is reset between runs. What a run does not return is the final register
 //! state (a program's results are its pages).
+//!
+//! A session may hold several programs over the same pages (a model's one-sequence
+//! program and its batched-decode programs): each worker keeps one pre-decoded sentron
+//! per program, and [`Session::run_program`] picks the one to run.
 
 use crate::counters::Counters;
 use crate::error::{MachineError, Trap};
@@ -47,7 +51,10 @@ type SentronResult = (Counters, Option<OpProfile>);
 
 struct Shared {
     space: Arc<PhextSpace>,
-    streams: Vec<Vec<PreWord>>,
+    /// Per program, per sentron.
+    streams: Vec<Vec<Vec<PreWord>>>,
+    /// The program of the current run.
+    program: AtomicUsize,
     fabric: LocalFabric,
     cfg: RunConfig,
     kern: Kernels,
@@ -79,7 +86,20 @@ impl Session {
         space: Arc<PhextSpace>,
         cfg: &RunConfig,
     ) -> Result<Session, MachineError> {
+        Session::with_programs(std::slice::from_ref(program), space, cfg)
+    }
+
+    /// Like [`Session::new`] for several programs over the same pages; run number `k`
+    /// with [`Session::run_program`].
+    pub fn with_programs(
+        programs: &[Program],
+        space: Arc<PhextSpace>,
+        cfg: &RunConfig,
+    ) -> Result<Session, MachineError> {
         let n = cfg.sentrons;
+        if programs.is_empty() {
+            return Err(MachineError::Setup("a session needs a program".into()));
+        }
         if cfg.executor != ExecutorKind::Fast {
             return Err(MachineError::Setup(
                 "a session runs the fast executor only".into(),
@@ -101,18 +121,23 @@ impl Session {
             sentrons: Some(n),
             part_limit: space.part_limit(),
         };
-        if let Err(errs) = vtpu_isa::validate(program, &opts) {
-            let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-            return Err(MachineError::Invalid(text.join("\n")));
+        let mut streams = Vec::with_capacity(programs.len());
+        for program in programs {
+            if let Err(errs) = vtpu_isa::validate(program, &opts) {
+                let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+                return Err(MachineError::Invalid(text.join("\n")));
+            }
+            streams.push(
+                (0..n as u32)
+                    .map(|id| {
+                        program
+                            .stream_for(id)
+                            .map(|s| s.words.iter().map(PreWord::new).collect())
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            );
         }
-        let streams = (0..n as u32)
-            .map(|id| {
-                program
-                    .stream_for(id)
-                    .map(|s| s.words.iter().map(PreWord::new).collect())
-                    .unwrap_or_default()
-            })
-            .collect();
         let kern = cfg
             .kernel_level
             .and_then(Kernels::new)
@@ -120,6 +145,7 @@ impl Session {
         let shared = Arc::new(Shared {
             space,
             streams,
+            program: AtomicUsize::new(0),
             fabric: LocalFabric::new(n),
             cfg: cfg.clone(),
             kern,
@@ -161,6 +187,11 @@ impl Session {
     }
 
     pub fn sentrons(&self) -> usize {
+        self.shared.cfg.sentrons
+    }
+
+    /// Programs this session holds.
+    pub fn programs(&self) -> usize {
         self.shared.streams.len()
     }
 
@@ -169,10 +200,22 @@ impl Session {
         self.shared.profile.store(on, Ordering::Release);
     }
 
-    /// Run the program once on every sentron; pages keep what it wrote.
+    /// Run the (first) program once on every sentron; pages keep what it wrote.
     pub fn run(&mut self) -> Result<SessionReport, MachineError> {
+        self.run_program(0)
+    }
+
+    /// Run program `k` once on every sentron.
+    pub fn run_program(&mut self, k: usize) -> Result<SessionReport, MachineError> {
         let sh = &*self.shared;
-        let n = sh.streams.len();
+        if k >= sh.streams.len() {
+            return Err(MachineError::Setup(format!(
+                "program {k} of a session with {}",
+                sh.streams.len()
+            )));
+        }
+        let n = sh.cfg.sentrons;
+        sh.program.store(k, Ordering::Release);
         sh.fabric.reset();
         sh.done.store(0, Ordering::Release);
         let t0 = Instant::now();
@@ -273,12 +316,12 @@ fn report_stop(sh: &Shared, id: u32, stop: StopAt) {
     }
 }
 
-fn new_sentron(sh: &Shared, id: u32) -> FastSentron<'_, LocalFabric> {
+fn new_sentron(sh: &Shared, k: usize, id: u32) -> FastSentron<'_, LocalFabric> {
     FastSentron::new(
         id,
         &sh.space,
         &sh.fabric,
-        &sh.streams[id as usize],
+        &sh.streams[k][id as usize],
         TranslationCache::new(sh.cfg.tlb_sets, sh.cfg.tlb_ways),
         sh.cfg.word_limit,
         sh.kern,
@@ -290,7 +333,9 @@ fn worker(sh: &Shared, id: u32) {
     // One sentron for the session's whole life: its registers are reset between runs,
     // its tile buffers and translation cache are kept, so a token loop allocates
     // nothing here (only a sentron that panicked is rebuilt).
-    let mut sentron = new_sentron(sh, id);
+    let mut sentrons: Vec<_> = (0..sh.streams.len())
+        .map(|k| new_sentron(sh, k, id))
+        .collect();
     loop {
         // Spin, then sleep, until a new run starts or the session ends.
         let spin_until = Instant::now() + if sh.spin { SPIN } else { Duration::ZERO };
@@ -310,13 +355,15 @@ fn worker(sh: &Shared, id: u32) {
             return;
         }
         seen = sh.run.load(Ordering::Acquire);
+        let k = sh.program.load(Ordering::Acquire).min(sentrons.len() - 1);
+        let sentron = &mut sentrons[k];
         // Whatever happens, the fabric and the caller must hear of this run's end: a
         // worker that vanished would leave its partners waiting and `run` sleeping.
-        let (c, p) = if run_sentron(sh, id, &mut sentron) {
+        let (c, p) = if run_sentron(sh, id, sentron) {
             (sentron.counters.clone(), sentron.take_profile())
         } else {
             let c = Counters::new(id);
-            sentron = new_sentron(sh, id);
+            *sentron = new_sentron(sh, k, id);
             (c, None)
         };
         let mut slots = sh.lock.lock().unwrap_or_else(PoisonError::into_inner);

@@ -16,7 +16,6 @@
 
 use vtpu_llm::model::{Model, ModelError};
 use vtpu_phext::{Coord, DType};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -82,71 +81,20 @@ pub trait Engine {
     fn take_ppt(&mut self) -> (u64, u64);
 }
 
-/// One KV page of the model: its coordinate and the bytes of one row.
-#[derive(Clone, Debug)]
-struct KvPage {
-    coord: Coord,
-    row_bytes: usize,
-}
-
-/// `Engine` on today's single-sequence [`Model`].
+/// `Engine` on a [`Model`] loaded with several slots (`ModelOptions::slots`): every
+/// sequence has KV rows of its own, a decode step runs all of them in one batched
+/// program, and a snapshot is copied in and out of phext space (no recomputation).
 pub struct ModelEngine {
     model: Model,
-    kv: Vec<KvPage>,
-    kv_dtype: DType,
-    fingerprint: u64,
-    /// One row of logits per decoded sequence, `[batch, V]`.
-    rows: Vec<f32>,
+    /// KV pages per slot (from a snapshot of nothing).
+    pages: usize,
 }
 
-/// Library, series of the key and value cache pages (`crates/llm/src/layer_coords.rs`:
-/// `2 . layer+1 . 20|21 / part+1 . 1 . 1 / 1 . 1 . 1`).
-const RUN_LIBRARY: u32 = 2;
-const SERIES_K: u32 = 20;
-const SERIES_V: u32 = 21;
-
 impl ModelEngine {
-    /// Wraps a loaded model; finds its KV pages in phext space.
+    /// Wraps a loaded model.
     pub fn new(model: Model) -> Result<ModelEngine, EngineError> {
-        let space = model.space();
-        let mut kv = Vec::new();
-        let mut dtype = DType::F32;
-        let mut shapes = String::new();
-        // Coordinates come sorted (key order = coordinate order), so the page order of
-        // a snapshot is the same on every load of the same model.
-        for c in space.coords() {
-            let p = c.parts();
-            if p[0] != RUN_LIBRARY || !(p[2] == SERIES_K || p[2] == SERIES_V) {
-                continue;
-            }
-            let Some(page) = space.get(c) else { continue };
-            let [rows, _] = page.shape();
-            if rows == 0 {
-                continue;
-            }
-            dtype = page.dtype();
-            kv.push(KvPage {
-                coord: c,
-                row_bytes: page.len_bytes() / rows,
-            });
-            shapes.push_str(&format!("{c}:{:?}:{};", page.shape(), page.dtype().name()));
-        }
-        if kv.is_empty() {
-            return Err(EngineError::Mismatch(
-                "the model has no KV cache pages in library 2".into(),
-            ));
-        }
-        // What a snapshot depends on: the architecture, the weights' origin is not
-        // known here, so the config (shapes, vocabulary, rope) and the KV page layout.
-        let fingerprint = xxh3_64(format!("{:?}|{shapes}", model.cfg).as_bytes());
-        let vocab = model.cfg.vocab;
-        Ok(ModelEngine {
-            model,
-            kv,
-            kv_dtype: dtype,
-            fingerprint,
-            rows: Vec::with_capacity(vocab),
-        })
+        let pages = model.kv_snapshot(0, 0)?.pages.len();
+        Ok(ModelEngine { model, pages })
     }
 
     pub fn model(&self) -> &Model {
@@ -154,8 +102,9 @@ impl ModelEngine {
     }
 
     fn check_slot(&self, slot: usize) -> Result<(), EngineError> {
-        if slot >= 1 {
-            return Err(EngineError::NoSlot { slot, slots: 1 });
+        let slots = self.model.slots();
+        if slot >= slots {
+            return Err(EngineError::NoSlot { slot, slots });
         }
         Ok(())
     }
@@ -163,7 +112,7 @@ impl ModelEngine {
 
 impl Engine for ModelEngine {
     fn slots(&self) -> usize {
-        1
+        self.model.slots()
     }
     fn ctx(&self) -> usize {
         self.model.capacity().ctx
@@ -171,53 +120,31 @@ impl Engine for ModelEngine {
     fn vocab(&self) -> usize {
         self.model.cfg.vocab
     }
-    fn seq_pos(&self, _slot: usize) -> usize {
-        self.model.pos()
+    fn seq_pos(&self, slot: usize) -> usize {
+        self.model.seq_pos(slot)
     }
-    fn truncate_seq(&mut self, _slot: usize, pos: usize) {
-        self.model.truncate(pos);
+    fn truncate_seq(&mut self, slot: usize, pos: usize) {
+        self.model.truncate_seq(slot, pos);
     }
     fn prefill(&mut self, slot: usize, tokens: &[u32]) -> Result<&[f32], EngineError> {
         self.check_slot(slot)?;
-        Ok(self.model.forward(tokens)?)
+        Ok(self.model.forward_seq(slot, tokens)?)
     }
     fn decode(&mut self, batch: &[(usize, u32)]) -> Result<&[f32], EngineError> {
-        self.rows.clear();
-        for &(slot, tok) in batch {
-            self.check_slot(slot)?;
-            let logits = self.model.forward(&[tok])?;
-            self.rows.extend_from_slice(logits);
-        }
-        Ok(&self.rows)
+        Ok(self.model.decode_batch(batch)?)
     }
     fn snapshot(&mut self, slot: usize, n: usize) -> Result<KvSnap, EngineError> {
         self.check_slot(slot)?;
-        let pos = self.model.pos();
+        let pos = self.model.seq_pos(slot);
         if n > pos {
             return Err(EngineError::SnapshotTooLong { slot, n, pos });
         }
-        let space = self.model.space();
-        let mut pages = Vec::with_capacity(self.kv.len());
-        for kp in &self.kv {
-            let page = space.get(kp.coord).ok_or_else(|| EngineError::Page {
-                coord: kp.coord,
-                message: "missing".into(),
-            })?;
-            let len = n * kp.row_bytes;
-            // Row p is position p: the first n rows are the first n positions.
-            pages.push(
-                page.read(|b| b.get(..len).map(<[u8]>::to_vec))
-                    .ok_or_else(|| EngineError::Page {
-                        coord: kp.coord,
-                        message: format!("shorter than {n} rows"),
-                    })?,
-            );
-        }
+        let s = self.model.kv_snapshot(slot, n)?;
         Ok(KvSnap {
-            pos: n,
-            dtype: self.kv_dtype,
-            model_fingerprint: self.fingerprint,
-            pages,
+            pos: s.pos,
+            dtype: s.dtype,
+            model_fingerprint: s.model_fingerprint,
+            pages: s.pages,
         })
     }
     fn restore(
@@ -227,7 +154,7 @@ impl Engine for ModelEngine {
         tokens: &[u32],
     ) -> Result<usize, EngineError> {
         self.check_slot(slot)?;
-        check_snap(snap, self.fingerprint, self.kv.len())?;
+        check_snap(snap, self.fingerprint(), self.pages)?;
         if tokens.len() != snap.pos {
             return Err(EngineError::Mismatch(format!(
                 "{} tokens for a snapshot of {} positions",
@@ -235,22 +162,23 @@ impl Engine for ModelEngine {
                 snap.pos
             )));
         }
-        // Today's Model cannot be told its position, so the positions are recomputed
-        // (the same values the snapshot holds: the forward pass is deterministic).
-        self.model.reset();
-        if !tokens.is_empty() {
-            self.model.forward(tokens)?;
-        }
-        Ok(tokens.len())
+        let s = vtpu_llm::model::KvSnapshot {
+            pos: snap.pos,
+            dtype: snap.dtype,
+            model_fingerprint: snap.model_fingerprint,
+            pages: snap.pages.clone(),
+        };
+        self.model.kv_restore(slot, &s)?;
+        Ok(0)
     }
     fn can_restore(&self) -> bool {
-        false
+        true
     }
     fn fingerprint(&self) -> u64 {
-        self.fingerprint
+        self.model.fingerprint()
     }
     fn kv_pages_per_slot(&self) -> usize {
-        self.kv.len()
+        self.pages
     }
     fn take_ppt(&mut self) -> (u64, u64) {
         let st = self.model.take_stats();

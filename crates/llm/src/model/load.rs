@@ -93,6 +93,19 @@ pub struct Capacity {
     pub ctx: usize,
     /// Element type of the KV cache pages (f32 or f16; SSCATTR rounds into f16 pages).
     pub kv_type: DType,
+    /// Sequences with KV rows of their own (`ctx` rows each, slot `s` from row `s ctx`);
+    /// with more than one, one more `ctx` rows hold the padding rows of batched steps.
+    pub slots: usize,
+    /// Largest batched decode step (1: none).
+    pub max_batch: usize,
+}
+
+impl Capacity {
+    /// Rows of each KV cache page.
+    pub fn kv_rows(&self) -> usize {
+        let pad = usize::from(self.max_batch > 1);
+        (self.slots + pad) * self.ctx
+    }
 }
 
 /// The pages of a model: placed pages (copies and run state) and mapped tensors.
@@ -450,7 +463,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
                 b.state(
                     lc::kv_cache(l, part.index, value)?,
                     cap.kv_type,
-                    [cap.ctx, hd],
+                    [cap.kv_rows(), hd],
                 );
             }
         }
@@ -465,11 +478,16 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         }
     }
 
-    b.state(lc::args(), DType::I32, [1, 4]);
-    b.state(lc::tokens(), DType::F32, [cap.max_tokens, 1]);
-    b.state(lc::logits(), DType::F32, [1, v]);
+    let mb = cap.max_batch.max(1);
+    b.state(lc::args(), DType::I32, [1, 4 + 2 * mb]);
+    b.state(lc::tokens(), DType::F32, [cap.max_tokens.max(mb), 1]);
+    b.state(lc::logits(), DType::F32, [mb, v]);
     for i in 0..plans.first().map_or(1, |p| p.sentrons) {
         b.state(lc::hidden(i)?, DType::F32, [cap.max_tokens, d]);
+        if mb > 1 {
+            b.state(lc::batch_rows(i)?, DType::F32, [3 * mb, qd]);
+            b.state(lc::batch_attn(i)?, DType::F32, [mb, qd]);
+        }
     }
     Ok(b.out)
 }

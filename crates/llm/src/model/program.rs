@@ -19,8 +19,8 @@
 use super::load::LoadError;
 use crate::layer_coords::{self as lc, TensorKind};
 use crate::layer_program::{
-    gather_weight, layer_body, GraphEmit, LayerArgs, LayerPlan, Packer, PlanError, Slice,
-    WeightMap, WeightRef,
+    gather_weight, layer_body, layer_body_batch, BatchArgs, GraphEmit, LayerArgs, LayerPlan,
+    Packer, PlanError, Slice, WeightMap, WeightRef,
 };
 use crate::program_builder::{Emit, EmitError, StreamBuilder, A};
 use std::ops::Range;
@@ -120,6 +120,41 @@ pub fn split_rows(v: usize, n: usize) -> Vec<Range<usize>> {
 /// The program of the whole model: one stream per sentron, no page declarations (the
 /// model's pages are built by the loader).
 pub fn model_program(plan: &ModelPlan, packer: Packer) -> Result<Program, LoadError> {
+    program_for(plan, packer, None)
+}
+
+/// The program of one batched decode step of `b` sequences (one token each, positions
+/// and KV rows from the argument page); `max_batch` sizes the scratch pages. The logits
+/// page holds, for each vocabulary chunk `[v0, v1)` of [`vocab_chunks`], the `[b, v1 -
+/// v0]` block at element `b v0`.
+pub fn model_program_batch(
+    plan: &ModelPlan,
+    packer: Packer,
+    b: usize,
+    max_batch: usize,
+) -> Result<Program, LoadError> {
+    program_for(plan, packer, Some((b, max_batch)))
+}
+
+/// Every sentron's vocabulary rows in the chunks one DTMM computes, in order.
+pub fn vocab_chunks(plan: &ModelPlan) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    for r in &plan.vocab_rows {
+        let mut v0 = r.start;
+        while v0 < r.end {
+            let v1 = (v0 + VOCAB_CHUNK).min(r.end);
+            out.push(v0..v1);
+            v0 = v1;
+        }
+    }
+    out
+}
+
+fn program_for(
+    plan: &ModelPlan,
+    packer: Packer,
+    batch: Option<(usize, usize)>,
+) -> Result<Program, LoadError> {
     let n = plan.sentrons();
     let map = ModelMap {
         dim: plan.dim,
@@ -137,7 +172,7 @@ pub fn model_program(plan: &ModelPlan, packer: Packer) -> Result<Program, LoadEr
             let mut streams = Vec::with_capacity(n);
             for i in 0..n {
                 let mut b = StreamBuilder::new(Some(i as u32));
-                sentron_stream(&mut b, plan, &map, i)?;
+                sentron_stream(&mut b, plan, &map, i, batch)?;
                 streams.push(b.finish());
             }
             Program {
@@ -151,7 +186,7 @@ pub fn model_program(plan: &ModelPlan, packer: Packer) -> Result<Program, LoadEr
                 let sg = g
                     .sentron(i as u32)
                     .map_err(|e| PlanError::Emit(EmitError::Compiler(e.to_string())))?;
-                sentron_stream(&mut GraphEmit(sg), plan, &map, i)?;
+                sentron_stream(&mut GraphEmit(sg), plan, &map, i, batch)?;
             }
             // No inserted SPREFCH (see layer_program: a page prefetch on the sentron's
             // own thread costs what the read it would hide costs).
@@ -181,14 +216,29 @@ fn sentron_stream<E: Emit>(
     plan: &ModelPlan,
     map: &ModelMap,
     id: usize,
+    batch: Option<(usize, usize)>,
 ) -> Result<(), PlanError> {
     use Opcode as O;
     let d = plan.dim;
     let zero = val(e, O::DLi, &[A::I64(0)])?;
     let one = val(e, O::DLi, &[A::I64(1)])?;
     let c_args = val(e, O::SCli, &[A::Coord(lc::args())])?;
-    let t = val(e, O::SLoad, &[A::V(c_args), A::V(zero)])?;
-    let start = val(e, O::SLoad, &[A::V(c_args), A::V(one)])?;
+    let load = |e: &mut E, i: usize| -> Result<E::V, PlanError> {
+        let at = val(e, O::DLi, &[A::I64(i as i64)])?;
+        let v = val(e, O::SLoad, &[A::V(c_args), A::V(at)])?;
+        e.release(at);
+        Ok(v)
+    };
+    // Rows of this call: T tokens of one sequence, or one token of each of b.
+    let (t, seq) = match batch {
+        None => {
+            let t = val(e, O::SLoad, &[A::V(c_args), A::V(zero)])?;
+            let start = val(e, O::SLoad, &[A::V(c_args), A::V(one)])?;
+            let base = load(e, 2)?;
+            (t, Some((start, base)))
+        }
+        Some((b, _)) => (val(e, O::DLi, &[A::I64(b as i64)])?, None),
+    };
     e.release(c_args);
 
     // Embedding: ids [T, 1] -> x [T, D].
@@ -204,30 +254,50 @@ fn sentron_stream<E: Emit>(
     e.release(ids);
     e.release(table);
 
-    let args = LayerArgs { zero, t, start };
-    for lp in &plan.layers {
-        x = layer_body(e, lp, map, id, &args, x, true)?.ok_or_else(|| {
-            PlanError::Emit(EmitError::Operands {
-                op: "layer",
-                what: "returned no output".into(),
-            })
-        })?;
-    }
-
-    // The last row, through this sentron's own scratch page.
-    let c_h = val(e, O::SCli, &[A::Coord(lc::hidden(id)?)])?;
-    e.op(O::SScatter, &[A::V(x), A::V(c_h), A::V(zero)])?;
-    e.release(x);
-    let tm1 = val(e, O::DAddi, &[A::V(t), A::I64(-1)])?;
-    let off = val(e, O::DMuli, &[A::V(tm1), A::I64(d as i64)])?;
-    e.release(tm1);
-    let last = val(
-        e,
-        O::SGatherV,
-        &[A::V(c_h), A::V(off), A::V(one), A::I64(d as i64)],
-    )?;
-    e.release(c_h);
-    e.release(off);
+    let last = match (seq, batch) {
+        (Some((start, base)), _) => {
+            let args = LayerArgs { t, start, base };
+            for lp in &plan.layers {
+                x = layer_body(e, lp, map, id, &args, x, true)?.ok_or_else(|| {
+                    PlanError::Emit(EmitError::Operands {
+                        op: "layer",
+                        what: "returned no output".into(),
+                    })
+                })?;
+            }
+            e.release(start);
+            e.release(base);
+            // The last row, through this sentron's own scratch page.
+            let c_h = val(e, O::SCli, &[A::Coord(lc::hidden(id)?)])?;
+            e.op(O::SScatter, &[A::V(x), A::V(c_h), A::V(zero)])?;
+            e.release(x);
+            let tm1 = val(e, O::DAddi, &[A::V(t), A::I64(-1)])?;
+            let off = val(e, O::DMuli, &[A::V(tm1), A::I64(d as i64)])?;
+            e.release(tm1);
+            let last = val(
+                e,
+                O::SGatherV,
+                &[A::V(c_h), A::V(off), A::V(one), A::I64(d as i64)],
+            )?;
+            e.release(c_h);
+            e.release(off);
+            last
+        }
+        (None, Some((_, max_batch))) => {
+            let args = BatchArgs {
+                zero,
+                b: batch.map_or(1, |(b, _)| b),
+                max_batch,
+            };
+            for lp in &plan.layers {
+                x = layer_body_batch(e, lp, map, id, &args, x)?;
+            }
+            // Every row is a sequence's last token.
+            x
+        }
+        (None, None) => return Err(PlanError::Layout("a call with no sequence")),
+    };
+    e.release(t);
     let w = gather_weight(e, map.weight(0, TensorKind::OutputNorm, Slice::Whole)?)?;
     let h = val(
         e,
@@ -239,6 +309,7 @@ fn sentron_stream<E: Emit>(
 
     let out = lc::weight(0, map.output, 0)?;
     let c_logits = val(e, O::SCli, &[A::Coord(lc::logits())])?;
+    let rows_per_call = batch.map_or(1, |(b, _)| b);
     let r = &plan.vocab_rows[id];
     let mut v0 = r.start;
     while v0 < r.end {
@@ -246,7 +317,8 @@ fn sentron_stream<E: Emit>(
         let w = gather_weight(e, rows(out, v0, v1 - v0, d))?;
         let y = val(e, O::DTMm, &[A::V(h), A::V(w)])?;
         e.release(w);
-        let at = val(e, O::DLi, &[A::I64(v0 as i64)])?;
+        // One row: element v0 of the logits; b rows: the [b, v1 - v0] block at b v0.
+        let at = val(e, O::DLi, &[A::I64((rows_per_call * v0) as i64)])?;
         e.op(O::SScatter, &[A::V(y), A::V(c_logits), A::V(at)])?;
         e.release(at);
         e.release(y);
@@ -255,6 +327,7 @@ fn sentron_stream<E: Emit>(
     e.release(h);
     e.release(c_logits);
     e.release(one);
+    e.release(zero);
     e.halt()?;
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 use super::config::ModelConfig;
 use super::load::{ffn_split_align, model_pages, Capacity, LoadError, TensorSource};
-use super::program::{model_program, split_rows, ModelPlan};
+use super::program::{model_program, model_program_batch, split_rows, vocab_chunks, ModelPlan};
 use crate::layer_coords as lc;
 use crate::layer_program::{LayerPlan, Packer};
 use std::sync::Arc;
@@ -40,7 +40,14 @@ pub struct ModelOptions {
     /// the column split (fewer all-reduces, partial products summed). See
     /// [`LayerPlan::out_rows`].
     pub whole_rows: bool,
+    /// Sequences the model holds at once, each with KV rows of its own (`forward_seq`,
+    /// `decode_batch`); with more than one, batched decode programs for 2, 4, ... up to
+    /// the next power of two are built too (the whole-row split is required).
+    pub slots: usize,
 }
+
+/// The largest number of slots (sequences held at once).
+pub const MAX_SLOTS: usize = 64;
 
 /// The default context when none is asked for: llama.cpp's `llama-cli` default.
 pub const DEFAULT_CTX_CAP: usize = 4096;
@@ -58,6 +65,7 @@ impl Default for ModelOptions {
             kernel_level: None,
             kv_type: DType::F16,
             whole_rows: true,
+            slots: 1,
         }
     }
 }
@@ -83,6 +91,16 @@ pub enum ModelError {
     Token { id: u32, index: usize, vocab: usize },
     #[error("a call needs at least one token")]
     NoTokens,
+    #[error("slot {slot} is outside 0..{slots}")]
+    Slot { slot: usize, slots: usize },
+    #[error("--parallel / slots {0} is outside 1..={MAX_SLOTS}")]
+    Slots(usize),
+    #[error("slot {0} appears twice in one batch")]
+    DuplicateSlot(usize),
+    #[error("batched decoding needs the whole-row split (--split rows) and at least one query head per sentron")]
+    BatchSplit,
+    #[error("KV snapshot: {0}")]
+    Snapshot(String),
     #[error("phext space: {0}")]
     Space(String),
     #[error("the vTPU stopped: {0}")]
@@ -117,6 +135,10 @@ pub struct LoadStats {
 pub struct Model {
     pub cfg: ModelConfig,
     plan: ModelPlan,
+    /// The one-sequence program, then the batched decode programs (`batches`).
+    programs: Vec<Program>,
+    /// Batch size of each batched program (`programs[i + 1]`), ascending.
+    batches: Vec<usize>,
     program: Program,
     space: Arc<PhextSpace>,
     machine: Machine,
@@ -125,8 +147,12 @@ pub struct Model {
     tokens: Arc<Page>,
     logits_page: Arc<Page>,
     logits: Vec<f32>,
+    /// Logits of the last batched step, `[B, V]`, and its raw page block.
+    batch_logits: Vec<f32>,
+    batch_raw: Vec<f32>,
     ids: Vec<f32>,
-    pos: usize,
+    /// Positions in each slot's KV rows.
+    pos: Vec<usize>,
     stats: RunStats,
     pub load: LoadStats,
 }
@@ -163,10 +189,20 @@ impl Model {
         if !matches!(opts.kv_type, DType::F32 | DType::F16) {
             return Err(ModelError::KvType(opts.kv_type));
         }
+        if opts.slots == 0 || opts.slots > MAX_SLOTS {
+            return Err(ModelError::Slots(opts.slots));
+        }
+        let max_batch = if opts.slots > 1 {
+            opts.slots.next_power_of_two()
+        } else {
+            1
+        };
         let cap = Capacity {
             max_tokens: opts.max_tokens.min(ctx),
             ctx,
             kv_type: opts.kv_type,
+            slots: opts.slots,
+            max_batch,
         };
         let t0 = Instant::now();
         let align = ffn_split_align(src, &cfg)?;
@@ -193,6 +229,19 @@ impl Model {
             tied: cfg.tied_embeddings,
         };
         let program = model_program(&plan, opts.packer)?;
+        let mut programs = vec![program.clone()];
+        let mut batches = Vec::new();
+        if max_batch > 1 {
+            if plan.layers.iter().any(|l| l.out_rows.is_none()) {
+                return Err(ModelError::BatchSplit);
+            }
+            let mut b = 2;
+            while b <= max_batch {
+                programs.push(model_program_batch(&plan, opts.packer, b, max_batch)?);
+                batches.push(b);
+                b *= 2;
+            }
+        }
         let program_ms = t0.elapsed().as_secs_f64() * 1e3;
 
         let t1 = Instant::now();
@@ -220,9 +269,11 @@ impl Model {
             ..RunConfig::default()
         };
         let machine = match opts.executor {
-            ExecutorKind::Fast => {
-                Machine::Fast(Session::new(&program, Arc::clone(&space), &run_cfg)?)
-            }
+            ExecutorKind::Fast => Machine::Fast(Session::with_programs(
+                &programs,
+                Arc::clone(&space),
+                &run_cfg,
+            )?),
             ExecutorKind::Reference => Machine::Reference(run_cfg),
         };
         let words = program.streams.iter().map(|s| s.words.len()).sum();
@@ -231,14 +282,18 @@ impl Model {
             tokens: page(&space, lc::tokens())?,
             logits_page: page(&space, lc::logits())?,
             logits: vec![0.0; cfg.vocab],
-            ids: Vec::with_capacity(cap.max_tokens),
+            batch_logits: Vec::new(),
+            batch_raw: Vec::new(),
+            ids: Vec::with_capacity(cap.max_tokens.max(max_batch)),
+            programs,
+            batches,
             cfg,
             plan,
             program,
             space,
             machine,
             cap,
-            pos: 0,
+            pos: vec![0; opts.slots],
             stats: RunStats::default(),
             load: LoadStats {
                 mapped_bytes: pages.mapped_bytes,
@@ -262,17 +317,40 @@ impl Model {
     pub fn capacity(&self) -> Capacity {
         self.cap
     }
-    /// Positions in the KV cache.
+    /// Positions in slot 0's KV rows.
     pub fn pos(&self) -> usize {
-        self.pos
+        self.pos[0]
     }
-    /// Start a new sequence.
+    /// Start a new sequence in slot 0.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.pos[0] = 0;
     }
-    /// Drop the cache after position `pos` (keep the first `pos` positions).
+    /// Drop slot 0's cache after position `pos` (keep the first `pos` positions).
     pub fn truncate(&mut self, pos: usize) {
-        self.pos = self.pos.min(pos);
+        self.pos[0] = self.pos[0].min(pos);
+    }
+    /// Sequences held at once.
+    pub fn slots(&self) -> usize {
+        self.pos.len()
+    }
+    /// Positions in slot `slot`'s KV rows (0 for a slot out of range).
+    pub fn seq_pos(&self, slot: usize) -> usize {
+        self.pos.get(slot).copied().unwrap_or(0)
+    }
+    /// Keep the first `pos` positions of slot `slot` (nothing for a slot out of range).
+    pub fn truncate_seq(&mut self, slot: usize, pos: usize) {
+        if let Some(p) = self.pos.get_mut(slot) {
+            *p = (*p).min(pos);
+        }
+    }
+    fn check_slot(&self, slot: usize) -> Result<(), ModelError> {
+        if slot >= self.pos.len() {
+            return Err(ModelError::Slot {
+                slot,
+                slots: self.pos.len(),
+            });
+        }
+        Ok(())
     }
     pub fn set_profile(&mut self, on: bool) {
         if let Machine::Fast(s) = &mut self.machine {
@@ -285,19 +363,13 @@ impl Model {
         std::mem::take(&mut self.stats)
     }
 
-    /// Append `tokens` to the sequence (in chunks of at most `max_tokens`) and return
-    /// the logits `[V]` of the last one.
+    /// Append `tokens` to slot 0's sequence (in chunks of at most `max_tokens`) and
+    /// return the logits `[V]` of the last one.
     pub fn forward(&mut self, tokens: &[u32]) -> Result<&[f32], ModelError> {
-        if tokens.is_empty() {
-            return Err(ModelError::NoTokens);
-        }
-        if self.pos + tokens.len() > self.cap.ctx {
-            return Err(ModelError::ContextFull {
-                pos: self.pos,
-                tokens: tokens.len(),
-                ctx: self.cap.ctx,
-            });
-        }
+        self.forward_seq(0, tokens)
+    }
+
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
         for (index, &id) in tokens.iter().enumerate() {
             if id as usize >= self.cfg.vocab {
                 return Err(ModelError::Token {
@@ -307,40 +379,253 @@ impl Model {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Append `tokens` to slot `slot`'s sequence and return the logits of the last one.
+    pub fn forward_seq(&mut self, slot: usize, tokens: &[u32]) -> Result<&[f32], ModelError> {
+        self.check_slot(slot)?;
+        if tokens.is_empty() {
+            return Err(ModelError::NoTokens);
+        }
+        let pos = self.pos[slot];
+        if pos + tokens.len() > self.cap.ctx {
+            return Err(ModelError::ContextFull {
+                pos,
+                tokens: tokens.len(),
+                ctx: self.cap.ctx,
+            });
+        }
+        self.check_tokens(tokens)?;
         for chunk in tokens.chunks(self.cap.max_tokens) {
-            self.run_chunk(chunk)?;
+            self.run_chunk(slot, chunk)?;
         }
         Ok(&self.logits)
     }
 
-    fn run_chunk(&mut self, chunk: &[u32]) -> Result<(), ModelError> {
+    /// One token for each `(slot, token)` (distinct slots), decoded together: every
+    /// weight is read once for all of them. Returns `batch.len()` rows of `[V]` logits.
+    /// A single entry runs the one-sequence program; larger batches the batched program
+    /// of the next power of two (padding rows decode in a spare KV region).
+    pub fn decode_batch(&mut self, batch: &[(usize, u32)]) -> Result<&[f32], ModelError> {
+        let v = self.cfg.vocab;
+        if batch.is_empty() {
+            return Err(ModelError::NoTokens);
+        }
+        for (i, &(slot, _)) in batch.iter().enumerate() {
+            self.check_slot(slot)?;
+            if batch[..i].iter().any(|&(s, _)| s == slot) {
+                return Err(ModelError::DuplicateSlot(slot));
+            }
+            if self.pos[slot] + 1 > self.cap.ctx {
+                return Err(ModelError::ContextFull {
+                    pos: self.pos[slot],
+                    tokens: 1,
+                    ctx: self.cap.ctx,
+                });
+            }
+        }
+        let toks: Vec<u32> = batch.iter().map(|&(_, t)| t).collect();
+        self.check_tokens(&toks)?;
+        self.batch_logits.clear();
+        let Some(k) = self.batches.iter().position(|&b| b >= batch.len()) else {
+            // One at a time (a model built with one slot, or a single entry).
+            for &(slot, tok) in batch {
+                self.run_chunk(slot, &[tok])?;
+                let l = std::mem::take(&mut self.logits);
+                self.batch_logits.extend_from_slice(&l);
+                self.logits = l;
+            }
+            return Ok(&self.batch_logits);
+        };
+        if batch.len() == 1 {
+            let (slot, tok) = batch[0];
+            self.run_chunk(slot, &[tok])?;
+            self.batch_logits.extend_from_slice(&self.logits);
+            return Ok(&self.batch_logits);
+        }
+        let pb = self.batches[k];
+        let space_err = |e: vtpu_phext::PageError| ModelError::Space(e.to_string());
+        // Padding rows: token 0 at position 0 of the spare region after the last slot.
+        let spare = self.pos.len() * self.cap.ctx;
+        self.ids.clear();
+        self.ids.extend(toks.iter().map(|&id| id as f32));
+        self.ids.resize(pb, 0.0);
+        self.tokens.write_f32(0, &self.ids).map_err(space_err)?;
+        let ctx = self.cap.ctx;
+        let pos = &self.pos;
+        self.args
+            .write(|b| {
+                b[0..4].copy_from_slice(&(pb as i32).to_le_bytes());
+                for i in 0..pb {
+                    let (p, base) = match batch.get(i) {
+                        Some(&(slot, _)) => (pos[slot], slot * ctx),
+                        None => (0, spare),
+                    };
+                    let at = 4 * (4 + 2 * i);
+                    b[at..at + 4].copy_from_slice(&(p as i32).to_le_bytes());
+                    b[at + 4..at + 8].copy_from_slice(&(base as i32).to_le_bytes());
+                }
+            })
+            .map_err(space_err)?;
+        self.run_program(k + 1, pb)?;
+        self.batch_raw.resize(pb * v, 0.0);
+        self.logits_page
+            .read_f32(0, &mut self.batch_raw)
+            .map_err(space_err)?;
+        self.batch_logits.resize(batch.len() * v, 0.0);
+        for c in vocab_chunks(&self.plan) {
+            let w = c.len();
+            for i in 0..batch.len() {
+                let from = pb * c.start + i * w;
+                self.batch_logits[i * v + c.start..i * v + c.end]
+                    .copy_from_slice(&self.batch_raw[from..from + w]);
+            }
+        }
+        for &(slot, _) in batch {
+            self.pos[slot] += 1;
+        }
+        Ok(&self.batch_logits)
+    }
+
+    /// A fingerprint of the model and its KV layout (a snapshot restores only into a
+    /// model with the same one).
+    pub fn fingerprint(&self) -> u64 {
+        let c = &self.cfg;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut mix = |x: u64| {
+            h ^= x;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        };
+        for x in [
+            c.vocab,
+            c.n_layers,
+            c.layer.dim,
+            c.layer.n_heads,
+            c.layer.n_kv_heads,
+            c.layer.head_dim,
+            c.layer.ffn_dim,
+            self.plan.sentrons(),
+        ] {
+            mix(x as u64);
+        }
+        mix(u64::from(self.cap.kv_type == DType::F16));
+        mix(u64::from(c.layer.rope_theta.to_bits()));
+        h
+    }
+
+    /// The KV pages of the model, in a fixed order (layer, part, keys then values).
+    fn kv_pages(&self) -> Result<Vec<Arc<Page>>, ModelError> {
+        let mut out = Vec::new();
+        for lp in &self.plan.layers {
+            for part in lp.parts() {
+                for value in [false, true] {
+                    let c = lc::kv_cache(lp.layer, part.index, value)
+                        .map_err(|e| ModelError::Space(e.to_string()))?;
+                    out.push(page(&self.space, c)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first `n` positions of slot `slot` (its KV rows, every page).
+    pub fn kv_snapshot(&self, slot: usize, n: usize) -> Result<KvSnapshot, ModelError> {
+        self.check_slot(slot)?;
+        if n > self.pos[slot] {
+            return Err(ModelError::Snapshot(format!(
+                "slot {slot} holds {} positions, not {n}",
+                self.pos[slot]
+            )));
+        }
+        let row = self.cfg.layer.head_dim * self.cap.kv_type.bytes_for(1).unwrap_or(4);
+        let from = slot * self.cap.ctx * row;
+        let pages = self
+            .kv_pages()?
+            .iter()
+            .map(|p| p.read(|b| b.get(from..from + n * row).map(<[u8]>::to_vec)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ModelError::Snapshot("a KV page is shorter than its slots".into()))?;
+        Ok(KvSnapshot {
+            pos: n,
+            dtype: self.cap.kv_type,
+            model_fingerprint: self.fingerprint(),
+            pages,
+        })
+    }
+
+    /// Put a snapshot's positions into slot `slot` (which then holds exactly them).
+    pub fn kv_restore(&mut self, slot: usize, s: &KvSnapshot) -> Result<(), ModelError> {
+        self.check_slot(slot)?;
+        if s.model_fingerprint != self.fingerprint() || s.dtype != self.cap.kv_type {
+            return Err(ModelError::Snapshot(
+                "the snapshot is of another model or KV layout".into(),
+            ));
+        }
+        if s.pos > self.cap.ctx {
+            return Err(ModelError::Snapshot(format!(
+                "{} positions do not fit the context of {}",
+                s.pos, self.cap.ctx
+            )));
+        }
+        let row = self.cfg.layer.head_dim * self.cap.kv_type.bytes_for(1).unwrap_or(4);
+        let pages = self.kv_pages()?;
+        if pages.len() != s.pages.len() || s.pages.iter().any(|p| p.len() != s.pos * row) {
+            return Err(ModelError::Snapshot(format!(
+                "{} pages of {} positions expected",
+                pages.len(),
+                s.pos
+            )));
+        }
+        let from = slot * self.cap.ctx * row;
+        for (p, bytes) in pages.iter().zip(&s.pages) {
+            p.write(|b| {
+                if let Some(d) = b.get_mut(from..from + bytes.len()) {
+                    d.copy_from_slice(bytes);
+                }
+            })
+            .map_err(|e| ModelError::Space(e.to_string()))?;
+        }
+        self.pos[slot] = s.pos;
+        Ok(())
+    }
+
+    fn run_chunk(&mut self, slot: usize, chunk: &[u32]) -> Result<(), ModelError> {
         let space_err = |e: vtpu_phext::PageError| ModelError::Space(e.to_string());
         let t = chunk.len();
         self.ids.clear();
         // Ids are exact in f32 (the vocabulary is capped far below 2^24).
         self.ids.extend(chunk.iter().map(|&id| id as f32));
         self.tokens.write_f32(0, &self.ids).map_err(space_err)?;
-        let pos = self.pos;
+        let pos = self.pos[slot];
+        let base = slot * self.cap.ctx;
         self.args
             .write(|b| {
                 b[0..4].copy_from_slice(&(t as i32).to_le_bytes());
                 b[4..8].copy_from_slice(&(pos as i32).to_le_bytes());
+                b[8..12].copy_from_slice(&(base as i32).to_le_bytes());
             })
             .map_err(space_err)?;
-        let (counters, host_ns, profile) = match &mut self.machine {
-            Machine::Fast(s) => {
-                let r = s.run()?;
-                (r.counters, r.host_wall_ns, r.profile)
-            }
-            Machine::Reference(cfg) => {
-                let r = vtpu_runtime::run(&self.program, &self.space, cfg)?;
-                (r.counters, r.host_wall_ns, None)
-            }
-        };
+        self.run_program(0, t)?;
         self.logits_page
             .read_f32(0, &mut self.logits)
             .map_err(space_err)?;
-        self.pos += t;
+        self.pos[slot] += t;
+        Ok(())
+    }
+
+    /// Run program `k` (`t` tokens) and add its counters to the stats.
+    fn run_program(&mut self, k: usize, t: usize) -> Result<(), ModelError> {
+        let (counters, host_ns, profile) = match &mut self.machine {
+            Machine::Fast(s) => {
+                let r = s.run_program(k)?;
+                (r.counters, r.host_wall_ns, r.profile)
+            }
+            Machine::Reference(cfg) => {
+                let r = vtpu_runtime::run(&self.programs[k], &self.space, cfg)?;
+                (r.counters, r.host_wall_ns, None)
+            }
+        };
         let st = &mut self.stats;
         st.calls += 1;
         st.tokens += t as u64;
@@ -362,4 +647,14 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Positions of one slot's KV cache, copied out of phext space (one byte vector per KV
+/// page, in the model's page order, `pos` rows each).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KvSnapshot {
+    pub pos: usize,
+    pub dtype: DType,
+    pub model_fingerprint: u64,
+    pub pages: Vec<Vec<u8>>,
 }
