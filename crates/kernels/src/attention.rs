@@ -135,6 +135,16 @@ fn dot_f32(x: &[f32], y: &[f32]) -> f32 {
     sumf
 }
 
+/// The shape of an attention call: `rows` query rows of `hd` elements (`per` rows per
+/// token: the query heads of one kv head), over an `s`-key cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnShape {
+    pub rows: usize,
+    pub hd: usize,
+    pub s: usize,
+    pub per: usize,
+}
+
 /// Why an attention call was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttnShapeError {
@@ -184,15 +194,13 @@ pub fn check_shapes(
     q: usize,
     k: &KvRows<'_>,
     v: &KvRows<'_>,
-    rows: usize,
-    hd: usize,
-    s: usize,
-    per: usize,
+    shape: AttnShape,
 ) -> Result<(), AttnShapeError> {
+    let AttnShape { rows, hd, s, per } = shape;
     if hd == 0 || hd > MAX_HEAD_DIM {
         return Err(AttnShapeError::HeadDim(hd));
     }
-    if per == 0 || rows % per != 0 {
+    if per == 0 || !rows.is_multiple_of(per) {
         return Err(AttnShapeError::Per { rows, per });
     }
     if rows / per > s {
@@ -225,12 +233,10 @@ pub fn attention_scalar(
     q: &[f32],
     k: KvRows<'_>,
     v: KvRows<'_>,
-    rows: usize,
-    hd: usize,
-    s: usize,
-    per: usize,
+    shape: AttnShape,
 ) -> Result<(), AttnShapeError> {
-    check_shapes(out.len(), q.len(), &k, &v, rows, hd, s, per)?;
+    check_shapes(out.len(), q.len(), &k, &v, shape)?;
+    let AttnShape { rows, hd, s, per } = shape;
     let scale = attention_scale(hd);
     for r in 0..rows {
         let vis = visible_keys(r, rows, per, s);
@@ -308,26 +314,23 @@ pub fn attention(
     q: &[f32],
     k: KvRows<'_>,
     v: KvRows<'_>,
-    rows: usize,
-    hd: usize,
-    s: usize,
-    per: usize,
+    shape: AttnShape,
     simd: bool,
 ) -> Result<(), AttnShapeError> {
-    check_shapes(out.len(), q.len(), &k, &v, rows, hd, s, per)?;
+    check_shapes(out.len(), q.len(), &k, &v, shape)?;
     #[cfg(target_arch = "x86_64")]
-    if simd && hd % 64 == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+    if simd && shape.hd.is_multiple_of(64) && std::arch::is_x86_feature_detected!("avx512f") {
         // SAFETY: avx512f was just detected; every slice length was checked above.
-        unsafe { avx512::attention(out, q, k, v, rows, hd, s, per) };
+        unsafe { avx512::attention(out, q, k, v, shape) };
         return Ok(());
     }
     let _ = simd;
-    attention_scalar(out, q, k, v, rows, hd, s, per)
+    attention_scalar(out, q, k, v, shape)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{attention_scale, visible_keys, KvRows, MAX_HEAD_DIM};
+    use super::{attention_scale, visible_keys, AttnShape, KvRows, MAX_HEAD_DIM};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -359,11 +362,9 @@ mod avx512 {
         q: &[f32],
         k: KvRows<'_>,
         v: KvRows<'_>,
-        rows: usize,
-        hd: usize,
-        s: usize,
-        per: usize,
+        shape: AttnShape,
     ) {
+        let AttnShape { rows, hd, s, per } = shape;
         let scale = attention_scale(hd);
         let steps = hd / 64;
         for r in 0..rows {
@@ -539,8 +540,8 @@ mod tests {
         };
         let mut a = vec![0f32; rows * hd];
         let mut b = vec![0f32; rows * hd];
-        attention_scalar(&mut a, &q, kr, vr, rows, hd, s, per).unwrap();
-        attention(&mut b, &q, kr, vr, rows, hd, s, per, true).unwrap();
+        attention_scalar(&mut a, &q, kr, vr, AttnShape { rows, hd, s, per }).unwrap();
+        attention(&mut b, &q, kr, vr, AttnShape { rows, hd, s, per }, true).unwrap();
         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
             assert_eq!(x.to_bits(), y.to_bits(), "element {i}: scalar {x} simd {y}");
         }
@@ -584,29 +585,102 @@ mod tests {
         let k = vec![0f32; 64];
         let mut o = vec![0f32; 64];
         let kr = KvRows::F32(&k);
-        assert!(attention(&mut o, &q, kr, kr, 1, 64, 1, 1, true).is_ok());
+        assert!(attention(
+            &mut o,
+            &q,
+            kr,
+            kr,
+            AttnShape {
+                rows: 1,
+                hd: 64,
+                s: 1,
+                per: 1
+            },
+            true
+        )
+        .is_ok());
         assert_eq!(
-            attention(&mut o, &q, kr, kr, 1, 64, 1, 0, true),
+            attention(
+                &mut o,
+                &q,
+                kr,
+                kr,
+                AttnShape {
+                    rows: 1,
+                    hd: 64,
+                    s: 1,
+                    per: 0
+                },
+                true
+            ),
             Err(AttnShapeError::Per { rows: 1, per: 0 })
         );
         assert_eq!(
-            attention(&mut o, &q, kr, kr, 1, 0, 1, 1, true),
+            attention(
+                &mut o,
+                &q,
+                kr,
+                kr,
+                AttnShape {
+                    rows: 1,
+                    hd: 0,
+                    s: 1,
+                    per: 1
+                },
+                true
+            ),
             Err(AttnShapeError::HeadDim(0))
         );
         assert!(matches!(
-            attention(&mut o, &q, kr, kr, 1, 64, 2, 1, true),
+            attention(
+                &mut o,
+                &q,
+                kr,
+                kr,
+                AttnShape {
+                    rows: 1,
+                    hd: 64,
+                    s: 2,
+                    per: 1
+                },
+                true
+            ),
             Err(AttnShapeError::Len { .. })
         ));
         let k16 = vec![f16::ZERO; 64];
         assert_eq!(
-            attention(&mut o, &q, kr, KvRows::F16(&k16), 1, 64, 1, 1, true),
+            attention(
+                &mut o,
+                &q,
+                kr,
+                KvRows::F16(&k16),
+                AttnShape {
+                    rows: 1,
+                    hd: 64,
+                    s: 1,
+                    per: 1
+                },
+                true
+            ),
             Err(AttnShapeError::MixedTypes)
         );
         // Two query tokens, one key: token 0 would see none.
         let q2 = vec![0f32; 128];
         let mut o2 = vec![0f32; 128];
         assert_eq!(
-            attention(&mut o2, &q2, kr, kr, 2, 64, 1, 1, true),
+            attention(
+                &mut o2,
+                &q2,
+                kr,
+                kr,
+                AttnShape {
+                    rows: 2,
+                    hd: 64,
+                    s: 1,
+                    per: 1
+                },
+                true
+            ),
             Err(AttnShapeError::Tokens { tokens: 2, s: 1 })
         );
     }

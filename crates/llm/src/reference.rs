@@ -245,17 +245,19 @@ pub fn layer_forward_f64(
                 let (k16, v16) = (f16s(keys), f16s(values));
                 let q32: Vec<f32> = q_h.iter().map(|&v| v as f32).collect();
                 let mut o32 = vec![0f32; hd];
-                use vtpu_kernels::attention::{attention_scalar, KvRows};
+                use vtpu_kernels::attention::{attention_scalar, AttnShape, KvRows};
                 // Shapes hold by construction (one query row over `visible` keys).
                 if attention_scalar(
                     &mut o32,
                     &q32,
                     KvRows::F16(&k16),
                     KvRows::F16(&v16),
-                    1,
-                    hd,
-                    visible,
-                    1,
+                    AttnShape {
+                        rows: 1,
+                        hd,
+                        s: visible,
+                        per: 1,
+                    },
                 )
                 .is_ok()
                 {

@@ -134,7 +134,19 @@ impl<T: Transport> FastSentron<'_, T> {
                     let (q, _, _) = self.f32_tile(a)?;
                     let (tb, tc) = (&self.regs.t[b as usize], &self.regs.t[c as usize]);
                     spec::with_kv(tb, tc, |kr, vr| {
-                        k::attention::attention(&mut out, q, kr, vr, n, h, s, per, simd)
+                        k::attention::attention(
+                            &mut out,
+                            q,
+                            kr,
+                            vr,
+                            k::attention::AttnShape {
+                                rows: n,
+                                hd: h,
+                                s,
+                                per,
+                            },
+                            simd,
+                        )
                     })
                 };
                 match r {

@@ -123,15 +123,20 @@ pub(super) fn exec_d(r: &mut Regs, op: &Op) -> R<u64> {
                 tb.rows as usize,
                 op.imm_i64() as usize,
             );
+            let shape = vtpu_kernels::attention::AttnShape {
+                rows: n,
+                hd: h,
+                s,
+                per,
+            };
             spec::with_kv(tb, tc, |k, v| {
-                vtpu_kernels::attention::attention_scalar(&mut out, q, k, v, n, h, s, per)
+                vtpu_kernels::attention::attention_scalar(&mut out, q, k, v, shape)
             })
             .ok_or(())
             .and_then(|r| r.map_err(|_| ()))
             .map_err(|_| {
                 let e = spec::with_kv(tb, tc, |k, v| {
-                    vtpu_kernels::attention::check_shapes(n * h, q.len(), &k, &v, n, h, s, per)
-                        .err()
+                    vtpu_kernels::attention::check_shapes(n * h, q.len(), &k, &v, shape).err()
                 })
                 .flatten();
                 (spec::attn_error(b, c, e), None)
