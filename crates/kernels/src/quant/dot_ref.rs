@@ -20,6 +20,11 @@
 //!     `summs += dmin * sum`; we assume the compiler contracts it to an FMA, as GCC and
 //!     Clang do by default with `-mfma`).
 //!
+//! - Q4_0 is the exception: llama.cpp repacks Q4_0 rows (8 interleaved, `q4_0_8x8`, on
+//!   every AVX2 CPU, which its default `use_extra_bufts` turns on), and those kernels
+//!   keep one f32 chain per output: per block `acc = fma((f32) sum q a, d_w d_a, acc)`,
+//!   the block's whole integer sum, no final tree. vtpu computes Q4_0 that way.
+//!
 //! The SIMD kernels (`gemm.rs`) produce the same integers by other instruction
 //! sequences and then perform these same f32 operations in the same order, so every
 //! level gives the same bits (tested).
@@ -142,6 +147,7 @@ pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
     match qtype {
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => {
             let mut summs = 0f32;
+            let mut chain = 0f32;
             for (blk, b) in w.chunks_exact(qtype.block_bytes()).enumerate() {
                 let (q, dw, mw) = block32(qtype, b);
                 let aq = &a.qs[blk * QK..(blk + 1) * QK];
@@ -149,12 +155,19 @@ pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
                 for (e, (&q, &x)) in q.iter().zip(aq).enumerate() {
                     lanes[e / 4] += q * x as i32;
                 }
+                if qtype == Q4_0 {
+                    let t = lanes.iter().sum::<i32>() as f32;
+                    chain = t.mul_add(dw * a.d[blk], chain);
+                    continue;
+                }
                 fma8(&mut acc, dw * a.d[blk], &lanes);
                 if matches!(qtype, Q4_1 | Q5_1) {
                     summs = mw.mul_add(a.s[blk], summs);
                 }
             }
-            if matches!(qtype, Q4_1 | Q5_1) {
+            if qtype == Q4_0 {
+                chain
+            } else if matches!(qtype, Q4_1 | Q5_1) {
                 hsum8(&acc) + summs
             } else {
                 hsum8(&acc)

@@ -192,6 +192,14 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
+/// The sum of 8 i32 lanes (exact: a block's products sum far below 2^31).
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    let s4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<1>(s2)))
+}
+
 /// The `hsum_float_8` tree of `dot_ref::hsum8`.
 #[inline(always)]
 unsafe fn hsum8(v: __m256) -> f32 {
@@ -283,6 +291,9 @@ trait Fmt32 {
     const BYTES: usize;
     /// Has a min (`x = d q + m`, the `m * s` term): Q4_1, Q5_1.
     const HAS_MIN: bool;
+    /// One f32 chain per output over the blocks' whole integer sums (llama.cpp's
+    /// repacked Q4_0 kernels, see `dot_ref.rs`), instead of eight lanes and a final sum.
+    const SINGLE_CHAIN: bool = false;
     /// The tile kernel for this format with [`Dot`] `D`.
     type Kernel<D: Dot>: Tile;
 }
@@ -321,10 +332,11 @@ struct Q8_0;
 /// Declares a 32-element format: bytes, whether it has a min, its quant loader (an
 /// unsigned vector `u`, at most 31) and its offset (subtracted through `act_corr`).
 macro_rules! unsigned32 {
-    ($t:ident, $bytes:expr, $min:expr, $offset:expr, |$blk:ident| $load:expr) => {
+    ($t:ident, $bytes:expr, $min:expr, $offset:expr, $single:expr, |$blk:ident| $load:expr) => {
         impl Fmt32 for $t {
             const BYTES: usize = $bytes;
             const HAS_MIN: bool = $min;
+            const SINGLE_CHAIN: bool = $single;
             type Kernel<D: Dot> = Tile32<D, $t>;
         }
         impl<D: Dot> Quants32<D> for $t {
@@ -350,13 +362,13 @@ macro_rules! unsigned32 {
 }
 
 // Layouts: see `blocks.rs`.
-unsigned32!(Q4_0, 18, false, 8, |b| nibbles(b.add(2)));
-unsigned32!(Q4_1, 20, true, 0, |b| nibbles(b.add(4)));
-unsigned32!(Q5_0, 22, false, 16, |b| _mm256_or_si256(
+unsigned32!(Q4_0, 18, false, 8, true, |b| nibbles(b.add(2)));
+unsigned32!(Q4_1, 20, true, 0, false, |b| nibbles(b.add(4)));
+unsigned32!(Q5_0, 22, false, 16, false, |b| _mm256_or_si256(
     nibbles(b.add(6)),
     fifth_bits(b.add(2))
 ));
-unsigned32!(Q5_1, 24, true, 0, |b| _mm256_or_si256(
+unsigned32!(Q5_1, 24, true, 0, false, |b| _mm256_or_si256(
     nibbles(b.add(8)),
     fifth_bits(b.add(4))
 ));
@@ -392,6 +404,7 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
         let (k, nb) = (a.k, a.k / QK);
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         let mut summs = [[0f32; NR]; MR];
+        let mut chain = [[0f32; NR]; MR];
         let aq = a.act.qs.as_ptr();
         let ad = a.act.d.as_ptr();
         let asum = a.act.s.as_ptr();
@@ -416,6 +429,14 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
                 let mw = if F::HAS_MIN { f16_at(blk.add(2)) } else { 0.0 };
                 for i in 0..MR {
                     let isum = F::dot(wq, av[i], corr[i]);
+                    if F::SINGLE_CHAIN {
+                        // The block's whole sum (exact in i32 and in f32) times
+                        // d_w d_a, one FMA per block on one chain.
+                        let t = hsum_epi32(isum) as f32;
+                        let d = _mm256_cvtss_f32(dw) * *ad.add((i0 + i) * nb + b);
+                        chain[i][r] = t.mul_add(d, chain[i][r]);
+                        continue;
+                    }
                     // f16 x f16: exact, as the scalar spec's `dw * da`.
                     let d = _mm256_mul_ps(dw, da[i]);
                     acc[i][r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc[i][r]);
@@ -428,7 +449,11 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
         }
         for i in 0..MR {
             for r in 0..NR {
-                let mut v = hsum8(acc[i][r]);
+                let mut v = if F::SINGLE_CHAIN {
+                    chain[i][r]
+                } else {
+                    hsum8(acc[i][r])
+                };
                 if F::HAS_MIN {
                     v += summs[i][r];
                 }
