@@ -20,10 +20,13 @@
 //!     `summs += dmin * sum`; we assume the compiler contracts it to an FMA, as GCC and
 //!     Clang do by default with `-mfma`).
 //!
-//! - Q4_0 is the exception: llama.cpp repacks Q4_0 rows (8 interleaved, `q4_0_8x8`, on
-//!   every AVX2 CPU, which its default `use_extra_bufts` turns on), and those kernels
-//!   keep one f32 chain per output: per block `acc = fma((f32) sum q a, d_w d_a, acc)`,
-//!   the block's whole integer sum, no final tree. vtpu computes Q4_0 that way.
+//! - Q4_0 and Q4_K are the exceptions: llama.cpp repacks their rows (8 interleaved,
+//!   `q4_0_8x8` / `q4_K_8x8`, on every AVX2 CPU, which its default `use_extra_bufts`
+//!   turns on), and those kernels keep one f32 chain per output: per block
+//!   `acc = fma((f32) sum q a, d_w d_a, acc)` with the block's whole integer sum (for
+//!   Q4_K the sub-block scales inside it), and for Q4_K a second chain
+//!   `accm = fma((f32) sum_s m_s S_s, dmin_w d_a, accm)`, the result `acc - accm`; no
+//!   final tree. vtpu computes Q4_0 and Q4_K that way.
 //!
 //! The SIMD kernels (`gemm.rs`) produce the same integers by other instruction
 //! sequences and then perform these same f32 operations in the same order, so every
@@ -142,7 +145,15 @@ fn superblock(qtype: QuantType, b: &[u8]) -> ([i32; QK_K], [i32; QK_K]) {
 
 /// The dot product of one weight row (`w`, whole blocks of `qtype`) with one quantized
 /// activation row of the matching `vec_dot_type`.
+#[cfg(test)]
 pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
+    vec_dot_in(qtype, w, a, false)
+}
+
+/// [`vec_dot`] for a row of a full group of 4 activation rows of a matmul (`grouped`):
+/// llama.cpp's repacked Q4_K GEMM (`ggml_gemm_q4_K_8x8_q8_K`, AVX-512) updates its
+/// chains once per 64 elements instead of once per 256; everything else is the same.
+pub(crate) fn vec_dot_in(qtype: QuantType, w: &[u8], a: &ActRow<'_>, grouped: bool) -> f32 {
     let mut acc = [0f32; 8];
     match qtype {
         Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => {
@@ -174,18 +185,47 @@ pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
             }
         }
         Q4K | Q5K | Q6K => {
-            let mut accm = [0f32; 4];
+            let (mut chain, mut chain_min) = (0f32, 0f32);
             let mut summs = 0f32;
             for (blk, b) in w.chunks_exact(qtype.block_bytes()).enumerate() {
                 let (q, sc) = superblock(qtype, b);
                 let aq = &a.qs[blk * QK_K..(blk + 1) * QK_K];
                 let mut lanes = [0i32; 8];
-                for e in 0..QK_K {
-                    lanes[(e % 32) / 4] += sc[e] * q[e] * aq[e] as i32;
+                if qtype == Q6K {
+                    // ggml's AVX2 Q6_K: the unsigned 6-bit quants in the lanes, then the
+                    // offset 32 removed per lane as `32 (sc_2l S_2l + sc_2l+1 S_2l+1)`
+                    // with S_k the activation sum of elements 16k..16k+16 (its `q8sclsub`):
+                    // the same total, spread over the lanes differently.
+                    for e in 0..QK_K {
+                        lanes[(e % 32) / 4] += sc[e] * (q[e] + 32) * aq[e] as i32;
+                    }
+                    let bs = &a.bsums[blk * 16..(blk + 1) * 16];
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        let (s0, s1) = (sc[16 * (2 * l)], sc[16 * (2 * l + 1)]);
+                        *lane -= 32 * (s0 * bs[2 * l] as i32 + s1 * bs[2 * l + 1] as i32);
+                    }
+                } else {
+                    for e in 0..QK_K {
+                        lanes[(e % 32) / 4] += sc[e] * q[e] * aq[e] as i32;
+                    }
                 }
                 let ad = a.d[blk];
                 let dw = f16_at(b, if qtype == Q6K { 208 } else { 0 });
-                fma8(&mut acc, ad * dw, &lanes);
+                if qtype == Q4K && grouped {
+                    // Per 64 elements (chunks 2p, 2p + 1): their lanes are not split out
+                    // above, so sum them here.
+                    for p in 0..4 {
+                        let t: i32 = (64 * p..64 * (p + 1))
+                            .map(|e| sc[e] * q[e] * aq[e] as i32)
+                            .sum();
+                        chain = (t as f32).mul_add(dw * ad, chain);
+                    }
+                } else if qtype == Q4K {
+                    let t = lanes.iter().sum::<i32>() as f32;
+                    chain = t.mul_add(dw * ad, chain);
+                } else {
+                    fma8(&mut acc, ad * dw, &lanes);
+                }
                 if qtype == Q6K {
                     continue;
                 }
@@ -200,16 +240,19 @@ pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
                         })
                         .sum()
                 });
-                if qtype == Q4K {
-                    for (am, &p) in accm.iter_mut().zip(&prod) {
-                        *am = dmin.mul_add(p as f32, *am);
+                if qtype == Q4K && grouped {
+                    for &p in &prod {
+                        chain_min = (p as f32).mul_add(f16_at(b, 2) * ad, chain_min);
                     }
+                } else if qtype == Q4K {
+                    let t = prod.iter().sum::<i32>() as f32;
+                    chain_min = t.mul_add(f16_at(b, 2) * ad, chain_min);
                 } else {
                     summs = dmin.mul_add(prod.iter().sum::<i32>() as f32, summs);
                 }
             }
             match qtype {
-                Q4K => hsum8(&acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3])),
+                Q4K => chain - chain_min,
                 Q5K => hsum8(&acc) + summs,
                 _ => hsum8(&acc),
             }
@@ -233,10 +276,13 @@ pub(crate) fn matmul(
     let Some(row_bytes) = qtype.row_bytes(k) else {
         return;
     };
+    // Rows in full groups of 4 of a call of several rows, as llama.cpp's repacked GEMM
+    // takes them (the rest, and single rows, as its GEMV).
+    let grouped = if m > 1 { m / 4 * 4 } else { 0 };
     for i in 0..m {
         let a = act.row(i);
         for (j, wr) in w.chunks_exact(row_bytes).take(nw).enumerate() {
-            c[i * nw + j] += vec_dot(qtype, wr, &a);
+            c[i * nw + j] += vec_dot_in(qtype, wr, &a, i < grouped);
         }
     }
 }

@@ -469,8 +469,9 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
 /// How a k-quant adds its mins (see `dot_ref.rs`).
 #[derive(PartialEq, Eq)]
 enum Mins {
-    /// Q4_K: four f32 lanes, `fma(dmin, m . S, accm)`.
-    Lanes4,
+    /// Q4_K (llama.cpp's repacked kernels): one chain of `fma(m . S, dmin_w d_a, accm)`
+    /// subtracted at the end, next to one chain of the whole integer sums.
+    Chains,
     /// Q5_K: one f32, `fma(dmin, sum(m . S), summs)`.
     Scalar,
     /// Q6_K: symmetric (offset 32 removed per lane instead).
@@ -487,6 +488,10 @@ trait FmtK {
     unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]);
     /// The 8 mins as i16 (Q4_K, Q5_K).
     unsafe fn mins(_blk: *const u8) -> __m128i {
+        _mm_setzero_si128()
+    }
+    /// The 16 i8 sub-block scales (Q6_K).
+    unsafe fn scales16(_blk: *const u8) -> __m128i {
         _mm_setzero_si128()
     }
 }
@@ -540,7 +545,7 @@ unsafe fn k4_scales(blk: *const u8, sc: &mut [__m256i; 8]) {
 impl FmtK for Q4K {
     const BYTES: usize = 144;
     const D_AT: usize = 0;
-    const MINS: Mins = Mins::Lanes4;
+    const MINS: Mins = Mins::Chains;
     #[inline(always)]
     unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) {
         let m4 = _mm256_set1_epi8(0x0f);
@@ -596,6 +601,10 @@ impl FmtK for Q6K {
     const D_AT: usize = 208;
     const MINS: Mins = Mins::None;
     #[inline(always)]
+    unsafe fn scales16(blk: *const u8) -> __m128i {
+        _mm_loadu_si128(blk.add(192) as *const __m128i)
+    }
+    #[inline(always)]
     unsafe fn unpack(blk: *const u8, q: &mut [__m256i; 8], sc: &mut [__m256i; 8]) {
         let (m4, m3) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
         for h in 0..2 {
@@ -647,7 +656,8 @@ impl<D: Dot, F: FmtK> Tile for KTile<D, F> {
     unsafe fn tile<const MR: usize, const NR: usize>(a: &Args<'_>, i0: usize, j0: usize) {
         let (k, nsb) = (a.k, a.k / QK_K);
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-        let mut accm = [[_mm_setzero_ps(); NR]; MR];
+        let mut chain = [[0f32; NR]; MR];
+        let mut chain_min = [[0f32; NR]; MR];
         let mut summs = [[0f32; NR]; MR];
         let aq = a.act.qs.as_ptr();
         let ad = a.act.d.as_ptr();
@@ -658,19 +668,16 @@ impl<D: Dot, F: FmtK> Tile for KTile<D, F> {
             if MR == 1 {
                 pf.upto((sb + 1) * NR * F::BYTES);
             }
-            // Per activation row: Q6_K's `32 * a` pair sums (its offset, removed per pair
-            // as ggml does), or the sub-block sums S_s = bsums[2s] + bsums[2s + 1].
-            let mut off32 = [[_mm256_setzero_si256(); 8]; MR];
+            // Per activation row: Q6_K's 16 sums of 16 activations (its offset 32 is
+            // removed per lane as ggml's AVX2 kernel does, see `dot_ref.rs`), or the
+            // sub-block sums S_s = bsums[2s] + bsums[2s + 1].
+            let mut bs16 = [_mm256_setzero_si256(); MR];
             let mut s16 = [_mm_setzero_si128(); MR];
             for i in 0..MR {
-                let ap = aq.add((i0 + i) * k + sb * QK_K);
+                let bs = bsums.add(((i0 + i) * nsb + sb) * 16) as *const __m128i;
                 if F::MINS == Mins::None {
-                    for c in 0..8 {
-                        let av = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
-                        off32[i][c] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), av);
-                    }
+                    bs16[i] = _mm256_loadu_si256(bs as *const __m256i);
                 } else {
-                    let bs = bsums.add(((i0 + i) * nsb + sb) * 16) as *const __m128i;
                     s16[i] = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
                 }
             }
@@ -685,27 +692,57 @@ impl<D: Dot, F: FmtK> Tile for KTile<D, F> {
                 };
                 for i in 0..MR {
                     let ap = aq.add((i0 + i) * k + sb * QK_K);
+                    let dact = *ad.add((i0 + i) * nsb + sb);
+                    if F::MINS == Mins::Chains && MR == 4 {
+                        // A full group of 4 rows: llama.cpp's repacked GEMM updates its
+                        // chains once per 64 elements (see `dot_ref::vec_dot_in`).
+                        let prod = _mm_madd_epi16(mins, s16[i]);
+                        let mut pm = [0i32; 4];
+                        _mm_storeu_si128(pm.as_mut_ptr() as *mut __m128i, prod);
+                        for p in 0..4 {
+                            let mut sp = _mm256_setzero_si256();
+                            for c in 2 * p..2 * p + 2 {
+                                let av = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
+                                sp = D::madd(sp, sc[c], _mm256_maddubs_epi16(q[c], av));
+                            }
+                            let t = hsum_epi32(sp) as f32;
+                            chain[i][r] = t.mul_add(dw * dact, chain[i][r]);
+                        }
+                        for &m in &pm {
+                            chain_min[i][r] = (m as f32).mul_add(dminw * dact, chain_min[i][r]);
+                        }
+                        continue;
+                    }
                     let mut sumi = _mm256_setzero_si256();
                     for c in 0..8 {
                         let av = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
-                        let mut p = _mm256_maddubs_epi16(q[c], av);
-                        if F::MINS == Mins::None {
-                            p = _mm256_sub_epi16(p, off32[i][c]);
-                        }
+                        let p = _mm256_maddubs_epi16(q[c], av);
                         sumi = D::madd(sumi, sc[c], p);
                     }
-                    let dact = *ad.add((i0 + i) * nsb + sb);
-                    acc[i][r] = _mm256_fmadd_ps(
-                        _mm256_set1_ps(dact * dw),
-                        _mm256_cvtepi32_ps(sumi),
-                        acc[i][r],
-                    );
+                    if F::MINS == Mins::None {
+                        // q8sclsub: 32 (sc_2l S_2l + sc_2l+1 S_2l+1) per lane l.
+                        let sc16 = _mm256_cvtepi8_epi16(F::scales16(blk));
+                        let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs16[i], sc16));
+                        sumi = _mm256_sub_epi32(sumi, sub);
+                    }
+                    if F::MINS == Mins::Chains {
+                        let t = hsum_epi32(sumi) as f32;
+                        chain[i][r] = t.mul_add(dw * dact, chain[i][r]);
+                    } else {
+                        acc[i][r] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(dact * dw),
+                            _mm256_cvtepi32_ps(sumi),
+                            acc[i][r],
+                        );
+                    }
                     if F::MINS != Mins::None {
                         let dmin = -dact * dminw;
                         let prod = _mm_madd_epi16(mins, s16[i]);
-                        if F::MINS == Mins::Lanes4 {
-                            accm[i][r] =
-                                _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), accm[i][r]);
+                        if F::MINS == Mins::Chains {
+                            let s2 = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+                            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2));
+                            let t = _mm_cvtsi128_si32(s1) as f32;
+                            chain_min[i][r] = t.mul_add(dminw * dact, chain_min[i][r]);
                         } else {
                             let s2 = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
                             let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2));
@@ -718,16 +755,11 @@ impl<D: Dot, F: FmtK> Tile for KTile<D, F> {
         }
         for i in 0..MR {
             for r in 0..NR {
-                let mut v = hsum8(acc[i][r]);
-                match F::MINS {
-                    Mins::Lanes4 => {
-                        let m = accm[i][r];
-                        let m2 = _mm_add_ps(m, _mm_movehl_ps(m, m));
-                        v += _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-                    }
-                    Mins::Scalar => v += summs[i][r],
-                    Mins::None => {}
-                }
+                let v = match F::MINS {
+                    Mins::Chains => chain[i][r] - chain_min[i][r],
+                    Mins::Scalar => hsum8(acc[i][r]) + summs[i][r],
+                    Mins::None => hsum8(acc[i][r]),
+                };
                 *a.c.add((i0 + i) * a.nw + j0 + r) += v;
             }
         }
