@@ -28,9 +28,13 @@ if [[ ! -f "$NPMDIR/node_modules/playwright-core/package.json" ]] ||
     mkdir -p "$NPMDIR"
     (cd "$NPMDIR" && npm install --silent --no-audit --no-fund "playwright-core@$PW_VERSION" >/dev/null)
 fi
-cargo build --quiet --bin vtpu
+# VTPU=path/to/vtpu uses that binary (e.g. the release build) instead of building one.
+if [[ -z "${VTPU:-}" ]]; then
+    cargo build --quiet --bin vtpu
+    VTPU=target/debug/vtpu
+fi
 LOG=$(mktemp)
-target/debug/vtpu serve -m "$MODEL" --port 0 --ctx 2048 2>"$LOG" &
+"$VTPU" serve -m "$MODEL" --port 0 --ctx 2048 2>"$LOG" &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null || true; rm -f "$LOG"' EXIT
 for _ in $(seq 1 600); do

@@ -17,5 +17,9 @@ if [[ ! -x "$VENV/bin/python" || ! -f "$STAMP" || "$(cat "$STAMP")" != "$REQ" ]]
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$REQ"
     echo "$REQ" > "$STAMP"
 fi
-cargo build --quiet --bin vtpu
-exec "$VENV/bin/python" scripts/serve_openai_test.py --vtpu target/debug/vtpu --model "${1:-testdata/models/qwen3-tiny.gguf}"
+# VTPU=path/to/vtpu uses that binary (e.g. the release build) instead of building one.
+if [[ -z "${VTPU:-}" ]]; then
+    cargo build --quiet --bin vtpu
+    VTPU=target/debug/vtpu
+fi
+exec "$VENV/bin/python" scripts/serve_openai_test.py --vtpu "$VTPU" --model "${1:-testdata/models/qwen3-tiny.gguf}"

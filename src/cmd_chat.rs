@@ -231,7 +231,7 @@ fn resume(engine: &mut ModelEngine, chat: &mut Chat, path: &std::path::Path) -> 
             if recomputed == 0 {
                 "KV pages restored, nothing recomputed".to_string()
             } else {
-                format!("{recomputed} tokens recomputed: this model cannot restore KV pages yet")
+                format!("{recomputed} tokens recomputed")
             }
         );
         chat.fed = e.tokens;

@@ -2,14 +2,12 @@
 //! each with its own KV cache, prefilled one at a time and decoded together.
 //!
 //! [`Engine`] is that contract. [`ModelEngine`] implements it on
-//! [`vtpu_llm::model::Model`]. Today's `Model` holds one sequence, so `ModelEngine`
-//! offers one slot: requests take turns (the issue allows it until batched decoding
-//! lands), a KV snapshot is read from the model's KV pages in phext space, and a
-//! restore recomputes the snapshot's tokens (the model has no way to set its position
-//! from outside); [`Engine::restore`] reports how many tokens it recomputed, so the
-//! `prompt_n` a response reports stays honest. When `Model` gains the multi-sequence
-//! API (`forward_seq`, `decode_batch`, `kv_snapshot`, `kv_restore`), only this file
-//! changes.
+//! [`vtpu_llm::model::Model`] loaded with `--parallel` slots: each slot has KV rows of
+//! its own, `decode` runs every active sequence in one `decode_batch` call, and a
+//! snapshot / restore copies KV rows out of and into phext space, so a restore
+//! computes nothing ([`Engine::restore`] returns 0 and [`Engine::can_restore`] is
+//! true; the count stays in the contract for engines that would have to recompute,
+//! so the `prompt_n` a response reports stays honest).
 //!
 //! Everything here runs on the engine thread, never in an async task: a model call
 //! signals the pinned sentron threads and sleeps until they finish.
@@ -33,8 +31,8 @@ pub enum EngineError {
 }
 
 /// The KV cache of the first `pos` positions of one sequence: one byte vector per KV
-/// page (in the model's page order), `pos` rows each. The same shape as
-/// `vtpu_llm::model::KvSnapshot` will have.
+/// page (in the model's page order), `pos` rows each (the fields of
+/// `vtpu_llm::model::KvSnapshot`).
 #[derive(Clone, Debug)]
 pub struct KvSnap {
     pub pos: usize,
