@@ -446,8 +446,13 @@ pub fn group_text(mask: u64) -> String {
 }
 
 /// Combine contributions in sentron order (deterministic, so every executor agrees
-/// bit for bit).
-fn combine(kind: CollKind, contributions: &[Option<CollTile>]) -> Result<Option<CollTile>, String> {
+/// bit for bit). `contributions[i]` is sentron i's tile (None: not a member, or no tile).
+/// Public so that other transports (the MPI one in `crates/mpi`) combine with exactly
+/// this code and so produce the same bits.
+pub fn combine(
+    kind: CollKind,
+    contributions: &[Option<CollTile>],
+) -> Result<Option<CollTile>, String> {
     match kind {
         CollKind::Barrier => Ok(None),
         CollKind::Cast(root) => contributions
