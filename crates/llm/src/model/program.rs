@@ -9,7 +9,7 @@
 //! ```text
 //! ids = tokens[0..T]                      [T, 1]   (SGATHERV of the token page)
 //! x   = embed(token_embd, ids)            [T, D]   (DTEMBED: dequantizes the rows)
-//! for layer in 0..L: x = layer(x)         [T, D]   (layer_body; 2 all-reduces each)
+//! for layer in 0..L: x = layer(x)         [T, D]   (layer_body; 4 all-gathers each)
 //! last = x[T-1]                           [1, D]   (SSCATTR to this sentron's page, SGATHERV of the row)
 //! h = rmsnorm(last, output_norm)          [1, D]
 //! for each chunk [v0, v1) of this sentron's vocabulary rows:
