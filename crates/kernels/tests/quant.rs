@@ -654,6 +654,11 @@ fn every_implementation_is_bit_identical_to_the_scalar_spec() {
             (8, 4, 5),
             (2, 1, 1),
             (1, 33, 24),
+            // Prefill panels of 4 weight rows with row and column tails.
+            (9, 11, 3),
+            (12, 9, 2),
+            (4, 8, 1),
+            (7, 3, 2),
         ] {
             let k = nb * be;
             let w = random_blocks(&mut rng, qtype, n * nb, 0.05);

@@ -14,7 +14,13 @@
 //! - prefill (m > 1): weight pairs in the outer loop and `4 x 2` tiles over all the
 //!   activation rows in the inner loop, so each weight block is unpacked once per four
 //!   activation rows and the weights stream from memory once per call (the quantized
-//!   activations, `m x k` bytes, stay in L2).
+//!   activations, `m x k` bytes, stay in L2). At the AVX-512 VNNI level, prefill with
+//!   m >= 4 instead goes to `gemm/prefill.rs`: weight panels repacked once per call
+//!   (quants unpacked, VNNI offset corrections and scales precomputed; Q4_0 and Q4_K
+//!   with the weight rows in the i32 lanes so whole-block sums need no horizontal sums),
+//!   the same integers and the same f32 operations per output. It keeps Q4_K's rule:
+//!   rows in full groups of 4 from row 0 take the per-64 chains, the rest the `1 x NR`
+//!   tiles here.
 //!
 //! Safety contract of everything here: called only from the `#[target_feature]` entry
 //! points, on a CPU with those features, with the shapes `quant::matmul_rows` checked:
@@ -29,6 +35,8 @@ use super::act::ActView;
 use super::blocks::{QK, QK_K};
 use super::simd::{Avx2Dot, Dot, VnniDot};
 use super::{QuantImpl, QuantType};
+
+mod prefill;
 
 /// The arguments of one matmul call, as raw parts.
 #[derive(Clone, Copy)]
@@ -87,18 +95,35 @@ pub(crate) unsafe fn matmul(
 /// One entry point per (level, format): the generic drivers compiled with the level's
 /// target features and its [`Dot`].
 macro_rules! level {
-    ($module:ident, $features:literal, $dot:ty, $gemv_nr:literal) => {
+    ($module:ident, $features:literal, $dot:ty, $gemv_nr:literal, $prefill:literal) => {
         mod $module {
             use super::*;
 
             #[target_feature(enable = $features)]
-            unsafe fn q32<F: Fmt32>(a: &Args<'_>) {
-                drive::<F::Kernel<$dot>, $gemv_nr>(a)
+            unsafe fn q32<F: prefill::Pack32>(a: &Args<'_>) {
+                if $prefill && a.m >= 4 {
+                    prefill::gemm32::<F, F::Kernel<$dot>>(a)
+                } else {
+                    drive::<F::Kernel<$dot>, $gemv_nr>(a)
+                }
             }
 
             #[target_feature(enable = $features)]
-            unsafe fn qk<F: FmtK>(a: &Args<'_>) {
-                drive::<KTile<$dot, F>, $gemv_nr>(a)
+            unsafe fn qk8<F: FmtK>(a: &Args<'_>) {
+                if $prefill && a.m >= 4 {
+                    prefill::gemm_k8::<F, KTile<$dot, F>>(a)
+                } else {
+                    drive::<KTile<$dot, F>, $gemv_nr>(a)
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            unsafe fn q4k(a: &Args<'_>) {
+                if $prefill && a.m >= 4 {
+                    prefill::gemm_q4k::<KTile<$dot, Q4K>>(a)
+                } else {
+                    drive::<KTile<$dot, Q4K>, $gemv_nr>(a)
+                }
             }
 
             /// # Safety
@@ -110,9 +135,9 @@ macro_rules! level {
                     QuantType::Q5_0 => q32::<Q5_0>(a),
                     QuantType::Q5_1 => q32::<Q5_1>(a),
                     QuantType::Q8_0 => q32::<Q8_0>(a),
-                    QuantType::Q4K => qk::<Q4K>(a),
-                    QuantType::Q5K => qk::<Q5K>(a),
-                    QuantType::Q6K => qk::<Q6K>(a),
+                    QuantType::Q4K => q4k(a),
+                    QuantType::Q5K => qk8::<Q5K>(a),
+                    QuantType::Q6K => qk8::<Q6K>(a),
                     // Not matmul weights (refused by `check_weights`).
                     QuantType::Q8_1 | QuantType::Q8K => {}
                 }
@@ -125,18 +150,22 @@ macro_rules! level {
 // AVX-512's 32 registers 8 rows computed ~7% faster from cache, but the prefetched tile
 // (8 rows, up to 27 KiB for Q6_K 896 x 4864) then no longer fits next to the current one
 // in L1 and decode from DRAM lost up to half its bandwidth (measured on the dev machine).
-level!(avx2, "avx2,fma,f16c", Avx2Dot, 4);
+// The last one: prefill (m >= 4) of the 32-element formats through `prefill.rs`
+// (it needs VNNI's unsaturated u8 x i8 products).
+level!(avx2, "avx2,fma,f16c", Avx2Dot, 4, false);
 level!(
     avx512bw,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl",
     Avx2Dot,
-    4
+    4,
+    false
 );
 level!(
     avx512vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     VnniDot,
-    4
+    4,
+    true
 );
 
 /// A tile kernel: `MR x NR` outputs starting at activation row `i0`, weight row `j0`.
@@ -339,6 +368,13 @@ macro_rules! unsigned32 {
             const SINGLE_CHAIN: bool = $single;
             type Kernel<D: Dot> = Tile32<D, $t>;
         }
+        impl prefill::Pack32 for $t {
+            const OFFSET: i8 = $offset;
+            #[inline(always)]
+            unsafe fn signed($blk: *const u8) -> __m256i {
+                _mm256_sub_epi8($load, _mm256_set1_epi8($offset))
+            }
+        }
         impl<D: Dot> Quants32<D> for $t {
             type W = __m256i;
             #[inline(always)]
@@ -377,6 +413,14 @@ impl Fmt32 for Q8_0 {
     const BYTES: usize = 34;
     const HAS_MIN: bool = false;
     type Kernel<D: Dot> = Tile32<D, Q8_0>;
+}
+
+impl prefill::Pack32 for Q8_0 {
+    const OFFSET: i8 = 0;
+    #[inline(always)]
+    unsafe fn signed(blk: *const u8) -> __m256i {
+        _mm256_loadu_si256(blk.add(2) as *const __m256i)
+    }
 }
 
 impl<D: Dot> Quants32<D> for Q8_0 {
