@@ -449,6 +449,10 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
         let mut acc = [[_mm256_setzero_ps(); NR]; MR];
         let mut summs = [[0f32; NR]; MR];
         let mut chain = [[0f32; NR]; MR];
+        // Decode of a single-chain format: the 4 rows' chains side by side in 4 lanes
+        // (each lane the same `fma(t, d_w d_a, chain)` as the scalar chain).
+        let lanes4 = F::SINGLE_CHAIN && MR == 1 && NR == 4;
+        let mut chain4 = _mm_setzero_ps();
         let aq = a.act.qs.as_ptr();
         let ad = a.act.d.as_ptr();
         let asum = a.act.s.as_ptr();
@@ -457,6 +461,27 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
             if MR == 1 {
                 // This iteration reads NR x BYTES bytes of the tile: prefetch as many.
                 pf.upto((b + 1) * NR * F::BYTES);
+            }
+            if lanes4 {
+                let av = _mm256_loadu_si256(aq.add(i0 * k + b * QK) as *const __m256i);
+                let corr = F::act_corr(av);
+                let da = *ad.add(i0 * nb + b);
+                let mut sums = [_mm256_setzero_si256(); 4];
+                let mut ds = [0f32; 4];
+                for r in 0..4 {
+                    let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                    sums[r] = F::dot(F::load(blk), av, corr);
+                    ds[r] = f16_at(blk) * da;
+                }
+                // Four 8-lane integer sums to one vector of 4 totals (exact).
+                let h = _mm256_hadd_epi32(
+                    _mm256_hadd_epi32(sums[0], sums[1]),
+                    _mm256_hadd_epi32(sums[2], sums[3]),
+                );
+                let t = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+                let d = _mm_loadu_ps(ds.as_ptr());
+                chain4 = _mm_fmadd_ps(_mm_cvtepi32_ps(t), d, chain4);
+                continue;
             }
             let mut av = [_mm256_setzero_si256(); MR];
             let mut corr = [_mm256_setzero_si256(); MR];
@@ -490,6 +515,14 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
                     }
                 }
             }
+        }
+        if lanes4 {
+            let mut out = [0f32; 4];
+            _mm_storeu_ps(out.as_mut_ptr(), chain4);
+            for (r, &v) in out.iter().enumerate() {
+                *a.c.add(i0 * a.nw + j0 + r) += v;
+            }
+            return;
         }
         for i in 0..MR {
             for r in 0..NR {
