@@ -590,11 +590,17 @@ pub fn counters_line(what: &str, st: &RunStats) {
     let per_token = |x: u64| x as f64 / st.tokens.max(1) as f64;
     let secs = st.host_ns as f64 / 1e9;
     eprintln!(
-        "vtpu: {what}: virtual: {} SIWs/token/sentron, {:.2} ops/cycle (ops per SIW), PPT hit rate {} | host: {:.2} GB/s of page bytes gathered (a zero-copy view counts its whole size), {:.2} GFLOP/s, {:.1}% of sentron time blocked in C-pipe",
+        "vtpu: {what}: virtual: {} SIWs/token/sentron, {:.2} ops/cycle (ops per SIW; {:.2} without coordinate loads), PPT hit rate {}{} | host: {:.2} GB/s of page bytes gathered (a zero-copy view counts its whole size), {:.2} GFLOP/s, {:.1}% of sentron time blocked in C-pipe",
         (per_token(t.siws) / st.counters.len() as f64).round(),
         t.ops_per_siw(),
+        st.ops_per_siw_without_scli(),
         t.ppt_hit_rate()
             .map_or("-".to_string(), |h| format!("{:.1}%", h * 100.0)),
+        if st.cold_first {
+            " (from a cold translation cache: the model's first run)"
+        } else {
+            ""
+        },
         if secs > 0.0 { t.bytes_gathered as f64 / secs / 1e9 } else { 0.0 },
         if secs > 0.0 { t.flops as f64 / secs / 1e9 } else { 0.0 },
         100.0 * t.host_blocked_ns as f64 / (st.host_ns as f64 * st.counters.len() as f64).max(1.0),
@@ -899,6 +905,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                             "note": "virtual counters of the last repetition, all sentrons",
                             "siws": t.siws,
                             "ops_per_siw": t.ops_per_siw(),
+                            "ops_per_siw_without_scli": r.stats.ops_per_siw_without_scli(),
                             "ppt_hit_rate": t.ppt_hit_rate(),
                             "flops": t.flops,
                             "bytes_gathered": t.bytes_gathered,

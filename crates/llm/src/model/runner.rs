@@ -118,6 +118,22 @@ pub struct RunStats {
     pub host_ns: u64,
     /// Per-opcode host time of all sentrons, when profiling is on.
     pub profile: Option<vtpu_runtime::OpProfile>,
+    /// Virtual: coordinate loads (SCLI) among the ops executed (the model programs have
+    /// no loops, so each run executes each of its SCLIs once): ops/SIW without them.
+    pub scli_ops: u64,
+    /// Whether the first run counted here found the translation caches cold.
+    pub cold_first: bool,
+}
+
+impl RunStats {
+    /// Virtual: ops per SIW not counting coordinate loads (SCLI).
+    pub fn ops_per_siw_without_scli(&self) -> f64 {
+        let t = Counters::total(&self.counters);
+        if t.siws == 0 {
+            return 0.0;
+        }
+        t.total_ops().saturating_sub(self.scli_ops) as f64 / t.siws as f64
+    }
 }
 
 /// Load statistics.
@@ -139,6 +155,10 @@ pub struct Model {
     programs: Vec<Program>,
     /// Batch size of each batched program (`programs[i + 1]`), ascending.
     batches: Vec<usize>,
+    /// SCLI ops of each program (all streams).
+    scli: Vec<u64>,
+    /// Runs so far (the first one finds the translation caches cold).
+    runs: u64,
     program: Program,
     space: Arc<PhextSpace>,
     machine: Machine,
@@ -285,6 +305,18 @@ impl Model {
             batch_logits: Vec::new(),
             batch_raw: Vec::new(),
             ids: Vec::with_capacity(cap.max_tokens.max(max_batch)),
+            scli: programs
+                .iter()
+                .map(|p| {
+                    p.streams
+                        .iter()
+                        .flat_map(|s| &s.words)
+                        .flat_map(|w| w.slots)
+                        .filter(|op| op.code == vtpu_isa::Opcode::SCli)
+                        .count() as u64
+                })
+                .collect(),
+            runs: 0,
             programs,
             batches,
             cfg,
@@ -627,9 +659,14 @@ impl Model {
             }
         };
         let st = &mut self.stats;
+        if st.calls == 0 {
+            st.cold_first = self.runs == 0;
+        }
+        self.runs += 1;
         st.calls += 1;
         st.tokens += t as u64;
         st.host_ns += host_ns;
+        st.scli_ops += self.scli.get(k).copied().unwrap_or(0);
         match (&mut st.profile, profile) {
             (Some(acc), Some(p)) => acc.merge(&p),
             (acc @ None, p) => *acc = p,
