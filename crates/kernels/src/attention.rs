@@ -334,12 +334,18 @@ mod avx512 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// `_mm512_reduce_add_ps` as GCC expands it (see `super::reduce16`).
+    /// `_mm512_reduce_add_ps` as GCC expands it (see `super::reduce16`), in registers:
+    /// the high half plus the low half, then the high quarter plus the low quarter,
+    /// then lanes (0, 1) plus (2, 3), then lane 0 plus lane 1.
+    #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn reduce16(x: __m512) -> f32 {
-        let mut a = [0f32; 16];
-        _mm512_storeu_ps(a.as_mut_ptr(), x);
-        super::reduce16(&a)
+        let lo = _mm512_castps512_ps256(x);
+        let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
+        let t3 = _mm256_add_ps(hi, lo);
+        let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+        let t8 = _mm_add_ps(t6, _mm_shuffle_ps::<0b01_00_11_10>(t6, t6));
+        _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)))
     }
 
     #[target_feature(enable = "avx512f")]
