@@ -13,7 +13,7 @@
 //! signals the pinned sentron threads and sleeps until they finish.
 
 use vtpu_llm::model::{Model, ModelError};
-use vtpu_phext::{Coord, DType};
+use vtpu_phext::Coord;
 
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +31,9 @@ pub enum EngineError {
 }
 
 /// The KV cache of the first `pos` positions of one sequence: one byte vector per KV
-/// page (in the model's page order), `pos` rows each (the fields of
-/// `vtpu_llm::model::KvSnapshot`).
-#[derive(Clone, Debug)]
-pub struct KvSnap {
-    pub pos: usize,
-    pub dtype: DType,
-    pub model_fingerprint: u64,
-    pub pages: Vec<Vec<u8>>,
-}
-
-impl KvSnap {
-    pub fn bytes(&self) -> usize {
-        self.pages.iter().map(Vec::len).sum()
-    }
-}
+/// page (in the model's page order), `pos` rows each. The model's own type, so a
+/// snapshot goes in and out of the model without a copy.
+pub type KvSnap = vtpu_llm::model::KvSnapshot;
 
 /// Several independent sequences on one model.
 pub trait Engine {
@@ -137,13 +125,7 @@ impl Engine for ModelEngine {
         if n > pos {
             return Err(EngineError::SnapshotTooLong { slot, n, pos });
         }
-        let s = self.model.kv_snapshot(slot, n)?;
-        Ok(KvSnap {
-            pos: s.pos,
-            dtype: s.dtype,
-            model_fingerprint: s.model_fingerprint,
-            pages: s.pages,
-        })
+        Ok(self.model.kv_snapshot(slot, n)?)
     }
     fn restore(
         &mut self,
@@ -160,13 +142,7 @@ impl Engine for ModelEngine {
                 snap.pos
             )));
         }
-        let s = vtpu_llm::model::KvSnapshot {
-            pos: snap.pos,
-            dtype: snap.dtype,
-            model_fingerprint: snap.model_fingerprint,
-            pages: snap.pages.clone(),
-        };
-        self.model.kv_restore(slot, &s)?;
+        self.model.kv_restore(slot, snap)?;
         Ok(0)
     }
     fn can_restore(&self) -> bool {

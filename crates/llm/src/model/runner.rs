@@ -157,6 +157,8 @@ pub struct Model {
     batches: Vec<usize>,
     /// SCLI ops of each program (all streams).
     scli: Vec<u64>,
+    /// The vocabulary chunks of the logits (`vocab_chunks`), for reading batched logits.
+    chunks: Vec<std::ops::Range<usize>>,
     /// Runs so far (the first one finds the translation caches cold).
     runs: u64,
     program: Program,
@@ -317,6 +319,7 @@ impl Model {
                 })
                 .collect(),
             runs: 0,
+            chunks: vocab_chunks(&plan),
             programs,
             batches,
             cfg,
@@ -401,8 +404,8 @@ impl Model {
         self.forward_seq(0, tokens)
     }
 
-    fn check_tokens(&self, tokens: &[u32]) -> Result<(), ModelError> {
-        for (index, &id) in tokens.iter().enumerate() {
+    fn check_tokens(&self, ids: impl IntoIterator<Item = u32>) -> Result<(), ModelError> {
+        for (index, id) in ids.into_iter().enumerate() {
             if id as usize >= self.cfg.vocab {
                 return Err(ModelError::Token {
                     id,
@@ -428,7 +431,7 @@ impl Model {
                 ctx: self.cap.ctx,
             });
         }
-        self.check_tokens(tokens)?;
+        self.check_tokens(tokens.iter().copied())?;
         for chunk in tokens.chunks(self.cap.max_tokens) {
             self.run_chunk(slot, chunk)?;
         }
@@ -457,8 +460,7 @@ impl Model {
                 });
             }
         }
-        let toks: Vec<u32> = batch.iter().map(|&(_, t)| t).collect();
-        self.check_tokens(&toks)?;
+        self.check_tokens(batch.iter().map(|&(_, t)| t))?;
         self.batch_logits.clear();
         let Some(k) = self.batches.iter().position(|&b| b >= batch.len()) else {
             // One at a time (a model built with one slot, or a single entry).
@@ -481,7 +483,7 @@ impl Model {
         // Padding rows: token 0 at position 0 of the spare region after the last slot.
         let spare = self.pos.len() * self.cap.ctx;
         self.ids.clear();
-        self.ids.extend(toks.iter().map(|&id| id as f32));
+        self.ids.extend(batch.iter().map(|&(_, id)| id as f32));
         self.ids.resize(pb, 0.0);
         self.tokens.write_f32(0, &self.ids).map_err(space_err)?;
         let ctx = self.cap.ctx;
@@ -506,7 +508,7 @@ impl Model {
             .read_f32(0, &mut self.batch_raw)
             .map_err(space_err)?;
         self.batch_logits.resize(batch.len() * v, 0.0);
-        for c in vocab_chunks(&self.plan) {
+        for c in &self.chunks {
             let w = c.len();
             for i in 0..batch.len() {
                 let from = pb * c.start + i * w;
@@ -694,4 +696,11 @@ pub struct KvSnapshot {
     pub dtype: DType,
     pub model_fingerprint: u64,
     pub pages: Vec<Vec<u8>>,
+}
+
+impl KvSnapshot {
+    /// Bytes of KV it holds.
+    pub fn bytes(&self) -> usize {
+        self.pages.iter().map(Vec::len).sum()
+    }
 }
