@@ -68,6 +68,48 @@ pub fn visible_keys(r: usize, rows: usize, per: usize, s: usize) -> usize {
     s + t + 1 - tokens
 }
 
+/// The online softmax of one query row, key by key in llama.cpp's order: the running
+/// maximum and the running sum `S = fma(S, ms, vs)`.
+struct Online {
+    max: f32,
+    sum: f32,
+}
+
+impl Online {
+    fn new() -> Online {
+        Online {
+            max: f32::NEG_INFINITY,
+            sum: 0.0,
+        }
+    }
+
+    /// Takes key score `sc`: `(Some(ms), 1)` for a new maximum (what was accumulated is
+    /// to be rescaled by `ms = expf(M_old - M)`), else `(None, vs = expf(s - M))`; the
+    /// value is to be added with weight `vs`.
+    #[inline(always)]
+    fn key(&mut self, sc: f32) -> (Option<f32>, f32) {
+        if sc > self.max {
+            let ms = (self.max - sc).exp();
+            self.max = sc;
+            self.sum = self.sum.mul_add(ms, 1.0);
+            (Some(ms), 1.0)
+        } else {
+            let vs = (sc - self.max).exp();
+            self.sum = self.sum.mul_add(1.0, vs);
+            (None, vs)
+        }
+    }
+
+    /// `1 / S` (0 for no key).
+    fn inv(&self) -> f32 {
+        if self.sum == 0.0 {
+            0.0
+        } else {
+            1.0 / self.sum
+        }
+    }
+}
+
 /// GCC's `_mm512_reduce_add_ps`: halves, then quarters, then pairs (avx512fintrin.h).
 #[inline(always)]
 fn reduce16(x: &[f32; 16]) -> f32 {
@@ -251,52 +293,40 @@ pub fn attention_scalar(
                 }
                 let mut acc = [f16::ZERO; MAX_HEAD_DIM];
                 let acc = &mut acc[..hd];
-                let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+                let mut on = Online::new();
                 for ic in 0..vis {
                     let sc = dot_f16(&k[ic * hd..(ic + 1) * hd], q16) * scale + 0.0;
-                    let (mut ms, mut vs) = (1f32, 1f32);
-                    if sc > max {
-                        let old = max;
-                        max = sc;
-                        ms = (old - max).exp();
+                    let (rescale, vs) = on.key(sc);
+                    if let Some(ms) = rescale {
                         for a in acc.iter_mut() {
                             *a = f16::from_f32(a.to_f32() * ms);
                         }
-                    } else {
-                        vs = (sc - max).exp();
                     }
                     for (a, &x) in acc.iter_mut().zip(&v[ic * hd..(ic + 1) * hd]) {
                         *a = f16::from_f32(x.to_f32().mul_add(vs, a.to_f32()));
                     }
-                    sum = sum.mul_add(ms, vs);
                 }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                let inv = on.inv();
                 for (o, a) in o.iter_mut().zip(acc.iter()) {
                     *o = a.to_f32() * inv;
                 }
             }
             (KvRows::F32(k), KvRows::F32(v)) => {
                 o.fill(0.0);
-                let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+                let mut on = Online::new();
                 for ic in 0..vis {
                     let sc = dot_f32(&k[ic * hd..(ic + 1) * hd], qr) * scale + 0.0;
-                    let (mut ms, mut vs) = (1f32, 1f32);
-                    if sc > max {
-                        let old = max;
-                        max = sc;
-                        ms = (old - max).exp();
+                    let (rescale, vs) = on.key(sc);
+                    if let Some(ms) = rescale {
                         for a in o.iter_mut() {
                             *a *= ms;
                         }
-                    } else {
-                        vs = (sc - max).exp();
                     }
                     for (a, &x) in o.iter_mut().zip(&v[ic * hd..(ic + 1) * hd]) {
                         *a = x.mul_add(vs, *a);
                     }
-                    sum = sum.mul_add(ms, vs);
                 }
-                let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+                let inv = on.inv();
                 for a in o.iter_mut() {
                     *a *= inv;
                 }
@@ -377,7 +407,7 @@ mod avx512 {
             let vis = visible_keys(r, rows, per, s);
             let qr = q.as_ptr().add(r * hd);
             let o = out.as_mut_ptr().add(r * hd);
-            let (mut sum, mut max) = (0f32, f32::NEG_INFINITY);
+            let mut on = super::Online::new();
             match (k, v) {
                 (KvRows::F16(k), KvRows::F16(v)) => {
                     let mut q16 = [f16::ZERO; MAX_HEAD_DIM];
@@ -397,19 +427,13 @@ mod avx512 {
                         }
                         let s0 =
                             _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
-                        let sc = reduce16(s0) * scale + 0.0;
-                        let (mut ms, mut vs) = (1f32, 1f32);
-                        if sc > max {
-                            let old = max;
-                            max = sc;
-                            ms = (old - max).exp();
+                        let (rescale, vs) = on.key(reduce16(s0) * scale + 0.0);
+                        if let Some(ms) = rescale {
                             let m = _mm512_set1_ps(ms);
                             for c in (0..hd).step_by(16) {
                                 let p = acc.as_mut_ptr().add(c);
                                 st16(p, _mm512_mul_ps(ld16(p), m));
                             }
-                        } else {
-                            vs = (sc - max).exp();
                         }
                         let w = _mm512_set1_ps(vs);
                         let vr = v.as_ptr().add(ic * hd);
@@ -417,9 +441,8 @@ mod avx512 {
                             let p = acc.as_mut_ptr().add(c);
                             st16(p, _mm512_fmadd_ps(ld16(vr.add(c)), w, ld16(p)));
                         }
-                        sum = sum.mul_add(ms, vs);
                     }
-                    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+                    let inv = _mm512_set1_ps(on.inv());
                     for c in (0..hd).step_by(16) {
                         _mm512_storeu_ps(o.add(c), _mm512_mul_ps(ld16(acc.as_ptr().add(c)), inv));
                     }
@@ -443,12 +466,8 @@ mod avx512 {
                         }
                         let s0 =
                             _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
-                        let sc = reduce16(s0) * scale + 0.0;
-                        let (mut ms, mut vs) = (1f32, 1f32);
-                        if sc > max {
-                            let old = max;
-                            max = sc;
-                            ms = (old - max).exp();
+                        let (rescale, vs) = on.key(reduce16(s0) * scale + 0.0);
+                        if let Some(ms) = rescale {
                             let m = _mm512_set1_ps(ms);
                             for c in (0..hd).step_by(16) {
                                 _mm512_storeu_ps(
@@ -456,8 +475,6 @@ mod avx512 {
                                     _mm512_mul_ps(_mm512_loadu_ps(o.add(c)), m),
                                 );
                             }
-                        } else {
-                            vs = (sc - max).exp();
                         }
                         let w = _mm512_set1_ps(vs);
                         let vr = v.as_ptr().add(ic * hd);
@@ -469,9 +486,8 @@ mod avx512 {
                             );
                             _mm512_storeu_ps(o.add(c), y);
                         }
-                        sum = sum.mul_add(ms, vs);
                     }
-                    let inv = _mm512_set1_ps(if sum == 0.0 { 0.0 } else { 1.0 / sum });
+                    let inv = _mm512_set1_ps(on.inv());
                     for c in (0..hd).step_by(16) {
                         _mm512_storeu_ps(o.add(c), _mm512_mul_ps(_mm512_loadu_ps(o.add(c)), inv));
                     }
