@@ -7,6 +7,9 @@
 # and hung rank faults). One test at a time: the jobs are timing-checked and each
 # starts several processes on a machine with few cores.
 #
+# Then the tensor-parallel generation tests of the vtpu binary built with `--features mpi`
+# (tests/mpi_generate.rs).
+#
 # Usage: bash scripts/mpi_test.sh   (as root, or with the packages already installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +32,7 @@ fi
 # Share the main workspace's target directory: the runtime crates are built once.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 cargo test --manifest-path crates/mpi/Cargo.toml --locked -- --test-threads=1
+# Tensor-parallel generation: the vtpu binary with the `mpi` feature, SmolLM2 over 2 and
+# 3 ranks against the single process (the model comes from scripts/fetch_test_data.sh;
+# .ci/run exports its path), bench figures per rank, bad set-ups and a rank that dies.
+cargo test --features mpi --locked --test mpi_generate -- --test-threads=1

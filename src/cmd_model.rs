@@ -261,7 +261,10 @@ pub fn load_with_slots(o: &Opened, a: &ModelArgs, slots: usize) -> Result<Model>
     }
     opts.slots = slots;
     let t0 = std::time::Instant::now();
-    let m = Model::load(&o.src, o.cfg.clone(), &opts).context("cannot load the model")?;
+    let m = load_on_machine(o, a, &mut opts)?;
+    if is_follower() {
+        return Ok(m);
+    }
     let c = &m.cfg;
     eprintln!(
         "vtpu: {} ({} {} layers, D {}, vocab {}), {} sentrons, ctx {}: loaded in {:.0} ms \
@@ -280,6 +283,73 @@ pub fn load_with_slots(o: &Opened, a: &ModelArgs, slots: usize) -> Result<Model>
         m.load.program_ms,
     );
     Ok(m)
+}
+
+/// The model on an in-process session, or under mpirun (feature `mpi`, more than one
+/// rank) on the machine spread over the ranks: `--threads` sentrons on each rank.
+fn load_on_machine(o: &Opened, a: &ModelArgs, opts: &mut ModelOptions) -> Result<Model> {
+    #[cfg(feature = "mpi")]
+    {
+        let (_, ranks) = crate::mpi_run::job();
+        if ranks > 1 {
+            let s = crate::mpi_run::per_rank(a.threads);
+            opts.sentrons = s * ranks as usize;
+            if opts.sentrons > vtpu_isa::MAX_SENTRONS {
+                bail!(
+                    "{ranks} ranks x {s} sentrons = {} sentrons; at most {}",
+                    opts.sentrons,
+                    vtpu_isa::MAX_SENTRONS
+                );
+            }
+            // Tensor parallelism gives every rank at least one attention head.
+            let heads = o.cfg.layer.n_heads;
+            if ranks as usize > heads {
+                bail!(
+                    "{ranks} MPI ranks for a model with {heads} attention heads: each rank needs at least one head; run at most {heads} ranks"
+                );
+            }
+            let host = crate::mpi_run::host(s, &o.path, opts.pin)?;
+            return Model::load_hosted(&o.src, o.cfg.clone(), opts, &host).with_context(|| {
+                format!("cannot load the model on {ranks} MPI ranks x {s} sentrons")
+            });
+        }
+    }
+    let _ = a;
+    Model::load(&o.src, o.cfg.clone(), opts).context("cannot load the model")
+}
+
+/// Under mpirun: is this a rank other than 0 (which hosts sentrons and follows rank 0)?
+pub fn is_follower() -> bool {
+    #[cfg(feature = "mpi")]
+    {
+        crate::mpi_run::is_follower()
+    }
+    #[cfg(not(feature = "mpi"))]
+    {
+        false
+    }
+}
+
+/// "rank 2: " under mpirun on ranks other than 0 (their error lines), else nothing.
+pub fn rank_prefix() -> String {
+    #[cfg(feature = "mpi")]
+    {
+        let (r, n) = crate::mpi_run::job();
+        if n > 1 {
+            return format!("rank {r}: ");
+        }
+    }
+    String::new()
+}
+
+/// On a rank other than 0: host this rank's sentrons for rank 0's steps until it ends
+/// the machine. Returns true if this process was such a rank (its command is then done).
+pub fn follow_if_follower(m: &mut Model) -> Result<bool> {
+    if !is_follower() {
+        return Ok(false);
+    }
+    m.follow().context("following rank 0's steps")?;
+    Ok(true)
 }
 
 fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
@@ -363,6 +433,9 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
         bail!("the prompt gives no tokens");
     }
     let mut m = load(&o, &a.model)?;
+    if follow_if_follower(&mut m)? {
+        return Ok(());
+    }
     let ctx = m.capacity().ctx;
     if ids.len() + a.n.saturating_sub(1) > ctx {
         bail!(
@@ -418,6 +491,9 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
         }
     }
     report(&r);
+    for l in m.take_machine_report() {
+        eprintln!("vtpu: {l}");
+    }
     Ok(())
 }
 
@@ -454,6 +530,9 @@ fn generate_batch_cmd(a: &GenerateArgs, cfg: SamplerConfig, path: &std::path::Pa
         prompts.push(ids);
     }
     let mut m = load_with_slots(&o, &a.model, prompts.len())?;
+    if follow_if_follower(&mut m)? {
+        return Ok(());
+    }
     let ctx = m.capacity().ctx;
     for (i, p) in prompts.iter().enumerate() {
         if p.len() + a.n.saturating_sub(1) > ctx {
@@ -715,6 +794,14 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
+/// The machine's own figures of a bench test (under mpirun: bytes each rank sent and
+/// time blocked per step; a tg step is one token), on stderr.
+fn machine_lines(m: &mut Model, test: &str) {
+    for l in m.take_machine_report() {
+        eprintln!("vtpu: {test}: {l}");
+    }
+}
+
 pub fn bench_cmd(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         bail!("-r must be at least 1");
@@ -755,6 +842,9 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         args.ctx = Some(largest.max(bpp + btg).min(o.cfg.layer.max_seq));
     }
     let mut m = load_with_slots(&o, &args, max_batch)?;
+    if follow_if_follower(&mut m)? {
+        return Ok(());
+    }
     let ctx = m.capacity().ctx;
     if largest > ctx {
         bail!("a test of {largest} tokens does not fit --ctx {ctx}");
@@ -768,6 +858,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
         .map(|i| (i * 7919 + 13) % vocab)
         .collect();
     let mut results = Vec::new();
+    let _ = m.take_machine_report();
     for &n in a.n_prompt.iter().filter(|&&n| n > 0) {
         let mut samples = Vec::with_capacity(a.reps);
         for rep in 0..=a.reps {
@@ -780,6 +871,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                 samples.push(n as f64 / s);
             }
         }
+        machine_lines(&mut m, &format!("pp{n}"));
         results.push(BenchResult {
             name: format!("pp{n}"),
             n_prompt: n,
@@ -803,6 +895,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                 samples.push(n as f64 / s);
             }
         }
+        machine_lines(&mut m, &format!("tg{n}"));
         results.push(BenchResult {
             name: format!("tg{n}"),
             n_prompt: 0,
@@ -835,6 +928,7 @@ pub fn bench_cmd(a: BenchArgs) -> Result<()> {
                 samples.push((b * btg) as f64 / secs);
             }
         }
+        machine_lines(&mut m, &format!("pp{bpp}+tg{btg} x{b}"));
         results.push(BenchResult {
             name: format!("pp{bpp}+tg{btg} x{b}"),
             n_prompt: bpp,

@@ -10,6 +10,8 @@ mod cmd_profile;
 mod cmd_run;
 mod cmd_serve;
 mod fetch;
+#[cfg(feature = "mpi")]
+mod mpi_run;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -180,16 +182,41 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    // Under mpirun (feature `mpi`): MPI is initialised here and finalized when
+    // `_universe` goes, after the command (and its machine) ended.
+    #[cfg(feature = "mpi")]
+    let _universe = match mpi_run::init() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {}", cmd_run::error_text(&e));
+            return ExitCode::FAILURE;
+        }
+    };
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", cmd_run::error_text(&e));
+            // One write: under mpirun several ranks may report at once.
+            let line = format!(
+                "{}error: {}\n",
+                cmd_model::rank_prefix(),
+                cmd_run::error_text(&e)
+            );
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             ExitCode::FAILURE
         }
     }
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    #[cfg(feature = "mpi")]
+    {
+        let (_, ranks) = mpi_run::job();
+        if ranks > 1 && !matches!(cli.cmd, Cmd::Generate(_) | Cmd::Bench(_)) {
+            bail!(
+                "under mpirun with {ranks} ranks only `vtpu generate` and `vtpu bench` run spread over the ranks; start other commands without mpirun (or with -n 1)"
+            );
+        }
+    }
     match cli.cmd {
         Cmd::Run(a) => cmd_run::run(a),
         Cmd::Asm { input, output } => {

@@ -28,7 +28,7 @@ use mpi::traits::*;
 use std::time::{Duration, Instant};
 
 /// The one MPI tag of every frame (one tag keeps all frames between two ranks FIFO).
-const TAG: i32 = 0x76;
+pub(crate) const TAG: i32 = 0x76;
 
 /// Timing of the pump.
 #[derive(Clone, Debug)]
@@ -74,13 +74,13 @@ pub struct PumpOutcome {
 
 /// A send MPI may still be reading from. The buffer is leaked into the request's
 /// `'static` scope and taken back once MPI says the send completed.
-struct PendingSend {
+pub(crate) struct PendingSend {
     req: Option<Request<'static, [u8], StaticScope>>,
     buf: *mut [u8],
 }
 
 impl PendingSend {
-    fn start(world: &SimpleCommunicator, to: u32, bytes: Vec<u8>) -> PendingSend {
+    pub(crate) fn start(world: &SimpleCommunicator, to: u32, bytes: Vec<u8>) -> PendingSend {
         let buf: &'static mut [u8] = Box::leak(bytes.into_boxed_slice());
         let ptr: *mut [u8] = buf;
         // SAFETY: `ptr` stays valid (leaked) until `done` sees the send complete.
@@ -96,7 +96,7 @@ impl PendingSend {
     }
 
     /// Has MPI finished with the buffer? Then it is freed.
-    fn done(&mut self) -> bool {
+    pub(crate) fn done(&mut self) -> bool {
         let Some(req) = self.req.take() else {
             return true;
         };

@@ -118,6 +118,22 @@ pub enum Frame {
     Finish,
     /// The last frame a rank sends to another.
     Bye { rank: u32 },
+    /// From rank 0 of a stepped machine (`machine.rs`): run program `program` once, with
+    /// these bytes in the step's input pages (in the order the machine was given them).
+    Step {
+        seq: u64,
+        program: u32,
+        inputs: Vec<Vec<u8>>,
+    },
+    /// To rank 0: this rank's sentrons finished step `seq`; their counters, and the
+    /// bytes of the output page they wrote.
+    StepDone {
+        seq: u64,
+        counters: Vec<Counters>,
+        output: Vec<u8>,
+        /// Host: bytes this rank handed to MPI during the step, this frame excluded.
+        sent: u64,
+    },
 }
 
 const K_MSG: u8 = 1;
@@ -128,6 +144,8 @@ const K_ABORT: u8 = 5;
 const K_DONE: u8 = 6;
 const K_FINISH: u8 = 7;
 const K_BYE: u8 = 8;
+const K_STEP: u8 = 9;
+const K_STEP_DONE: u8 = 10;
 
 fn kind_code(k: CollKind) -> (u8, u32) {
     match k {
@@ -183,6 +201,11 @@ fn put_counters(out: &mut Vec<u8>, c: &Counters) {
     }
 }
 const COUNTER_BYTES: usize = 4 + 18 * 8;
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    out.extend_from_slice(b);
+}
 
 impl Frame {
     pub fn encode(&self) -> Vec<u8> {
@@ -308,6 +331,34 @@ impl Frame {
             Frame::Bye { rank } => {
                 o.push(K_BYE);
                 o.extend_from_slice(&rank.to_le_bytes());
+            }
+            Frame::Step {
+                seq,
+                program,
+                inputs,
+            } => {
+                o.push(K_STEP);
+                o.extend_from_slice(&seq.to_le_bytes());
+                o.extend_from_slice(&program.to_le_bytes());
+                o.extend_from_slice(&(inputs.len() as u32).to_le_bytes());
+                for b in inputs {
+                    put_bytes(&mut o, b);
+                }
+            }
+            Frame::StepDone {
+                seq,
+                counters,
+                output,
+                sent,
+            } => {
+                o.push(K_STEP_DONE);
+                o.extend_from_slice(&seq.to_le_bytes());
+                o.extend_from_slice(&sent.to_le_bytes());
+                o.extend_from_slice(&(counters.len() as u32).to_le_bytes());
+                for c in counters {
+                    put_counters(&mut o, c);
+                }
+                put_bytes(&mut o, output);
             }
         }
         o
@@ -448,26 +499,8 @@ impl Frame {
                     return Err(FrameError::Bad(format!("{n} counter sets")));
                 }
                 for _ in 0..n {
-                    let mut c = Counters::new(sentron(&mut r, "sentron")?);
-                    let mut v = [0u64; 18];
-                    for x in v.iter_mut() {
-                        *x = r.u64()?;
-                    }
-                    c.siws = v[0];
-                    c.ops = [v[1], v[2], v[3]];
-                    c.nops = [v[4], v[5], v[6]];
-                    c.ppt_lookups = v[7];
-                    c.ppt_hits = v[8];
-                    c.ppt_misses = v[9];
-                    c.bytes_gathered = v[10];
-                    c.bytes_scattered = v[11];
-                    c.bytes_copied = v[12];
-                    c.msg_bytes = v[13];
-                    c.msgs_sent = v[14];
-                    c.flops = v[15];
-                    c.host_blocked_ns = v[16];
-                    c.host_ns = v[17];
-                    rep.counters.push(c);
+                    let id = sentron(&mut r, "sentron")?;
+                    rep.counters.push(r.counters(id)?);
                 }
                 let pages = r.u32()? as usize;
                 // Each page takes at least 16 bytes (three lengths).
@@ -489,6 +522,44 @@ impl Frame {
             }
             K_FINISH => Frame::Finish,
             K_BYE => Frame::Bye { rank: r.u32()? },
+            K_STEP => {
+                let seq = r.u64()?;
+                let program = r.u32()?;
+                let n = r.u32()? as usize;
+                // Each input takes at least its 8-byte length.
+                if n > r.left() / 8 {
+                    return Err(FrameError::Bad(format!("{n} step inputs")));
+                }
+                let mut inputs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    inputs.push(r.bytes()?);
+                }
+                Frame::Step {
+                    seq,
+                    program,
+                    inputs,
+                }
+            }
+            K_STEP_DONE => {
+                let seq = r.u64()?;
+                let sent = r.u64()?;
+                let n = r.u32()? as usize;
+                if n > sentrons || n * COUNTER_BYTES > r.left() {
+                    return Err(FrameError::Bad(format!("{n} counter sets")));
+                }
+                let mut counters = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = sentron(&mut r, "sentron")?;
+                    counters.push(r.counters(id)?);
+                }
+                let output = r.bytes()?;
+                Frame::StepDone {
+                    seq,
+                    counters,
+                    output,
+                    sent,
+                }
+            }
             k => return Err(FrameError::Bad(format!("frame kind {k}"))),
         };
         if r.left() != 0 {
@@ -534,6 +605,39 @@ impl Reader<'_> {
         let mut a = [0u8; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
+    }
+    /// Bytes with a u64 length before them (checked against what is there).
+    fn bytes(&mut self) -> Result<Vec<u8>, FrameError> {
+        let n = self.u64()?;
+        if n > self.left() as u64 {
+            return Err(FrameError::Bad(format!(
+                "{n} bytes in {} left",
+                self.left()
+            )));
+        }
+        Ok(self.take(n as usize)?.to_vec())
+    }
+    fn counters(&mut self, sentron: u32) -> Result<Counters, FrameError> {
+        let mut c = Counters::new(sentron);
+        let mut v = [0u64; 18];
+        for x in v.iter_mut() {
+            *x = self.u64()?;
+        }
+        c.siws = v[0];
+        c.ops = [v[1], v[2], v[3]];
+        c.nops = [v[4], v[5], v[6]];
+        c.ppt_lookups = v[7];
+        c.ppt_hits = v[8];
+        c.ppt_misses = v[9];
+        c.bytes_gathered = v[10];
+        c.bytes_scattered = v[11];
+        c.bytes_copied = v[12];
+        c.msg_bytes = v[13];
+        c.msgs_sent = v[14];
+        c.flops = v[15];
+        c.host_blocked_ns = v[16];
+        c.host_ns = v[17];
+        Ok(c)
     }
     fn text(&mut self) -> Result<String, FrameError> {
         let n = self.u32()? as usize;
@@ -668,6 +772,49 @@ mod tests {
         })));
         round_trip(Frame::Finish);
         round_trip(Frame::Bye { rank: 1 });
+        round_trip(Frame::Step {
+            seq: 41,
+            program: 2,
+            inputs: vec![vec![1, 2, 3], Vec::new(), vec![0xff; 9]],
+        });
+        round_trip(Frame::StepDone {
+            seq: 41,
+            counters: vec![Counters {
+                siws: 5,
+                host_blocked_ns: 8,
+                ..Counters::new(7)
+            }],
+            output: vec![9; 12],
+            sent: 4096,
+        });
+    }
+
+    #[test]
+    fn step_frames_with_lying_lengths_are_refused() {
+        // A step claiming 2^32-1 inputs in a few bytes.
+        let mut b = vec![K_STEP];
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        b.extend_from_slice(&[0; 8]);
+        assert!(matches!(Frame::decode(&b, 4), Err(FrameError::Bad(_))));
+        // An input claiming more bytes than follow.
+        let mut b = vec![K_STEP];
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&u64::MAX.to_le_bytes());
+        b.extend_from_slice(&[0; 4]);
+        assert!(matches!(Frame::decode(&b, 4), Err(FrameError::Bad(_))));
+        // Counters of a sentron beyond the machine.
+        let b = Frame::StepDone {
+            seq: 1,
+            counters: vec![Counters::new(5)],
+            output: Vec::new(),
+            sent: 0,
+        }
+        .encode();
+        assert!(matches!(Frame::decode(&b, 4), Err(FrameError::Bad(_))));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`comm`]: the pump, the one thread that calls MPI (sends, receives, heartbeats,
 //!   lost ranks, the orderly end of a run);
 //! - [`monitor`]: rank 0's deadlock judge for waits across ranks;
-//! - [`runner`]: run one program across the ranks (`vtpu-mpi run`).
+//! - [`runner`]: run one program across the ranks (`vtpu-mpi run`);
+//! - [`machine`]: a machine across the ranks that runs its programs many times, driven
+//!   by rank 0 (tensor-parallel generation: `mpirun -n R vtpu generate`).
 //!
 //! Sentron `s` lives on rank `s / S` (S sentrons per rank). Results are bit for bit
 //! those of the in-process fabric: reductions are combined by the runtime's own
@@ -15,6 +17,7 @@
 pub mod comm;
 pub mod error;
 pub mod frame;
+pub mod machine;
 pub mod monitor;
 pub mod runner;
 pub mod transport;
@@ -22,5 +25,6 @@ pub mod transport;
 pub use comm::{pump_until_done, CommConfig, PumpOutcome};
 pub use error::{FrameError, MpiError};
 pub use frame::RankReport;
+pub use machine::{MpiHost, MpiMachine};
 pub use runner::{run_rank, InjectedFault, RankRun, RunOptions};
 pub use transport::{MpiTransport, Placement};

@@ -151,6 +151,8 @@ pub struct MpiTransport {
     /// Host: CSEND messages that left this rank, and their frame bytes.
     msg_frames: AtomicU64,
     msg_bytes: AtomicU64,
+    /// Collectives this rank's first sentron entered that involve another rank.
+    cross_colls: AtomicU64,
 }
 
 impl MpiTransport {
@@ -183,6 +185,7 @@ impl MpiTransport {
             stopped: AtomicBool::new(false),
             msg_frames: AtomicU64::new(0),
             msg_bytes: AtomicU64::new(0),
+            cross_colls: AtomicU64::new(0),
         })
     }
 
@@ -201,6 +204,12 @@ impl MpiTransport {
             self.msg_frames.load(Ordering::Relaxed),
             self.msg_bytes.load(Ordering::Relaxed),
         )
+    }
+
+    /// Collectives across ranks entered so far by this rank's first sentron (each
+    /// sentron enters the same ones in these programs: one count per collective).
+    pub fn cross_collectives(&self) -> u64 {
+        self.cross_colls.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -256,6 +265,22 @@ impl MpiTransport {
         let mut st = self.lock();
         st.finished += 1;
         self.pump.notify_one();
+    }
+
+    /// Make ready for the next step of a stepped machine (`machine.rs`), once every
+    /// local sentron of this step finished: they count as running again. Collective
+    /// generations carry on counting (every rank completed the same ones), and nothing
+    /// of the next step can have arrived yet (see the step protocol), so mailboxes and
+    /// groups stay as they are. Returns false, and changes nothing, once the machine
+    /// stopped: a stopped machine runs no more steps.
+    pub fn reset_for_step(&self) -> bool {
+        let mut st = self.lock();
+        if self.stopped.load(Ordering::Acquire) {
+            return false;
+        }
+        st.status.iter_mut().for_each(|s| *s = Status::Running);
+        st.finished = 0;
+        true
     }
 
     /// Every sentron thread of this rank ended.
@@ -728,6 +753,9 @@ impl Transport for MpiTransport {
             return Err(CollError::Stopped);
         };
         let leader = self.place.leader(members);
+        if me == self.place.first(self.rank) && members & !self.place.mask_of(self.rank) != 0 {
+            self.cross_colls.fetch_add(1, Ordering::Relaxed);
+        }
         let mut st = self.lock();
         if self.stopped.load(Ordering::Acquire) {
             return Err(CollError::Stopped);

@@ -72,6 +72,45 @@ struct Shared {
     done_cv: Condvar,
 }
 
+/// Something that runs a set of programs over one phext space, many times: an
+/// in-process [`Session`], or this process's part of a machine whose sentrons are spread
+/// over several processes (the MPI transport, crate `vtpu-mpi`). A model drives either
+/// through this trait and does not know which it has.
+pub trait ProgramMachine: Send {
+    /// Sentrons of the whole machine (on every process).
+    fn sentrons(&self) -> usize;
+    /// Run program `k` once on every sentron; pages keep what it wrote. The report's
+    /// counters are those of every sentron of the machine, in sentron order.
+    fn run_program(&mut self, k: usize) -> Result<SessionReport, MachineError>;
+    /// Profile the following runs per opcode (host time; slower), or stop.
+    fn set_profile(&mut self, on: bool);
+    /// Machine-specific figures of the runs since the last call, one line each (the
+    /// MPI machine: bytes sent to other processes, time blocked on them); none here.
+    fn take_extra_report(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+    /// On a process that does not drive the machine: run whatever the driving process
+    /// asks for until it ends the machine. A machine driven from here has nothing to
+    /// follow (an error).
+    fn follow(&mut self) -> Result<(), MachineError> {
+        Err(MachineError::Setup(
+            "this machine is driven by this process; there is nothing to follow".into(),
+        ))
+    }
+}
+
+impl ProgramMachine for Session {
+    fn sentrons(&self) -> usize {
+        Session::sentrons(self)
+    }
+    fn run_program(&mut self, k: usize) -> Result<SessionReport, MachineError> {
+        Session::run_program(self, k)
+    }
+    fn set_profile(&mut self, on: bool) {
+        Session::set_profile(self, on)
+    }
+}
+
 /// A program loaded on N sentrons, ready to run many times.
 pub struct Session {
     shared: Arc<Shared>,

@@ -21,6 +21,8 @@ pub use gguf_source::GgufSource;
 pub use load::{Capacity, LoadError, SrcTensor, TensorSource};
 pub use names::{tensor_name, Naming};
 pub use program::{model_program, model_program_batch, vocab_chunks, ModelPlan};
-pub use runner::{KvSnapshot, Model, ModelError, ModelOptions, RunStats, MAX_SLOTS};
+pub use runner::{
+    KvSnapshot, MachineHost, Model, ModelError, ModelOptions, RunStats, StepIo, MAX_SLOTS,
+};
 pub mod hf_source;
 pub use hf_source::HfSource;

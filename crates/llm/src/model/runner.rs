@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use vtpu_isa::Program;
 use vtpu_phext::{DType, Layout, Page, PhextSpace, DEFAULT_PART_LIMIT};
-use vtpu_runtime::{Counters, ExecutorKind, MachineError, RunConfig, Session};
+use vtpu_runtime::{Counters, ExecutorKind, MachineError, ProgramMachine, RunConfig, Session};
 
 /// How to build and run a model.
 #[derive(Clone, Debug)]
@@ -105,6 +105,54 @@ pub enum ModelError {
     Space(String),
     #[error("the vTPU stopped: {0}")]
     Machine(#[from] MachineError),
+    #[error("{0} is not available when the sentrons are spread over several processes")]
+    Hosted(&'static str),
+}
+
+/// The pages one run exchanges with the host, for a machine whose sentrons are spread
+/// over several processes (each with its own copy of every page): what the driving
+/// process writes before a run, and which part of the logits each sentron writes.
+#[derive(Clone, Debug)]
+pub struct StepIo {
+    /// Pages the host writes before each run (the argument page, the token ids); the
+    /// driving process's copies are sent to every other process.
+    pub inputs: Vec<vtpu_phext::Coord>,
+    /// The f32 page the host reads after a run (the logits).
+    pub output: vtpu_phext::Coord,
+    /// Each sentron's vocabulary rows; for program `k` sentron `s` writes the f32
+    /// elements `batch[k] * rows[s].start .. batch[k] * rows[s].end` of `output`.
+    pub rows: Vec<std::ops::Range<usize>>,
+    /// Batch rows of each program (1 for the one-sequence program).
+    pub batch: Vec<usize>,
+}
+
+impl StepIo {
+    /// The f32 elements of the output that sentrons `first..first + count` write in a
+    /// run of program `k` (sentrons own consecutive rows, so it is one range).
+    pub fn output_range(&self, k: usize, first: usize, count: usize) -> std::ops::Range<usize> {
+        let b = self.batch.get(k).copied().unwrap_or(1);
+        let lo = self.rows.get(first).map_or(0, |r| r.start);
+        let hi = first
+            .checked_add(count)
+            .and_then(|e| e.checked_sub(1))
+            .and_then(|l| self.rows.get(l))
+            .map_or(lo, |r| r.end);
+        b * lo..b * hi
+    }
+}
+
+/// Starts the machine a model runs on, when that is not an in-process [`Session`]:
+/// the MPI machine of `vtpu-mpi` hosts this process's share of the sentrons.
+pub trait MachineHost {
+    /// A machine for `programs` (compiled for `cfg.sentrons` sentrons in all) over this
+    /// process's copy of the pages.
+    fn start(
+        &self,
+        programs: &[Program],
+        space: Arc<PhextSpace>,
+        cfg: &RunConfig,
+        io: &StepIo,
+    ) -> Result<Box<dyn ProgramMachine>, MachineError>;
 }
 
 /// What the calls since the last `take_stats` measured: virtual counters summed per
@@ -182,6 +230,8 @@ pub struct Model {
 enum Machine {
     Fast(Session),
     Reference(RunConfig),
+    /// Started by a [`MachineHost`] (sentrons on several processes).
+    Hosted(Box<dyn ProgramMachine>),
 }
 
 fn page(space: &PhextSpace, c: vtpu_phext::Coord) -> Result<Arc<Page>, ModelError> {
@@ -196,6 +246,26 @@ impl Model {
         src: &S,
         cfg: ModelConfig,
         opts: &ModelOptions,
+    ) -> Result<Model, ModelError> {
+        Model::load_on(src, cfg, opts, None)
+    }
+
+    /// Like [`Model::load`], on a machine `host` starts (`opts.sentrons` is then the
+    /// machine's sentron count over all processes).
+    pub fn load_hosted<S: TensorSource + ?Sized>(
+        src: &S,
+        cfg: ModelConfig,
+        opts: &ModelOptions,
+        host: &dyn MachineHost,
+    ) -> Result<Model, ModelError> {
+        Model::load_on(src, cfg, opts, Some(host))
+    }
+
+    fn load_on<S: TensorSource + ?Sized>(
+        src: &S,
+        cfg: ModelConfig,
+        opts: &ModelOptions,
+        host: Option<&dyn MachineHost>,
     ) -> Result<Model, ModelError> {
         let max = cfg.layer.max_seq;
         let ctx = opts.ctx.unwrap_or(max.min(DEFAULT_CTX_CAP));
@@ -290,13 +360,24 @@ impl Model {
             tlb_ways: 4,
             ..RunConfig::default()
         };
-        let machine = match opts.executor {
-            ExecutorKind::Fast => Machine::Fast(Session::with_programs(
+        let machine = match (host, opts.executor) {
+            (Some(h), _) => {
+                let mut batch = vec![1];
+                batch.extend(batches.iter().copied());
+                let io = StepIo {
+                    inputs: vec![lc::args(), lc::tokens()],
+                    output: lc::logits(),
+                    rows: plan.vocab_rows.clone(),
+                    batch,
+                };
+                Machine::Hosted(h.start(&programs, Arc::clone(&space), &run_cfg, &io)?)
+            }
+            (None, ExecutorKind::Fast) => Machine::Fast(Session::with_programs(
                 &programs,
                 Arc::clone(&space),
                 &run_cfg,
             )?),
-            ExecutorKind::Reference => Machine::Reference(run_cfg),
+            (None, ExecutorKind::Reference) => Machine::Reference(run_cfg),
         };
         let words = program.streams.iter().map(|s| s.words.len()).sum();
         Ok(Model {
@@ -388,8 +469,31 @@ impl Model {
         Ok(())
     }
     pub fn set_profile(&mut self, on: bool) {
-        if let Machine::Fast(s) = &mut self.machine {
-            s.set_profile(on);
+        match &mut self.machine {
+            Machine::Fast(s) => s.set_profile(on),
+            Machine::Hosted(m) => m.set_profile(on),
+            Machine::Reference(_) => {}
+        }
+    }
+
+    /// Figures of the machine beyond the counters since the last call (the MPI
+    /// machine: bytes to other processes, time blocked on them), one line each; none in
+    /// process.
+    pub fn take_machine_report(&mut self) -> Vec<String> {
+        match &mut self.machine {
+            Machine::Hosted(m) => m.take_extra_report(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// On a process that hosts sentrons of a machine another process drives: run the
+    /// steps it asks for until it ends the machine.
+    pub fn follow(&mut self) -> Result<(), ModelError> {
+        match &mut self.machine {
+            Machine::Hosted(m) => Ok(m.follow()?),
+            _ => Err(ModelError::Machine(MachineError::Setup(
+                "this model runs in this process; there is nothing to follow".into(),
+            ))),
         }
     }
 
@@ -550,6 +654,10 @@ impl Model {
 
     /// The KV pages of the model, in a fixed order (layer, part, keys then values).
     fn kv_pages(&self) -> Result<Vec<Arc<Page>>, ModelError> {
+        if matches!(self.machine, Machine::Hosted(_)) {
+            // Each process holds the KV rows of its own sentrons' heads only.
+            return Err(ModelError::Hosted("a KV snapshot"));
+        }
         let mut out = Vec::new();
         for lp in &self.plan.layers {
             for part in lp.parts() {
@@ -658,6 +766,10 @@ impl Model {
             Machine::Reference(cfg) => {
                 let r = vtpu_runtime::run(&self.programs[k], &self.space, cfg)?;
                 (r.counters, r.host_wall_ns, None)
+            }
+            Machine::Hosted(m) => {
+                let r = m.run_program(k)?;
+                (r.counters, r.host_wall_ns, r.profile)
             }
         };
         let st = &mut self.stats;
