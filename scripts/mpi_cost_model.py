@@ -9,10 +9,12 @@ heads and of the vocabulary):
 
     t(R) = (t1 - C*a_loc) / R          compute: each machine streams 1/R of the weights
          + C*a_loc                     in-machine synchronisation, as measured in process
-         + C*(2*alpha + R*b/B)         C collectives across machines, each: the members'
-                                       tiles to the leader (alpha + b/B) and the result
-                                       from the leader to the R-1 others, one after the
-                                       other (alpha + (R-1)*b/B)
+         + C*(2*alpha + (R-1)*(1 + 1/R)*b/B)
+                                       C collectives across machines, each: the R-1
+                                       members' tiles into the leader (alpha, and each
+                                       sends only its rows, b/R: zeros are not sent),
+                                       then the whole result from the leader to the R-1
+                                       others, one after the other (alpha + (R-1)*b/B)
          + 2*alpha + 4*V*(R-1)/(R*B)   the step broadcast, and the logits blocks that
                                        come back to rank 0 (V f32 over R ranks)
 
@@ -81,13 +83,13 @@ def predict(rec, r, alpha, bw, a_loc):
     t1 = 1.0 / rec["single2_tg"]
     w = rec["ranks2_wire"]
     c = w["collectives_per_token"] or 0.0
-    # Bytes one rank sends per collective: rank 0's bytes per token (it leads every
-    # group: one result frame to the other rank per collective) over the collectives.
+    # Bytes of one collective's result: rank 0's bytes per token (it leads every group:
+    # one result frame to the other rank per collective) over the collectives.
     b = w["bytes_per_token"][0] / c if c else 0.0
     v = rec["vocab"]
     t = (t1 - c * a_loc) / r + c * a_loc
     if r > 1:
-        t += c * (2 * alpha + r * b / bw) + 2 * alpha + 4 * v * (r - 1) / (r * bw)
+        t += c * (2 * alpha + (r - 1) * (1 + 1 / r) * b / bw) + 2 * alpha + 4 * v * (r - 1) / (r * bw)
     return 1.0 / t, c, b
 
 
@@ -134,15 +136,17 @@ def main():
     w("### The model and its prediction")
     w("")
     w("Per token, R machines like this one (2 cores each), whole-row split over R x 2 "
-      "sentrons: `t(R) = (t1 - C a_loc)/R + C a_loc + C (2 alpha + R b/B) + 2 alpha + "
-      "4 V (R-1)/(R B)`: compute streams 1/R of the weights per machine; every one of the C "
-      "collectives costs a hop to the leader and one back, with the leader sending the "
-      "R-1 results one after the other; the logits blocks return to rank 0. t1, C, b "
-      "(bytes a rank sends per collective) and a_loc are measured above; alpha and B are "
+      "sentrons: `t(R) = (t1 - C a_loc)/R + C a_loc + C (2 alpha + (R-1)(1 + 1/R) b/B) + "
+      "2 alpha + 4 V (R-1)/(R B)`: compute streams 1/R of the weights per machine; every one "
+      "of the C collectives costs a hop into the leader (the R-1 members' rows, b/R each: "
+      "zeros are not sent) and one back (the whole result, b, to each of the R-1 others, "
+      "one after the other); the logits blocks return to rank 0. t1, C, b (bytes rank 0, "
+      "the leader, sends per collective) and a_loc are measured above; alpha and B are "
       "the network's (assumed, named per row). Assumptions: weights read at the same "
       "bandwidth on every machine; no overlap of communication with compute (the "
       "programs wait for each all-gather); b stays as measured (the all-gathers send "
-      "whole vectors: an all-gather that sent only each rank's rows would cut b by R).")
+      "whole results: a ring or recursive-doubling all-gather would send (R-1)/R b per rank "
+      "instead of (R-1) b from the leader).")
     w("")
     hdr = "| model | network | " + " | ".join(f"{r} machine{'s' if r > 1 else ''}" for r in (1, 2, 4, 8)) + " |"
     w(hdr)

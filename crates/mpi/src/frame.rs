@@ -155,12 +155,49 @@ fn kind_code(k: CollKind) -> (u8, u32) {
     }
 }
 
+/// Runs of non-zero elements of `data`: (first index, length). Zero is the bit
+/// pattern of +0.0 only (-0.0 is kept as a value), and gaps of fewer than 3 zeros stay
+/// inside a run (a run costs 8 bytes of header).
+fn nonzero_runs(data: &[f32]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, x) in data.iter().enumerate() {
+        if x.to_bits() == 0 {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((start, len)) if i - (*start + *len) < 3 => *len = i + 1 - *start,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
+}
+
+/// A tile: rows, cols, then either every element (mode 0) or, when that is smaller,
+/// only its runs of non-zero elements (mode 1: run count, then per run its first index,
+/// length and elements). The all-gathers of the whole-row split reduce tiles that are
+/// zero outside the contributing sentron's rows, so a rank sends about 1/R of each.
 fn put_tile(out: &mut Vec<u8>, rows: u32, cols: u32, data: &[f32]) {
     out.extend_from_slice(&rows.to_le_bytes());
     out.extend_from_slice(&cols.to_le_bytes());
-    out.reserve(data.len() * 4);
-    for x in data {
-        out.extend_from_slice(&x.to_le_bytes());
+    let runs = nonzero_runs(data);
+    let sparse: usize = 4 + runs.iter().map(|&(_, l)| 8 + 4 * l).sum::<usize>();
+    if sparse < 4 * data.len() && runs.len() <= u32::MAX as usize {
+        out.push(1);
+        out.reserve(sparse);
+        out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+        for (start, len) in runs {
+            out.extend_from_slice(&(start as u32).to_le_bytes());
+            out.extend_from_slice(&(len as u32).to_le_bytes());
+            for x in &data[start..start + len] {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    } else {
+        out.push(0);
+        out.reserve(data.len() * 4);
+        for x in data {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
     }
 }
 
@@ -671,21 +708,57 @@ impl Reader<'_> {
     fn tile(&mut self) -> Result<(u32, u32, Vec<f32>), FrameError> {
         let rows = self.u32()?;
         let cols = self.u32()?;
-        // The element count must fit the bytes that are there before anything is
-        // allocated (a frame's length is already capped).
-        let bytes = (rows as u64)
-            .checked_mul(cols as u64)
-            .and_then(|e| e.checked_mul(4))
-            .filter(|&b| b <= self.left() as u64)
-            .ok_or_else(|| {
-                FrameError::Bad(format!("a {rows}x{cols} tile in {} bytes", self.left()))
-            })?;
-        let b = self.take(bytes as usize)?;
-        let data = b
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok((rows, cols, data))
+        let n = (rows as u64) * (cols as u64);
+        match self.u8()? {
+            0 => {
+                // The element count must fit the bytes that are there before anything
+                // is allocated (a frame's length is already capped).
+                let bytes = n
+                    .checked_mul(4)
+                    .filter(|&b| b <= self.left() as u64)
+                    .ok_or_else(|| {
+                        FrameError::Bad(format!("a {rows}x{cols} tile in {} bytes", self.left()))
+                    })?;
+                let b = self.take(bytes as usize)?;
+                let data = b
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                Ok((rows, cols, data))
+            }
+            1 => {
+                // Mostly zeros: the tile may be larger than the frame, but never
+                // larger than a frame could hold dense.
+                if n.checked_mul(4).is_none_or(|b| b > MAX_FRAME_BYTES as u64) {
+                    return Err(FrameError::Bad(format!(
+                        "a {rows}x{cols} tile (at most {MAX_FRAME_BYTES} bytes)"
+                    )));
+                }
+                let count = self.u32()? as usize;
+                if count > self.left() / 8 {
+                    return Err(FrameError::Bad(format!(
+                        "{count} runs in {} bytes",
+                        self.left()
+                    )));
+                }
+                let mut data = vec![0f32; n as usize];
+                let mut end = 0usize;
+                for _ in 0..count {
+                    let start = self.u32()? as usize;
+                    let len = self.u32()? as usize;
+                    if start < end || len == 0 || start + len > data.len() {
+                        return Err(FrameError::Bad(format!(
+                            "a run of {len} at {start} in a tile of {n} (previous run ends at {end})"
+                        )));
+                    }
+                    let vals = self.f32s(len as u64)?;
+                    data[start..start + len].copy_from_slice(&vals);
+                    end = start + len;
+                }
+                Ok((rows, cols, data))
+            }
+            m => Err(FrameError::Bad(format!("tile encoding {m}"))),
+        }
     }
 }
 
@@ -787,6 +860,86 @@ mod tests {
             output: vec![9; 12],
             sent: 4096,
         });
+    }
+
+    #[test]
+    fn mostly_zero_tiles_travel_as_runs_and_keep_every_bit() {
+        // A whole-row all-gather contribution: one rank's rows, zeros elsewhere, with a
+        // -0.0 (a value, not a zero) and short zero gaps inside the run.
+        let mut data = vec![0.0f32; 576];
+        for (i, x) in data[192..384].iter_mut().enumerate() {
+            *x = if i % 50 == 7 {
+                0.0
+            } else {
+                i as f32 * 0.5 - 3.0
+            };
+        }
+        data[500] = -0.0;
+        let f = Frame::Arrive {
+            members: 0b11,
+            gen: 1,
+            sentron: 1,
+            kind: CollKind::Reduce(0),
+            tile: Some(CollTile {
+                rows: 1,
+                cols: 576,
+                data: data.clone(),
+            }),
+        };
+        let b = f.encode();
+        assert!(b.len() < 576 * 4 / 2, "{} bytes", b.len());
+        let Frame::Arrive { tile: Some(t), .. } = Frame::decode(&b, 8).unwrap() else {
+            panic!("not an arrival")
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&t.data), bits(&data));
+        round_trip(f);
+        // Dense tiles stay dense.
+        round_trip(Frame::Result {
+            members: 3,
+            gen: 2,
+            outcome: Outcome::Done(Some(Arc::new(CollTile {
+                rows: 2,
+                cols: 3,
+                data: vec![1.0, 2.0, 0.0, 4.0, 5.0, 6.0],
+            }))),
+        });
+    }
+
+    #[test]
+    fn hostile_sparse_tiles_are_refused() {
+        let arrive = |body: &[u8]| {
+            let mut b = vec![K_ARRIVE];
+            b.extend_from_slice(&1u64.to_le_bytes());
+            b.extend_from_slice(&0u64.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.push(1);
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.push(1);
+            b.extend_from_slice(body);
+            Frame::decode(&b, 4)
+        };
+        let tile = |rows: u32, cols: u32, runs: &[(u32, u32)], vals: usize| {
+            let mut b = Vec::new();
+            b.extend_from_slice(&rows.to_le_bytes());
+            b.extend_from_slice(&cols.to_le_bytes());
+            b.push(1);
+            b.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+            for &(s, l) in runs {
+                b.extend_from_slice(&s.to_le_bytes());
+                b.extend_from_slice(&l.to_le_bytes());
+                b.extend(std::iter::repeat_n(0x3f, 4 * vals));
+            }
+            b
+        };
+        assert!(arrive(&tile(1, 8, &[(2, 3)], 3)).is_ok());
+        // A 2^32 x 2^32 tile of no runs: refused before allocating it.
+        assert!(arrive(&tile(u32::MAX, u32::MAX, &[], 0)).is_err());
+        // A run past the end, overlapping runs, an empty run, values missing.
+        assert!(arrive(&tile(1, 8, &[(6, 3)], 3)).is_err());
+        assert!(arrive(&tile(1, 8, &[(2, 3), (3, 1)], 3)).is_err());
+        assert!(arrive(&tile(1, 8, &[(2, 0)], 0)).is_err());
+        assert!(arrive(&tile(1, 8, &[(2, 3)], 2)).is_err());
     }
 
     #[test]
