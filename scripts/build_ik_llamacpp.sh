@@ -32,7 +32,48 @@ if git -C "$src_in" rev-parse --git-dir >/dev/null 2>&1; then
     SRC="$ROOT/src-$commit"
     if [[ ! -f "$SRC/CMakeLists.txt" ]]; then
         rm -rf "$SRC" && mkdir -p "$SRC"
-        git -C "$src_in" archive HEAD | tar -x -C "$SRC"
+        # A shallow or partial mirror may lack some large blobs (web assets, media):
+        # export every blob that is there and name the ones that are not.
+        python3 - "$src_in" "$SRC" <<'PY'
+import os, subprocess, sys
+repo, dst = sys.argv[1], sys.argv[2]
+tree = subprocess.run(["git", "-C", repo, "ls-tree", "-r", "-z", "HEAD"], check=True,
+                      capture_output=True).stdout.split(b"\0")
+entries = []
+for e in tree:
+    if not e:
+        continue
+    meta, path = e.split(b"\t", 1)
+    mode, kind, sha = meta.split()
+    if kind == b"blob":
+        entries.append((mode, sha.decode(), path.decode()))
+cat = subprocess.Popen(["git", "-C", repo, "cat-file", "--batch"], stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE)
+missing = []
+for mode, sha, path in entries:
+    cat.stdin.write((sha + "\n").encode())
+    cat.stdin.flush()
+    head = cat.stdout.readline().split()
+    if len(head) < 3 or head[1] == b"missing":
+        missing.append(path)
+        continue
+    data = cat.stdout.read(int(head[2]))
+    cat.stdout.read(1)
+    full = os.path.join(dst, path)
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    if mode == b"120000":
+        os.symlink(data.decode(), full)
+    else:
+        with open(full, "wb") as f:
+            f.write(data)
+        if mode == b"100755":
+            os.chmod(full, 0o755)
+cat.stdin.close()
+cat.wait()
+if missing:
+    print(f"build_ik_llamacpp: {len(missing)} files absent from the checkout, e.g. "
+          f"{', '.join(missing[:3])}", file=sys.stderr)
+PY
     fi
 else
     [[ -f "$src_in/CMakeLists.txt" ]] || vtpu_die "$src_in: not an ik_llama.cpp source tree"
