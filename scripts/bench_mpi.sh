@@ -94,8 +94,12 @@ for m in "${models[@]}"; do
     /usr/bin/time -f "rss_kb %M" "$VTPU" generate -m "$m" -p "$prompt" -n 32 --threads 2 --ctx 4096 \
         > /dev/null 2> "$out/$name.rss1"
     for r in 2 3; do
-        "${MPIRUN[@]}" -n $r /usr/bin/time -f "rss_kb %M" "$VTPU" generate -m "$m" -p "$prompt" -n 32 \
-            --threads 1 --ctx 4096 > /dev/null 2> "$out/$name.rss$r"
+        rm -f "$out/$name.rss$r".*
+        # One file per rank: ranks writing to one stream interleave their bytes.
+        "${MPIRUN[@]}" -n $r bash -c 'exec /usr/bin/time -o "$0.$OMPI_COMM_WORLD_RANK" -f "rss_kb %M" "$@"' \
+            "$out/$name.rss$r" "$VTPU" generate -m "$m" -p "$prompt" -n 32 \
+            --threads 1 --ctx 4096 > /dev/null 2> /dev/null
+        cat "$out/$name.rss$r".* > "$out/$name.rss$r"
     done
     python3 - "$name" "$out" "$same" >> "$summary" <<'PY'
 import json, re, sys
