@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Baseline timings of ONE decoder layer in f32: NumPy and PyTorch (CPU, eager).
+"""Baseline timings of ONE decoder layer: NumPy (f32) and PyTorch (CPU, eager; f32 and bf16).
 
 This is the single-layer yardstick vtpu's layer is compared against (DESIGN.md section 8:
 report ratios, same threads, same machine, same run). It is not part of any test run.
@@ -22,9 +22,22 @@ bias and per-head q/k RMSNorm, SwiGLU). Before any timing, both implementations 
 checked against the Hugging Face goldens in testdata/goldens/ (prefill 5 + decode 1), and
 at every benchmark shape NumPy and PyTorch must agree with each other.
 
-Output (stdout): JSON {"meta": {...}, "results": [{shape, mode, kv_len, tokens,
-numpy_ms, torch_ms (medians), numpy_min_ms, torch_min_ms, numpy_over_torch, weight_mb,
-gflop, ...}]}. Times are host wall-clock milliseconds; GB/s and GFLOP/s derived from the
+dtypes (--dtypes f32,bf16): f32 runs NumPy and PyTorch in f32. bf16 runs PyTorch only
+(NumPy has no bf16) the way a Hugging Face model loaded in bf16 runs on the CPU: weights,
+activations, KV cache and rope tables in bf16, each matmul in bf16 with f32 accumulation
+(oneDNN, AVX512_BF16 where the CPU has it), RMSNorm and softmax computed in f32 and cast
+back (as transformers' LlamaRMSNorm and eager attention do). Its numpy_ms is null. It is
+checked against the f32 NumPy layer on the same bf16-rounded weights, within a bf16
+tolerance.
+
+Cold (--cold): every case is also timed cycling through enough copies of the shape's
+weights (total > 2x the last-level cache, read from sysfs) that each call reads its
+weights from DRAM, as a whole model's layers do, each copy with its own KV cache (as
+each layer has); rows carry "cold": true and the number of copies.
+
+Output (stdout): JSON {"meta": {...}, "results": [{shape, dtype, cold, mode, kv_len,
+tokens, numpy_ms, torch_ms (medians), numpy_min_ms, torch_min_ms, numpy_over_torch,
+weight_mb, gflop, ...}]}. Times are host wall-clock milliseconds; GB/s and GFLOP/s derived from the
 faster median are labelled host figures. The machine has 2 cores: meta records how much
 CPU other processes used during the run (other_processes_cpu_s); with 2 threads, any
 other load makes OpenBLAS's threaded GEMM with one row stall (seen: 16 ms instead of
@@ -135,7 +148,10 @@ def np_layer(cfg, w, x, start, kc, vc, cos, sin):
 
 # -------------------------------------------------------------- PyTorch layer
 def t_rms(x, w, eps):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+    # In f32 and cast back, as transformers' LlamaRMSNorm does (no-ops for f32 tensors).
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(x.dtype)
 
 
 def t_rope(x, cos, sin):
@@ -166,7 +182,8 @@ def t_layer(cfg, w, x, start, kc, vc, cos, sin):
     if t > 1:
         q_pos = torch.arange(start, s_len)[:, None]
         scores = scores.masked_fill(torch.arange(s_len)[None, :] > q_pos, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
+    # Softmax in f32, cast back (transformers' eager attention; no-op for f32).
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     o = torch.bmm(probs.view(kvh, g * t, s_len), vc[:, :s_len]).view(kvh, g, t, hd)
     o = o.permute(2, 0, 1, 3).reshape(t, -1)
     h = x + F.linear(o, w["wo"])
@@ -175,8 +192,38 @@ def t_layer(cfg, w, x, start, kc, vc, cos, sin):
     return h + F.linear(act, w["w_down"])
 
 
-def to_torch(w):
-    return {k: torch.from_numpy(v) for k, v in w.items()}
+def to_torch(w, dtype=torch.float32):
+    return {k: torch.from_numpy(v).to(dtype) for k, v in w.items()}
+
+
+def round_bf16(w):
+    """The f32 weights rounded to bf16 (nearest even, as torch's .to(bfloat16)), as f32."""
+    return {k: torch.from_numpy(v).to(torch.bfloat16).float().numpy() for k, v in w.items()}
+
+
+def llc_bytes():
+    """Size of the largest cache level this CPU reports (sysfs), else 32 MiB."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in os.listdir(base):
+            try:
+                with open(os.path.join(base, idx, "size")) as f:
+                    txt = f.read().strip()
+            except OSError:
+                continue
+            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:], 1)
+            digits = txt.rstrip("KMG")
+            if digits.isdigit():
+                best = max(best, int(digits) * mult)
+    except OSError:
+        pass
+    return best or 32 << 20
+
+
+def cold_copies(weight_bytes):
+    """Copies of a layer's weights whose total exceeds twice the last-level cache."""
+    return max(2, -(-2 * llc_bytes() // weight_bytes) + 1)
 
 
 # ---------------------------------------------------------------- checking
@@ -245,61 +292,109 @@ def time_ms(fn, warmup, runs):
     return statistics.median(times), min(times)
 
 
-def layer_cost(cfg, t, s_len):
+def layer_cost(cfg, t, s_len, elem_bytes=4):
     """(weight bytes, flops with FMA = 2) of one call: T tokens attending to s_len positions."""
     d, q, kv, f = (cfg["dim"], cfg["n_heads"] * cfg["head_dim"],
                    cfg["n_kv_heads"] * cfg["head_dim"], cfg["ffn_dim"])
     params = q * d + 2 * kv * d + d * q + 3 * f * d
     attn = 2 * 2 * t * cfg["n_heads"] * cfg["head_dim"] * s_len  # scores + probs.V (upper bound for causal)
-    return params * 4, 2 * t * params + attn
+    return params * elem_bytes, 2 * t * params + attn
 
 
-def bench_case(name, cfg, w, tw, mode, kv_len, args, rng):
+# bf16 PyTorch vs the f32 NumPy layer on the same bf16-rounded weights: bf16 keeps 8
+# significant bits (unit roundoff 2^-8 = 3.9e-3) and every op of the bf16 layer rounds
+# its output; 5e-2 of max|ref| passes that and fails a wrong op (errors of order 1).
+BF16_TOL = 5e-2
+
+
+def bench_case(name, cfg, ws, dtype, cold, mode, kv_len, args, rng):
+    """Times one case; `ws` holds the weight copies (f32 NumPy dicts) to cycle through
+    (one when warm)."""
     t = 1 if mode == "decode" else PREFILL_T
     start = kv_len if mode == "decode" else 0
+    tdt = torch.bfloat16 if dtype == "bf16" else torch.float32
+    if dtype == "bf16":
+        ws = [round_bf16(w) for w in ws]
+    tws = [to_torch(w, tdt) for w in ws]
     kv_shape = (cfg["n_kv_heads"], MAX_SEQ, cfg["head_dim"])
     # A cache already holding kv_len positions (random keys/values: their values do not
     # change the work done).
     kc = rng.standard_normal(kv_shape).astype(np.float32)
     vc = rng.standard_normal(kv_shape).astype(np.float32)
-    tkc, tvc = torch.from_numpy(kc.copy()), torch.from_numpy(vc.copy())
+    tkc, tvc = torch.from_numpy(kc.copy()).to(tdt), torch.from_numpy(vc.copy()).to(tdt)
+    if dtype == "bf16":
+        # NumPy reads the same (bf16-rounded) cache as PyTorch.
+        kc, vc = tkc.float().numpy().copy(), tvc.float().numpy().copy()
+    # One KV cache per weight copy, as each layer of a model has its own (and each vTPU
+    # copy is a whole layer with its own cache): cold rows read a cold cache too.
+    kcs, vcs = [kc] + [kc.copy() for _ in ws[1:]], [vc] + [vc.copy() for _ in ws[1:]]
+    tkcs, tvcs = [tkc] + [tkc.clone() for _ in ws[1:]], [tvc] + [tvc.clone() for _ in ws[1:]]
     x = rng.standard_normal((t, cfg["dim"])).astype(np.float32)
-    tx = torch.from_numpy(x.copy())
+    tx = torch.from_numpy(x.copy()).to(tdt)
+    if dtype == "bf16":
+        x = tx.float().numpy().copy()
     cos, sin = rope_tables(cfg, MAX_SEQ)
-    tcos, tsin = torch.from_numpy(cos), torch.from_numpy(sin)
+    tcos, tsin = torch.from_numpy(cos).to(tdt), torch.from_numpy(sin).to(tdt)
 
-    run_np = lambda: np_layer(cfg, w, x, start, kc, vc, cos, sin)
-    run_t = lambda: t_layer(cfg, tw, tx, start, tkc, tvc, tcos, tsin)
+    turn = {"np": 0, "t": 0}
+
+    def run_np():
+        i = turn["np"] = (turn["np"] + 1) % len(ws)
+        return np_layer(cfg, ws[i], x, start, kcs[i], vcs[i], cos, sin)
+
+    def run_t():
+        i = turn["t"] = (turn["t"] + 1) % len(tws)
+        return t_layer(cfg, tws[i], tx, start, tkcs[i], tvcs[i], tcos, tsin)
+
     with threadpool_limits(limits=args.threads, user_api="blas"), torch.inference_mode():
-        # Validate before timing: same inputs, both implementations agree.
-        err = rel_err(run_np(), run_t().numpy())
-        assert err < 1e-4, f"{name} {mode} kv {kv_len}: numpy vs torch rel err {err}"
-        numpy_ms, numpy_min = time_ms(run_np, args.warmup, args.runs)
+        # Validate before timing: same inputs (and the same weight copy), and the two
+        # implementations agree.
+        turn["np"], turn["t"] = -1, -1
+        want, got = run_np(), run_t().float().numpy()
+        err = rel_err(got, want)
+        tol = BF16_TOL if dtype == "bf16" else 1e-4
+        assert err < tol, f"{name} {dtype} {mode} kv {kv_len}: numpy vs torch rel err {err}"
+        if dtype == "bf16":
+            numpy_ms = numpy_min = None  # NumPy has no bf16
+        else:
+            numpy_ms, numpy_min = time_ms(run_np, args.warmup, args.runs)
         torch_ms, torch_min = time_ms(run_t, args.warmup, args.runs)
-    wbytes, flops = layer_cost(cfg, t, start + t)
-    best = min(numpy_ms, torch_ms)
-    row = dict(shape=name, mode=mode, kv_len=kv_len, tokens=t, numpy_ms=round(numpy_ms, 4),
-               torch_ms=round(torch_ms, 4), numpy_min_ms=round(numpy_min, 4),
-               torch_min_ms=round(torch_min, 4), numpy_over_torch=round(numpy_ms / torch_ms, 3),
+    wbytes, flops = layer_cost(cfg, t, start + t, 2 if dtype == "bf16" else 4)
+    best = torch_ms if numpy_ms is None else min(numpy_ms, torch_ms)
+    r4 = lambda v: None if v is None else round(v, 4)
+    row = dict(shape=name, dtype=dtype, cold=cold, copies=len(ws), mode=mode, kv_len=kv_len,
+               tokens=t, numpy_ms=r4(numpy_ms), torch_ms=r4(torch_ms), numpy_min_ms=r4(numpy_min),
+               torch_min_ms=r4(torch_min),
+               numpy_over_torch=None if numpy_ms is None else round(numpy_ms / torch_ms, 3),
                numpy_vs_torch_rel_err=float(f"{err:.2e}"), weight_mb=round(wbytes / 1e6, 2),
                gflop=round(flops / 1e9, 4))
     if mode == "decode":
-        kv_bytes = 2 * cfg["n_kv_heads"] * cfg["head_dim"] * (start + 1) * 4
+        kv_bytes = 2 * cfg["n_kv_heads"] * cfg["head_dim"] * (start + 1) * (2 if dtype == "bf16" else 4)
         row["host_gb_per_s_best"] = round((wbytes + kv_bytes) / (best * 1e-3) / 1e9, 2)
     else:
         row["host_gflop_per_s_best"] = round(flops / (best * 1e-3) / 1e9, 2)
-    print(f"{name:13} {mode:7} kv {kv_len:5}: numpy {numpy_ms:8.3f} ms  torch {torch_ms:8.3f} ms",
-          file=sys.stderr)
+    np_txt = "     -  " if numpy_ms is None else f"{numpy_ms:8.3f}"
+    print(f"{name:13} {dtype:4} {'cold' if cold else 'warm'} {mode:7} kv {kv_len:5}: "
+          f"numpy {np_txt} ms  torch {torch_ms:8.3f} ms", file=sys.stderr)
     return row
 
 
 def main():
-    ap = argparse.ArgumentParser(description="NumPy / PyTorch single-layer f32 baseline")
+    ap = argparse.ArgumentParser(description="NumPy / PyTorch single-layer baseline")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--dtypes", default="f32", help="f32 and/or bf16 (PyTorch only)")
+    ap.add_argument("--cold", action="store_true",
+                    help="also time each case cycling through weight copies > 2x the LLC")
+    ap.add_argument("--modes", default="decode,prefill", help="decode and/or prefill")
     args = ap.parse_args()
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for d in dtypes:
+        if d not in ("f32", "bf16"):
+            ap.error(f"--dtypes: {d!r} is not f32 or bf16")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(12345)
 
@@ -311,10 +406,19 @@ def main():
     for name in args.shapes.split(","):
         cfg = SHAPES[name]
         w = random_weights(cfg, seed=list(SHAPES).index(name))
-        tw = to_torch(w)
-        for kv_len in DECODE_KV:
-            results.append(bench_case(name, cfg, w, tw, "decode", kv_len, args, rng))
-        results.append(bench_case(name, cfg, w, tw, "prefill", 0, args, rng))
+        cases = ([("decode", kv) for kv in DECODE_KV] if "decode" in modes else []) + \
+                ([("prefill", 0)] if "prefill" in modes else [])
+        for dtype in dtypes:
+            for cold in [False, True] if args.cold else [False]:
+                ws = [w]
+                if cold:
+                    # Distinct copies (different seeds), f32 bytes counted: the bf16
+                    # copies are half that, so the count doubles for them.
+                    wbytes = layer_cost(cfg, 1, 1, 2 if dtype == "bf16" else 4)[0]
+                    ws = [w] + [random_weights(cfg, seed=1000 * (i + 1) + list(SHAPES).index(name))
+                                for i in range(cold_copies(wbytes) - 1)]
+                for mode, kv_len in cases:
+                    results.append(bench_case(name, cfg, ws, dtype, cold, mode, kv_len, args, rng))
 
     busy_after, own_after = busy_cpu_seconds(), sum(os.times()[:2])
     other_cpu = None
@@ -325,6 +429,7 @@ def main():
             for i in threadpool_info()]
     meta = dict(
         threads=args.threads, warmup=args.warmup, runs=args.runs, statistic="median",
+        dtypes=dtypes, cold=args.cold, llc_bytes=llc_bytes(),
         units="host wall-clock ms per layer call; GB/s and GFLOP/s are host figures derived from it",
         python=platform.python_version(), numpy=np.__version__, torch=torch.__version__,
         torch_threads=torch.get_num_threads(), blas=blas,

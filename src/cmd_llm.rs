@@ -22,10 +22,22 @@ pub struct BenchArgs {
     /// Threads: vTPU sentrons, and NumPy / PyTorch threads (1..=64).
     #[arg(long, default_value_t = 2, value_parser = crate::cmd_run::parse_sentrons)]
     threads: usize,
-    /// Weight dtypes of the vTPU layer (comma separated: f32, f16, bf16). The baseline
-    /// is f32.
+    /// Weight dtypes of the vTPU layer (comma separated: f32, f16, bf16). PyTorch runs
+    /// in bf16 for the bf16 rows and in f32 for the others; NumPy only in f32.
     #[arg(long, default_value = "f32,bf16")]
     dtypes: String,
+    /// bf16 weights multiply the exact f32 activations (slower, more accurate) instead
+    /// of bf16-rounded ones (AVX-512 BF16 `vdpbf16ps`, as PyTorch's bf16 does).
+    #[arg(long)]
+    bf16_exact: bool,
+    /// Also time every case cold: cycling through copies of the layer's weights that
+    /// together exceed twice the last-level cache, so each call reads them from DRAM
+    /// (as a whole model's layers do); the baseline does the same.
+    #[arg(long)]
+    cold: bool,
+    /// Modes to run (comma separated): decode, prefill.
+    #[arg(long, default_value = "decode,prefill")]
+    modes: String,
     /// Untimed calls before timing (0 allowed).
     #[arg(long, default_value_t = 5, value_parser = parse_warmup)]
     warmup: usize,
@@ -61,6 +73,10 @@ pub struct ProfileArgs {
     /// Weight dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// bf16 weights multiply the exact f32 activations instead of bf16-rounded ones
+    /// (as in `bench-layer`).
+    #[arg(long)]
+    bf16_exact: bool,
     /// Profiled calls (after one warm-up call).
     #[arg(long, default_value_t = 20, value_parser = crate::cmd_run::parse_runs)]
     calls: usize,
@@ -108,6 +124,7 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
         "prefill" => Mode::Prefill { tokens: a.tokens },
         m => bail!("--mode {m:?}: decode or prefill"),
     };
+    vtpu_kernels::set_bf16_products(!a.bf16_exact);
     let mut opts = options(a.sentrons, dtype(&a.dtype)?);
     opts.max_tokens = opts.max_tokens.max(mode.tokens());
     opts.kv_capacity = opts.kv_capacity.max(mode.start() + mode.tokens());
@@ -124,7 +141,11 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
             .map_or("n/a".into(), |r| format!("{:.1}%", 100.0 * r))
     );
     let err = layer_bench::validate_against_reference(&mut runner, &cfg, &w)?;
-    println!("checked against the f64 reference first: max rel error {err:.2e}");
+    let products = layer_bench::bf16_products_active(opts.weight_dtype);
+    println!(
+        "checked against the f64 reference first: max rel error {err:.2e}{}",
+        if products { " (bf16 products)" } else { "" }
+    );
     if a.program {
         println!("{}", vtpu_isa::disassemble(runner.program()));
     }
@@ -139,6 +160,8 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
 struct Row {
     shape: String,
     dtype: DType,
+    /// bf16 weights multiplied bf16-rounded activations.
+    products: bool,
     r: CaseResult,
     cfg: LayerConfig,
 }
@@ -160,7 +183,12 @@ fn python(a: &BenchArgs) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn run_baseline(a: &BenchArgs, py: &Path, shapes: &[String]) -> Result<serde_json::Value> {
+fn run_baseline(
+    a: &BenchArgs,
+    py: &Path,
+    shapes: &[String],
+    dtypes: &[DType],
+) -> Result<serde_json::Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_layer_baseline.py");
     eprintln!(
         "running the NumPy / PyTorch baseline: {} {}",
@@ -173,6 +201,9 @@ fn run_baseline(a: &BenchArgs, py: &Path, shapes: &[String]) -> Result<serde_jso
         .args(["--warmup", &a.warmup.to_string()])
         .args(["--runs", &a.runs.to_string()])
         .args(["--shapes", &shapes.join(",")])
+        .args(["--dtypes", &baseline_dtypes(dtypes)])
+        .args(["--modes", &a.modes])
+        .args(a.cold.then_some("--cold"))
         // The script's doc: these two slow a current numpy down; unset for this command.
         .env_remove("OPENBLAS_CORETYPE")
         .env_remove("OPENBLAS_L2_SIZE")
@@ -217,9 +248,77 @@ fn date() -> String {
         .unwrap_or_else(|| "unknown date".into())
 }
 
+/// The baseline's dtype for a vTPU weight dtype: bf16 for bf16, f32 otherwise.
+fn baseline_dtype(d: DType) -> &'static str {
+    if d == DType::BF16 {
+        "bf16"
+    } else {
+        "f32"
+    }
+}
+
+fn baseline_dtypes(dtypes: &[DType]) -> String {
+    let mut v: Vec<&str> = dtypes.iter().map(|&d| baseline_dtype(d)).collect();
+    v.dedup();
+    v.sort_unstable();
+    v.dedup();
+    v.join(",")
+}
+
+fn modes(list: &str) -> Result<Vec<Mode>> {
+    let mut out = Vec::new();
+    for m in list.split(',').map(str::trim) {
+        match m {
+            "decode" => out.extend(DECODE_KV.iter().map(|&kv_len| Mode::Decode { kv_len })),
+            "prefill" => out.push(Mode::Prefill { tokens: PREFILL_T }),
+            _ => bail!("--modes: {m:?} is not decode or prefill"),
+        }
+    }
+    Ok(out)
+}
+
+/// Times `cases` on `runners` (one: warm; several: cold copies), pushing rows.
+fn time_cases(
+    a: &BenchArgs,
+    rows: &mut Vec<Row>,
+    runners: &mut [vtpu_llm::LayerRunner],
+    (s, cfg, dt, products): (&str, &LayerConfig, DType, bool),
+    cases: &[Mode],
+) -> Result<()> {
+    for &mode in cases {
+        let r = if runners.len() == 1 {
+            layer_bench::time_case(&mut runners[0], cfg, mode, a.warmup, a.runs)?
+        } else {
+            layer_bench::time_case_cold(runners, cfg, mode, a.warmup, a.runs)?
+        };
+        eprintln!(
+            "{s:13} {:5} {} {:7} kv {:5}: vtpu {:8.3} ms (min {:.3})",
+            dt.name(),
+            if r.copies > 1 { "cold" } else { "warm" },
+            mode.name(),
+            mode.start(),
+            r.median_ms,
+            r.min_ms
+        );
+        rows.push(Row {
+            shape: s.to_string(),
+            dtype: dt,
+            products,
+            r,
+            cfg: cfg.clone(),
+        });
+    }
+    Ok(())
+}
+
 pub fn bench(a: BenchArgs) -> Result<()> {
     let shapes: Vec<String> = a.shapes.split(',').map(|s| s.trim().to_string()).collect();
     let dtypes: Vec<DType> = a.dtypes.split(',').map(dtype).collect::<Result<_>>()?;
+    let cases = modes(&a.modes)?;
+    // bf16 products (only bf16 weights are affected); the runners built below take the
+    // process-wide choice.
+    vtpu_kernels::set_bf16_products(!a.bf16_exact);
+    let llc = layer_bench::llc_bytes().unwrap_or(layer_bench::DEFAULT_LLC_BYTES);
     let load_before = loadavg();
     let py = match (a.no_baseline, python(&a)) {
         (true, _) => None,
@@ -236,40 +335,50 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     for s in &shapes {
         let cfg = config(s)?;
         for &dt in &dtypes {
+            let products = layer_bench::bf16_products_active(dt);
             let (mut runner, w) = layer_bench::bench_runner(&cfg, &options(a.threads, dt), 1)
                 .with_context(|| format!("building the {s} layer"))?;
             let err = layer_bench::validate_against_reference(&mut runner, &cfg, &w)?;
             eprintln!(
-                "{s} {}: checked against the f64 reference, max rel error {err:.2e}",
-                dt.name()
+                "{s} {}{}: checked against the f64 reference, max rel error {err:.2e}",
+                dt.name(),
+                if products { " (bf16 products)" } else { "" }
             );
-            let modes = DECODE_KV
-                .iter()
-                .map(|&kv_len| Mode::Decode { kv_len })
-                .chain([Mode::Prefill { tokens: PREFILL_T }]);
-            for mode in modes {
-                let r = layer_bench::time_case(&mut runner, &cfg, mode, a.warmup, a.runs)?;
+            time_cases(
+                &a,
+                &mut rows,
+                std::slice::from_mut(&mut runner),
+                (s, &cfg, dt, products),
+                &cases,
+            )?;
+            drop(runner);
+            if a.cold {
+                let bytes =
+                    layer_bench::layer_cost(&cfg, if dt == DType::F32 { 4 } else { 2 }, 1, 1).0;
+                let copies = layer_bench::cold_copies(bytes, llc);
+                let mut runners = Vec::with_capacity(copies);
+                for i in 0..copies {
+                    // Distinct weights per copy (seed), each copy checked like the warm one.
+                    let (mut r, w) =
+                        layer_bench::bench_runner(&cfg, &options(a.threads, dt), 100 + i as u64)
+                            .with_context(|| format!("building copy {i} of the {s} layer"))?;
+                    layer_bench::validate_against_reference(&mut r, &cfg, &w)?;
+                    runners.push(r);
+                }
                 eprintln!(
-                    "{s:13} {:5} {:7} kv {:5}: vtpu {:8.3} ms (min {:.3})",
+                    "{s} {}: {copies} copies of {:.1} MB checked, cycling through them (LLC {} MiB)",
                     dt.name(),
-                    mode.name(),
-                    mode.start(),
-                    r.median_ms,
-                    r.min_ms
+                    bytes as f64 / 1e6,
+                    llc >> 20
                 );
-                rows.push(Row {
-                    shape: s.clone(),
-                    dtype: dt,
-                    r,
-                    cfg: cfg.clone(),
-                });
+                time_cases(&a, &mut rows, &mut runners, (s, &cfg, dt, products), &cases)?;
             }
         }
         if let Some(py) = &py {
-            baselines.push(run_baseline(&a, py, std::slice::from_ref(s))?);
+            baselines.push(run_baseline(&a, py, std::slice::from_ref(s), &dtypes)?);
         }
     }
-    let md = markdown(&a, &rows, &baselines, &load_before);
+    let md = markdown(&a, &rows, &baselines, &load_before, llc);
     print!("{md}");
     if let Some(path) = &a.markdown {
         write_section(path, &md)?;
@@ -278,32 +387,50 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The baseline's (numpy_ms, torch_ms) for one case.
 /// The baseline's timings of one case: (numpy, torch) medians and (numpy, torch) minimums.
 struct Base {
-    numpy: f64,
+    numpy: Option<f64>,
     torch: f64,
-    numpy_min: f64,
+    numpy_min: Option<f64>,
     torch_min: f64,
+    /// Weight copies the baseline cycled through (1: warm).
+    copies: u64,
 }
 
-fn base_of(b: &[serde_json::Value], shape: &str, mode: Mode) -> Option<Base> {
+/// The baseline row of a vTPU row: same shape, mode, KV length, warm or cold, and the
+/// baseline dtype of its weight dtype (rows of an older script without `dtype` / `cold`
+/// are f32 and warm).
+fn base_of(b: &[serde_json::Value], r: &Row) -> Option<Base> {
+    let (mode, cold) = (r.r.mode, r.r.copies > 1);
+    let want_dtype = baseline_dtype(r.dtype);
     let row = b
         .iter()
         .filter_map(|j| j.get("results")?.as_array())
         .flatten()
-        .find(|r| {
-            r["shape"] == shape && r["mode"] == mode.name() && r["kv_len"] == mode.start() as u64
+        .find(|x| {
+            x["shape"] == r.shape.as_str()
+                && x["mode"] == mode.name()
+                && x["kv_len"] == mode.start() as u64
+                && x["dtype"].as_str().unwrap_or("f32") == want_dtype
+                && x["cold"].as_bool().unwrap_or(false) == cold
         })?;
+    // NumPy has no bf16: null there.
     Some(Base {
-        numpy: row["numpy_ms"].as_f64()?,
+        numpy: row["numpy_ms"].as_f64(),
         torch: row["torch_ms"].as_f64()?,
-        numpy_min: row["numpy_min_ms"].as_f64()?,
+        numpy_min: row["numpy_min_ms"].as_f64(),
         torch_min: row["torch_min_ms"].as_f64()?,
+        copies: row["copies"].as_u64().unwrap_or(1),
     })
 }
 
-fn markdown(a: &BenchArgs, rows: &[Row], base: &[serde_json::Value], load_before: &str) -> String {
+fn markdown(
+    a: &BenchArgs,
+    rows: &[Row],
+    base: &[serde_json::Value],
+    load_before: &str,
+    llc: u64,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -311,9 +438,12 @@ fn markdown(a: &BenchArgs, rows: &[Row], base: &[serde_json::Value], load_before
     );
     let _ = writeln!(
         s,
-        "Command: `vtpu bench-layer --threads {} --dtypes {} --warmup {} --runs {}{}` (release build), {}.",
+        "Command: `vtpu bench-layer --threads {} --dtypes {}{}{}{} --warmup {} --runs {}{}` (release build), {}.",
         a.threads,
         a.dtypes,
+        if a.bf16_exact { " --bf16-exact" } else { "" },
+        if a.cold { " --cold" } else { "" },
+        if a.modes != "decode,prefill" { format!(" --modes {}", a.modes) } else { String::new() },
         a.warmup,
         a.runs,
         if a.markdown.is_some() { " --markdown BENCHMARKS.md" } else { "" },
@@ -322,29 +452,47 @@ fn markdown(a: &BenchArgs, rows: &[Row], base: &[serde_json::Value], load_before
     let _ = writeln!(s, "Machine: {}. Threads: {} (vTPU sentrons pinned one per core; NumPy/PyTorch thread pools limited to {}).", cpu_model(), a.threads, a.threads);
     let _ = writeln!(s, "Load average (1/5/15 min) before: {load_before}, after: {}. Other processes on this shared machine make every figure noisy; the ratios come from one invocation.", loadavg());
     let _ = writeln!(s, "\nHost wall-clock milliseconds per layer call, median of {} after {} warm-up calls. Decode: 1 token over a KV cache of `kv` positions; prefill: 128 tokens from position 0. Random weights; each vTPU layer is checked against the f64 reference before it is timed, and the baseline checks NumPy and PyTorch against the Hugging Face goldens and each other. Ratios > 1 mean the vTPU is faster. GB/s: weights + KV cache read per call at the vTPU median. The last two columns are the fastest single call of each side: on a shared machine, interference only ever adds time, so minimums compare the implementations when neither was disturbed (medians are the headline figures).\n", a.runs, a.warmup);
+    let _ = writeln!(s, "Dtypes, like for like: f32 rows compare with NumPy and PyTorch in f32. bf16 rows compare with PyTorch in bf16 (weights, activations, KV cache in bf16, matmuls in bf16 with f32 accumulation, RMSNorm and softmax in f32, as a Hugging Face model loaded in bf16 runs); NumPy has no bf16, so its bf16 cells are `-`. `bf16` weights on the vTPU multiply bf16-rounded activations (AVX-512 BF16 `vdpbf16ps`, f32 accumulation, checked against the f64 reference within `layer_bench::tolerance_bf16_products`); `bf16 (f32 act.)` multiplies the exact f32 activations (`--bf16-exact`, or a CPU without AVX-512 BF16). f16 rows compare with the f32 baseline.\n");
+    if a.cold {
+        let _ = writeln!(s, "Warm and cold: `warm` calls one layer over and over, so its weights stay in the caches as far as they fit (this machine's last-level cache: {} MiB; a layer of these shapes is 14-63 MB in f32, 7-31 MB in bf16). `cold` cycles through copies of the layer (different weights) totalling more than twice the last-level cache, so each call reads its weights from DRAM, as a whole model's layers do; the mode column gives the copies (vTPU / baseline), and the baseline cycles through as many copies of its own.\n", llc >> 20);
+    }
     let _ = writeln!(s, "| shape | mode | kv | weights | vTPU ms | NumPy ms | PyTorch ms | NumPy / vTPU | PyTorch / vTPU | vTPU GB/s | vTPU GFLOP/s | min: vTPU / NumPy / PyTorch ms | PyTorch / vTPU (min) |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
-        let b = base_of(base, &r.shape, r.r.mode);
+        let b = base_of(base, r);
         let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
         let ratio = |v: Option<f64>, of: f64| v.map_or("-".into(), |v| format!("{:.2}x", v / of));
         let med = r.r.median_ms;
+        let mode = if r.r.copies > 1 {
+            let theirs = b
+                .as_ref()
+                .map_or(String::new(), |b| format!(" / {}", b.copies));
+            format!("{} cold ({}{theirs} copies)", r.r.mode.name(), r.r.copies)
+        } else if a.cold {
+            format!("{} warm", r.r.mode.name())
+        } else {
+            r.r.mode.name().to_string()
+        };
+        let weights = match (r.dtype, r.products) {
+            (DType::BF16, false) => "bf16 (f32 act.)".to_string(),
+            (d, _) => d.name().to_string(),
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.3} | {} | {} | {} | {} | {:.1} | {:.1} | {:.3} / {} / {} | {} |",
             r.shape,
-            r.r.mode.name(),
+            mode,
             r.r.mode.start(),
-            r.dtype.name(),
+            weights,
             med,
-            f(b.as_ref().map(|b| b.numpy)),
+            f(b.as_ref().and_then(|b| b.numpy)),
             f(b.as_ref().map(|b| b.torch)),
-            ratio(b.as_ref().map(|b| b.numpy), med),
+            ratio(b.as_ref().and_then(|b| b.numpy), med),
             ratio(b.as_ref().map(|b| b.torch), med),
             r.r.gb_per_s(&r.cfg),
             r.r.gflop_per_s(),
             r.r.min_ms,
-            f(b.as_ref().map(|b| b.numpy_min)),
+            f(b.as_ref().and_then(|b| b.numpy_min)),
             f(b.as_ref().map(|b| b.torch_min)),
             ratio(b.as_ref().map(|b| b.torch_min), r.r.min_ms),
         );
@@ -370,9 +518,10 @@ fn markdown(a: &BenchArgs, rows: &[Row], base: &[serde_json::Value], load_before
         let c = &r.r.counters;
         let _ = writeln!(
             s,
-            "\nVirtual counters of the layer program ({} {} decode, one call, all sentrons): {} SIWs, {:.2} ops/SIW (ops/cycle), PPT (translation cache) hit rate {} in a warm session.",
+            "\nVirtual counters of the layer program ({} {} {}, one call, all sentrons): {} SIWs, {:.2} ops/SIW (ops/cycle), PPT (translation cache) hit rate {} in a warm session.",
             r.shape,
             r.dtype.name(),
+            r.r.mode.name(),
             c.siws,
             c.ops_per_siw(),
             c.ppt_hit_rate().map_or("n/a".into(), |h| format!("{:.1}%", 100.0 * h))

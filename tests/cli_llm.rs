@@ -84,6 +84,46 @@ fn bench_layer_writes_its_table() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--cold` adds rows that cycle through copies of the layer, named with their count;
+/// `--modes prefill` runs only the prefill case; bf16 rows say which products they use.
+#[test]
+fn bench_layer_cold_prefill_rows() {
+    let (ok, out, err) = run(&[
+        "bench-layer",
+        "--shapes",
+        "smollm2_135m",
+        "--dtypes",
+        "bf16",
+        "--modes",
+        "prefill",
+        "--cold",
+        "--threads",
+        "1",
+        "--warmup",
+        "0",
+        "--runs",
+        "1",
+        "--no-baseline",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    assert!(out.contains("| smollm2_135m | prefill warm | 0 |"), "{out}");
+    assert!(out.contains("| smollm2_135m | prefill cold ("), "{out}");
+    assert!(
+        !out.contains("| decode"),
+        "decode rows with --modes prefill:\n{out}"
+    );
+    // Whether the CPU runs bf16 products decides the label, not the run.
+    let products = vtpu_kernels::Kernels::current()
+        .with_bf16_products(true)
+        .bf16_products_active();
+    let label = if products {
+        "| bf16 |"
+    } else {
+        "| bf16 (f32 act.) |"
+    };
+    assert!(out.contains(label), "{label:?} missing:\n{out}");
+}
+
 #[test]
 fn bad_arguments_are_clear_errors() {
     for (args, needle) in [
@@ -94,6 +134,10 @@ fn bad_arguments_are_clear_errors() {
         (
             vec!["bench-layer", "--dtypes", "i8", "--no-baseline"],
             "weight dtype",
+        ),
+        (
+            vec!["bench-layer", "--modes", "train", "--no-baseline"],
+            "--modes",
         ),
     ] {
         let (ok, out, err) = run(&args);

@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p vtpu-kernels --example kernel_bench [runs]`
 //!
-//! For each level (AVX-512, AVX2) and weight dtype: GEMV (m = 1, decode) on the weight
+//! For each level (AVX-512, AVX2) and weight dtype (`bf16p`: bf16 weights in the
+//! bf16-products mode, where AVX-512 BF16 runs it): GEMV (m = 1, decode) on the weight
 //! shapes `n x k` = 576x1536, 896x4864, 4864x896, and GEMM with m = 128 (prefill). Every
 //! result is validated against the scalar reference before it is timed. Each figure is
 //! the median of `runs` samples after warm-up, each sample timing back-to-back calls
@@ -144,6 +145,7 @@ fn validate(k: Kernels, a: &[f32], b: Weights<'_>, m: usize, n: usize, kk: usize
     let mut c = vec![0.0; m * n];
     k.matmul_bt(&mut c, a, b, m, n, kk).unwrap();
     let rows = [0, m / 2, m - 1];
+    let products = k.bf16_products_active() && matches!(b, Weights::BF16(_));
     for &i in &rows {
         let mut want = vec![0.0; n];
         scalar::matmul_bt_rows(&mut want, &a[i * kk..(i + 1) * kk], b, 1, kk, 0, n);
@@ -151,9 +153,17 @@ fn validate(k: Kernels, a: &[f32], b: Weights<'_>, m: usize, n: usize, kk: usize
             let abs: f64 = (0..kk)
                 .map(|p| (a[i * kk + p] as f64 * b.get_f32(j * kk + p).unwrap() as f64).abs())
                 .sum();
+            let abs_b: f64 = (0..kk)
+                .map(|p| (b.get_f32(j * kk + p).unwrap() as f64).abs())
+                .sum();
+            let bound = if products {
+                vtpu_kernels::tolerance::bf16_products_bound(kk, abs, abs_b)
+            } else {
+                vtpu_kernels::tolerance::dot_bound(kk, abs)
+            };
             let err = (c[i * n + j] as f64 - want[j] as f64).abs();
             assert!(
-                err <= vtpu_kernels::tolerance::dot_bound(kk, abs),
+                err <= bound,
                 "validation failed at C[{i},{j}]: {} vs {}",
                 c[i * n + j],
                 want[j]
@@ -251,8 +261,13 @@ fn main() {
         );
         for &(n, kk) in shapes.iter().filter(|_| "gemv".contains(only.as_str())) {
             let vals: Vec<f32> = (0..n * kk).map(|_| rng.f32()).collect();
-            for dtype in ["f32", "f16", "bf16"] {
-                let w = Owned::new(dtype, &vals);
+            let with_products = k.with_bf16_products(true).bf16_products_active();
+            for dtype in ["f32", "f16", "bf16", "bf16p"] {
+                if dtype == "bf16p" && !with_products {
+                    continue;
+                }
+                let k = k.with_bf16_products(dtype == "bf16p");
+                let w = Owned::new(if dtype == "bf16p" { "bf16" } else { dtype }, &vals);
                 let bytes = (n * kk * w.view().elem_bytes()) as f64;
                 let a: Vec<f32> = (0..kk).map(|_| rng.f32()).collect();
                 validate(k, &a, w.view(), 1, n, kk);
@@ -263,7 +278,9 @@ fn main() {
                 });
                 // Cold: enough copies to exceed every cache level.
                 let copies = (COLD_BYTES as f64 / bytes).ceil() as usize;
-                let many: Vec<Owned> = (0..copies).map(|_| Owned::new(dtype, &vals)).collect();
+                let many: Vec<Owned> = (0..copies)
+                    .map(|_| Owned::new(if dtype == "bf16p" { "bf16" } else { dtype }, &vals))
+                    .collect();
                 let mut idx = 0;
                 let cold = median_secs(runs, || {
                     k.matmul_bt(&mut c, &a, many[idx % copies].view(), 1, n, kk)
@@ -288,8 +305,14 @@ fn main() {
             let m = 128;
             let vals: Vec<f32> = (0..n * kk).map(|_| rng.f32()).collect();
             let a: Vec<f32> = (0..m * kk).map(|_| rng.f32()).collect();
-            for dtype in ["f32", "f16", "bf16"] {
-                let w = Owned::new(dtype, &vals);
+            // bf16p: bf16 weights with bf16 products (AVX-512 BF16), where they run.
+            let with_products = k.with_bf16_products(true).bf16_products_active();
+            for dtype in ["f32", "f16", "bf16", "bf16p"] {
+                if dtype == "bf16p" && !with_products {
+                    continue;
+                }
+                let k = k.with_bf16_products(dtype == "bf16p");
+                let w = Owned::new(if dtype == "bf16p" { "bf16" } else { dtype }, &vals);
                 validate(k, &a, w.view(), m, n, kk);
                 let mut c = vec![0.0f32; m * n];
                 let t = median_secs(runs, || {

@@ -34,24 +34,60 @@ macro_rules! dispatch {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kernels {
     level: KernelLevel,
+    /// bf16 weights multiply bf16-rounded activations (see [`Kernels::with_bf16_products`]).
+    bf16_products: bool,
 }
 
 impl Kernels {
-    /// Kernels at `level`, or `None` if this CPU does not support it.
+    /// Kernels at `level`, or `None` if this CPU does not support it. The bf16-products
+    /// choice is the process-wide default ([`crate::bf16_products`]).
     pub fn new(level: KernelLevel) -> Option<Kernels> {
-        level::is_supported(level).then_some(Kernels { level })
+        level::is_supported(level).then_some(Kernels {
+            level,
+            bf16_products: level::bf16_products(),
+        })
     }
 
-    /// Kernels at the process-wide level ([`crate::level`]).
+    /// Kernels at the process-wide level ([`crate::level`]) and bf16-products default.
     pub fn current() -> Kernels {
         Kernels {
             level: level::level(),
+            bf16_products: level::bf16_products(),
         }
     }
 
     /// The level these kernels run at.
     pub fn level(&self) -> KernelLevel {
         self.level
+    }
+
+    /// These kernels with bf16 products for bf16 weights switched on or off.
+    ///
+    /// On (where it runs, see [`Kernels::bf16_products_active`]), `matmul_bt` with
+    /// [`Weights::BF16`] rounds each activation to bf16 (nearest even) and multiplies
+    /// with AVX-512 BF16 `vdpbf16ps` (exact bf16 x bf16 products, f32 accumulation): what
+    /// PyTorch's bf16 `linear` and llama.cpp's bf16 dot product compute, about twice the
+    /// f32 FMA rate. The activation rounding costs accuracy (relative `2^-8` per product,
+    /// bound: [`crate::tolerance::bf16_products_bound`]); decode and prefill still agree
+    /// bit for bit. Off (the default), bf16 weights are widened exactly and multiply the
+    /// f32 activations. Other weight dtypes are not affected.
+    pub fn with_bf16_products(self, on: bool) -> Kernels {
+        Kernels {
+            bf16_products: on,
+            ..self
+        }
+    }
+
+    /// Whether bf16 products were asked for (see [`Kernels::with_bf16_products`]).
+    pub fn bf16_products(&self) -> bool {
+        self.bf16_products
+    }
+
+    /// Whether bf16 weights actually take the bf16-products kernel: asked for, at the
+    /// AVX-512 level, on a CPU with AVX-512 BF16. Elsewhere the request falls back to
+    /// the exact f32-activation products (more accurate, inside the same bound).
+    pub fn bf16_products_active(&self) -> bool {
+        self.bf16_products && self.level == KernelLevel::Avx512 && level::has_avx512_bf16()
     }
 
     fn binary(
@@ -378,6 +414,15 @@ impl Kernels {
         if k == 0 || m == 0 || n0 == n1 {
             return Ok(()); // nothing to add: C is left bit-for-bit unchanged
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Weights::BF16(w) = b {
+            if self.bf16_products_active() {
+                // SAFETY: `bf16_products_active` checked the AVX-512 level and AVX-512
+                // BF16 on this CPU; the lengths were checked just above.
+                unsafe { crate::x86_avx512_bf16::matmul_bt_rows(c, a, w, m, k, n0, n1) };
+                return Ok(());
+            }
+        }
         dispatch!(
             self.level,
             scalar::matmul_bt_rows(c, a, b, m, k, n0, n1),
@@ -402,8 +447,9 @@ impl Kernels {
         check::len("rmsnorm", "out (rows x dim)", total, out.len())?;
         check::len("rmsnorm", "weight (dim)", dim, weight.len())?;
         // One implementation at every level: llama.cpp's order (a sequential f64 sum),
-        // which SIMD cannot reorder without changing the bits.
-        scalar::rmsnorm(out, x, weight, rows, dim, eps);
+        // which SIMD cannot reorder without changing the bits; four rows at a time, so
+        // that four of those latency-bound sums run side by side (same bits).
+        scalar::rmsnorm_rows4(out, x, weight, rows, dim, eps);
         Ok(())
     }
 
@@ -573,11 +619,18 @@ impl Kernels {
         sin: &[f32],
     ) {
         // One implementation at every level: llama.cpp's contraction of the rotation
-        // (`scalar::rope_rotate`), a few FMAs per pair, not worth a SIMD copy.
-        if halfsplit {
-            scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin)
-        } else {
-            scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin)
+        // (`scalar::rope_rotate`), a few FMAs per pair, not worth a SIMD copy. At the
+        // SIMD levels it is compiled with FMA enabled: without it each `mul_add` is a
+        // call to libm's `fmaf` (~5 ns; a 128-token prefill spent ~0.5 ms per layer
+        // there). Both round once, so the bits are the same.
+        match self.level {
+            // SAFETY: both SIMD levels include AVX2 and FMA (see `level.rs`), which a
+            // `Kernels` value guarantees this CPU has.
+            #[cfg(target_arch = "x86_64")]
+            KernelLevel::Avx512 | KernelLevel::Avx2 => unsafe {
+                rope_fma(halfsplit, x, n_heads, head_dim, p0, cos, sin)
+            },
+            _ => rope_portable(halfsplit, x, n_heads, head_dim, p0, cos, sin),
         }
     }
 
@@ -593,4 +646,43 @@ impl Kernels {
         );
         Ok(())
     }
+}
+
+/// [`Kernels::rope_apply`]'s rotation, as written in `scalar.rs`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn rope_portable(
+    halfsplit: bool,
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    p0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    if halfsplit {
+        scalar::rope_halfsplit(x, n_heads, head_dim, p0, cos, sin)
+    } else {
+        scalar::rope_interleaved(x, n_heads, head_dim, p0, cos, sin)
+    }
+}
+
+/// [`rope_portable`] compiled with FMA (and AVX2) enabled: the same operations, with the
+/// fused multiply-adds done by the CPU instead of libm.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rope_fma(
+    halfsplit: bool,
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    p0: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    rope_portable(halfsplit, x, n_heads, head_dim, p0, cos, sin)
 }

@@ -138,3 +138,49 @@ pub fn set_level(level: KernelLevel) -> KernelLevel {
     FORCED.store(effective.to_u8(), Ordering::Relaxed);
     effective
 }
+
+/// Whether this CPU has AVX-512 BF16 (`vdpbf16ps`, `vcvtne2ps2bf16`) on top of the
+/// AVX-512 level: what the bf16-products matmul needs. Detected once.
+pub fn has_avx512_bf16() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            detected() == KernelLevel::Avx512 && is_x86_feature_detected!("avx512bf16")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
+}
+
+/// The bf16-products request set by [`set_bf16_products`], or `UNSET`.
+static BF16_PRODUCTS: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The bf16-products request at first use: `VTPU_BF16_PRODUCTS=1` (or `on`) asks for it;
+/// anything else, or unset, leaves the exact f32-activation products.
+fn initial_bf16_products() -> bool {
+    static INITIAL: OnceLock<bool> = OnceLock::new();
+    *INITIAL.get_or_init(|| {
+        std::env::var("VTPU_BF16_PRODUCTS").is_ok_and(|v| {
+            let v = v.trim();
+            v == "1" || v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true")
+        })
+    })
+}
+
+/// Whether [`crate::Kernels`] built from now on ask for bf16 products with bf16 weights
+/// (see [`crate::Kernels::with_bf16_products`]): the process-wide default.
+pub fn bf16_products() -> bool {
+    match BF16_PRODUCTS.load(Ordering::Relaxed) {
+        UNSET => initial_bf16_products(),
+        v => v != 0,
+    }
+}
+
+/// Sets the process-wide bf16-products default (for benchmarks and the command line);
+/// it applies to [`crate::Kernels`] values built afterwards, not to existing ones.
+pub fn set_bf16_products(on: bool) {
+    BF16_PRODUCTS.store(u8::from(on), Ordering::Relaxed);
+}

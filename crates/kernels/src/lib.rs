@@ -44,13 +44,18 @@ mod x86_avx2_gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx512_bf16;
+#[cfg(target_arch = "x86_64")]
 mod x86_avx512_gemm;
 #[cfg(target_arch = "x86_64")]
 mod x86_common;
 
 pub use error::{KernelError, Weights};
 pub use kernels::Kernels;
-pub use level::{detected, is_supported, level, set_level, KernelLevel};
+pub use level::{
+    bf16_products, detected, has_avx512_bf16, is_supported, level, set_bf16_products, set_level,
+    KernelLevel,
+};
 pub use matmul_nn::{scalar_matmul_nn, scalar_matmul_nn_f16};
 pub use quant::{
     dequantize_row, quantize_row, quantize_row_bf16, quantize_row_f16, quantize_row_q4_0,

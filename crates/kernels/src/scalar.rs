@@ -239,6 +239,49 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], weight: &[f32], rows: usize, dim: usi
     }
 }
 
+/// [`rmsnorm`] four rows at a time: each row's sum of squares is the same sequential
+/// f64 chain (so the same bits), but four chains run side by side instead of one after
+/// the other waiting on the adder's latency.
+pub fn rmsnorm_rows4(
+    out: &mut [f32],
+    x: &[f32],
+    weight: &[f32],
+    rows: usize,
+    dim: usize,
+    eps: f32,
+) {
+    let quads = rows / 4;
+    for q in 0..quads {
+        let r0 = 4 * q;
+        let rs: [&[f32]; 4] = std::array::from_fn(|i| &x[(r0 + i) * dim..(r0 + i + 1) * dim]);
+        let mut sum = [0f64; 4];
+        #[allow(clippy::needless_range_loop)] // column-major walk over four rows
+        for c in 0..dim {
+            for i in 0..4 {
+                let v = rs[i][c];
+                sum[i] += (v * v) as f64;
+            }
+        }
+        for i in 0..4 {
+            let mean = (sum[i] / dim as f64) as f32;
+            let scale = 1.0f32 / (mean + eps).sqrt();
+            let o = &mut out[(r0 + i) * dim..(r0 + i + 1) * dim];
+            for ((o, &x), &w) in o.iter_mut().zip(rs[i]).zip(weight) {
+                *o = x * scale * w;
+            }
+        }
+    }
+    let done = quads * 4;
+    rmsnorm(
+        &mut out[done * dim..],
+        &x[done * dim..],
+        weight,
+        rows - done,
+        dim,
+        eps,
+    );
+}
+
 /// Rope angle table for pairs `[pair0, pair0 + cos.len())`: `cos[j]`, `sin[j]` of the
 /// angle of pair `i = pair0 + j` at position `pos`, as llama.cpp's `ggml_rope_cache_init`
 /// computes it: `theta_scale = powf(theta, -2.0f / head_dim)`, the angle of pair 0 is
@@ -278,6 +321,7 @@ pub fn rope_rotate(x0: f32, x1: f32, c: f32, s: f32) -> (f32, f32) {
 /// Interleaved rope (GGUF / llama.cpp "normal" mode): in every head, pair
 /// `(2i, 2i + 1)` for `i` in `[pair0, pair0 + cos.len())` is rotated by table entry
 /// `i - pair0`.
+#[inline] // into the FMA-enabled caller of `Kernels::rope_apply`
 pub fn rope_interleaved(
     x: &mut [f32],
     n_heads: usize,
@@ -299,6 +343,7 @@ pub fn rope_interleaved(
 
 /// Half-split rope (Hugging Face `rotate_half`, GGUF "neox" mode): in every head, pair
 /// `(i, i + head_dim / 2)` for `i` in `[pair0, pair0 + cos.len())`.
+#[inline] // into the FMA-enabled caller of `Kernels::rope_apply`
 pub fn rope_halfsplit(
     x: &mut [f32],
     n_heads: usize,

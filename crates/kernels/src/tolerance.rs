@@ -80,6 +80,22 @@ pub fn dot_bound(n: usize, abs_sum: f64) -> f64 {
     gamma(n + 2) * abs_sum
 }
 
+/// Unit roundoff of bf16 (8 significant bits, round to nearest even): `2^-8`.
+pub const U_BF16: f64 = 1.0 / 256.0;
+
+/// Bound on `|computed - exact|` for one output of the bf16-products `matmul_bt`
+/// ([`crate::Kernels::with_bf16_products`]) against the exact f64 dot product of the
+/// unrounded f32 activations and the bf16 weights: rounding each activation to bf16
+/// moves each product by at most `U_BF16` relative; the bf16 x bf16 products are exact in
+/// f32 and the f32 accumulation adds [`dot_bound`] (of the slightly larger rounded sum).
+/// `abs_sum = sum |a_i * b_i|` (+ `|c|`), `abs_b = sum |b_i|`: AVX-512 BF16 flushes
+/// subnormal activations and subnormal partial sums to zero, an absolute error of at
+/// most `2^-126` per activation (times `|b_i|`) and per step.
+pub fn bf16_products_bound(n: usize, abs_sum: f64, abs_b: f64) -> f64 {
+    let tiny = f64::from(f32::MIN_POSITIVE);
+    U_BF16 * abs_sum + gamma(n + 2) * (1.0 + U_BF16) * abs_sum + tiny * (n as f64 + 2.0 + abs_b)
+}
+
 /// Bound for a sum of squares of length `n` (one rounding more than [`dot_bound`] when
 /// the squares are not fused). `sumsq` is the exact (f64) sum of squares.
 pub fn sumsq_bound(n: usize, sumsq: f64) -> f64 {

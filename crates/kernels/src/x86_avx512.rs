@@ -180,6 +180,42 @@ pub(crate) unsafe fn hsum(v: __m512) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
 }
 
+/// `[hsum(v[0]), ..., hsum(v[7])]` with the very same additions as [`hsum`] (so the
+/// same bits), done for eight vectors at once: 16 shuffles and 8 adds instead of 8 x 8
+/// instructions. Each stage pairs the same lanes as `hsum`'s: halves (`v[i] + v[i+8]`),
+/// quarters (`+4`), then `+2` and `+1` within each 128-bit chunk. (A variant trading
+/// 7 of the shuffles for blends measured the same on Zen 4.)
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]
+pub(crate) unsafe fn hsum8(v: &[__m512; 8]) -> __m256 {
+    // Stage 1, per pair (a, b): [a.s8 | b.s8] with s8[i] = x[i] + x[i + 8].
+    let half = |a: __m512, b: __m512| {
+        let lo = _mm512_shuffle_f32x4::<0x44>(a, b); // a.c0 a.c1 b.c0 b.c1
+        let hi = _mm512_shuffle_f32x4::<0xee>(a, b); // a.c2 a.c3 b.c2 b.c3
+        _mm512_add_ps(lo, hi)
+    };
+    let (w01, w23) = (half(v[0], v[1]), half(v[2], v[3]));
+    let (w45, w67) = (half(v[4], v[5]), half(v[6], v[7]));
+    // Stage 2, per pair of stage-1 vectors: one 128-bit chunk of s4 per input vector,
+    // s4[i] = s8[i] + s8[i + 4].
+    let quarter = |p: __m512, q: __m512| {
+        let lo = _mm512_shuffle_f32x4::<0x88>(p, q); // s8[0..4] of the four vectors
+        let hi = _mm512_shuffle_f32x4::<0xdd>(p, q); // s8[4..8]
+        _mm512_add_ps(lo, hi)
+    };
+    let (x0123, x4567) = (quarter(w01, w23), quarter(w45, w67));
+    // Stage 3: chunk c holds [s2 of v[c] | s2 of v[c + 4]], s2[i] = s4[i] + s4[i + 2].
+    let (a, b) = (_mm512_castps_pd(x0123), _mm512_castps_pd(x4567));
+    let y = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(a, b)),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)),
+    );
+    // Stage 4: s2[0] + s2[1] in lanes 4c (v[c]) and 4c + 2 (v[c + 4]).
+    let z = _mm512_add_ps(y, _mm512_movehdup_ps(y));
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castps512_ps256(_mm512_permutexvar_ps(idx, z))
+}
+
 /// Max of the 16 lanes (same tree as `hsum`).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma,f16c")]

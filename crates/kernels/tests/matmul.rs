@@ -134,9 +134,11 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
         .into_iter()
         .filter(|k| k.level() != KernelLevel::Scalar)
     {
-        // Second shape: several A blocks (m > 64), k slices (k > 512) with a tail, and
-        // (for f16 / bf16) the converted-panel path.
-        for (dtype, (m, n, kk)) in (0..3).flat_map(|d| [(d, (11, 29, 203)), (d, (70, 29, 1100))]) {
+        // Second shape: k slices (k > 512) with a tail and (for f16 / bf16) the
+        // converted-panel path; third: several A blocks (m > 132, the most per block).
+        for (dtype, (m, n, kk)) in
+            (0..3).flat_map(|d| [(d, (11, 29, 203)), (d, (70, 29, 1100)), (d, (140, 29, 600))])
+        {
             let a = rng.vec_mixed(m * kk);
             let w = Owned::new(dtype, &rng.vec_mixed(n * kk));
             let b = w.view();
@@ -155,7 +157,7 @@ fn simd_matmul_is_invariant_to_m_and_row_split() {
                 .unwrap();
             }
             // Split by weight rows into uneven ranges, as threads would.
-            for split in [[0, 1, n], [0, 13, n], [0, 6, n], [0, 28, n]] {
+            for split in [[0, 1, n], [0, 13, n], [0, 6, n], [0, 28.min(n), n]] {
                 for r in split.windows(2) {
                     let (n0, n1) = (r[0], r[1]);
                     let mut part = vec![0.0; m * (n1 - n0)];

@@ -60,6 +60,30 @@ fn empty_rows() {
     }
 }
 
+/// The kernels' rmsnorm (four rows side by side) is the spec's, bit for bit: llama.cpp's
+/// sequential f64 sum per row, whatever the number of rows.
+#[test]
+fn rmsnorm_is_the_spec_bit_for_bit() {
+    let mut rng = Rng::new(22);
+    for k in levels() {
+        for &dim in &[0usize, 1, 7, 64, 576, 1000] {
+            for rows in 0..10 {
+                let x = rng.vec_mixed(rows * dim);
+                let w = rng.vec_uniform(dim, -2.0, 2.0);
+                let (mut got, mut want) = (vec![0.0; rows * dim], vec![0.0; rows * dim]);
+                k.rmsnorm(&mut got, &x, &w, rows, dim, 1e-6).unwrap();
+                scalar::rmsnorm(&mut want, &x, &w, rows, dim, 1e-6);
+                common::bits_eq(
+                    &format!("rmsnorm {:?} rows={rows} dim={dim}", k.level()),
+                    &got,
+                    &want,
+                )
+                .unwrap();
+            }
+        }
+    }
+}
+
 #[test]
 fn rmsnorm_matches_reference() {
     let mut rng = Rng::new(21);

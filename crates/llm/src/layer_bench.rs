@@ -72,6 +72,9 @@ pub struct CaseResult {
     pub flops: u64,
     /// Virtual counters of the last timed call, summed over sentrons.
     pub counters: Counters,
+    /// Copies of the layer the calls cycled through: 1 is warm (the weights stay in the
+    /// caches as far as they fit), more is [`time_case_cold`].
+    pub copies: usize,
 }
 
 impl CaseResult {
@@ -104,10 +107,34 @@ pub fn tolerance(cfg: &LayerConfig, kv_len: usize) -> f64 {
     u * k as f64
 }
 
+/// Matmul stages an activation error passes through on its way to the layer output:
+/// q/k/v, the attention output projection, gate/up, down.
+const MATMUL_STAGES: f64 = 4.0;
+
+/// The tolerance of a layer whose bf16 weights multiply bf16-rounded activations
+/// (`vtpu_kernels::Kernels::with_bf16_products`), relative to max|reference|: on top of
+/// [`tolerance`], each of the [`MATMUL_STAGES`] matmul stages rounds its inputs to bf16,
+/// a relative error of at most `U_BF16 = 2^-8` per product. With products of random
+/// signs the errors add like a random walk, so a stage's output moves by about
+/// `U_BF16 / sqrt(3)` of its own size (and never more than `U_BF16` times the sum of
+/// the absolute products); we allow `2 U_BF16` per stage, summed over the stages. This
+/// is far above f32 rounding (an f32 layer is held to [`tolerance`], ~1e-4) and far
+/// below what a wrong product does (an error of order 1).
+pub fn tolerance_bf16_products(cfg: &LayerConfig, kv_len: usize) -> f64 {
+    tolerance(cfg, kv_len) + 2.0 * vtpu_kernels::tolerance::U_BF16 * MATMUL_STAGES
+}
+
+/// Whether a runner built now (from the process-wide kernel defaults, as
+/// [`bench_runner`] builds them) with `dtype` weights multiplies bf16 products.
+pub fn bf16_products_active(dtype: vtpu_phext::DType) -> bool {
+    dtype == vtpu_phext::DType::BF16 && vtpu_kernels::Kernels::current().bf16_products_active()
+}
+
 /// Runs an 8-token prefill and one decode step on `runner` (which must be fresh) and on
 /// the f64 reference with the same (dtype-rounded) weights; returns the worst error
-/// relative to max|reference|, or an error if it exceeds [`tolerance`]. The runner is
-/// reset afterwards.
+/// relative to max|reference|, or an error if it exceeds [`tolerance`] (or
+/// [`tolerance_bf16_products`] where [`bf16_products_active`]). The runner is reset
+/// afterwards.
 pub fn validate_against_reference(
     runner: &mut LayerRunner,
     cfg: &LayerConfig,
@@ -134,7 +161,11 @@ pub fn validate_against_reference(
         worst = worst.max(err / scale.max(f64::MIN_POSITIVE));
     }
     runner.reset();
-    let tol = tolerance(cfg, 9);
+    let tol = if bf16_products_active(runner.weight_dtype()) {
+        tolerance_bf16_products(cfg, 9)
+    } else {
+        tolerance(cfg, 9)
+    };
     if worst.is_nan() || worst > tol {
         return Err(LayerError::Mismatch {
             error: worst,
@@ -152,6 +183,71 @@ pub fn time_case(
     warmup: usize,
     runs: usize,
 ) -> Result<CaseResult, LayerError> {
+    time_cycle(std::slice::from_mut(runner), cfg, mode, warmup, runs)
+}
+
+/// Size in bytes of the largest CPU cache that sysfs reports (the last-level cache),
+/// or `None` where it is not readable.
+pub fn llc_bytes() -> Option<u64> {
+    let base = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    let mut best = None;
+    for e in std::fs::read_dir(base).ok()?.flatten() {
+        let Ok(txt) = std::fs::read_to_string(e.path().join("size")) else {
+            continue;
+        };
+        let txt = txt.trim();
+        let (digits, mult) = match txt.as_bytes().last() {
+            Some(b'K') => (&txt[..txt.len() - 1], 1u64 << 10),
+            Some(b'M') => (&txt[..txt.len() - 1], 1 << 20),
+            Some(b'G') => (&txt[..txt.len() - 1], 1 << 30),
+            _ => (txt, 1),
+        };
+        if let Ok(v) = digits.parse::<u64>() {
+            best = best.max(v.checked_mul(mult));
+        }
+    }
+    best
+}
+
+/// The last-level cache assumed when sysfs does not say: 32 MiB (both CPUs this project
+/// has met: a Zen 4 CCD's L3, and more than a 2-core Sapphire Rapids slice gets).
+pub const DEFAULT_LLC_BYTES: u64 = 32 << 20;
+
+/// Copies of a layer of `weight_bytes` to cycle through so that the copies together are
+/// more than twice the last-level cache (`llc`): by the time a copy comes round again,
+/// the others have pushed its weights out, so every call reads them from DRAM. At least 2.
+pub fn cold_copies(weight_bytes: u64, llc: u64) -> usize {
+    let need = (2 * llc).div_ceil(weight_bytes.max(1)) + 1;
+    usize::try_from(need).unwrap_or(usize::MAX).max(2)
+}
+
+/// Time `mode` cycling through `runners` (copies of one layer with different weights,
+/// see [`cold_copies`]): call `i` runs copy `i mod len`, so each call finds its weights
+/// evicted from the caches by the others. Same protocol as [`time_case`].
+pub fn time_case_cold(
+    runners: &mut [LayerRunner],
+    cfg: &LayerConfig,
+    mode: Mode,
+    warmup: usize,
+    runs: usize,
+) -> Result<CaseResult, LayerError> {
+    time_cycle(runners, cfg, mode, warmup, runs)
+}
+
+fn time_cycle(
+    runners: &mut [LayerRunner],
+    cfg: &LayerConfig,
+    mode: Mode,
+    warmup: usize,
+    runs: usize,
+) -> Result<CaseResult, LayerError> {
+    let copies = runners.len();
+    let Some(first) = runners.first() else {
+        return Err(LayerError::ZeroCapacity {
+            what: "layer copies",
+        });
+    };
+    let elem = runner_weight_bytes(first);
     let (t, start) = (mode.tokens(), mode.start());
     let mut rng = SplitMix64::new(7);
     let x: Vec<f32> = (0..t * cfg.dim).map(|_| rng.uniform(-1.0, 1.0)).collect();
@@ -159,6 +255,7 @@ pub fn time_case(
     let mut times = Vec::with_capacity(runs);
     let mut last = Vec::new();
     for i in 0..warmup + runs.max(1) {
+        let runner = &mut runners[i % copies];
         runner.set_kv_len(start)?;
         let t0 = Instant::now();
         let rep = runner.forward_into(&x, start, &mut out)?;
@@ -169,7 +266,6 @@ pub fn time_case(
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    let elem = runner_weight_bytes(runner);
     let (weight_bytes, flops) = layer_cost(cfg, elem, t, start + t);
     Ok(CaseResult {
         mode,
@@ -179,6 +275,7 @@ pub fn time_case(
         weight_bytes,
         flops,
         counters: Counters::total(&last),
+        copies,
     })
 }
 

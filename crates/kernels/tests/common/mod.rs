@@ -57,12 +57,14 @@ impl Rng {
     }
 }
 
-/// Kernels for every level this CPU supports, announcing the ones it skips.
+/// Kernels for every level this CPU supports, announcing the ones it skips. Exact
+/// bf16 products whatever `VTPU_BF16_PRODUCTS` says (the bf16-products mode has its
+/// own tests and bound, `tests/matmul_bf16_products.rs`).
 pub fn levels() -> Vec<Kernels> {
     KernelLevel::ALL
         .into_iter()
         .filter_map(|l| {
-            let k = Kernels::new(l);
+            let k = Kernels::new(l).map(|k| k.with_bf16_products(false));
             if k.is_none() {
                 println!("note: {l} not supported by this CPU; skipping it");
             }
