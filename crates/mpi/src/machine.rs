@@ -50,10 +50,9 @@ use vtpu_kernels::Kernels;
 use vtpu_llm::model::{MachineHost, StepIo};
 use vtpu_phext::{Page, PhextSpace, TranslationCache};
 use vtpu_runtime::budget::{default_limit, MemBudget};
-use vtpu_runtime::fabric::Transport;
-use vtpu_runtime::fast::{FastSentron, FaultKind, PreWord};
+use vtpu_runtime::fast::{FastSentron, PreWord};
 use vtpu_runtime::{
-    Counters, MachineError, OpProfile, ProgramMachine, RunConfig, SessionReport, Trap,
+    run_once_reporting, Counters, MachineError, OpProfile, ProgramMachine, RunConfig, SessionReport,
 };
 
 /// Starts [`MpiMachine`]s for `Model::load_hosted`: `per_rank` sentrons on each rank of
@@ -953,46 +952,6 @@ fn new_sentron(sh: &Shared, k: usize, li: usize) -> FastSentron<'_, MpiTransport
     )
 }
 
-/// Run local sentron `li` once from its initial state; a trap or panic stops the
-/// machine on every rank. Returns false when the sentron panicked.
-fn run_sentron(sh: &Shared, s: &mut FastSentron<'_, MpiTransport>) -> bool {
-    let id = s.id;
-    let t0 = Instant::now();
-    s.reset();
-    s.set_profile(sh.profile.load(Ordering::Acquire));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
-    let ok = outcome.is_ok();
-    match outcome {
-        Ok(Ok(())) => sh.t.halt(id),
-        Ok(Err(stop)) => match *stop.fault {
-            FaultKind::Stopped => {}
-            FaultKind::Trap(kind, coord) => sh.t.fail(
-                id,
-                MachineError::Trap(Box::new(Trap {
-                    sentron: id,
-                    pc: stop.pc,
-                    op: vtpu_isa::disasm::format_op(&stop.op),
-                    coord,
-                    kind,
-                })),
-            ),
-        },
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            sh.t.fail(
-                id,
-                MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
-            );
-        }
-    }
-    s.counters.host_ns = t0.elapsed().as_nanos() as u64;
-    ok
-}
-
 fn worker(sh: &Shared, li: usize) {
     let mut seen = 0u64;
     let mut sentrons: Vec<_> = (0..sh.streams.len())
@@ -1011,7 +970,7 @@ fn worker(sh: &Shared, li: usize) {
         seen = sh.run.load(Ordering::Acquire);
         let k = sh.program.load(Ordering::Acquire).min(sentrons.len() - 1);
         let sentron = &mut sentrons[k];
-        let (c, p) = if run_sentron(sh, sentron) {
+        let (c, p) = if run_once_reporting(&sh.t, sentron, sh.profile.load(Ordering::Acquire)) {
             (sentron.counters.clone(), sentron.take_profile())
         } else {
             let c = Counters::new(sh.first + li as u32);

@@ -19,8 +19,8 @@ use vtpu_isa::{PageInitData, Program};
 use vtpu_phext::{Coord, PhextSpace, TranslationCache};
 use vtpu_runtime::budget::{default_limit, MemBudget};
 use vtpu_runtime::fabric::Transport;
-use vtpu_runtime::fast::{FastSentron, FaultKind, PreWord};
-use vtpu_runtime::{Counters, MachineError, Trap};
+use vtpu_runtime::fast::{FastSentron, PreWord};
+use vtpu_runtime::{run_once_reporting, Counters, MachineError};
 
 /// A fault to inject, for the fault tests (`VTPU_MPI_FAULT=exit:R` or `hang:R`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -202,7 +202,6 @@ fn run_one(
     words: &[PreWord],
     word_limit: u64,
 ) -> Counters {
-    let t0 = Instant::now();
     let tlb = TranslationCache::new(64, 4);
     let mut s = FastSentron::new(
         id,
@@ -214,35 +213,7 @@ fn run_one(
         vtpu_kernels::Kernels::current(),
     );
     // A panic is a simulator bug: it becomes an error that stops every rank.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
-    match outcome {
-        Ok(Ok(())) => t.halt(id),
-        Ok(Err(stop)) => match *stop.fault {
-            FaultKind::Stopped => {}
-            FaultKind::Trap(kind, coord) => t.fail(
-                id,
-                MachineError::Trap(Box::new(Trap {
-                    sentron: id,
-                    pc: stop.pc,
-                    op: vtpu_isa::disasm::format_op(&stop.op),
-                    coord,
-                    kind,
-                })),
-            ),
-        },
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            t.fail(
-                id,
-                MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
-            );
-        }
-    }
-    s.counters.host_ns = t0.elapsed().as_nanos() as u64;
+    run_once_reporting(t, &mut s, false);
     s.counters.clone()
 }
 

@@ -311,25 +311,29 @@ impl Drop for Session {
     }
 }
 
-/// Run `s` (sentron `id`) once from its initial state; a trap or panic is recorded in
-/// the fabric (which stops the others), exactly as `machine::run_one` does. Returns
-/// false when the sentron panicked (its state is then not trusted again).
-fn run_sentron<T: Transport>(sh: &Shared, id: u32, s: &mut FastSentron<'_, T>) -> bool {
+/// Run `s` once from its initial state and tell `t` how it ended: halted, trapped (the
+/// trap is recorded, which stops the other sentrons) or panicked (a simulator bug,
+/// recorded as an internal error naming the sentron), exactly as `machine::run_one`
+/// does. Its host time goes to `s.counters.host_ns`. Returns false when it panicked
+/// (its state is then not trusted again). Shared by every runner of persistent
+/// sentrons: [`Session`] and the MPI machine (`vtpu-mpi`).
+pub fn run_once_reporting<T: Transport>(t: &T, s: &mut FastSentron<'_, T>, profile: bool) -> bool {
+    let id = s.id;
     let t0 = Instant::now();
     s.reset();
-    s.set_profile(sh.profile.load(Ordering::Acquire));
+    s.set_profile(profile);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.run()));
     let ok = outcome.is_ok();
     match outcome {
-        Ok(Ok(())) => sh.fabric.halt(id),
-        Ok(Err(stop)) => report_stop(sh, id, stop),
+        Ok(Ok(())) => t.halt(id),
+        Ok(Err(stop)) => report_stop(t, id, stop),
         Err(p) => {
             let msg = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            sh.fabric.fail(
+            t.fail(
                 id,
                 MachineError::Setup(format!("internal error in sentron {id}: {msg}")),
             );
@@ -339,10 +343,10 @@ fn run_sentron<T: Transport>(sh: &Shared, id: u32, s: &mut FastSentron<'_, T>) -
     ok
 }
 
-fn report_stop(sh: &Shared, id: u32, stop: StopAt) {
+fn report_stop<T: Transport>(t: &T, id: u32, stop: StopAt) {
     match *stop.fault {
         FaultKind::Stopped => {}
-        FaultKind::Trap(kind, coord) => sh.fabric.fail(
+        FaultKind::Trap(kind, coord) => t.fail(
             id,
             MachineError::Trap(Box::new(Trap {
                 sentron: id,
@@ -398,7 +402,8 @@ fn worker(sh: &Shared, id: u32) {
         let sentron = &mut sentrons[k];
         // Whatever happens, the fabric and the caller must hear of this run's end: a
         // worker that vanished would leave its partners waiting and `run` sleeping.
-        let (c, p) = if run_sentron(sh, id, sentron) {
+        let (c, p) = if run_once_reporting(&sh.fabric, sentron, sh.profile.load(Ordering::Acquire))
+        {
             (sentron.counters.clone(), sentron.take_profile())
         } else {
             let c = Counters::new(id);
