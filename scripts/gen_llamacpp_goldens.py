@@ -35,7 +35,7 @@ import llama_cpp.llama_cpp as ll  # from the sdist, via PYTHONPATH (see the .sh 
 
 N_STEPS = 48
 TOP_K = 5
-N_CTX = 512          # prompt (< 100 tokens) + 48 steps fit; also the batch size
+N_CTX = 512          # prompt (< 200 tokens) + 48 steps fit; also the batch size
 N_THREADS = 2
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,6 +68,20 @@ PROMPTS = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": "Write one sentence about the moon."},
     ]},
+    # A long prompt (~150 tokens, one ubatch): llama.cpp's flash attention takes its tiled
+    # path from 64 query tokens per ubatch (GGML_FA_TILE_Q), another arithmetic than the
+    # short prompts' one_chunk path. Prompt + 48 steps stay under 256 KV cells, so the
+    # decode steps keep one_chunk too (its split-KV path starts at 512 cells).
+    {"prompt": (
+        "The old lighthouse stood at the end of a narrow spit of rock, where the river "
+        "met the sea. For more than a hundred years its keepers had climbed the spiral "
+        "stairs every evening to light the lamp, wind the clockwork that turned the lens, "
+        "and write the weather in a leather-bound log. The last keeper, a quiet woman "
+        "named Mara, kept the log longer than anyone before her. She recorded storms and "
+        "calm nights, the ships that passed, the birds that rested on the gallery rail, "
+        "and once, in a single careful line, the night the lamp went dark. When the "
+        "harbour board finally replaced the lamp with an automatic light, Mara packed "
+        "her books, locked the door behind her, and"), "chat": False},
 ]
 
 TOKENIZE_CASES = [

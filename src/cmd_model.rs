@@ -35,8 +35,10 @@ pub struct ModelArgs {
     #[arg(short = 'c', long, value_name = "N")]
     pub ctx: Option<usize>,
     /// Tokens per prefill call (longer prompts are processed in chunks of this many;
-    /// llama.cpp's --ubatch-size).
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    /// llama.cpp's --ubatch-size, whose default 512 this shares: attention takes
+    /// llama.cpp's tiled path for calls of 64+ tokens, so the same chunks give the same
+    /// bits).
+    #[arg(long, value_name = "N", default_value_t = 512)]
     pub ubatch: usize,
     /// Do not pin sentron threads to cores.
     #[arg(long)]

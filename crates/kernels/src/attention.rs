@@ -27,8 +27,17 @@
 //! `expf` is the C library's (Rust's `f32::exp` lowers to the same libm call as GCC's).
 //! The scalar function is the specification; the AVX-512 one performs the same IEEE
 //! operations in the same order (a test checks bit equality).
+//!
+//! That is llama.cpp's path for fewer than 64 query tokens per call (decode, short
+//! prompts). From 64 tokens on llama.cpp takes its tiled path, and so do
+//! [`attention_scalar`] and [`attention`]: see [`tiled`] (f32 query and accumulator,
+//! keys in tiles of 64, polynomial `expf` on 16 lanes).
 
 use half::f16;
+
+pub mod tiled;
+
+pub use tiled::{attention_tiled_scalar, is_tiled, TILE_KV, TILE_Q};
 
 /// Largest head dimension the kernels accept (stack scratch; real models use 64..=256).
 pub const MAX_HEAD_DIM: usize = 512;
@@ -269,8 +278,25 @@ pub fn check_shapes(
 }
 
 /// The specification: `out[r] = softmax(q[r] . K^T / sqrt(hd)) . V` over row `r`'s
-/// visible keys, in llama.cpp's arithmetic (module docs). Shapes as [`check_shapes`].
+/// visible keys, in llama.cpp's arithmetic for the call's size: its tiled path for 64 or
+/// more query tokens ([`is_tiled`], [`attention_tiled_scalar`]), else `one_chunk`
+/// ([`attention_one_chunk_scalar`]). Shapes as [`check_shapes`].
 pub fn attention_scalar(
+    out: &mut [f32],
+    q: &[f32],
+    k: KvRows<'_>,
+    v: KvRows<'_>,
+    shape: AttnShape,
+) -> Result<(), AttnShapeError> {
+    if is_tiled(shape) {
+        attention_tiled_scalar(out, q, k, v, shape)
+    } else {
+        attention_one_chunk_scalar(out, q, k, v, shape)
+    }
+}
+
+/// The specification of llama.cpp's `one_chunk` path (module docs), for any call shape.
+pub fn attention_one_chunk_scalar(
     out: &mut [f32],
     q: &[f32],
     k: KvRows<'_>,
@@ -337,8 +363,10 @@ pub fn attention_scalar(
     Ok(())
 }
 
-/// The same operations with AVX-512F vectors when `hd` is a multiple of 64 (every
-/// lane computes what the scalar loop computes for its element); otherwise the scalar.
+/// [`attention_scalar`]'s bits with AVX-512F vectors when `simd` and the CPU allow: the
+/// tiled path when `hd` is a multiple of 16, `one_chunk` when it is a multiple of 64
+/// (every lane computes what the scalar loop computes for its element); otherwise the
+/// scalar.
 pub fn attention(
     out: &mut [f32],
     q: &[f32],
@@ -348,14 +376,26 @@ pub fn attention(
     simd: bool,
 ) -> Result<(), AttnShapeError> {
     check_shapes(out.len(), q.len(), &k, &v, shape)?;
+    let tiled = is_tiled(shape);
     #[cfg(target_arch = "x86_64")]
-    if simd && shape.hd.is_multiple_of(64) && std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: avx512f was just detected; every slice length was checked above.
-        unsafe { avx512::attention(out, q, k, v, shape) };
-        return Ok(());
+    if simd && std::arch::is_x86_feature_detected!("avx512f") {
+        if tiled && shape.hd.is_multiple_of(16) {
+            // SAFETY: avx512f was just detected; every slice length was checked above.
+            unsafe { tiled::avx512::attention_tiled(out, q, k, v, shape) };
+            return Ok(());
+        }
+        if !tiled && shape.hd.is_multiple_of(64) {
+            // SAFETY: as above.
+            unsafe { avx512::attention(out, q, k, v, shape) };
+            return Ok(());
+        }
     }
     let _ = simd;
-    attention_scalar(out, q, k, v, shape)
+    if tiled {
+        attention_tiled_scalar(out, q, k, v, shape)
+    } else {
+        attention_one_chunk_scalar(out, q, k, v, shape)
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -369,7 +409,7 @@ mod avx512 {
     /// then lanes (0, 1) plus (2, 3), then lane 0 plus lane 1.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn reduce16(x: __m512) -> f32 {
+    pub(super) unsafe fn reduce16(x: __m512) -> f32 {
         let lo = _mm512_castps512_ps256(x);
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x)));
         let t3 = _mm256_add_ps(hi, lo);
@@ -503,7 +543,7 @@ mod avx512 {
 mod tests {
     use super::*;
 
-    fn rng(seed: &mut u64) -> f32 {
+    pub(super) fn rng(seed: &mut u64) -> f32 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -511,7 +551,7 @@ mod tests {
     }
 
     /// f64 attention of the same (f16-rounded when `f16`) inputs.
-    fn exact(
+    pub(super) fn exact(
         q: &[f32],
         k: &[f32],
         v: &[f32],

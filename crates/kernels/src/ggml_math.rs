@@ -98,12 +98,13 @@ pub unsafe fn swiglu_ptr(d: *mut f32, g: *const f32, u: *const f32, n: usize, si
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
+    /// `ggml_v_expf` on 16 lanes (also the tiled attention's softmax).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn v_expf(x: __m512) -> __m512 {
+    pub(crate) fn v_expf(x: __m512) -> __m512 {
         let r = _mm512_set1_ps(f32::from_bits(0x4b40_0000));
         let z = _mm512_fmadd_ps(x, _mm512_set1_ps(f32::from_bits(0x3fb8_aa3b)), r);
         let n = _mm512_sub_ps(z, r);

@@ -8,6 +8,13 @@
 //! Models: the committed qwen3 fixture and SmolLM2 Q4_1 (fetched by `.ci/run`; under
 //! CI=true a missing file fails) on every run; SmolLM2 Q8_0 / Q4_0 and Qwen2.5 Q4_K_M
 //! when scripts/fetch_models.sh has put them in the cache.
+//!
+//! Prompts: three short ones and a 144-token one. llama.cpp ran each prompt as one
+//! ubatch, and so does the vTPU here (one call: `golden_agreement` sets `max_tokens`),
+//! because attention's arithmetic depends on the tokens per call: from 64 on llama.cpp
+//! takes its tiled flash attention (`vtpu_kernels::attention::tiled`), below it
+//! `one_chunk`. The long prompt checks the tiled path; its 48 decode steps, one_chunk
+//! again, over a cache of 145..192 keys.
 
 mod common;
 
@@ -72,6 +79,35 @@ fn model_or_skip(path: PathBuf, required: bool) -> Option<PathBuf> {
         path.display()
     );
     None
+}
+
+#[test]
+fn smollm2_goldens_cover_the_tiled_attention() {
+    // A regenerated golden without a prompt of 64+ tokens would silently drop the check
+    // of llama.cpp's tiled attention path.
+    for golden in [
+        "smollm2-135m-instruct-q4_1.json",
+        "smollm2-135m-instruct-q8_0.json",
+        "smollm2-135m-instruct-q4_0.json",
+    ] {
+        let text = std::fs::read_to_string(repo().join("testdata/llamacpp").join(golden))
+            .unwrap_or_else(|e| panic!("{golden}: {e}"));
+        let g: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let longest = g["prompts"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p["prompt_tokens"].as_array().map(|t| t.len()))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        assert!(
+            longest >= vtpu_kernels::attention::TILE_Q,
+            "{golden}: the longest prompt has {longest} tokens, fewer than the {} of llama.cpp's tiled attention",
+            vtpu_kernels::attention::TILE_Q
+        );
+    }
 }
 
 #[test]

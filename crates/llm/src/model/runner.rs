@@ -23,7 +23,9 @@ pub struct ModelOptions {
     /// Positions the KV cache holds; `None`: the model's training context, capped at
     /// [`DEFAULT_CTX_CAP`].
     pub ctx: Option<usize>,
-    /// Tokens per call: longer prompts are processed in chunks of this many.
+    /// Tokens per call: longer prompts are processed in chunks of this many. Default
+    /// 512, llama.cpp's ubatch: DTATTN takes llama.cpp's tiled path for calls of 64+
+    /// tokens, so only the same chunks give llama.cpp's bits.
     pub max_tokens: usize,
     pub executor: ExecutorKind,
     pub layout: Layout,
@@ -57,7 +59,7 @@ impl Default for ModelOptions {
         ModelOptions {
             sentrons: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ctx: None,
-            max_tokens: 128,
+            max_tokens: 512,
             executor: ExecutorKind::Fast,
             layout: Layout::Insertion,
             pin: true,

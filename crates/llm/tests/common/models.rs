@@ -201,6 +201,9 @@ pub fn golden_agreement(
     let opts = ModelOptions {
         sentrons,
         ctx: Some(256),
+        // The whole prompt in one call, as llama.cpp ran it (one ubatch: n_ubatch 512):
+        // attention's arithmetic depends on the tokens per call (64+ take its tiled path).
+        max_tokens: 256,
         pin: false,
         kv_type,
         ..ModelOptions::default()
