@@ -49,10 +49,10 @@ use vtpu_isa::Program;
 use vtpu_kernels::Kernels;
 use vtpu_llm::model::{MachineHost, StepIo};
 use vtpu_phext::{Page, PhextSpace, TranslationCache};
-use vtpu_runtime::budget::{default_limit, MemBudget};
 use vtpu_runtime::fast::{FastSentron, PreWord};
 use vtpu_runtime::{
-    run_once_reporting, Counters, MachineError, OpProfile, ProgramMachine, RunConfig, SessionReport,
+    predecode, run_once_reporting, validate_for, Counters, MachineError, OpProfile, ProgramMachine,
+    RunConfig, SessionReport,
 };
 
 /// Starts [`MpiMachine`]s for `Model::load_hosted`: `per_rank` sentrons on each rank of
@@ -207,27 +207,11 @@ impl MpiMachine {
             )));
         }
         check_same_everywhere(&world, host.model_checksum, programs)?;
-        let opts = vtpu_isa::ValidateOptions {
-            sentrons: Some(n),
-            part_limit: space.part_limit(),
-        };
         let first = place.first(rank);
         let mut streams = Vec::with_capacity(programs.len());
         for program in programs {
-            if let Err(errs) = vtpu_isa::validate(program, &opts) {
-                let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-                return Err(MpiError::Machine(MachineError::Invalid(text.join("\n"))));
-            }
-            streams.push(
-                (first..first + place.per_rank)
-                    .map(|id| {
-                        program
-                            .stream_for(id)
-                            .map(|s| s.words.iter().map(PreWord::new).collect())
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<Vec<PreWord>>>(),
-            );
+            validate_for(program, n, space.part_limit()).map_err(MpiError::Machine)?;
+            streams.push(predecode(program, first..first + place.per_rank));
         }
         let page = |c: vtpu_phext::Coord| {
             space
@@ -240,9 +224,7 @@ impl MpiMachine {
             .map(|&c| page(c))
             .collect::<Result<Vec<_>, _>>()?;
         let output = page(io.output)?;
-        let space_bytes: u64 = space.pages().iter().map(|p| p.len_bytes() as u64).sum();
-        let budget = Arc::new(MemBudget::new(default_limit().saturating_add(space_bytes)));
-        budget.force(space_bytes);
+        let budget = crate::runner::rank_budget(&space);
         let t = MpiTransport::new(place, rank, budget)?;
         let s = place.per_rank as usize;
         let sh = Arc::new(Shared {

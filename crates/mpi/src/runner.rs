@@ -20,7 +20,7 @@ use vtpu_phext::{Coord, PhextSpace, TranslationCache};
 use vtpu_runtime::budget::{default_limit, MemBudget};
 use vtpu_runtime::fabric::Transport;
 use vtpu_runtime::fast::{FastSentron, PreWord};
-use vtpu_runtime::{run_once_reporting, Counters, MachineError};
+use vtpu_runtime::{predecode, run_once_reporting, validate_for, Counters, MachineError};
 
 /// A fault to inject, for the fault tests (`VTPU_MPI_FAULT=exit:R` or `hang:R`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,27 +103,11 @@ pub fn run_rank(
     let rank = world.rank() as u32;
     let place = Placement::new(world.size() as u32, opts.per_rank)?;
     let n = place.sentrons();
-    let vopts = vtpu_isa::validate::ValidateOptions {
-        sentrons: Some(n),
-        part_limit: vtpu_phext::DEFAULT_PART_LIMIT,
-    };
-    if let Err(errs) = vtpu_isa::validate::validate(program, &vopts) {
-        let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        return Err(MpiError::Machine(MachineError::Invalid(text.join("\n"))));
-    }
+    validate_for(program, n, vtpu_phext::DEFAULT_PART_LIMIT).map_err(MpiError::Machine)?;
     let space = vtpu_runtime::build_space(program, opts.layout).map_err(MpiError::Machine)?;
-    let space_bytes: u64 = space.pages().iter().map(|p| p.len_bytes() as u64).sum();
-    let budget = Arc::new(MemBudget::new(default_limit().saturating_add(space_bytes)));
-    budget.force(space_bytes);
+    let budget = rank_budget(&space);
     let first = place.first(rank);
-    let streams: Vec<Vec<PreWord>> = (first..first + place.per_rank)
-        .map(|id| {
-            program
-                .stream_for(id)
-                .map(|s| s.words.iter().map(PreWord::new).collect())
-                .unwrap_or_default()
-        })
-        .collect();
+    let streams = predecode(program, first..first + place.per_rank);
     let t = MpiTransport::new(place, rank, budget)?;
     let counters: Mutex<Vec<Counters>> = Mutex::new(Vec::new());
     let cores = if opts.pin { core_ids() } else { Vec::new() };
@@ -188,6 +172,15 @@ pub fn run_rank(
         reports: outcome.reports,
         host_wall_ns: t0.elapsed().as_nanos() as u64,
     })
+}
+
+/// A rank's memory budget: the default limit on top of the pages already in its space
+/// (charged up front, as the in-process machine does).
+pub(crate) fn rank_budget(space: &PhextSpace) -> Arc<MemBudget> {
+    let space_bytes: u64 = space.pages().iter().map(|p| p.len_bytes() as u64).sum();
+    let budget = Arc::new(MemBudget::new(default_limit().saturating_add(space_bytes)));
+    budget.force(space_bytes);
+    budget
 }
 
 fn core_ids() -> Vec<core_affinity::CoreId> {

@@ -24,7 +24,9 @@ pub mod waitgraph;
 
 pub use counters::Counters;
 pub use error::{Deadlock, MachineError, Trap, TrapKind};
-pub use machine::{build_space, load_pages, run, ExecutorKind, RunConfig, RunReport};
+pub use machine::{
+    build_space, load_pages, predecode, run, validate_for, ExecutorKind, RunConfig, RunReport,
+};
 pub use profile::{OpProfile, OpStat};
 pub use session::{run_once_reporting, ProgramMachine, Session, SessionReport};
 pub use state::{SentronState, TileValue};

@@ -167,14 +167,7 @@ pub fn run(
             cfg.tlb_sets, cfg.tlb_ways
         )));
     }
-    let opts = vtpu_isa::validate::ValidateOptions {
-        sentrons: Some(n),
-        part_limit: space.part_limit(),
-    };
-    if let Err(errs) = vtpu_isa::validate::validate(program, &opts) {
-        let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-        return Err(MachineError::Invalid(text.join("\n")));
-    }
+    validate_for(program, n, space.part_limit())?;
     // The pages already in the space count first: a space beyond the budget fails
     // here, before any sentron starts. Mapped pages are views of a file (the page
     // cache), not memory of this process, and are not charged. The default limit is
@@ -227,14 +220,7 @@ fn run_fast(
     budget: Arc<MemBudget>,
 ) -> Result<(Vec<Counters>, Vec<SentronState>), MachineError> {
     let n = cfg.sentrons;
-    let streams: Vec<Vec<PreWord>> = (0..n as u32)
-        .map(|id| {
-            program
-                .stream_for(id)
-                .map(|s| s.words.iter().map(PreWord::new).collect())
-                .unwrap_or_default()
-        })
-        .collect();
+    let streams = predecode(program, 0..n as u32);
     let fabric = LocalFabric::with_budget(n, budget);
     let cores = if cfg.pin {
         core_affinity::get_core_ids().unwrap_or_default()
@@ -381,4 +367,30 @@ pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_default()
+}
+
+/// Check `program` for a machine of `n` sentrons whose pages allow coordinate parts up to
+/// `part_limit`: what every runner does before anything runs (in process, in a session,
+/// on MPI ranks).
+pub fn validate_for(program: &Program, n: usize, part_limit: u32) -> Result<(), MachineError> {
+    let opts = vtpu_isa::validate::ValidateOptions {
+        sentrons: Some(n),
+        part_limit,
+    };
+    vtpu_isa::validate::validate(program, &opts).map_err(|errs| {
+        let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
+        MachineError::Invalid(text.join("\n"))
+    })
+}
+
+/// The pre-decoded word streams of sentrons `ids` (empty for a sentron the program gives
+/// no stream).
+pub fn predecode(program: &Program, ids: std::ops::Range<u32>) -> Vec<Vec<PreWord>> {
+    ids.map(|id| {
+        program
+            .stream_for(id)
+            .map(|s| s.words.iter().map(PreWord::new).collect())
+            .unwrap_or_default()
+    })
+    .collect()
 }

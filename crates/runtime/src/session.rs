@@ -156,26 +156,10 @@ impl Session {
                 cfg.tlb_sets, cfg.tlb_ways
             )));
         }
-        let opts = vtpu_isa::ValidateOptions {
-            sentrons: Some(n),
-            part_limit: space.part_limit(),
-        };
         let mut streams = Vec::with_capacity(programs.len());
         for program in programs {
-            if let Err(errs) = vtpu_isa::validate(program, &opts) {
-                let text: Vec<String> = errs.iter().map(|e| format!("  {e}")).collect();
-                return Err(MachineError::Invalid(text.join("\n")));
-            }
-            streams.push(
-                (0..n as u32)
-                    .map(|id| {
-                        program
-                            .stream_for(id)
-                            .map(|s| s.words.iter().map(PreWord::new).collect())
-                            .unwrap_or_default()
-                    })
-                    .collect(),
-            );
+            crate::machine::validate_for(program, n, space.part_limit())?;
+            streams.push(crate::machine::predecode(program, 0..n as u32));
         }
         let kern = cfg
             .kernel_level
