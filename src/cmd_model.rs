@@ -52,6 +52,12 @@ pub struct ModelArgs {
     /// thread count; 4 all-reduces per layer) or `cols` (partial products summed; 2).
     #[arg(long, value_name = "SPLIT", default_value = "rows", value_parser = ["rows", "cols"])]
     pub split: String,
+    /// Keep every quantized weight as the file stores it (mapped zero-copy) instead of
+    /// repacking Q4_0 / Q5_0 / Q8_0 matrices at load into groups of 8 interleaved rows,
+    /// the layout the decode kernels read fastest (same numbers either way; repacked
+    /// weights are copies held in memory instead of file pages)
+    #[arg(long)]
+    pub no_repack: bool,
 }
 
 #[derive(clap::Args)]
@@ -270,7 +276,7 @@ pub fn load_with_slots(o: &Opened, a: &ModelArgs, slots: usize) -> Result<Model>
     let c = &m.cfg;
     eprintln!(
         "vtpu: {} ({} {} layers, D {}, vocab {}), {} sentrons, ctx {}: loaded in {:.0} ms \
-         ({:.1} MB mapped zero-copy, {:.1} MB copied; program {} SIWs built in {:.0} ms)",
+         ({:.1} MB mapped zero-copy, {:.1} MB copied, {:.1} MB repacked; program {} SIWs built in {:.0} ms)",
         o.path.display(),
         c.arch.name(),
         c.n_layers,
@@ -281,6 +287,7 @@ pub fn load_with_slots(o: &Opened, a: &ModelArgs, slots: usize) -> Result<Model>
         t0.elapsed().as_secs_f64() * 1e3,
         m.load.mapped_bytes as f64 / 1e6,
         m.load.copied_bytes as f64 / 1e6,
+        m.load.repacked_bytes as f64 / 1e6,
         m.load.words,
         m.load.program_ms,
     );
@@ -374,6 +381,7 @@ fn model_options(a: &ModelArgs) -> Result<ModelOptions> {
     opts.kv_type = vtpu_phext::DType::parse(&a.kv_type)
         .with_context(|| format!("--kv-type {}: expected f32 or f16", a.kv_type))?;
     opts.whole_rows = a.split == "rows";
+    opts.repack = !a.no_repack;
     Ok(opts)
 }
 

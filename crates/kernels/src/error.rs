@@ -101,7 +101,8 @@ impl Weights<'_> {
     }
 
     /// Element `i` converted to f32 (exact for the float dtypes; for `Quant`, the
-    /// dequantized value, see [`crate::dequantize_row`]). `None` past the end. Decodes a
+    /// dequantized value, see [`crate::dequantize_row`]). `None` past the end, and for a
+    /// repacked (8-row) type, whose rows are spread over their group. Decodes a
     /// whole block per call for `Quant`: for tests and spot checks, not for loops.
     pub fn get_f32(&self, i: usize) -> Option<f32> {
         match self {

@@ -33,6 +33,14 @@ pub enum DType {
     /// 256 elements: f32 d + 256 x i8 + 16 x i16 sums of 16 quants (292 bytes). The
     /// activation format of the k-quant dot products; rarely a weight type.
     Q8K,
+    /// Q4_0 repacked at load for the decode kernels: groups of 8 rows, per block index
+    /// the 8 rows' f16 scales then their 16-byte quants (144 bytes per 8 blocks; the
+    /// layout is specified in `vtpu_kernels::quant::r8`). Same size as Q4_0.
+    Q4_0R8,
+    /// Q5_0 repacked in groups of 8 rows (176 bytes per 8 blocks; see `Q4_0R8`).
+    Q5_0R8,
+    /// Q8_0 repacked in groups of 8 rows (272 bytes per 8 blocks; see `Q4_0R8`).
+    Q8_0R8,
 }
 
 /// One row of the dtype table: the single list every property derives from.
@@ -46,7 +54,7 @@ struct Props {
 }
 
 #[rustfmt::skip]
-const TABLE: [Props; 14] = [
+const TABLE: [Props; 17] = [
     Props { dtype: DType::F32, name: "f32", block_elems: 1, block_bytes: 4, code: 0 },
     Props { dtype: DType::F16, name: "f16", block_elems: 1, block_bytes: 2, code: 1 },
     Props { dtype: DType::BF16, name: "bf16", block_elems: 1, block_bytes: 2, code: 30 },
@@ -61,11 +69,16 @@ const TABLE: [Props; 14] = [
     Props { dtype: DType::Q5_1, name: "q5_1", block_elems: 32, block_bytes: 24, code: 7 },
     Props { dtype: DType::Q5K, name: "q5_k", block_elems: 256, block_bytes: 176, code: 13 },
     Props { dtype: DType::Q8K, name: "q8_k", block_elems: 256, block_bytes: 292, code: 15 },
+    // Not ggml types: codes far above ggml's (and away from ik_llama.cpp's 2xx repacked
+    // types, whose layouts differ); GGUF readers refuse them (`DType::is_repacked`).
+    Props { dtype: DType::Q4_0R8, name: "q4_0r8", block_elems: 32, block_bytes: 18, code: 230 },
+    Props { dtype: DType::Q5_0R8, name: "q5_0r8", block_elems: 32, block_bytes: 22, code: 231 },
+    Props { dtype: DType::Q8_0R8, name: "q8_0r8", block_elems: 32, block_bytes: 34, code: 232 },
 ];
 
 impl DType {
     /// Every dtype, in table order.
-    pub const ALL: [DType; 14] = [
+    pub const ALL: [DType; 17] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -80,6 +93,9 @@ impl DType {
         DType::Q5_1,
         DType::Q5K,
         DType::Q8K,
+        DType::Q4_0R8,
+        DType::Q5_0R8,
+        DType::Q8_0R8,
     ];
 
     fn props(&self) -> &'static Props {
@@ -110,6 +126,22 @@ impl DType {
     /// True for the block-quantized types.
     pub fn is_quantized(&self) -> bool {
         self.block_elems() > 1
+    }
+
+    /// A layout of this project's own: rows repacked in groups of 8 at load (not a
+    /// ggml type; a model file claiming one is refused).
+    pub fn is_repacked(&self) -> bool {
+        matches!(self, DType::Q4_0R8 | DType::Q5_0R8 | DType::Q8_0R8)
+    }
+
+    /// The repacked (8-row) layout of this dtype, if the kernels have one.
+    pub fn repacked(&self) -> Option<DType> {
+        match self {
+            DType::Q4_0 => Some(DType::Q4_0R8),
+            DType::Q5_0 => Some(DType::Q5_0R8),
+            DType::Q8_0 => Some(DType::Q8_0R8),
+            _ => None,
+        }
     }
 
     /// Bytes that `elems` elements occupy; an error when `elems` is not a whole number of
@@ -216,10 +248,18 @@ mod tests {
             (DType::Q5K, 2 * half + 12 + qk_k / 8 + qk_k / 2),    // + qh[32]
             (DType::Q6K, qk_k / 2 + qk_k / 4 + qk_k / 16 + half), // ql, qh, scales, d
             (DType::Q8K, 4 + qk_k + 2 * (qk_k / 16)),             // f32 d, qs, i16 bsums
+            // The 8-row repacked layouts: the same bytes per block, rearranged.
+            (DType::Q4_0R8, half + qk / 2),
+            (DType::Q5_0R8, half + 4 + qk / 2),
+            (DType::Q8_0R8, half + qk),
         ];
         for (d, bytes) in layouts {
             assert_eq!(d.block_bytes(), bytes, "{d}");
             assert!(d.is_quantized());
+            if let Some(r) = d.repacked() {
+                assert_eq!(r.block_bytes(), d.block_bytes(), "{r} keeps {d}'s size");
+                assert!(r.is_repacked() && !d.is_repacked());
+            }
         }
         assert_eq!(
             DType::ALL.iter().filter(|d| d.is_quantized()).count(),

@@ -213,6 +213,34 @@ impl PhextSpace {
         self.map_page(page, false)
     }
 
+    /// A page whose bytes `fill` writes once, in place (no staging copy: for large
+    /// pages computed at load, such as repacked weights). The buffer `fill` gets is
+    /// zeroed and exactly the page size; an error from `fill` maps nothing.
+    /// `read_only` freezes the page after `fill`; `kind` is Owned or Scratch.
+    pub fn insert_filled<E>(
+        &self,
+        coord: Coord,
+        dtype: DType,
+        shape: [usize; 2],
+        read_only: bool,
+        kind: PageKind,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Result<Arc<Page>, E>, SpaceError> {
+        self.check_coord(coord)?;
+        PhextSpace::check_heap_kind(coord, kind)?;
+        let (_, len) = page_size(coord, dtype, shape)?;
+        if self.read_table().map.contains_key(&coord.key()) {
+            return Err(SpaceError::AlreadyMapped { coord }); // before filling a big buffer
+        }
+        let mut buf =
+            AlignedBuf::zeroed(len).ok_or(SpaceError::OutOfMemory { coord, bytes: len })?;
+        if let Err(e) = fill(buf.as_mut_slice()) {
+            return Ok(Err(e));
+        }
+        let page = Page::from_heap(coord, dtype, shape, kind, buf, read_only);
+        self.map_page(page, false).map(Ok)
+    }
+
     /// Like [`PhextSpace::insert_bytes`], but replaces a page already at `coord` (bumping
     /// the epoch so translation caches drop it).
     pub fn replace_bytes(

@@ -108,15 +108,33 @@ pub fn is_viewable(dtype: vtpu_phext::DType) -> bool {
 /// `dtype` page (the element range was checked against the page). Quantized views must
 /// start on a block and have rows of whole blocks: anything else is a trap naming the
 /// block size, never a view that splits a block.
+///
+/// A page repacked in groups of 8 rows (`DType::is_repacked`) can only be viewed in
+/// whole groups of its own rows: `cols` equal to the page's `page_cols`, starting on a
+/// group and covering whole groups.
 pub fn view_bytes(
     dtype: vtpu_phext::DType,
     off: usize,
     rows: u32,
     cols: u32,
+    page_cols: usize,
 ) -> Result<(usize, usize), TrapKind> {
     let n = rows as usize * cols as usize;
     if let Some(w) = view_width(dtype) {
         return Ok((off * w, n * w));
+    }
+    if dtype.is_repacked() {
+        const G: usize = 8;
+        let whole = cols as usize == page_cols
+            && page_cols > 0
+            && off.is_multiple_of(G * page_cols)
+            && (rows as usize).is_multiple_of(G);
+        if !whole {
+            return Err(TrapKind::Shape(format!(
+                "a view of {rows}x{cols} {} elements from element {off}: pages repacked in groups of {G} rows are viewed in whole groups of their {page_cols}-element rows",
+                dtype.name()
+            )));
+        }
     }
     let block = dtype.block_elems();
     if off % block != 0 || cols as usize % block != 0 {
@@ -152,10 +170,22 @@ pub fn dequantize_row(
     src: &[u8],
     dst: &mut [f32],
 ) -> Result<(), TrapKind> {
+    dequantize_row_of(dtype, src, 0, dst)
+}
+
+/// Row `row` of a block-quantized matrix (`data`: whole rows of `dst.len()` elements,
+/// in either layout: a repacked page's rows are gathered from their group) as f32.
+pub fn dequantize_row_of(
+    dtype: vtpu_phext::DType,
+    data: &[u8],
+    row: usize,
+    dst: &mut [f32],
+) -> Result<(), TrapKind> {
     let q = quant_type(dtype).ok_or_else(|| {
         TrapKind::BadDType(format!("{} rows cannot be dequantized", dtype.name()))
     })?;
-    vtpu_kernels::dequantize_row(q, src, dst).map_err(|e| TrapKind::Shape(e.to_string()))
+    vtpu_kernels::quant::dequantize_row_of(q, data, row, dst)
+        .map_err(|e| TrapKind::Shape(e.to_string()))
 }
 
 /// The kernels' name for a block-quantized page dtype (`None` for plain types and for

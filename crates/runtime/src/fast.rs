@@ -720,7 +720,7 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 self.counters.bytes_gathered += page.len_bytes() as u64;
                 if page.is_read_only() && is_viewable(page.dtype()) {
                     let dtype = page.dtype();
-                    view_bytes(dtype, 0, rows, cols).map_err(at(coord))?;
+                    view_bytes(dtype, 0, rows, cols, cols as usize).map_err(at(coord))?;
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];
                     let old = t.take_buffer();
@@ -762,7 +762,8 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 let off = check_range(offset, n, page.elems()).map_err(at(coord))?;
                 let dtype = page.dtype();
                 if page.is_read_only() && is_viewable(dtype) {
-                    let (byte_off, len) = view_bytes(dtype, off, rows, cols).map_err(at(coord))?;
+                    let (byte_off, len) =
+                        view_bytes(dtype, off, rows, cols, page.shape()[1]).map_err(at(coord))?;
                     self.counters.bytes_gathered += len as u64;
                     let page = Arc::clone(page);
                     let t = &mut self.regs.t[d as usize];

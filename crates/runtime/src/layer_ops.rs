@@ -259,6 +259,12 @@ pub fn load_i32(page: &Page, index: i64) -> Result<i64, TrapKind> {
 
 /// DTRESHAPE of a quantized view: its rows must stay whole blocks.
 pub fn check_reshape_view(a: u8, dtype: DType, cols: u32) -> Result<(), TrapKind> {
+    if dtype.is_repacked() {
+        return Err(shape(format!(
+            "DTRESHAPE: t{a} views a {} page, whose rows are interleaved in groups of 8: it keeps its shape",
+            dtype.name()
+        )));
+    }
     let block = dtype.block_elems();
     if cols as usize % block != 0 {
         return Err(shape(format!(
@@ -319,10 +325,12 @@ pub fn embed(
             }
             TileSlice::Quant { dtype, bytes } => {
                 let rb = dtype.bytes_for(cols).map_err(|e| shape(e.to_string()))?;
-                let src = bytes
-                    .get(r * rb..(r + 1) * rb)
-                    .ok_or_else(|| shape(format!("DTEMBED: row {r} is outside the table")))?;
-                crate::common::dequantize_row(*dtype, src, row)?;
+                if bytes.len() < (r + 1).saturating_mul(rb) {
+                    return Err(shape(format!("DTEMBED: row {r} is outside the table")));
+                }
+                // Either layout (a table repacked in groups of 8 rows, as a tied output
+                // matrix is, gathers the row from its group).
+                crate::common::dequantize_row_of(*dtype, bytes, r, row)?;
             }
         }
     }

@@ -619,8 +619,8 @@ fn gather_tile(
     let dtype = page.dtype();
     match is_viewable(dtype) {
         true if page.is_read_only() => {
-            let (byte_off, len) =
-                view_bytes(dtype, off, rows, cols).map_err(|k| (k, Some(coord)))?;
+            let (byte_off, len) = view_bytes(dtype, off, rows, cols, page.shape()[1])
+                .map_err(|k| (k, Some(coord)))?;
             s.counters.bytes_gathered += len as u64;
             Ok(Tile {
                 rows,

@@ -240,11 +240,9 @@ impl Regs {
                             let rb = dtype.bytes_for(cols).unwrap_or(0);
                             let mut v = vec![0.0; t.elems()];
                             if rb > 0 {
-                                for (row, src) in
-                                    v.chunks_exact_mut(cols).zip(bytes.chunks_exact(rb))
-                                {
+                                for (i, row) in v.chunks_exact_mut(cols).enumerate() {
                                     // A dump; an undecodable row stays zero.
-                                    let _ = crate::common::dequantize_row(dtype, src, row);
+                                    let _ = crate::common::dequantize_row_of(dtype, bytes, i, row);
                                 }
                             }
                             v

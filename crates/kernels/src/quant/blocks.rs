@@ -164,6 +164,8 @@ pub(crate) fn dequantize(qtype: QuantType, src: &[u8], dst: &mut [f32]) {
                     *y = d * q as i8 as f32;
                 }
             }
+            // Refused by `dequantize_row` (a repacked row is spread over its group).
+            Q4_0R8 | Q5_0R8 | Q8_0R8 => {}
         }
     }
 }
@@ -287,7 +289,7 @@ pub(crate) fn quantize(qtype: QuantType, src: &[f32], dst: &mut [u8]) {
                 }
             }
             // Refused by `quantize_row` before we get here.
-            Q4K | Q5K | Q6K => {}
+            Q4K | Q5K | Q6K | Q4_0R8 | Q5_0R8 | Q8_0R8 => {}
         }
     }
 }

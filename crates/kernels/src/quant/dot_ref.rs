@@ -144,13 +144,8 @@ fn superblock(qtype: QuantType, b: &[u8]) -> ([i32; QK_K], [i32; QK_K]) {
 }
 
 /// The dot product of one weight row (`w`, whole blocks of `qtype`) with one quantized
-/// activation row of the matching `vec_dot_type`.
-#[cfg(test)]
-pub(crate) fn vec_dot(qtype: QuantType, w: &[u8], a: &ActRow<'_>) -> f32 {
-    vec_dot_in(qtype, w, a, false)
-}
-
-/// [`vec_dot`] for a row of a full group of 4 activation rows of a matmul (`grouped`):
+/// activation row of the matching `vec_dot_type`; `grouped` for a row of a full group
+/// of 4 activation rows of a matmul:
 /// llama.cpp's repacked Q4_K GEMM (`ggml_gemm_q4_K_8x8_q8_K`, AVX-512) updates its
 /// chains once per 64 elements instead of once per 256; everything else is the same.
 pub(crate) fn vec_dot_in(qtype: QuantType, w: &[u8], a: &ActRow<'_>, grouped: bool) -> f32 {
@@ -258,7 +253,8 @@ pub(crate) fn vec_dot_in(qtype: QuantType, w: &[u8], a: &ActRow<'_>, grouped: bo
             }
         }
         // Not matmul weights (refused by `check_weights`).
-        Q8_1 | Q8K => 0.0,
+        // Not weights, or read through `matmul_r8` (ggml layout restored first).
+        Q8_1 | Q8K | Q4_0R8 | Q5_0R8 | Q8_0R8 => 0.0,
     }
 }
 

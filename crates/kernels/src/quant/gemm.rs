@@ -140,6 +140,8 @@ macro_rules! level {
                     QuantType::Q6K => qk8::<Q6K>(a),
                     // Not matmul weights (refused by `check_weights`).
                     QuantType::Q8_1 | QuantType::Q8K => {}
+                    // `matmul_r8` restores the ggml layout before calling in here.
+                    QuantType::Q4_0R8 | QuantType::Q5_0R8 | QuantType::Q8_0R8 => {}
                 }
             }
         }

@@ -27,6 +27,7 @@ pub(crate) mod blocks;
 pub(crate) mod dot_ref;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm;
+pub mod r8;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod simd;
 
@@ -53,6 +54,11 @@ pub enum QuantType {
     Q6K,
     /// Activation format of the k-quant dot products (f32 d, i8 quants, i16 sums of 16).
     Q8K,
+    /// Q4_0 / Q5_0 / Q8_0 weights repacked in groups of 8 rows ([`r8`]): the same
+    /// numbers, laid out for the decode kernels.
+    Q4_0R8,
+    Q5_0R8,
+    Q8_0R8,
 }
 
 /// One row of the format table: every property derives from this single list.
@@ -69,7 +75,7 @@ struct Props {
 use QuantType::*;
 
 #[rustfmt::skip]
-const TABLE: [Props; 10] = [
+const TABLE: [Props; 13] = [
     Props { qtype: Q4_0, name: "q4_0", ggml_type: 2, block_elems: 32, block_bytes: 18, vec_dot: Some(Q8_0) },
     Props { qtype: Q4_1, name: "q4_1", ggml_type: 3, block_elems: 32, block_bytes: 20, vec_dot: Some(Q8_1) },
     Props { qtype: Q5_0, name: "q5_0", ggml_type: 6, block_elems: 32, block_bytes: 22, vec_dot: Some(Q8_0) },
@@ -80,11 +86,17 @@ const TABLE: [Props; 10] = [
     Props { qtype: Q5K, name: "q5_k", ggml_type: 13, block_elems: 256, block_bytes: 176, vec_dot: Some(Q8K) },
     Props { qtype: Q6K, name: "q6_k", ggml_type: 14, block_elems: 256, block_bytes: 210, vec_dot: Some(Q8K) },
     Props { qtype: Q8K, name: "q8_k", ggml_type: 15, block_elems: 256, block_bytes: 292, vec_dot: None },
+    // Not ggml types: the ids of `vtpu_phext::DType`'s repacked page dtypes.
+    Props { qtype: Q4_0R8, name: "q4_0r8", ggml_type: 230, block_elems: 32, block_bytes: 18, vec_dot: Some(Q8_0) },
+    Props { qtype: Q5_0R8, name: "q5_0r8", ggml_type: 231, block_elems: 32, block_bytes: 22, vec_dot: Some(Q8_0) },
+    Props { qtype: Q8_0R8, name: "q8_0r8", ggml_type: 232, block_elems: 32, block_bytes: 34, vec_dot: Some(Q8_0) },
 ];
 
 impl QuantType {
     /// Every type, in table order.
-    pub const ALL: [QuantType; 10] = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4K, Q5K, Q6K, Q8K];
+    pub const ALL: [QuantType; 13] = [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q4K, Q5K, Q6K, Q8K, Q4_0R8, Q5_0R8, Q8_0R8,
+    ];
 
     fn props(self) -> &'static Props {
         // The discriminant is the table index (checked by a test).
@@ -120,6 +132,26 @@ impl QuantType {
     /// or `None` if this type is not supported as matmul weights (Q8_1, Q8_K).
     pub fn vec_dot_type(self) -> Option<QuantType> {
         self.props().vec_dot
+    }
+
+    /// For a repacked (8-row) type, the ggml type of its blocks; `None` otherwise.
+    pub fn r8_base(self) -> Option<QuantType> {
+        match self {
+            Q4_0R8 => Some(Q4_0),
+            Q5_0R8 => Some(Q5_0),
+            Q8_0R8 => Some(Q8_0),
+            _ => None,
+        }
+    }
+
+    /// The repacked (8-row) type of this ggml type, if it has one.
+    pub fn r8(self) -> Option<QuantType> {
+        match self {
+            Q4_0 => Some(Q4_0R8),
+            Q5_0 => Some(Q5_0R8),
+            Q8_0 => Some(Q8_0R8),
+            _ => None,
+        }
     }
 
     /// Bytes of one row of `k` elements, or `None` when `k` is not a whole number of
@@ -172,9 +204,50 @@ fn check_blocks(
 /// Follows ggml's `dequantize_row_*` formulas with f32 arithmetic in the order written
 /// there (products and sums rounded separately, no fused multiply-add).
 pub fn dequantize_row(qtype: QuantType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
+    if qtype.r8_base().is_some() {
+        return Err(KernelError::Unsupported {
+            op: "dequantize_row",
+            detail: format!(
+                "a {qtype} row is spread over its group of 8 rows: use dequantize_row_of"
+            ),
+        });
+    }
     check_blocks("dequantize_row", qtype, dst.len(), src.len())?;
     blocks::dequantize(qtype, src, dst);
     Ok(())
+}
+
+/// Row `row` of the `k`-column matrix `data` of `qtype` (either layout: a repacked
+/// type's row is gathered from its group first), dequantized into `dst` (`k` long).
+pub fn dequantize_row_of(
+    qtype: QuantType,
+    data: &[u8],
+    row: usize,
+    dst: &mut [f32],
+) -> Result<(), KernelError> {
+    const OP: &str = "dequantize_row_of";
+    let k = dst.len();
+    let rb = qtype.row_bytes(k).ok_or_else(|| {
+        check::err(
+            OP,
+            format!("{k} elements is not a whole number of {qtype} blocks"),
+        )
+    })?;
+    let Some(base) = qtype.r8_base() else {
+        let src = row
+            .checked_mul(rb)
+            .and_then(|o| data.get(o..o.checked_add(rb)?))
+            .ok_or_else(|| {
+                check::err(
+                    OP,
+                    format!("row {row} is outside the {} bytes of data", data.len()),
+                )
+            })?;
+        return dequantize_row(qtype, src, dst);
+    };
+    let mut one = vec![0u8; rb];
+    r8::r8_row(base, data, row, k, &mut one)?;
+    dequantize_row(base, &one, dst)
 }
 
 /// Quantizes `src` into `dst` (exactly `src.len() / block_elems` blocks of `qtype`) with
@@ -187,6 +260,12 @@ pub fn quantize_row(qtype: QuantType, src: &[f32], dst: &mut [u8]) -> Result<(),
         return Err(KernelError::Unsupported {
             op: OP,
             detail: format!("no quantizer for {qtype} (only dequantization and matmul)"),
+        });
+    }
+    if qtype.r8_base().is_some() {
+        return Err(KernelError::Unsupported {
+            op: OP,
+            detail: format!("{qtype} is a layout of whole matrices: quantize rows to the ggml type and repack (quant::r8)"),
         });
     }
     check_blocks(OP, qtype, src.len(), dst.len())?;
@@ -328,6 +407,15 @@ fn check_weights(
             format!("k = {k} is not a whole number of {qtype} blocks of {be} elements"),
         ));
     }
+    if qtype.r8_base().is_some() && !n.is_multiple_of(r8::R8_ROWS) {
+        return Err(check::err(
+            op,
+            format!(
+                "{qtype} weights have {n} rows, not whole groups of {}",
+                r8::R8_ROWS
+            ),
+        ));
+    }
     let rows = check::mul(op, "b (n x k)", n, k)?;
     check_blocks(op, qtype, rows, data.len()).map(|_| ())
 }
@@ -349,6 +437,17 @@ pub(crate) fn matmul_checked(
         return Err(check::err(
             op,
             format!("row range [{n0}, {n1}) is not inside [0, {n})"),
+        ));
+    }
+    if qtype.r8_base().is_some()
+        && !(n0.is_multiple_of(r8::R8_ROWS) && n1.is_multiple_of(r8::R8_ROWS))
+    {
+        return Err(check::err(
+            op,
+            format!(
+                "row range [{n0}, {n1}) of {qtype} weights splits a group of {} rows",
+                r8::R8_ROWS
+            ),
         ));
     }
     check::len(op, "a (m x k)", check::mul(op, "a (m x k)", m, k)?, a.len())?;
@@ -409,6 +508,10 @@ pub(crate) fn matmul_rows(
         return; // unreachable after check_weights; doing nothing beats a panic
     };
     let w = &data[n0 * row_bytes..n1 * row_bytes];
+    if let Some(base) = qtype.r8_base() {
+        matmul_r8(imp, c, a, base, w, m, k, n1 - n0);
+        return;
+    }
     act::with_scratch(|buf| {
         let Some(act_type) = qtype.vec_dot_type() else {
             return;
@@ -424,6 +527,88 @@ pub(crate) fn matmul_rows(
             }
             _ => dot_ref::matmul(c, &buf.view(act_type, m, k), qtype, w, m, k, n1 - n0),
         }
+    });
+}
+
+thread_local! {
+    /// Per thread: weight groups of a repacked matrix back in the ggml layout, and the
+    /// matching output block (grown, never shrunk), for [`matmul_r8`]'s fallback.
+    static R8_SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`matmul_rows`] for weights repacked in groups of 8 rows (`w`: `nw` rows, whole
+/// groups, of the 8-row layout of `base`). Decode (m = 1) at the VNNI level reads the
+/// layout directly ([`r8::gemv_r8_vnni`]); everything else (prefill, the other levels)
+/// copies a chunk of groups back to the ggml layout, runs the ordinary kernels on it
+/// into a block of outputs that starts at -0.0 (the identity of f32 addition, so the
+/// block holds exactly the kernel's sums) and adds that block into `c`: the same
+/// operations per output as on the ggml layout, so the same bits.
+#[allow(clippy::too_many_arguments)]
+fn matmul_r8(
+    imp: QuantImpl,
+    c: &mut [f32],
+    a: &[f32],
+    base: QuantType,
+    w: &[u8],
+    m: usize,
+    k: usize,
+    nw: usize,
+) {
+    let Some(row_bytes) = base.row_bytes(k) else {
+        return;
+    };
+    act::with_scratch(|buf| {
+        let Some(act_type) = base.vec_dot_type() else {
+            return;
+        };
+        act::quantize_rows(imp, act_type, a, m, k, buf);
+        let view = buf.view(act_type, m, k);
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 && imp == QuantImpl::Avx512Vnni {
+            // SAFETY: `imp` is supported (checked by `matmul_checked`), so the CPU has
+            // AVX-512 F/BW/VL/VNNI; `w` is `nw` rows (whole groups), `c` is `nw` long,
+            // the activation row is quantized to `base`'s vec_dot type.
+            unsafe { r8::gemv_r8_vnni(base, c, &view, w, k, nw) };
+            return;
+        }
+        // Chunks of whole groups of about 256 KiB: they stay in L2 while the kernels run.
+        let group_bytes = r8::R8_ROWS * row_bytes;
+        let groups = ((256 << 10) / group_bytes.max(1)).max(1);
+        let chunk_rows = groups * r8::R8_ROWS;
+        R8_SCRATCH.with(|s| {
+            let Ok(mut s) = s.try_borrow_mut() else {
+                return; // only reentrancy could cause this; the kernels do not reenter
+            };
+            let (wbuf, cbuf) = &mut *s;
+            let mut j0 = 0;
+            while j0 < nw {
+                let rows = chunk_rows.min(nw - j0);
+                wbuf.resize(rows * row_bytes, 0);
+                cbuf.clear();
+                cbuf.resize(m * rows, -0.0);
+                let src = &w[j0 * row_bytes..(j0 + rows) * row_bytes];
+                if r8::unrepack_r8(base, src, rows, k, wbuf).is_err() {
+                    return; // unreachable: shapes were checked by `matmul_checked`
+                }
+                match imp {
+                    #[cfg(target_arch = "x86_64")]
+                    QuantImpl::Avx2 | QuantImpl::Avx512Bw | QuantImpl::Avx512Vnni => {
+                        // SAFETY: as in `matmul_rows`; `wbuf` holds `rows` ggml rows and
+                        // `cbuf` is `m x rows`.
+                        unsafe { gemm::matmul(imp, cbuf, &view, base, wbuf, m, k, rows) }
+                    }
+                    _ => dot_ref::matmul(cbuf, &view, base, wbuf, m, k, rows),
+                }
+                for i in 0..m {
+                    let out = &mut c[i * nw + j0..i * nw + j0 + rows];
+                    for (o, v) in out.iter_mut().zip(&cbuf[i * rows..(i + 1) * rows]) {
+                        *o += *v;
+                    }
+                }
+                j0 += rows;
+            }
+        });
     });
 }
 

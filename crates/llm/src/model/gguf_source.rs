@@ -33,9 +33,11 @@ impl TensorSource for GgufSource {
         };
         let ty = t.ggml_type();
         // Page dtypes carry the ggml type id as their code.
+        // Our own repacked layouts share the code space but are never ggml types.
         let dtype = u8::try_from(ty.id())
             .ok()
             .and_then(DType::from_code)
+            .filter(|d| !d.is_repacked())
             .ok_or_else(|| LoadError::DType {
                 file: self.origin(),
                 name: name.to_string(),

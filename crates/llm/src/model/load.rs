@@ -17,6 +17,7 @@ use crate::layer_coords::{self as lc, TensorKind};
 use crate::layer_program::{LayerPlan, PlanError};
 use memmap2::Mmap;
 use std::sync::Arc;
+use vtpu_kernels::quant::r8::R8_ROWS;
 use vtpu_phext::{Coord, DType, PageInit, PageKind, MAPPED_ALIGN};
 
 /// One tensor as a file holds it: dtype, `[rows, cols]` (a 1-D tensor is one row), its
@@ -115,6 +116,65 @@ pub struct ModelPages {
     /// Bytes mapped zero-copy and bytes copied at load.
     pub mapped_bytes: usize,
     pub copied_bytes: usize,
+    /// Bytes of weight matrices repacked into groups of 8 rows at load (copies too).
+    pub repacked_bytes: usize,
+    /// Mapped tensors to repack into pages of their own once the space is built.
+    pub repack: Vec<RepackJob>,
+}
+
+/// A mapped weight matrix to repack into groups of 8 rows, straight into its page.
+pub struct RepackJob {
+    pub coord: Coord,
+    /// The repacked page dtype.
+    pub dtype: DType,
+    base: vtpu_kernels::QuantType,
+    pub shape: [usize; 2],
+    map: Arc<Mmap>,
+    offset: usize,
+    len: usize,
+    name: String,
+    file: String,
+}
+
+impl RepackJob {
+    /// Bytes of the tensor.
+    pub fn bytes(&self) -> usize {
+        self.len
+    }
+
+    /// Repacks the tensor into a new read-only page of `space`, then drops the file
+    /// pages it read from this process's resident set.
+    pub fn run(self, space: &vtpu_phext::PhextSpace) -> Result<(), LoadError> {
+        let RepackJob {
+            coord,
+            dtype,
+            base,
+            shape,
+            map,
+            offset,
+            len,
+            name,
+            file,
+        } = self;
+        let src = offset
+            .checked_add(len)
+            .and_then(|end| map.get(offset..end))
+            .ok_or_else(|| LoadError::Tensor {
+                file: file.clone(),
+                name: name.clone(),
+                why: format!("bytes {offset}..+{len} are outside the mapped file"),
+            })?;
+        let filled = space.insert_filled(coord, dtype, shape, true, PageKind::Owned, |buf| {
+            vtpu_kernels::quant::r8::repack_r8(base, src, shape[0], shape[1], buf)
+        })?;
+        filled.map_err(|e| LoadError::Tensor {
+            file,
+            name,
+            why: format!("repacking into groups of {R8_ROWS} rows: {e}"),
+        })?;
+        release_pages(&map, offset, len);
+        Ok(())
+    }
 }
 
 /// A zero-copy page to insert with `PhextSpace::insert_mapped`.
@@ -172,8 +232,16 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
         Ok(t)
     }
 
-    /// A weight matrix, mapped (or copied when misaligned).
-    fn matrix(&mut self, coord: Coord, name: &str, shape: [usize; 2]) -> Result<(), LoadError> {
+    /// A weight matrix: repacked into groups of 8 rows when `repack` (the caller checked
+    /// that every row range the program views starts and ends on a group) and the dtype
+    /// has a repacked layout; otherwise mapped (or copied when misaligned).
+    fn matrix_r(
+        &mut self,
+        coord: Coord,
+        name: &str,
+        shape: [usize; 2],
+        repack: bool,
+    ) -> Result<(), LoadError> {
         let t = self.get(name, shape)?;
         if !matmul_dtype(t.dtype) {
             return Err(LoadError::DType {
@@ -182,9 +250,75 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
                 dtype: t.dtype.name().to_string(),
             });
         }
+        if repack {
+            // A mapped tensor is repacked straight into its page once the space exists
+            // (`RepackJob::run`): one copy, no staging buffer.
+            if let (Some(r8), Some(base), Some((map, offset))) = (
+                t.dtype.repacked(),
+                vtpu_runtime::common::quant_type(t.dtype),
+                t.map,
+            ) {
+                if shape[0].is_multiple_of(R8_ROWS) {
+                    self.out.repacked_bytes += t.bytes.len();
+                    self.out.repack.push(RepackJob {
+                        coord,
+                        dtype: r8,
+                        base,
+                        shape,
+                        map: Arc::clone(map),
+                        offset,
+                        len: t.bytes.len(),
+                        name: name.to_string(),
+                        file: self.file(),
+                    });
+                    return Ok(());
+                }
+            }
+            if let Some((r8, bytes)) = self.repacked(name, t.dtype, shape, t.bytes)? {
+                self.out.repacked_bytes += bytes.len();
+                self.out.placed.push(PageInit {
+                    coord,
+                    dtype: r8,
+                    shape,
+                    bytes: Some(bytes),
+                    read_only: true,
+                    kind: PageKind::Owned,
+                });
+                return Ok(());
+            }
+        }
         let (dtype, bytes, map) = (t.dtype, t.bytes, t.map.map(|(m, o)| (Arc::clone(m), o)));
         self.place(coord, dtype, shape, bytes, map);
         Ok(())
+    }
+
+    /// `bytes` (a `shape` matrix of `dtype`) in the 8-row layout, if `dtype` has one and
+    /// the rows are whole groups; `None` leaves the tensor as it is.
+    fn repacked(
+        &self,
+        name: &str,
+        dtype: DType,
+        shape: [usize; 2],
+        bytes: &[u8],
+    ) -> Result<Option<(DType, Vec<u8>)>, LoadError> {
+        let Some(r8) = dtype.repacked() else {
+            return Ok(None);
+        };
+        let Some(base) = vtpu_runtime::common::quant_type(dtype) else {
+            return Ok(None);
+        };
+        if !shape[0].is_multiple_of(R8_ROWS) {
+            return Ok(None);
+        }
+        let mut out = vec![0u8; bytes.len()];
+        vtpu_kernels::quant::r8::repack_r8(base, bytes, shape[0], shape[1], &mut out).map_err(
+            |e| LoadError::Tensor {
+                file: self.file(),
+                name: name.to_string(),
+                why: format!("repacking into groups of {R8_ROWS} rows: {e}"),
+            },
+        )?;
+        Ok(Some((r8, out)))
     }
 
     fn place(
@@ -268,9 +402,10 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
         shape: [usize; 2],
         c0: usize,
         c1: usize,
+        repack: bool,
     ) -> Result<(), LoadError> {
         if c0 == 0 && c1 == shape[1] {
-            return self.matrix(coord, name, shape);
+            return self.matrix_r(coord, name, shape, repack);
         }
         let t = self.get(name, shape)?;
         let dtype = t.dtype;
@@ -321,6 +456,17 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
             out.extend_from_slice(&row[b0..b1]);
         }
         self.out.copied_bytes += out.len();
+        // The slice is one sentron's whole matrix: repacked when its rows allow.
+        let (dtype, out) = match repack {
+            true => match self.repacked(name, dtype, [shape[0], c1 - c0], &out)? {
+                Some(r) => {
+                    self.out.repacked_bytes += r.1.len();
+                    r
+                }
+                None => (dtype, out),
+            },
+            false => (dtype, out),
+        };
         self.out.placed.push(PageInit {
             coord,
             dtype,
@@ -341,6 +487,25 @@ impl<'s, S: TensorSource + ?Sized> Builder<'s, S> {
             read_only: false,
             kind: PageKind::Scratch,
         });
+    }
+}
+
+/// Drops the file pages of `map[offset..offset + len]` (a tensor just repacked into a
+/// copy) from this process's resident set: they were faulted in by the repacking read
+/// and are not read again, so without this the tensor would count twice in the peak
+/// RSS. Only whole pages inside the range; a failure only costs memory, so it is
+/// ignored.
+fn release_pages(map: &Mmap, offset: usize, len: usize) {
+    const PAGE: usize = 4096;
+    let start = offset.div_ceil(PAGE) * PAGE;
+    let end = (offset + len) / PAGE * PAGE;
+    if end > start && end <= map.len() {
+        // SAFETY: the map is a read-only file mapping: MADV_DONTNEED only unmaps these
+        // pages from this process, and any later read of them faults the same bytes back
+        // in from the file (the page cache), so no value seen through the map changes.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+        };
     }
 }
 
@@ -366,6 +531,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
     cfg: &ModelConfig,
     plans: &[LayerPlan],
     cap: Capacity,
+    repack: Option<&[std::ops::Range<usize>]>,
 ) -> Result<ModelPages, LoadError> {
     let c: &LayerConfig = &cfg.layer;
     let (d, hd, f, v) = (c.dim, c.head_dim, c.ffn_dim, cfg.vocab);
@@ -380,6 +546,8 @@ pub fn model_pages<S: TensorSource + ?Sized>(
             mapped: Vec::new(),
             mapped_bytes: 0,
             copied_bytes: 0,
+            repacked_bytes: 0,
+            repack: Vec::new(),
         },
     };
     let w = |l: usize, k: TensorKind, i: usize| lc::weight(l, k, i);
@@ -400,17 +568,36 @@ pub fn model_pages<S: TensorSource + ?Sized>(
             });
         }
     }
-    b.matrix(w(0, TensorKind::TokenEmbd, 0)?, &embd, [v, d])?;
+    // Repacking (see `ModelOptions::repack`) is allowed for a matrix when every row
+    // range a sentron views of it starts and ends on a group of 8 rows. `repack` holds
+    // the vocabulary rows of each sentron; the output matrix is also read in chunks of
+    // VOCAB_CHUNK rows.
+    let on_groups = |r: &std::ops::Range<usize>| {
+        r.start.is_multiple_of(R8_ROWS) && r.end.is_multiple_of(R8_ROWS)
+    };
+    let vocab_ok = repack.is_some_and(|rows| {
+        rows.iter().all(on_groups) && super::program::VOCAB_CHUNK.is_multiple_of(R8_ROWS)
+    });
+    let heads_ok = repack.is_some() && hd % R8_ROWS == 0;
+    // The tied table is the output matrix too (DTEMBED reads either layout); an untied
+    // one is only looked up, a row per token: left as it is.
+    b.matrix_r(
+        w(0, TensorKind::TokenEmbd, 0)?,
+        &embd,
+        [v, d],
+        cfg.tied_embeddings && vocab_ok,
+    )?;
     b.vector(
         w(0, TensorKind::OutputNorm, 0)?,
         &name(None, TensorKind::OutputNorm),
         d,
     )?;
     if !cfg.tied_embeddings {
-        b.matrix(
+        b.matrix_r(
             w(0, TensorKind::Output, 0)?,
             &name(None, TensorKind::Output),
             [v, d],
+            vocab_ok,
         )?;
     }
     let rope = crate::layer_pages::rope_table(c, cap.ctx);
@@ -428,9 +615,31 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         let n = |k| name(Some(l), k);
         b.vector(w(l, TensorKind::AttnNorm, 0)?, &n(TensorKind::AttnNorm), d)?;
         b.vector(w(l, TensorKind::FfnNorm, 0)?, &n(TensorKind::FfnNorm), d)?;
-        b.matrix(w(l, TensorKind::Wq, 0)?, &n(TensorKind::Wq), [qd, d])?;
-        b.matrix(w(l, TensorKind::Wk, 0)?, &n(TensorKind::Wk), [kvd, d])?;
-        b.matrix(w(l, TensorKind::Wv, 0)?, &n(TensorKind::Wv), [kvd, d])?;
+        // Wq is viewed per attention part (whole heads), Wk / Wv per kv head.
+        b.matrix_r(
+            w(l, TensorKind::Wq, 0)?,
+            &n(TensorKind::Wq),
+            [qd, d],
+            heads_ok,
+        )?;
+        b.matrix_r(
+            w(l, TensorKind::Wk, 0)?,
+            &n(TensorKind::Wk),
+            [kvd, d],
+            heads_ok,
+        )?;
+        b.matrix_r(
+            w(l, TensorKind::Wv, 0)?,
+            &n(TensorKind::Wv),
+            [kvd, d],
+            heads_ok,
+        )?;
+        let ffn_ok = repack.is_some() && plan.ffn_rows.iter().all(on_groups);
+        let out_ok = repack.is_some()
+            && plan
+                .out_rows
+                .as_ref()
+                .is_none_or(|rows| rows.iter().all(on_groups));
         if c.qkv_bias {
             b.vector(w(l, TensorKind::Bq, 0)?, &n(TensorKind::Bq), qd)?;
             b.vector(w(l, TensorKind::Bk, 0)?, &n(TensorKind::Bk), kvd)?;
@@ -440,13 +649,33 @@ pub fn model_pages<S: TensorSource + ?Sized>(
             b.vector(w(l, TensorKind::QNorm, 0)?, &n(TensorKind::QNorm), hd)?;
             b.vector(w(l, TensorKind::KNorm, 0)?, &n(TensorKind::KNorm), hd)?;
         }
-        b.matrix(w(l, TensorKind::WGate, 0)?, &n(TensorKind::WGate), [f, d])?;
-        b.matrix(w(l, TensorKind::WUp, 0)?, &n(TensorKind::WUp), [f, d])?;
+        b.matrix_r(
+            w(l, TensorKind::WGate, 0)?,
+            &n(TensorKind::WGate),
+            [f, d],
+            ffn_ok,
+        )?;
+        b.matrix_r(
+            w(l, TensorKind::WUp, 0)?,
+            &n(TensorKind::WUp),
+            [f, d],
+            ffn_ok,
+        )?;
         let whole_rows = plan.out_rows.is_some();
         if whole_rows {
             // Row ranges of the mapped tensors (zero-copy): see LayerPlan::out_rows.
-            b.matrix(w(l, TensorKind::Wo, 0)?, &n(TensorKind::Wo), [d, qd])?;
-            b.matrix(w(l, TensorKind::WDown, 0)?, &n(TensorKind::WDown), [d, f])?;
+            b.matrix_r(
+                w(l, TensorKind::Wo, 0)?,
+                &n(TensorKind::Wo),
+                [d, qd],
+                out_ok,
+            )?;
+            b.matrix_r(
+                w(l, TensorKind::WDown, 0)?,
+                &n(TensorKind::WDown),
+                [d, f],
+                out_ok,
+            )?;
         }
         for part in plan.parts() {
             let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
@@ -457,6 +686,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
                     [d, qd],
                     q0,
                     q1,
+                    out_ok,
                 )?;
             }
             for value in [false, true] {
@@ -474,6 +704,7 @@ pub fn model_pages<S: TensorSource + ?Sized>(
                 [d, f],
                 rows.start,
                 rows.end,
+                out_ok,
             )?;
         }
     }

@@ -42,10 +42,45 @@ pub struct ModelOptions {
     /// the column split (fewer all-reduces, partial products summed). See
     /// [`LayerPlan::out_rows`].
     pub whole_rows: bool,
+    /// Repack Q4_0 / Q5_0 / Q8_0 weight matrices at load into groups of 8 interleaved
+    /// rows (the layout the decode kernels read fastest; the same numbers, so the same
+    /// logits). Off: every quantized tensor is mapped from the file as it is.
+    pub repack: bool,
     /// Sequences the model holds at once, each with KV rows of its own (`forward_seq`,
     /// `decode_batch`); with more than one, batched decode programs for 2, 4, ... up to
     /// the next power of two are built too (the whole-row split is required).
     pub slots: usize,
+}
+
+/// Runs the load's repacking jobs on up to `threads` threads (the sentrons' cores are
+/// idle during load): buckets of about equal bytes, largest jobs first.
+fn run_repacks(
+    mut jobs: Vec<crate::model::load::RepackJob>,
+    space: &PhextSpace,
+    threads: usize,
+) -> Result<(), LoadError> {
+    let threads = threads.clamp(1, 8).min(jobs.len().max(1));
+    if threads <= 1 {
+        return jobs.into_iter().try_for_each(|j| j.run(space));
+    }
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.bytes()));
+    let mut buckets: Vec<(usize, Vec<_>)> = (0..threads).map(|_| (0, Vec::new())).collect();
+    for j in jobs {
+        if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
+            b.0 += j.bytes();
+            b.1.push(j);
+        }
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|(_, js)| s.spawn(move || js.into_iter().try_for_each(|j| j.run(space))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(LoadError::Other("a repacking thread panicked".into())))
+        })
+    })
 }
 
 /// The largest number of slots (sequences held at once).
@@ -67,6 +102,7 @@ impl Default for ModelOptions {
             kernel_level: None,
             kv_type: DType::F16,
             whole_rows: true,
+            repack: true,
             slots: 1,
         }
     }
@@ -191,6 +227,8 @@ impl RunStats {
 pub struct LoadStats {
     pub mapped_bytes: usize,
     pub copied_bytes: usize,
+    /// Weight bytes repacked into groups of 8 rows (`ModelOptions::repack`).
+    pub repacked_bytes: usize,
     /// Host: building the program (SIW compiler) and the space.
     pub program_ms: f64,
     pub space_ms: f64,
@@ -339,7 +377,8 @@ impl Model {
         let program_ms = t0.elapsed().as_secs_f64() * 1e3;
 
         let t1 = Instant::now();
-        let pages = model_pages(src, &cfg, &plan.layers, cap)?;
+        let repack = opts.repack.then_some(plan.vocab_rows.as_slice());
+        let pages = model_pages(src, &cfg, &plan.layers, cap, repack)?;
         let space = PhextSpace::build_placed(opts.layout, pages.placed, DEFAULT_PART_LIMIT)
             .map_err(LoadError::from)?;
         for m in pages.mapped {
@@ -347,6 +386,7 @@ impl Model {
                 .insert_mapped(m.coord, m.dtype, m.shape, m.map, m.offset)
                 .map_err(LoadError::from)?;
         }
+        run_repacks(pages.repack, &space, opts.sentrons)?;
         let space = Arc::new(space);
         let space_ms = t1.elapsed().as_secs_f64() * 1e3;
         // A translation cache that holds every page a token touches (weights of all
@@ -416,6 +456,7 @@ impl Model {
             load: LoadStats {
                 mapped_bytes: pages.mapped_bytes,
                 copied_bytes: pages.copied_bytes,
+                repacked_bytes: pages.repacked_bytes,
                 program_ms,
                 space_ms,
                 words,

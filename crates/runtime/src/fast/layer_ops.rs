@@ -318,8 +318,8 @@ impl<T: Transport> FastSentron<'_, T> {
                 let dtype = page.dtype();
                 match is_viewable(dtype) {
                     true if page.is_read_only() => {
-                        let (byte_off, len) =
-                            view_bytes(dtype, off, rows, cols).map_err(at(coord))?;
+                        let (byte_off, len) = view_bytes(dtype, off, rows, cols, page.shape()[1])
+                            .map_err(at(coord))?;
                         self.counters.bytes_gathered += len as u64;
                         let old = self.regs.t[d as usize].take_buffer();
                         self.recycle(old);

@@ -1,0 +1,209 @@
+//! Decode GEMV (m = 1) on R8-repacked weights vs the ggml layout (host figures).
+//!
+//! `cargo run --release -p vtpu-kernels --example r8_bench [runs] [type filter] [hot]`
+//! (`hot`: skip the cold figures, which copy 1 GiB per shape)
+//!
+//! For Q8_0, Q4_0 and Q5_0 and the SmolLM2 / Qwen2.5 shapes `n x k`: GB/s of weight
+//! bytes for the existing kernel on the ggml layout (`matmul_bt_rows_with(Avx512Vnni)`)
+//! and the R8 kernel on the repacked copy, in the same run:
+//! - `hot`: the same matrix every call (cache-resident when it fits);
+//! - `cold`: rotating through copies totalling >= 1 GiB, so weights come from DRAM.
+//!
+//! Both timings include quantizing the activation row (every call does). Each figure is
+//! the median of `runs` samples after warm-up, a sample timing back-to-back calls for
+//! at least 2 ms of this thread's CPU time (`BENCH_WALL=1` for wall time). The R8 result is
+//! validated bit for bit against the old kernel (itself tested against the scalar
+//! specification) over all outputs before timing.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use vtpu_kernels::quant::r8::{gemv_r8_for_tests, repack_r8};
+use vtpu_kernels::quant::{matmul_bt_rows_with, QuantImpl};
+use vtpu_kernels::{quantize_row, QuantType};
+
+/// Bytes of weight copies the `cold` figures rotate through.
+const COLD_BYTES: usize = 1 << 30;
+
+/// Nanoseconds of CPU time of this thread (`CLOCK_THREAD_CPUTIME_ID`), `None` where
+/// unavailable.
+fn thread_cpu_ns() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        extern "C" {
+            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+        }
+        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec through a valid pointer to a local.
+        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        if rc == 0 {
+            return Some(ts.sec as u64 * 1_000_000_000 + ts.nsec as u64);
+        }
+    }
+    None
+}
+
+fn use_wall() -> bool {
+    std::env::var_os("BENCH_WALL").is_some() || thread_cpu_ns().is_none()
+}
+
+/// Median seconds per call of `f` over `runs` samples after 3 warm-up calls.
+fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
+    let wall = use_wall();
+    let t00 = Instant::now();
+    let now = || -> f64 {
+        if wall {
+            t00.elapsed().as_secs_f64()
+        } else {
+            thread_cpu_ns().unwrap_or(0) as f64 * 1e-9
+        }
+    };
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        f();
+    }
+    let per_call = t0.elapsed().as_secs_f64() / 3.0;
+    let reps = ((2e-3 / per_call).ceil() as usize).clamp(1, 1000);
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = now();
+            for _ in 0..reps {
+                f();
+            }
+            (now() - s) / reps as f64
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    t[runs / 2]
+}
+
+struct Rng(u64);
+impl Rng {
+    fn f32(&mut self) -> f32 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+/// `n x k` weights: 16 reference-quantized random rows, repeated.
+fn weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8> {
+    let rb = qtype.row_bytes(k).expect("whole blocks");
+    let mut w = vec![0u8; n * rb];
+    for r in 0..16.min(n) {
+        let vals: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
+        quantize_row(qtype, &vals, &mut w[r * rb..(r + 1) * rb]).expect("quantize");
+    }
+    for r in 16..n {
+        w.copy_within((r % 16) * rb..(r % 16 + 1) * rb, r * rb);
+    }
+    w
+}
+
+/// Hot and cold seconds per call of `gemv(c, weights)`.
+fn time_pair(
+    runs: usize,
+    w: &[u8],
+    c: &mut [f32],
+    mut gemv: impl FnMut(&mut [f32], &[u8]),
+) -> (f64, f64) {
+    let hot = median_secs(runs, || {
+        gemv(c, w);
+        black_box(&c);
+    });
+    if std::env::args().nth(3).is_some_and(|a| a == "hot") {
+        return (hot, f64::NAN);
+    }
+    let copies = COLD_BYTES.div_ceil(w.len());
+    let many: Vec<Vec<u8>> = (0..copies).map(|_| w.to_vec()).collect();
+    let mut i = 0;
+    let cold = median_secs(runs, || {
+        gemv(c, &many[i % copies]);
+        i += 1;
+        black_box(&c);
+    });
+    (hot, cold)
+}
+
+fn main() {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let filter = std::env::args().nth(2).unwrap_or_default();
+    if !QuantImpl::Avx512Vnni.is_supported() {
+        println!("no AVX-512 VNNI on this CPU: nothing to compare");
+        return;
+    }
+    println!(
+        "R8 decode GEMV (m = 1) vs ggml layout, AVX-512 VNNI, GB/s of weight bytes, median of {runs}, {}",
+        if use_wall() { "wall clock" } else { "thread CPU time" }
+    );
+    println!(
+        "{:<5} {:>12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}",
+        "type", "n x k", "MiB", "old hot", "r8 hot", "old cold", "r8 cold", "x hot", "x cold"
+    );
+    let mut rng = Rng(42);
+    let shapes = [
+        (576usize, 576usize),
+        (1536, 576),
+        (4864, 896),
+        (896, 4864),
+        (49152, 576),
+        (151936, 896),
+    ];
+    for qtype in [QuantType::Q8_0, QuantType::Q4_0, QuantType::Q5_0] {
+        if !qtype.name().contains(filter.as_str()) {
+            continue;
+        }
+        for &(n, k) in &shapes {
+            if n == 151936 && qtype != QuantType::Q8_0 {
+                continue; // the tied Qwen2.5 embedding is Q8_0 in the models we run
+            }
+            let w = weights(&mut rng, qtype, n, k);
+            let mut r8 = vec![0u8; w.len()];
+            repack_r8(qtype, &w, n, k, &mut r8).expect("repack");
+            let a: Vec<f32> = (0..k).map(|_| rng.f32()).collect();
+            let old = |c: &mut [f32], w: &[u8]| {
+                matmul_bt_rows_with(QuantImpl::Avx512Vnni, c, &a, qtype, w, 1, n, k, 0, n)
+                    .expect("old gemv");
+            };
+            let new = |c: &mut [f32], w: &[u8]| {
+                gemv_r8_for_tests(qtype, c, &a, w, k, n).expect("r8 gemv");
+            };
+            let (mut want, mut got) = (vec![0f32; n], vec![0f32; n]);
+            old(&mut want, &w);
+            new(&mut got, &r8);
+            if let Some(j) = (0..n).find(|&j| got[j].to_bits() != want[j].to_bits()) {
+                println!(
+                    "{qtype} {n}x{k}: R8 output {j} = {} but the old kernel gives {}",
+                    got[j], want[j]
+                );
+            }
+            let mut c = vec![0f32; n];
+            let (oh, oc) = time_pair(runs, &w, &mut c, old);
+            let (nh, nc) = time_pair(runs, &r8, &mut c, new);
+            let bytes = w.len() as f64;
+            println!(
+                "{:<5} {:>12} {:>8.2} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6.2} {:>6.2}",
+                qtype.name(),
+                format!("{n}x{k}"),
+                bytes / (1 << 20) as f64,
+                bytes / oh / 1e9,
+                bytes / nh / 1e9,
+                bytes / oc / 1e9,
+                bytes / nc / 1e9,
+                oh / nh,
+                oc / nc
+            );
+        }
+    }
+}
