@@ -50,6 +50,41 @@ struct Args<'a> {
     m: usize,
     k: usize,
     nw: usize,
+    /// The weights are in the 8-row layout of `quant::r8` (Q4_0 / Q5_0 / Q8_0 only):
+    /// blocks are read through [`block_at`].
+    r8: bool,
+}
+
+/// Block `b` of weight row `row` in the ggml block layout of `F`: a pointer into the
+/// weights, or for the 8-row layout (`a.r8`) the block rebuilt in `tmp` from its
+/// superblock (a few moves in L1; the packing loops read each block once per call, so
+/// the repacked weights cost prefill nothing like a second pass over them). The
+/// pointer is only valid until `tmp` is reused.
+#[inline(always)]
+unsafe fn block_at<F: Fmt32>(a: &Args<'_>, row: usize, b: usize, tmp: &mut [u8; 40]) -> *const u8 {
+    if !a.r8 {
+        return a.w.add(row * a.row_bytes + b * F::BYTES);
+    }
+    const G: usize = super::r8::R8_ROWS;
+    let r = row % G;
+    let sb = a.w.add((row / G) * G * a.row_bytes + b * G * F::BYTES);
+    let t = tmp.as_mut_ptr();
+    core::ptr::copy_nonoverlapping(sb.add(2 * r), t, 2);
+    match F::BYTES {
+        // Q8_0: 8 scales, then 32 quants per row.
+        34 => core::ptr::copy_nonoverlapping(sb.add(16 + 32 * r), t.add(2), 32),
+        // Q4_0: 8 scales, then 16 bytes of nibbles per row.
+        18 => core::ptr::copy_nonoverlapping(sb.add(16 + 16 * r), t.add(2), 16),
+        // Q5_0: 8 scales, the fifth bits as u64 masks of 4 rows' 16-bit halves, then
+        // 16 bytes of nibbles per row.
+        _ => {
+            let quad = 16 * (r / 4) + 2 * (r % 4);
+            core::ptr::copy_nonoverlapping(sb.add(16 + quad), t.add(2), 2);
+            core::ptr::copy_nonoverlapping(sb.add(24 + quad), t.add(4), 2);
+            core::ptr::copy_nonoverlapping(sb.add(48 + 16 * r), t.add(6), 16);
+        }
+    }
+    t
 }
 
 /// `C (m x nw) += A * W^T` with `A` already quantized in `act`.
@@ -66,10 +101,14 @@ pub(crate) unsafe fn matmul(
     m: usize,
     k: usize,
     nw: usize,
+    r8: bool,
 ) {
     let Some(row_bytes) = qtype.row_bytes(k) else {
         return;
     };
+    if r8 && !matches!(qtype, QuantType::Q4_0 | QuantType::Q5_0 | QuantType::Q8_0) {
+        return; // defensive: only these formats have the 8-row layout
+    }
     if c.len() < m * nw || w.len() < nw * row_bytes || act.qs.len() < m * k {
         return; // defensive: the caller checked these; never read out of bounds
     }
@@ -81,6 +120,7 @@ pub(crate) unsafe fn matmul(
         m,
         k,
         nw,
+        r8,
     };
     match imp {
         QuantImpl::Avx2 => avx2::run(qtype, &args),
@@ -459,9 +499,11 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
         let ad = a.act.d.as_ptr();
         let asum = a.act.s.as_ptr();
         let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes), NR * a.row_bytes);
+        let mut tmp = [0u8; 40];
         for b in 0..nb {
             if MR == 1 {
                 // This iteration reads NR x BYTES bytes of the tile: prefetch as many.
+                // (In the 8-row layout the addresses are approximate: only a hint.)
                 pf.upto((b + 1) * NR * F::BYTES);
             }
             if lanes4 {
@@ -471,7 +513,7 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
                 let mut sums = [_mm256_setzero_si256(); 4];
                 let mut ds = [0f32; 4];
                 for r in 0..4 {
-                    let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                    let blk = block_at::<F>(a, j0 + r, b, &mut tmp);
                     sums[r] = F::dot(F::load(blk), av, corr);
                     ds[r] = f16_at(blk) * da;
                 }
@@ -494,7 +536,7 @@ impl<D: Dot, F: Fmt32 + Quants32<D>> Tile for Tile32<D, F> {
                 da[i] = _mm256_set1_ps(*ad.add((i0 + i) * nb + b));
             }
             for r in 0..NR {
-                let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                let blk = block_at::<F>(a, j0 + r, b, &mut tmp);
                 let wq = F::load(blk);
                 let dw = f16_bcast(blk);
                 let mw = if F::HAS_MIN { f16_at(blk.add(2)) } else { 0.0 };

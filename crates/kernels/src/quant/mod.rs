@@ -523,7 +523,19 @@ pub(crate) fn matmul_rows(
                 // SAFETY: `imp` is one this CPU supports (`matmul_checked` checked it, and
                 // `scalar::matmul_bt_rows` only passes `Scalar`); the shapes of `c`, `w` and
                 // the quantized activations were checked by `matmul_checked`.
-                unsafe { gemm::matmul(imp, c, &buf.view(act_type, m, k), qtype, w, m, k, n1 - n0) }
+                unsafe {
+                    gemm::matmul(
+                        imp,
+                        c,
+                        &buf.view(act_type, m, k),
+                        qtype,
+                        w,
+                        m,
+                        k,
+                        n1 - n0,
+                        false,
+                    )
+                }
             }
             _ => dot_ref::matmul(c, &buf.view(act_type, m, k), qtype, w, m, k, n1 - n0),
         }
@@ -539,11 +551,13 @@ thread_local! {
 
 /// [`matmul_rows`] for weights repacked in groups of 8 rows (`w`: `nw` rows, whole
 /// groups, of the 8-row layout of `base`). Decode (m = 1) at the VNNI level reads the
-/// layout directly ([`r8::gemv_r8_vnni`]); everything else (prefill, the other levels)
-/// copies a chunk of groups back to the ggml layout, runs the ordinary kernels on it
-/// into a block of outputs that starts at -0.0 (the identity of f32 addition, so the
-/// block holds exactly the kernel's sums) and adds that block into `c`: the same
-/// operations per output as on the ggml layout, so the same bits.
+/// layout with its own kernel ([`r8::gemv_r8_vnni`]); the other x86 cases run the
+/// ordinary kernels, which rebuild each block as they pack or read it
+/// (`gemm::block_at`). The scalar specification copies a chunk of groups back to the
+/// ggml layout, runs on it into a block of outputs that starts at -0.0 (the identity
+/// of f32 addition, so the block holds exactly the sums) and adds that block into `c`.
+/// Every path does the same operations per output as on the ggml layout: the same
+/// bits.
 #[allow(clippy::too_many_arguments)]
 fn matmul_r8(
     imp: QuantImpl,
@@ -572,6 +586,13 @@ fn matmul_r8(
             unsafe { r8::gemv_r8_vnni(base, c, &view, w, k, nw) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if imp != QuantImpl::Scalar {
+            // SAFETY: as in `matmul_rows`; `w` is `nw` rows of `base` in the 8-row layout
+            // (whole groups, checked by `matmul_checked`), which `r8 = true` selects.
+            unsafe { gemm::matmul(imp, c, &view, base, w, m, k, nw, true) };
+            return;
+        }
         // Chunks of whole groups of about 256 KiB: they stay in L2 while the kernels run.
         let group_bytes = r8::R8_ROWS * row_bytes;
         let groups = ((256 << 10) / group_bytes.max(1)).max(1);
@@ -591,15 +612,7 @@ fn matmul_r8(
                 if r8::unrepack_r8(base, src, rows, k, wbuf).is_err() {
                     return; // unreachable: shapes were checked by `matmul_checked`
                 }
-                match imp {
-                    #[cfg(target_arch = "x86_64")]
-                    QuantImpl::Avx2 | QuantImpl::Avx512Bw | QuantImpl::Avx512Vnni => {
-                        // SAFETY: as in `matmul_rows`; `wbuf` holds `rows` ggml rows and
-                        // `cbuf` is `m x rows`.
-                        unsafe { gemm::matmul(imp, cbuf, &view, base, wbuf, m, k, rows) }
-                    }
-                    _ => dot_ref::matmul(cbuf, &view, base, wbuf, m, k, rows),
-                }
+                dot_ref::matmul(cbuf, &view, base, wbuf, m, k, rows);
                 for i in 0..m {
                     let out = &mut c[i * nw + j0..i * nw + j0 + rows];
                     for (o, v) in out.iter_mut().zip(&cbuf[i * rows..(i + 1) * rows]) {

@@ -202,15 +202,41 @@ pub fn unrepack_r8(
     let lens = [("src (R8)", src.len()), ("dst (ggml layout)", dst.len())];
     let row_bytes = check_r8("unrepack_r8", base, rows, k, &lens)?;
     let group = R8_ROWS * row_bytes;
-    for (gr, gg) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
-        for r in 0..R8_ROWS {
-            let row = &mut gg[r * row_bytes..(r + 1) * row_bytes];
-            for_each_field(base, row_bytes, r, |at_row, at_group, len| {
-                row[at_row..at_row + len].copy_from_slice(&gr[at_group..at_group + len]);
-            });
-        }
+    // Fixed-size copies, as `repack_r8` (prefill restores the ggml layout every call).
+    match base {
+        QuantType::Q8_0 => unrepack_fixed::<34, 32, false>(src, dst, group, row_bytes),
+        QuantType::Q4_0 => unrepack_fixed::<18, 16, false>(src, dst, group, row_bytes),
+        QuantType::Q5_0 => unrepack_fixed::<22, 16, true>(src, dst, group, row_bytes),
+        _ => {}
     }
     Ok(())
+}
+
+/// [`unrepack_r8`] for a format laid out as in [`repack_fixed`].
+fn unrepack_fixed<const BB: usize, const QS: usize, const QH: bool>(
+    src: &[u8],
+    dst: &mut [u8],
+    group: usize,
+    row_bytes: usize,
+) {
+    let nb = row_bytes / BB;
+    let qs0 = if QH { 48 } else { 16 };
+    for (gr, gg) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
+        for (r, row) in gg.chunks_exact_mut(row_bytes).enumerate() {
+            let quad = 16 * (r / 4) + 2 * (r % 4);
+            for (b, blk) in row.chunks_exact_mut(BB).enumerate().take(nb) {
+                let Some(sb) = gr.get(b * R8_ROWS * BB..(b + 1) * R8_ROWS * BB) else {
+                    return;
+                };
+                blk[..2].copy_from_slice(&sb[2 * r..2 * r + 2]);
+                if QH {
+                    blk[2..4].copy_from_slice(&sb[16 + quad..18 + quad]);
+                    blk[4..6].copy_from_slice(&sb[24 + quad..26 + quad]);
+                }
+                blk[BB - QS..].copy_from_slice(&sb[qs0 + QS * r..qs0 + QS * (r + 1)]);
+            }
+        }
+    }
 }
 
 /// Row `row` of the R8 tensor `src` (whole groups of `k` columns) in the ORIGINAL ggml

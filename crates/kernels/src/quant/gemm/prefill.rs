@@ -165,6 +165,7 @@ unsafe fn run<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) {
     }
 
     let corr_one = _mm256_set1_epi8(i8::MIN); // 128 as u8
+    let mut tmp = [0u8; 40];
     for p in 0..panels {
         let j0 = p * NR;
         for b in 0..nb {
@@ -172,7 +173,7 @@ unsafe fn run<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) {
             let mut dw = [0f32; NR];
             let mut mw = [0f32; NR];
             for r in 0..NR {
-                let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                let blk = super::block_at::<F>(a, j0 + r, b, &mut tmp);
                 let ws = F::signed(blk);
                 let s128 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), corr_one, ws);
                 _mm256_storeu_si256(dst.add(r), ws);
@@ -296,13 +297,14 @@ unsafe fn run_chain<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, 
         *corr.add(e) = -(F::OFFSET as i32) * s;
     }
     let offset = _mm256_set1_epi8(F::OFFSET);
+    let mut tmp = [0u8; 40];
     for j0 in (0..nwp).step_by(NRC) {
         for b in 0..nb {
             let dst = panel.add(b * (NRC + 1));
             let mut u = [_mm256_setzero_si256(); NRC];
             let mut dw = [0f32; NRC];
             for r in 0..NRC {
-                let blk = a.w.add((j0 + r) * a.row_bytes + b * F::BYTES);
+                let blk = super::block_at::<F>(a, j0 + r, b, &mut tmp);
                 u[r] = _mm256_add_epi8(F::signed(blk), offset);
                 dw[r] = f16_at(blk);
             }
