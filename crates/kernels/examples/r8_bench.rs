@@ -153,7 +153,13 @@ fn main() {
     );
     let mut rng = Rng(42);
     let shapes = [
-        (576usize, 576usize),
+        // One sentron's share of SmolLM2's per-layer products (kv head, wo / w_down
+        // rows, w_gate rows), then whole matrices.
+        (64usize, 576usize),
+        (288, 576),
+        (288, 1536),
+        (768, 576),
+        (576, 576),
         (1536, 576),
         (4864, 896),
         (896, 4864),
