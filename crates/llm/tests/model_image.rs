@@ -492,3 +492,56 @@ fn smollm2_load_time() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Q8_0 / Q4_0 matrices repacked at load into groups of 8 rows (the default) give the
+/// same logits, to the bit, as the file's layout (`--no-repack`), through prefill (two
+/// chunks) and decode on 2 sentrons, tied and untied; the untied model's vocabulary
+/// split and every layer's row ranges fall on groups, so its output matrix is repacked.
+#[test]
+fn repacked_weights_give_the_file_layouts_logits_bit_for_bit() {
+    for (s, ty) in [
+        (LLAMA, ImageType::Q4_0),
+        (QWEN2, ImageType::Q4_0),
+        (QWEN2, ImageType::Q8_0),
+    ] {
+        let dir = test_dir(&format!("repack-{}", s.arch));
+        let model = write_model(&dir, s, GgmlType::F32, 21);
+        let out = dir.join("q.phext");
+        convert(&model, &out, &ConvertOptions { to: Some(ty) }).unwrap();
+        let (_, img) = open_image(&out).unwrap();
+        let logits = |repack: bool| {
+            let o = ModelOptions { repack, ..opts() };
+            let mut m = Model::load(&img, img.config().clone(), &o).unwrap();
+            let mut v = vec![m.forward(&[3, 1, 4, 1, 5]).unwrap().to_vec()];
+            for t in [9u32, 2, 6] {
+                v.push(m.forward(&[t]).unwrap().to_vec());
+            }
+            (v, m.load.repacked_bytes)
+        };
+        let (want, none) = logits(false);
+        let (got, repacked) = logits(true);
+        assert_eq!(none, 0, "{ty}: --no-repack repacks nothing");
+        // Every layer matrix (7 per layer; not Q8_0's, see `Builder::repack_kind`); the
+        // untied output too (vocab 80 = 10 groups).
+        let rb = |rows: usize, cols: usize| ty.dtype().bytes_for(rows * cols).unwrap();
+        let (d, f, q, kv) = (s.dim, s.ffn, s.heads * s.hd, s.kv * s.hd);
+        let layer = match ty {
+            ImageType::Q8_0 => 0,
+            _ => rb(q, d) + 2 * rb(kv, d) + rb(d, q) + 2 * rb(f, d) + rb(d, f),
+        };
+        let output = if s.tied { 0 } else { rb(s.vocab, d) };
+        assert_eq!(
+            repacked,
+            s.layers * layer + output,
+            "{ty} {}: bytes repacked",
+            s.arch
+        );
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "{ty} {}: repacked logits differ",
+            s.arch
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
