@@ -630,25 +630,14 @@ pub fn model_pages<S: TensorSource + ?Sized>(
         let n = |k| name(Some(l), k);
         b.vector(w(l, TensorKind::AttnNorm, 0)?, &n(TensorKind::AttnNorm), d)?;
         b.vector(w(l, TensorKind::FfnNorm, 0)?, &n(TensorKind::FfnNorm), d)?;
+        // One of this layer's matrices, repacked if `ok` (see `Builder::matrix_r`).
+        let mat = |b: &mut Builder<'_, S>, k: TensorKind, shape: [usize; 2], ok: bool| {
+            b.matrix_r(w(l, k, 0)?, &n(k), shape, ok)
+        };
         // Wq is viewed per attention part (whole heads), Wk / Wv per kv head.
-        b.matrix_r(
-            w(l, TensorKind::Wq, 0)?,
-            &n(TensorKind::Wq),
-            [qd, d],
-            heads_ok,
-        )?;
-        b.matrix_r(
-            w(l, TensorKind::Wk, 0)?,
-            &n(TensorKind::Wk),
-            [kvd, d],
-            heads_ok,
-        )?;
-        b.matrix_r(
-            w(l, TensorKind::Wv, 0)?,
-            &n(TensorKind::Wv),
-            [kvd, d],
-            heads_ok,
-        )?;
+        mat(&mut b, TensorKind::Wq, [qd, d], heads_ok)?;
+        mat(&mut b, TensorKind::Wk, [kvd, d], heads_ok)?;
+        mat(&mut b, TensorKind::Wv, [kvd, d], heads_ok)?;
         let ffn_ok = repack.is_some() && plan.ffn_rows.iter().all(on_groups);
         let out_ok = repack.is_some()
             && plan
@@ -664,33 +653,13 @@ pub fn model_pages<S: TensorSource + ?Sized>(
             b.vector(w(l, TensorKind::QNorm, 0)?, &n(TensorKind::QNorm), hd)?;
             b.vector(w(l, TensorKind::KNorm, 0)?, &n(TensorKind::KNorm), hd)?;
         }
-        b.matrix_r(
-            w(l, TensorKind::WGate, 0)?,
-            &n(TensorKind::WGate),
-            [f, d],
-            ffn_ok,
-        )?;
-        b.matrix_r(
-            w(l, TensorKind::WUp, 0)?,
-            &n(TensorKind::WUp),
-            [f, d],
-            ffn_ok,
-        )?;
+        mat(&mut b, TensorKind::WGate, [f, d], ffn_ok)?;
+        mat(&mut b, TensorKind::WUp, [f, d], ffn_ok)?;
         let whole_rows = plan.out_rows.is_some();
         if whole_rows {
             // Row ranges of the mapped tensors (zero-copy): see LayerPlan::out_rows.
-            b.matrix_r(
-                w(l, TensorKind::Wo, 0)?,
-                &n(TensorKind::Wo),
-                [d, qd],
-                out_ok,
-            )?;
-            b.matrix_r(
-                w(l, TensorKind::WDown, 0)?,
-                &n(TensorKind::WDown),
-                [d, f],
-                out_ok,
-            )?;
+            mat(&mut b, TensorKind::Wo, [d, qd], out_ok)?;
+            mat(&mut b, TensorKind::WDown, [d, f], out_ok)?;
         }
         for part in plan.parts() {
             let (q0, q1) = (part.heads.start * hd, part.heads.end * hd);
