@@ -58,6 +58,7 @@ struct Move {
 
 /// The fields of row `r` (0..8) of a block of `base`, as moves into its superblock. This
 /// is the single definition of the layout (module doc).
+#[inline(always)]
 fn moves(base: QuantType, r: usize) -> ([Move; 4], usize) {
     let m = |src, dst, len| Move { src, dst, len };
     let none = m(0, 0, 0);
@@ -121,7 +122,7 @@ fn check_r8(
 
 /// Calls `f(at_row, at_group, len)` for every field of row `r` (0..8) of an R8 group:
 /// `len` bytes at `at_row` in the row's ggml bytes live at `at_group` in the group.
-#[inline]
+#[inline(always)]
 fn for_each_field(
     base: QuantType,
     row_bytes: usize,
@@ -149,46 +150,8 @@ pub fn repack_r8(
 ) -> Result<(), KernelError> {
     let lens = [("src (ggml layout)", src.len()), ("dst (R8)", dst.len())];
     let row_bytes = check_r8("repack_r8", base, rows, k, &lens)?;
-    let group = R8_ROWS * row_bytes;
-    // Fixed-size field copies per type (the `moves` table's, spelled out so each copy
-    // is a few vector moves instead of a `memcpy` call: models repack hundreds of MB
-    // at load; the tests check this against the table).
-    match base {
-        QuantType::Q8_0 => repack_fixed::<34, 32, false>(src, dst, group, row_bytes),
-        QuantType::Q4_0 => repack_fixed::<18, 16, false>(src, dst, group, row_bytes),
-        QuantType::Q5_0 => repack_fixed::<22, 16, true>(src, dst, group, row_bytes),
-        _ => {}
-    }
+    shuffle_groups::<true>(base, src, dst, row_bytes);
     Ok(())
-}
-
-/// [`repack_r8`] for a 32-element format of `BB` bytes per block whose quants are its
-/// last `QS` bytes, after the f16 scale and (`QH`) a u32 of fifth bits.
-fn repack_fixed<const BB: usize, const QS: usize, const QH: bool>(
-    src: &[u8],
-    dst: &mut [u8],
-    group: usize,
-    row_bytes: usize,
-) {
-    let nb = row_bytes / BB;
-    for (gg, gr) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
-        for (b, sb) in gr.chunks_exact_mut(R8_ROWS * BB).enumerate().take(nb) {
-            let qs0 = if QH { 48 } else { 16 };
-            for r in 0..R8_ROWS {
-                let blk: &[u8; BB] = match gg[r * row_bytes + b * BB..][..BB].try_into() {
-                    Ok(x) => x,
-                    Err(_) => return,
-                };
-                sb[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
-                if QH {
-                    let quad = 16 * (r / 4) + 2 * (r % 4);
-                    sb[16 + quad..18 + quad].copy_from_slice(&blk[2..4]);
-                    sb[24 + quad..26 + quad].copy_from_slice(&blk[4..6]);
-                }
-                sb[qs0 + QS * r..qs0 + QS * (r + 1)].copy_from_slice(&blk[BB - QS..]);
-            }
-        }
-    }
 }
 
 /// The inverse of [`repack_r8`] (R8 -> original ggml layout), same checks.
@@ -201,40 +164,41 @@ pub fn unrepack_r8(
 ) -> Result<(), KernelError> {
     let lens = [("src (R8)", src.len()), ("dst (ggml layout)", dst.len())];
     let row_bytes = check_r8("unrepack_r8", base, rows, k, &lens)?;
-    let group = R8_ROWS * row_bytes;
-    // Fixed-size copies, as `repack_r8` (prefill restores the ggml layout every call).
-    match base {
-        QuantType::Q8_0 => unrepack_fixed::<34, 32, false>(src, dst, group, row_bytes),
-        QuantType::Q4_0 => unrepack_fixed::<18, 16, false>(src, dst, group, row_bytes),
-        QuantType::Q5_0 => unrepack_fixed::<22, 16, true>(src, dst, group, row_bytes),
-        _ => {}
-    }
+    shuffle_groups::<false>(base, src, dst, row_bytes);
     Ok(())
 }
 
-/// [`unrepack_r8`] for a format laid out as in [`repack_fixed`].
-fn unrepack_fixed<const BB: usize, const QS: usize, const QH: bool>(
+/// Every field of the whole groups in `src` moved to `dst`: ggml layout -> R8 when
+/// `TO_R8`, else back. One arm per type with the type a constant, so [`moves`] folds
+/// and each copy is a few vector moves instead of a `memcpy` call (models repack
+/// hundreds of MB at load).
+fn shuffle_groups<const TO_R8: bool>(
+    base: QuantType,
     src: &[u8],
     dst: &mut [u8],
-    group: usize,
     row_bytes: usize,
 ) {
-    let nb = row_bytes / BB;
-    let qs0 = if QH { 48 } else { 16 };
-    for (gr, gg) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
-        for (r, row) in gg.chunks_exact_mut(row_bytes).enumerate() {
-            let quad = 16 * (r / 4) + 2 * (r % 4);
-            for (b, blk) in row.chunks_exact_mut(BB).enumerate().take(nb) {
-                let Some(sb) = gr.get(b * R8_ROWS * BB..(b + 1) * R8_ROWS * BB) else {
-                    return;
-                };
-                blk[..2].copy_from_slice(&sb[2 * r..2 * r + 2]);
-                if QH {
-                    blk[2..4].copy_from_slice(&sb[16 + quad..18 + quad]);
-                    blk[4..6].copy_from_slice(&sb[24 + quad..26 + quad]);
+    match base {
+        QuantType::Q8_0 => shuffle::<TO_R8>(QuantType::Q8_0, src, dst, row_bytes),
+        QuantType::Q4_0 => shuffle::<TO_R8>(QuantType::Q4_0, src, dst, row_bytes),
+        QuantType::Q5_0 => shuffle::<TO_R8>(QuantType::Q5_0, src, dst, row_bytes),
+        _ => {}
+    }
+}
+
+#[inline(always)]
+fn shuffle<const TO_R8: bool>(base: QuantType, src: &[u8], dst: &mut [u8], row_bytes: usize) {
+    let group = R8_ROWS * row_bytes;
+    for (gs, gd) in src.chunks_exact(group).zip(dst.chunks_exact_mut(group)) {
+        for r in 0..R8_ROWS {
+            for_each_field(base, row_bytes, r, |at_row, at_group, len| {
+                let at_row = r * row_bytes + at_row;
+                if TO_R8 {
+                    gd[at_group..at_group + len].copy_from_slice(&gs[at_row..at_row + len]);
+                } else {
+                    gd[at_row..at_row + len].copy_from_slice(&gs[at_group..at_group + len]);
                 }
-                blk[BB - QS..].copy_from_slice(&sb[qs0 + QS * r..qs0 + QS * (r + 1)]);
-            }
+            });
         }
     }
 }
