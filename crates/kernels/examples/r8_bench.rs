@@ -16,83 +16,14 @@
 //! specification) over all outputs before timing.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use vtpu_kernels::quant::r8::{gemv_r8_for_tests, repack_r8};
 use vtpu_kernels::quant::{matmul_bt_rows_with, QuantImpl};
 use vtpu_kernels::{quantize_row, QuantType};
 
 /// Bytes of weight copies the `cold` figures rotate through.
-const COLD_BYTES: usize = 1 << 30;
-
-/// Nanoseconds of CPU time of this thread (`CLOCK_THREAD_CPUTIME_ID`), `None` where
-/// unavailable.
-fn thread_cpu_ns() -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        extern "C" {
-            fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
-        }
-        const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-        let mut ts = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec through a valid pointer to a local.
-        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        if rc == 0 {
-            return Some(ts.sec as u64 * 1_000_000_000 + ts.nsec as u64);
-        }
-    }
-    None
-}
-
-fn use_wall() -> bool {
-    std::env::var_os("BENCH_WALL").is_some() || thread_cpu_ns().is_none()
-}
-
-/// Median seconds per call of `f` over `runs` samples after 3 warm-up calls.
-fn median_secs(runs: usize, mut f: impl FnMut()) -> f64 {
-    let wall = use_wall();
-    let t00 = Instant::now();
-    let now = || -> f64 {
-        if wall {
-            t00.elapsed().as_secs_f64()
-        } else {
-            thread_cpu_ns().unwrap_or(0) as f64 * 1e-9
-        }
-    };
-    let t0 = Instant::now();
-    for _ in 0..3 {
-        f();
-    }
-    let per_call = t0.elapsed().as_secs_f64() / 3.0;
-    let reps = ((2e-3 / per_call).ceil() as usize).clamp(1, 1000);
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = now();
-            for _ in 0..reps {
-                f();
-            }
-            (now() - s) / reps as f64
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[runs / 2]
-}
-
-struct Rng(u64);
-impl Rng {
-    fn f32(&mut self) -> f32 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
+mod bench_util;
+use bench_util::{median_secs, use_wall, Rng, COLD_BYTES};
 
 /// `n x k` weights: 16 reference-quantized random rows, repeated.
 fn weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8> {
