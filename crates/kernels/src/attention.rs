@@ -35,6 +35,8 @@
 
 use half::f16;
 
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 pub mod tiled;
 
 pub use tiled::{attention_tiled_scalar, is_tiled, TILE_KV, TILE_Q};
@@ -384,6 +386,11 @@ pub fn attention(
             unsafe { tiled::avx512::attention_tiled(out, q, k, v, shape) };
             return Ok(());
         }
+        if !tiled && blocked::handles(shape) {
+            // SAFETY: as above; `handles` checked the head dimension.
+            unsafe { blocked::attention(out, q, k, v, shape) };
+            return Ok(());
+        }
         if !tiled && shape.hd.is_multiple_of(64) {
             // SAFETY: as above.
             unsafe { avx512::attention(out, q, k, v, shape) };
@@ -634,9 +641,54 @@ mod tests {
             (2, 128, 9, 1),
             (4, 64, 300, 2),
             (2, 80, 5, 2),
+            // Blocked kernel: GQA groups of 7 (blocks of 3, 3, 1), two tokens, key
+            // chunks of 128 crossed, hd 128 and 256, and 320 (the memory-accumulator
+            // kernel).
+            (7, 64, 260, 7),
+            (14, 64, 131, 7),
+            (4, 128, 257, 2),
+            (2, 256, 130, 2),
+            (2, 320, 9, 2),
         ] {
             for f16kv in [false, true] {
                 case(rows, hd, s, per, f16kv, rows as u64 * 31 + s as u64);
+            }
+        }
+    }
+
+    /// Every key a new maximum (scores rising key by key), then falling: each key
+    /// rescales the accumulator, which the blocked kernel applies from its pass-2
+    /// factors; the bits must still be the scalar's.
+    #[test]
+    fn rising_scores_rescale_every_key_bit_for_bit() {
+        for hd in [64, 128, 256] {
+            let (rows, per, s) = (3, 3, 2 * 150);
+            let mut sd = hd as u64;
+            let q: Vec<f32> = (0..rows * hd).map(|_| rng(&mut sd)).collect();
+            let mut k = vec![0f32; s * hd];
+            for j in 0..s {
+                let f = if j < s / 2 { j as f32 } else { (s - j) as f32 } * 0.05;
+                for d in 0..hd {
+                    k[j * hd + d] = q[d] * f + 0.01 * rng(&mut sd);
+                }
+            }
+            let v: Vec<f32> = (0..s * hd).map(|_| 4.0 * rng(&mut sd)).collect();
+            let (k16, v16): (Vec<f16>, Vec<f16>) = (
+                k.iter().map(|&x| f16::from_f32(x)).collect(),
+                v.iter().map(|&x| f16::from_f32(x)).collect(),
+            );
+            let shape = AttnShape { rows, hd, s, per };
+            for (kr, vr) in [
+                (KvRows::F16(&k16), KvRows::F16(&v16)),
+                (KvRows::F32(&k), KvRows::F32(&v)),
+            ] {
+                let mut a = vec![0f32; rows * hd];
+                let mut b = vec![0f32; rows * hd];
+                attention_scalar(&mut a, &q, kr, vr, shape).unwrap();
+                attention(&mut b, &q, kr, vr, shape, true).unwrap();
+                for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                    assert_eq!(x.to_bits(), y.to_bits(), "hd {hd} element {i}: {x} vs {y}");
+                }
             }
         }
     }
