@@ -32,7 +32,9 @@ use core::arch::x86_64::*;
 use std::cell::RefCell;
 
 use super::super::simd::{Dot, VnniDot};
-use super::{f16_at, hsum8, scales_mins_k4, Args, Fmt32, FmtK, Mins, Tile, Q4K, QK, QK_K};
+use super::{
+    f16_at, hsum8, scales_mins_k4, Args, Fmt32, FmtK, LinearPrefetch, Mins, Tile, Q4K, QK, QK_K,
+};
 
 /// Weight rows per panel. With 32 vector registers a `4 x 4` tile keeps its 16
 /// accumulators, 4 activation vectors and the temporaries in registers.
@@ -168,7 +170,9 @@ unsafe fn run<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) {
     let mut tmp = [0u8; 40];
     for p in 0..panels {
         let j0 = p * NR;
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes), NR * a.row_bytes);
         for b in 0..nb {
+            pf.upto((b + 1) * NR * F::BYTES);
             let dst = panel.add(b * PANEL_VECS);
             let mut dw = [0f32; NR];
             let mut mw = [0f32; NR];
@@ -299,7 +303,9 @@ unsafe fn run_chain<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, 
     let offset = _mm256_set1_epi8(F::OFFSET);
     let mut tmp = [0u8; 40];
     for j0 in (0..nwp).step_by(NRC) {
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes), NRC * a.row_bytes);
         for b in 0..nb {
+            pf.upto((b + 1) * NRC * F::BYTES);
             let dst = panel.add(b * (NRC + 1));
             let mut u = [_mm256_setzero_si256(); NRC];
             let mut dw = [0f32; NRC];
@@ -424,7 +430,9 @@ unsafe fn run_q4k(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, usize) {
         for e in 0..2 * m4 {
             *state.add(e) = _mm256_setzero_ps();
         }
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes), NRC * a.row_bytes);
         for sb in 0..nsb {
+            pf.upto((sb + 1) * NRC * Q4K::BYTES);
             // Pack this super-block of the 8 rows.
             let mut q = [[_mm256_setzero_si256(); 8]; NRC];
             let mut sm = [[0u8; 16]; NRC];
@@ -567,7 +575,9 @@ unsafe fn run_k8<F: FmtK>(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, usize
             *accs.add(e) = _mm256_setzero_ps();
             *summs.add(e) = 0.0;
         }
+        let mut pf = LinearPrefetch::new(a.w.add(j0 * a.row_bytes), NR * a.row_bytes);
         for sb in 0..nsb {
+            pf.upto((sb + 1) * NR * F::BYTES);
             for r in 0..NR {
                 let blk = a.w.add((j0 + r) * a.row_bytes + sb * F::BYTES);
                 let (mut q, mut sc) = ([_mm256_setzero_si256(); 8], [_mm256_setzero_si256(); 8]);
