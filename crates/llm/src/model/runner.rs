@@ -467,6 +467,15 @@ impl Model {
     pub fn program(&self) -> &Program {
         &self.program
     }
+    /// The one-sequence program, then the batched decode programs (batch sizes
+    /// [`Model::batch_sizes`]).
+    pub fn programs(&self) -> &[Program] {
+        &self.programs
+    }
+    /// The batch size of each batched decode program (`programs()[i + 1]`).
+    pub fn batch_sizes(&self) -> &[usize] {
+        &self.batches
+    }
     pub fn plan(&self) -> &ModelPlan {
         &self.plan
     }
