@@ -91,7 +91,8 @@ impl SentronGraph {
     pub fn recv_scalar(&mut self, from: u32) -> Result<Value> {
         self.op(Opcode::CRecvR, &[Arg::Sentron(from)]).and_then(one)
     }
-    /// CREDUCE in place: the all-reduce of `t` over `group` (0 sum, 1 max).
+    /// CREDUCE in place: the all-reduce of `t` over `group` (0 sum, 1 max, 2 cat: the
+    /// all-gather).
     pub fn reduce(&mut self, t: Value, op: u8, group: u64) -> Result<Value> {
         self.op(
             Opcode::CReduce,

@@ -27,7 +27,7 @@ use crate::error::{CompileError, Result};
 use crate::graph::{Arg, Graph, SentronGraph, Value};
 use crate::lower::{check_output, lower_stream, CompileOptions, Compiled, StreamReport};
 use vtpu_isa::ops::Coord as Coordination;
-use vtpu_isa::word::{KIND_OWNED, REDUCE_MAX};
+use vtpu_isa::word::{KIND_OWNED, REDUCE_NAMES};
 use vtpu_isa::{Op, Opcode, Operand, Pipe, Program, RegFile, Stream};
 use vtpu_phext::{Coord, CoordKey, DType, PageKind};
 
@@ -455,7 +455,8 @@ fn op_args(op: &Op, cur: &HashMap<(u8, u8), Value>) -> std::result::Result<Vec<A
                 PageKind::Scratch
             }),
             Operand::Sentron => Arg::Sentron(u32::from(a)),
-            Operand::Reduce => Arg::Reduce(a.min(REDUCE_MAX)),
+            Operand::Reduce if (a as usize) < REDUCE_NAMES.len() => Arg::Reduce(a),
+            Operand::Reduce => return Err(format!("unknown reduction code {a}")),
             Operand::I64 => Arg::I64(op.imm_i64()),
             Operand::F32 => Arg::F32(op.imm_f32()),
             Operand::Shape => {

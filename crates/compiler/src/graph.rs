@@ -26,7 +26,7 @@ use std::fmt;
 use crate::error::{CompileError, Result};
 pub use crate::loops::MAX_TRIP;
 use vtpu_isa::ops::Coord as Coordination;
-use vtpu_isa::word::{KIND_OWNED, KIND_SCRATCH};
+use vtpu_isa::word::{KIND_OWNED, KIND_SCRATCH, REDUCE_NAMES};
 use vtpu_isa::{Op, Opcode, Operand, PageDecl, RegFile, MAX_SENTRONS};
 use vtpu_phext::{Coord, DType, PageKind};
 
@@ -422,7 +422,9 @@ impl SentronGraph {
                 (Operand::Sentron, Arg::Sentron(s)) if (s as usize) < MAX_SENTRONS => {
                     template.args[slot] = s as u8
                 }
-                (Operand::Reduce, Arg::Reduce(r)) if r < 2 => template.args[slot] = r,
+                (Operand::Reduce, Arg::Reduce(r)) if (r as usize) < REDUCE_NAMES.len() => {
+                    template.args[slot] = r
+                }
                 (Operand::I64, Arg::I64(x)) => template.imm = Op::encode_i64(x),
                 (Operand::F32, Arg::F32(x)) => template.imm = Op::encode_f32(x),
                 (Operand::Shape, Arg::Shape(r, c))
@@ -631,7 +633,7 @@ fn kind_text(kind: Operand) -> &'static str {
         Operand::DType => "a dtype",
         Operand::Kind => "a page kind (owned or scratch)",
         Operand::Sentron => "a sentron id below 64",
-        Operand::Reduce => "a reduction (0 sum, 1 max)",
+        Operand::Reduce => "a reduction (0 sum, 1 max, 2 cat)",
         Operand::I64 => "an i64 immediate",
         Operand::F32 => "an f32 immediate",
         Operand::Shape => "a shape ROWSxCOLS, each 1..=2^24",

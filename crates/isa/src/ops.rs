@@ -42,7 +42,7 @@ pub enum Operand {
     Kind,
     /// A sentron id, 0..MAX_SENTRONS. Small.
     Sentron,
-    /// Reduction operator of CREDUCE: sum or max. Small.
+    /// Reduction operator of CREDUCE: sum, max or cat (all-gather). Small.
     Reduce,
     /// Signed 64-bit integer immediate. Big.
     I64,
@@ -98,7 +98,7 @@ impl Operand {
             Operand::DType => "DTYPE",
             Operand::Kind => "owned|scratch",
             Operand::Sentron => "@N",
-            Operand::Reduce => "sum|max",
+            Operand::Reduce => "sum|max|cat",
             Operand::I64 => "I64",
             Operand::F32 => "F32",
             Operand::Shape => "RxC",
@@ -361,7 +361,7 @@ isa! {
     DTReshape = 0x0036, "DTRESHAPE", D, [TW, TR, I64],  mem None, coord None, traps true,  Tile,   window Forwards, "td = ta read as rows of imm columns (same elements, row-major; a window stays a window onto the same page)";
     // Real models (issue 7).
     DTAttn   = 0x0038, "DTATTN",   D, [TW, TR, TR, TR, I64], mem None, coord None, traps true, Matmul, window ReadsTwo(2, 3), "td (rows x Hd) = causal attention of the query rows ta (row t*imm + h: imm rows per token) over the keys tb and values tc ([S, Hd] windows or tiles, both f32 or both f16); the T = rows/imm tokens end the S-key cache; scale 1/sqrt(Hd); llama.cpp's flash-attention arithmetic";
-    DTPlace  = 0x0039, "DTPLACE",  D, [TW, TR, SR, I64], mem None, coord None, traps true, Tile,   "td (rows(ta) x imm) = zeros with ta's columns at rb..rb+cols(ta) (an exact all-gather: CREDUCE sum of disjoint placements)";
+    DTPlace  = 0x0039, "DTPLACE",  D, [TW, TR, SR, I64], mem None, coord None, traps true, Tile,   "td (rows(ta) x imm) = zeros with ta's columns at rb..rb+cols(ta) (e.g. tiles side by side: DTADD of disjoint placements)";
     DTEmbed  = 0x0037, "DTEMBED",  D, [TW, TR, TR],     mem None, coord None, traps true,  Tile,   "td (n x cols(tb)) = rows ta[0..n] of the table tb (any page dtype, dequantized to f32); ta holds n integral row ids";
     // ---------------------------------------------------------------- S pipe: pages in phext space
     SNop     = 0x0100, "SNOP",     S, [],               mem None,     coord None, traps false, Nop,    "no S-pipe operation";
@@ -384,7 +384,7 @@ isa! {
     CRecvR   = 0x0203, "CRECV",    C, [SW, Sentron],    mem None, coord Recv,       traps true,  Sync,    "rd = next scalar message from sentron @N (blocks)";
     CRecvT   = 0x0204, "CRECV",    C, [TW, Sentron],    mem None, coord Recv,       traps true,  Sync,    "td = next tile message from sentron @N (blocks)";
     CBar     = 0x0205, "CBAR",     C, [Group],          mem None, coord Collective, traps true,  Sync,    "barrier: wait until every member of the group arrives";
-    CReduce  = 0x0206, "CREDUCE",  C, [TRW, Reduce, Group], mem None, coord Collective, traps true, Sync, "all-reduce: td = sum/max of td over the group, in sentron order";
+    CReduce  = 0x0206, "CREDUCE",  C, [TRW, Reduce, Group], mem None, coord Collective, traps true, Sync, "all-reduce: td = sum/max of td over the group, in sentron order; cat: the members' td side by side (same rows, columns in sentron order: an all-gather)";
     CCast    = 0x0207, "CCAST",    C, [TRW, Sentron, Group], mem None, coord Collective, traps true, Sync, "broadcast: td = td of the root sentron @N, for every member";
     CFence   = 0x0208, "CFENCE",   C, [],               mem None, coord Fence,      traps false, Sync,    "order all earlier page writes before all later ones";
     CJmp     = 0x0210, "CJMP",     C, [Label],          mem None, coord Branch,     traps false, Control, "jump to label";

@@ -44,7 +44,7 @@ pub(crate) fn describe(kind: Operand) -> String {
         }
         Operand::Kind => "a page kind (owned or scratch)".into(),
         Operand::Sentron => format!("a sentron @0..@{}", MAX_SENTRONS - 1),
-        Operand::Reduce => format!("a reduction ({})", REDUCE_NAMES.join(" or ")),
+        Operand::Reduce => format!("a reduction ({})", REDUCE_NAMES.join(", ")),
         Operand::I64 => "a 64-bit integer (decimal or 0x hex)".into(),
         Operand::F32 => "a finite f32 literal (or f32:0xBITS)".into(),
         Operand::Shape => format!("a shape ROWSxCOLS, each 1..={MAX_TILE_DIM}"),

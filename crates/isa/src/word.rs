@@ -19,8 +19,10 @@ pub const GROUP_ALL: u64 = u64::MAX;
 /// `Reduce` operand values.
 pub const REDUCE_SUM: u8 = 0;
 pub const REDUCE_MAX: u8 = 1;
+/// The members' tiles side by side (same rows; columns in sentron order): an all-gather.
+pub const REDUCE_CAT: u8 = 2;
 /// Assembly names of the `Reduce` operand values, indexed by value.
-pub const REDUCE_NAMES: [&str; 2] = ["sum", "max"];
+pub const REDUCE_NAMES: [&str; 3] = ["sum", "max", "cat"];
 
 /// Binary codes of page kinds: the `Kind` operand of SALLOC (owned or scratch only) and
 /// the kind byte of a page declaration in a `.vsiw` file.

@@ -220,7 +220,7 @@ fn operand_kinds() {
     check(
         "CREDUCE t0, avg, all",
         "prog.vasm:1:13: ",
-        "expected a reduction (sum or max)",
+        "expected a reduction (sum, max, cat)",
     );
     check(
         "DLI r0, 9223372036854775808",

@@ -174,8 +174,8 @@ fn out_of_range_operands_from_a_decoder() {
             "operand 3: page kind code 2",
         ),
         (
-            Op::new(Opcode::CReduce, [0, 2, 0, 0], GROUP_ALL as u128),
-            "operand 2: unknown reduction code 2",
+            Op::new(Opcode::CReduce, [0, 3, 0, 0], GROUP_ALL as u128),
+            "operand 2: unknown reduction code 3",
         ),
         (
             Op::new(Opcode::CSendR, [64, 0, 0, 0], 0),

@@ -689,7 +689,7 @@ impl Reader<'_> {
         let arg = self.u32()?;
         match k {
             0 => Ok(CollKind::Barrier),
-            1 if arg <= 1 => Ok(CollKind::Reduce(arg as u8)),
+            1 if arg <= u32::from(vtpu_isa::word::REDUCE_CAT) => Ok(CollKind::Reduce(arg as u8)),
             2 if (arg as usize) < sentrons => Ok(CollKind::Cast(arg)),
             _ => Err(FrameError::Bad(format!("collective kind {k} ({arg})"))),
         }
@@ -803,6 +803,17 @@ mod tests {
                 rows: 1,
                 cols: 1,
                 data: vec![2.5],
+            }),
+        });
+        round_trip(Frame::Arrive {
+            members: 0b11,
+            gen: 2,
+            sentron: 1,
+            kind: CollKind::Reduce(vtpu_isa::word::REDUCE_CAT),
+            tile: Some(CollTile {
+                rows: 2,
+                cols: 1,
+                data: vec![1.5, -2.0],
             }),
         });
         round_trip(Frame::Result {

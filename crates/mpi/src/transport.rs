@@ -665,12 +665,7 @@ impl MpiTransport {
 }
 
 pub(crate) fn kind_name(k: CollKind) -> String {
-    match k {
-        CollKind::Barrier => "CBAR".into(),
-        CollKind::Reduce(0) => "CREDUCE sum".into(),
-        CollKind::Reduce(_) => "CREDUCE max".into(),
-        CollKind::Cast(r) => format!("CCAST from @{r}"),
-    }
+    k.name()
 }
 
 impl Transport for MpiTransport {

@@ -15,7 +15,7 @@ use crate::error::{Deadlock, MachineError, Waiter};
 use crate::waitgraph::WaitGraph;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// How long a blocked sentron spins before it sleeps (see `LocalFabric::wait`).
 pub const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
@@ -87,20 +87,35 @@ impl Mailbox {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CollKind {
     Barrier,
-    /// All-reduce with `vtpu_isa::word::REDUCE_SUM` or `REDUCE_MAX`.
+    /// All-reduce with `vtpu_isa::word::REDUCE_SUM` or `REDUCE_MAX`, or the all-gather
+    /// `REDUCE_CAT`.
     Reduce(u8),
     /// Broadcast from the root sentron.
     Cast(u32),
 }
 
 impl CollKind {
-    fn name(self) -> String {
+    /// As wait reports and mismatch errors name it (`CREDUCE sum`, `CCAST from @1`).
+    pub fn name(self) -> String {
         match self {
             CollKind::Barrier => "CBAR".into(),
             CollKind::Reduce(0) => "CREDUCE sum".into(),
+            CollKind::Reduce(vtpu_isa::word::REDUCE_CAT) => "CREDUCE cat".into(),
             CollKind::Reduce(_) => "CREDUCE max".into(),
             CollKind::Cast(r) => format!("CCAST from @{r}"),
         }
+    }
+}
+
+/// Most buffers [`LocalFabric`] keeps for reuse (two sentrons' contributions and a
+/// result in flight, plus one).
+const POOL_BUFFERS: usize = 4;
+
+/// Puts `v` in `pool` unless the pool is full (then `v` is freed).
+fn recycle(pool: &mut Vec<Vec<f32>>, mut v: Vec<f32>) {
+    if pool.len() < POOL_BUFFERS && v.capacity() > 0 {
+        v.clear();
+        pool.push(v);
     }
 }
 
@@ -184,6 +199,12 @@ pub trait Transport: Sync {
     fn release_pages(&self, bytes: u64) {
         let _ = bytes;
     }
+    /// An empty buffer to build a collective contribution in: one the transport got
+    /// back from an earlier collective when it keeps them (see [`LocalFabric`]), so a
+    /// large all-gather does not fault fresh pages in every time. The default is new.
+    fn contribution_buffer(&self) -> Vec<f32> {
+        Vec::new()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -228,6 +249,12 @@ pub struct LocalFabric {
     /// Bytes each sentron's tile buffers are charged for (only that sentron writes it).
     held: Vec<AtomicU64>,
     state: Mutex<State>,
+    /// Buffers of finished collectives (spent contributions, results every member has
+    /// copied), at most [`POOL_BUFFERS`], for the next contributions and gather results:
+    /// a prefill all-gather moves megabytes, and a fresh allocation of that size is
+    /// fresh pages to fault in on every collective. A leaf lock: taken alone, or inside
+    /// `state`, never the other way round.
+    pool: Mutex<Vec<Vec<f32>>>,
     wake: Vec<Condvar>,
     /// Bumped (under the lock) every time a sentron is woken; a waiter spins on it for a
     /// short while before sleeping on its condition variable (see `wait`).
@@ -257,6 +284,7 @@ impl LocalFabric {
                 groups: HashMap::new(),
                 error: None,
             }),
+            pool: Mutex::new(Vec::new()),
             wake: (0..n).map(|_| Condvar::new()).collect(),
             pokes: (0..n).map(|_| AtomicU64::new(0)).collect(),
             spin: std::thread::available_parallelism().is_ok_and(|c| n <= c.get()),
@@ -456,11 +484,68 @@ pub fn combine(
     combine_owned(kind, contributions.to_vec())
 }
 
+/// CREDUCE cat: the tiles `(sentron, rows, cols, data)` (in sentron order) side by side,
+/// row by row: `(rows, total cols, data)`, `None` for no tile. Every tile must have the
+/// same rows; the result is no larger than the contributions together.
+pub fn concat_cols(
+    parts: &[(usize, u32, u32, &[f32])],
+) -> Result<Option<(u32, u32, Vec<f32>)>, String> {
+    concat_cols_into(parts, Vec::new())
+}
+
+/// [`concat_cols`] into `out` (cleared first; its allocation is reused).
+fn concat_cols_into(
+    parts: &[(usize, u32, u32, &[f32])],
+    mut out: Vec<f32>,
+) -> Result<Option<(u32, u32, Vec<f32>)>, String> {
+    let Some(&(_, rows, _, _)) = parts.first() else {
+        return Ok(None);
+    };
+    let mut cols: u32 = 0;
+    for &(i, r, c, data) in parts {
+        if r != rows {
+            return Err(format!(
+                "sentron {i} contributed a {r}x{c} tile to CREDUCE cat, others have {rows} rows"
+            ));
+        }
+        if data.len() as u64 != u64::from(r) * u64::from(c) {
+            return Err(format!(
+                "sentron {i} contributed {} elements for a {r}x{c} tile",
+                data.len()
+            ));
+        }
+        cols = cols
+            .checked_add(c)
+            .ok_or_else(|| "CREDUCE cat: more than 2^32 columns".to_string())?;
+    }
+    out.clear();
+    let len = rows as usize * cols as usize;
+    out.try_reserve_exact(len)
+        .map_err(|_| format!("CREDUCE cat: cannot allocate a {rows}x{cols} result"))?;
+    for r in 0..rows as usize {
+        for &(_, _, c, data) in parts {
+            let c = c as usize;
+            out.extend_from_slice(&data[r * c..(r + 1) * c]);
+        }
+    }
+    Ok(Some((rows, cols, out)))
+}
+
 /// [`combine`] taking the contributions: the first one becomes the result's buffer
 /// instead of a copy (a prefill all-gather moves megabytes per collective).
 pub fn combine_owned(
     kind: CollKind,
+    contributions: Vec<Option<CollTile>>,
+) -> Result<Option<CollTile>, String> {
+    combine_pooled(kind, contributions, &mut Vec::new())
+}
+
+/// [`combine_owned`] that takes a gather's result buffer from `pool` and gives the
+/// contributions it is done with back to it (same results).
+fn combine_pooled(
+    kind: CollKind,
     mut contributions: Vec<Option<CollTile>>,
+    pool: &mut Vec<Vec<f32>>,
 ) -> Result<Option<CollTile>, String> {
     match kind {
         CollKind::Barrier => Ok(None),
@@ -469,6 +554,19 @@ pub fn combine_owned(
             .and_then(|c| c.take())
             .map(Some)
             .ok_or_else(|| format!("root sentron {root} contributed no tile")),
+        CollKind::Reduce(vtpu_isa::word::REDUCE_CAT) => {
+            let parts: Vec<(usize, u32, u32, &[f32])> = contributions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (i, c.rows, c.cols, &c.data[..])))
+                .collect();
+            let out = pool.pop().unwrap_or_default();
+            let r = concat_cols_into(&parts, out)?;
+            for c in contributions.into_iter().flatten() {
+                recycle(pool, c.data);
+            }
+            Ok(r.map(|(rows, cols, data)| CollTile { rows, cols, data }))
+        }
         CollKind::Reduce(op) => {
             let mut acc: Option<CollTile> = None;
             for (i, c) in contributions.into_iter().enumerate() {
@@ -490,6 +588,7 @@ pub fn combine_owned(
                                 .zip(&c.data)
                                 .for_each(|(x, y)| *x = x.max(*y));
                         }
+                        recycle(pool, c.data);
                     }
                 }
             }
@@ -586,7 +685,14 @@ impl Transport for LocalFabric {
         let my_gen = g.generation;
         if g.arrived == members {
             let taken = std::mem::replace(&mut g.contributions, vec![None; n]);
-            let outcome = combine_owned(kind, taken);
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            // Every member copied the last result out before entering this collective
+            // (it is the same group), unless one is still waking up: then it is freed.
+            if let Some(old) = g.result.take().and_then(|r| Arc::try_unwrap(r).ok()) {
+                recycle(&mut pool, old.data);
+            }
+            let outcome = combine_pooled(kind, taken, &mut pool);
+            drop(pool);
             g.arrived = 0;
             g.generation += 1;
             match outcome {
@@ -655,6 +761,14 @@ impl Transport for LocalFabric {
 
     fn error(&self) -> Option<MachineError> {
         self.lock().error.clone()
+    }
+
+    fn contribution_buffer(&self) -> Vec<f32> {
+        self.pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
     }
 
     fn settle_tiles(&self, me: u32, bytes: u64) -> Result<(), OverBudget> {

@@ -1033,10 +1033,17 @@ impl<'a, T: Transport> FastSentron<'a, T> {
 
     fn coll_tile(&self, i: u8) -> Result<CollTile, Fault> {
         let (data, rows, cols) = self.f32_tile(i)?;
+        let mut buf = self.fabric.contribution_buffer();
+        buf.clear();
+        buf.try_reserve_exact(data.len())
+            .map_err(|_| TrapKind::AllocFailed {
+                bytes: (data.len() as u64).saturating_mul(4),
+            })?;
+        buf.extend_from_slice(data);
         Ok(CollTile {
             rows,
             cols,
-            data: crate::budget::try_copy(data).map_err(|bytes| TrapKind::AllocFailed { bytes })?,
+            data: buf,
         })
     }
 

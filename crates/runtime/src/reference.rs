@@ -958,6 +958,19 @@ fn reduce_ref(kind: CollKind, contributions: &HashMap<u32, Tile>) -> Result<Opti
             .cloned()
             .map(Some)
             .ok_or_else(|| format!("root sentron {root} contributed no tile")),
+        CollKind::Reduce(vtpu_isa::word::REDUCE_CAT) => {
+            let mut ids: Vec<&u32> = contributions.keys().collect();
+            ids.sort();
+            let parts: Vec<(usize, u32, u32, &[f32])> = ids
+                .into_iter()
+                .map(|&id| {
+                    let t = &contributions[&id];
+                    (id as usize, t.rows, t.cols, t.f32s().unwrap_or(&[]))
+                })
+                .collect();
+            Ok(crate::fabric::concat_cols(&parts)?
+                .map(|(rows, cols, data)| Tile::from_f32(rows, cols, data)))
+        }
         CollKind::Reduce(op) => {
             let mut ids: Vec<&u32> = contributions.keys().collect();
             ids.sort();

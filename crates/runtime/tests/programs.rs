@@ -157,6 +157,37 @@ fn reduce_max_and_subgroups() {
     assert_eq!(report.states[0].scalars[2], 1);
 }
 
+/// CREDUCE cat: the members' tiles side by side, columns in sentron order, the same on
+/// every member and on both executors (sentron 1 enters last, so the combining member
+/// is not the first contributor).
+#[test]
+fn reduce_cat_is_an_all_gather_in_sentron_order() {
+    let src = "
+    .sentron 0
+        DLI r1, 1
+        DTSPLAT t0, r1, 2x1
+        CREDUCE t0, cat, all
+    .sentron 1
+        DLI r1, 2
+        DLI r2, 50
+    spin:
+        DADDI r2, r2, -1 | CBNE r2, r0, spin
+        DTSPLAT t0, r1, 2x2
+        CREDUCE t0, cat, all
+    .sentron 2
+        DLI r1, 3
+        DTSPLAT t0, r1, 2x3
+        CREDUCE t0, cat, all
+    ";
+    let (report, _) = run_both(src, 3);
+    let want = vec![1.0, 2.0, 2.0, 3.0, 3.0, 3.0, 1.0, 2.0, 2.0, 3.0, 3.0, 3.0];
+    for s in &report.states {
+        let t = &s.tiles[0];
+        assert_eq!((t.rows, t.cols), (2, 6));
+        assert_eq!(t.data, want);
+    }
+}
+
 #[test]
 fn alloc_free_and_coordinate_arithmetic() {
     let src = "

@@ -205,6 +205,21 @@ fn message_kind_and_collective_mismatches_trap() {
             "{e}"
         );
     }
+    // An all-gather of tiles with different rows names the sentron and both shapes.
+    let (a, b) = fail_both(
+        ".sentron 0\nDTZERO t0, 2x1\nCREDUCE t0, cat, all\n.sentron 1\nDTZERO t0, 3x1\nCREDUCE t0, cat, all",
+        2,
+    );
+    for e in [&a, &b] {
+        assert!(
+            matches!(trap_of(e).kind, TrapKind::CollectiveMismatch { .. }),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("sentron 1 contributed a 3x1 tile"),
+            "{e}"
+        );
+    }
 }
 
 #[test]
