@@ -170,8 +170,9 @@ pub fn batch_rows(id: usize) -> Result<Coord, CoordError> {
     coord([RUN_LIBRARY, 1, 7, part(id), 1, 1, 1, 1, 1])
 }
 
-/// Sentron `id`'s attention outputs of a batched decode step, `[Bmax, H Hd]`: it writes
-/// only its own heads' columns, the rest stay zero (an all-gather then adds zeros).
+/// Sentron `id`'s attention outputs of a batched decode step: `[B, its heads x Hd]` in
+/// the first `B` rows of width `its heads x Hd` (the page is sized `[Bmax, H Hd]`), read
+/// back for the all-gather.
 pub fn batch_attn(id: usize) -> Result<Coord, CoordError> {
     coord([RUN_LIBRARY, 1, 8, part(id), 1, 1, 1, 1, 1])
 }

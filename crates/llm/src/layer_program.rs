@@ -70,8 +70,8 @@ pub struct LayerPlan {
     pub ffn_rows: Vec<Range<usize>>,
     /// `Some`: the whole-row split. Each sentron computes these output rows of `wo` and
     /// `w_down`, each one dot product over the whole input row, after the attention
-    /// outputs and the SwiGLU activations are all-gathered (CREDUCE of disjoint DTPLACE
-    /// placements, exact); the layer's arithmetic is then llama.cpp's whatever the
+    /// outputs and the SwiGLU activations are all-gathered (CREDUCE cat, exact); the
+    /// layer's arithmetic is then llama.cpp's whatever the
     /// sentron count. `None`: the column split (each sentron applies its own heads'
     /// columns of `wo` and its F columns of `w_down`; the partial products are summed,
     /// which changes the last bits; two all-reduces per layer instead of four).
@@ -458,25 +458,27 @@ pub fn layer_body<E: Emit, W: WeightMap>(
                     acc
                 }
                 Some(out_rows) => {
-                    // Every head's output in its columns of [T, H Hd] (disjoint
-                    // placements: the sums add zeros), all-gathered, then this
-                    // sentron's output rows of wo over the whole row.
-                    let qd = cfg.n_heads * hd;
+                    // This sentron's heads side by side ([T, its heads x Hd]; the heads
+                    // of a sentron are consecutive, and the sentrons' in order), all-
+                    // gathered into [T, H Hd], then this sentron's output rows of wo
+                    // over the whole row, all-gathered into [T, D].
+                    let h0 = first.heads.start;
+                    let own = plan.attn[id].iter().map(|p| p.heads.len()).sum::<usize>() * hd;
                     let mut acc = None;
                     for p in std::iter::once(first).chain(parts) {
                         let o = attention_out(e, plan, map, &sh, p)?;
-                        let o = place(e, o, p.heads.start * hd, p.heads.len() * hd, qd)?;
+                        let o = place(e, o, (p.heads.start - h0) * hd, p.heads.len() * hd, own)?;
                         acc = Some(match acc {
                             None => o,
                             Some(a) => add(e, a, o)?,
                         });
                     }
                     let o = acc.ok_or(PlanError::Layout("a sentron without query heads"))?;
-                    let o = all_reduce(e, plan, o)?;
+                    let o = all_gather(e, plan, o)?;
                     let r = &out_rows[id];
                     let y = project(e, o, map.weight(layer, TensorKind::Wo, Slice::Rows(r))?)?;
                     e.release(o);
-                    place(e, y, r.start, r.len(), cfg.dim)?
+                    all_gather(e, plan, y)?
                 }
             };
             e.release(rope);
@@ -487,7 +489,11 @@ pub fn layer_body<E: Emit, W: WeightMap>(
         }
     };
     e.release(xn);
-    let attn = all_reduce(e, plan, attn)?;
+    // The whole-row split gathered its output above; the column split sums partials.
+    let attn = match plan.out_rows {
+        Some(_) => attn,
+        None => all_reduce(e, plan, attn)?,
+    };
     let h = val(e, O::DTAdd, &[A::V(x), A::V(attn)])?;
     e.release(x);
     e.release(attn);
@@ -545,10 +551,9 @@ fn ffn<E: Emit, W: WeightMap>(
             all_reduce(e, plan, mlp)?
         }
         Some(out_rows) => {
-            // The activations all-gathered (exact), then this sentron's output rows of
-            // w_down over the whole F row, all-gathered.
-            let act = place(e, act, rows.start, rows.len(), cfg.ffn_dim)?;
-            let act = all_reduce(e, plan, act)?;
+            // The activations all-gathered, then this sentron's output rows of w_down
+            // over the whole F row, all-gathered.
+            let act = all_gather(e, plan, act)?;
             let r = &out_rows[id];
             let y = project(
                 e,
@@ -556,8 +561,7 @@ fn ffn<E: Emit, W: WeightMap>(
                 map.weight(layer, TensorKind::WDown, Slice::Rows(r))?,
             )?;
             e.release(act);
-            let y = place(e, y, r.start, r.len(), cfg.dim)?;
-            all_reduce(e, plan, y)?
+            all_gather(e, plan, y)?
         }
     };
     Ok(mlp)
@@ -606,6 +610,9 @@ pub fn layer_body_batch<E: Emit, W: WeightMap>(
     let c_o = val(e, O::SCli, &[A::Coord(lc::batch_attn(id)?)])?;
     // Offsets of the q, k and v tiles in the scratch page.
     let (k_at, v_at) = (bmax * qd, 2 * bmax * qd);
+    // This sentron's query heads (consecutive) and their width in the attention rows.
+    let h0 = plan.attn[id].first().map_or(0, |p| p.heads.start);
+    let own = plan.attn[id].iter().map(|p| p.heads.len()).sum::<usize>() * hd;
     for part in &plan.attn[id] {
         let (g, j) = (part.heads.len(), part.index);
         let norm = |e: &mut E, y: E::V, n: Option<WeightRef>| -> Result<E::V, PlanError> {
@@ -690,7 +697,7 @@ pub fn layer_body_batch<E: Emit, W: WeightMap>(
             let at = val(
                 e,
                 O::DLi,
-                &[A::I64((bi * qd + part.heads.start * hd) as i64)],
+                &[A::I64((bi * own + (part.heads.start - h0) * hd) as i64)],
             )?;
             e.op(O::SScatter, &[A::V(o2), A::V(c_o), A::V(at)])?;
             e.release(at);
@@ -706,21 +713,21 @@ pub fn layer_body_batch<E: Emit, W: WeightMap>(
     e.release(rope);
     e.release(xn);
     e.release(c_rows);
-    // This sentron's heads of every sequence ([B, H Hd], zeros elsewhere), all-gathered.
+    // This sentron's heads of every sequence ([B, its heads x Hd]), all-gathered into
+    // [B, H Hd] (the sentrons' heads are consecutive and in order).
     let nb = val(e, O::DLi, &[A::I64(b as i64)])?;
     let o = val(
         e,
         O::SGatherV,
-        &[A::V(c_o), A::V(args.zero), A::V(nb), A::I64(qd as i64)],
+        &[A::V(c_o), A::V(args.zero), A::V(nb), A::I64(own as i64)],
     )?;
     e.release(nb);
     e.release(c_o);
-    let o = all_reduce(e, plan, o)?;
+    let o = all_gather(e, plan, o)?;
     let r = &out_rows[id];
     let y = project(e, o, map.weight(layer, TensorKind::Wo, Slice::Rows(r))?)?;
     e.release(o);
-    let y = place(e, y, r.start, r.len(), cfg.dim)?;
-    let attn = all_reduce(e, plan, y)?;
+    let attn = all_gather(e, plan, y)?;
     let h = add(e, x, attn)?;
     let mlp = ffn(e, plan, map, id, h)?;
     add(e, h, mlp)
@@ -755,6 +762,19 @@ fn place<E: Emit>(
     e.release(off);
     e.release(y);
     Ok(p)
+}
+
+/// CREDUCE cat over every sentron (nothing with one sentron): the sentrons' `[T, c_i]`
+/// tiles side by side in sentron order, `[T, sum c_i]` on every sentron. Exact: no
+/// arithmetic, unlike the sum of disjoint DTPLACE placements it replaces, which also
+/// moved every zero.
+fn all_gather<E: Emit>(e: &mut E, plan: &LayerPlan, v: E::V) -> Result<E::V, PlanError> {
+    if plan.sentrons == 1 {
+        return Ok(v);
+    }
+    let group = A::Group(vtpu_isa::word::GROUP_ALL);
+    let cat = A::Reduce(vtpu_isa::word::REDUCE_CAT);
+    val(e, Opcode::CReduce, &[A::V(v), cat, group])
 }
 
 /// CREDUCE sum over every sentron (nothing with one sentron).
