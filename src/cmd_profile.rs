@@ -27,6 +27,12 @@ pub struct ProfileArgs {
     /// Tokens generated after the prompt (greedy), one call each.
     #[arg(short = 'n', long = "n-gen", value_name = "N", default_value_t = 32)]
     pub n_gen: usize,
+    /// Sequences decoded together (batched decoding, as `vtpu generate --prompts`): each
+    /// gets the prompt in a KV region of its own, then every decode step takes one
+    /// token of each; the decode phase profiles the batched program and counts tokens
+    /// over all the sequences.
+    #[arg(long, value_name = "B", default_value_t = 1)]
+    pub batch: usize,
     /// Write the report as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -88,18 +94,33 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-/// Prefill `ids`, then `n` greedy steps; returns (prefill stats, decode stats, prefill
-/// ns, decode ns) measured around the calls.
-fn workload(m: &mut Model, ids: &[u32], n: usize) -> Result<(RunStats, RunStats, u64, u64)> {
-    m.reset();
+/// Prefill `ids` into each of `batch` sequences, then `n` greedy steps (one token of
+/// every sequence per step: `decode_batch`); returns (prefill stats, decode stats,
+/// prefill ns, decode ns) measured around the calls.
+fn workload(
+    m: &mut Model,
+    ids: &[u32],
+    n: usize,
+    batch: usize,
+) -> Result<(RunStats, RunStats, u64, u64)> {
+    let v = m.cfg.vocab;
+    for s in 0..batch {
+        m.truncate_seq(s, 0);
+    }
     let _ = m.take_stats();
     let t0 = Instant::now();
-    let mut next = argmax(m.forward(ids)?);
+    let mut next = Vec::with_capacity(batch);
+    for s in 0..batch {
+        next.push((s, argmax(m.forward_seq(s, ids)?)));
+    }
     let pre_ns = t0.elapsed().as_nanos() as u64;
     let pre = m.take_stats();
     let t1 = Instant::now();
     for _ in 0..n {
-        next = argmax(m.forward(&[next])?);
+        let logits = m.decode_batch(&next)?;
+        for (i, e) in next.iter_mut().enumerate() {
+            e.1 = argmax(&logits[i * v..(i + 1) * v]);
+        }
     }
     let dec_ns = t1.elapsed().as_nanos() as u64;
     Ok((pre, m.take_stats(), pre_ns, dec_ns))
@@ -122,6 +143,8 @@ fn cachegrind_args(a: &ProfileArgs, o: &Opened, ctx: usize) -> Vec<String> {
         a.model.kv_type.clone(),
         "--ubatch".into(),
         a.model.ubatch.to_string(),
+        "--batch".into(),
+        a.batch.to_string(),
     ];
     if let Some(t) = a.model.threads {
         v.extend(["--threads".into(), t.to_string()]);
@@ -151,7 +174,14 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
     if args.ctx.is_none() {
         args.ctx = Some(need.max(256).min(o.cfg.layer.max_seq));
     }
-    let mut m = cmd_model::load(&o, &args)?;
+    if a.batch == 0 || a.batch > vtpu_llm::model::MAX_SLOTS {
+        bail!(
+            "--batch {}: expected 1..={} sequences",
+            a.batch,
+            vtpu_llm::model::MAX_SLOTS
+        );
+    }
+    let mut m = cmd_model::load_with_slots(&o, &args, a.batch)?;
     let ctx = m.capacity().ctx;
     if need > ctx {
         bail!(
@@ -162,7 +192,7 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
     }
     let ids = prompt(o.cfg.vocab, a.n_prompt);
     if a.workload_only {
-        workload(&mut m, &ids, a.n_gen)?;
+        workload(&mut m, &ids, a.n_gen, a.batch)?;
         return Ok(());
     }
     let (probe, probe_src) = crate::cmd_probe::probe(a.force_probe, &ProbeOptions::default())?;
@@ -186,20 +216,35 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
 
     // Warm-up and unprofiled timing (hardware counters around it: the real workload).
     eprintln!("vtpu: warm-up and unprofiled run ...");
-    workload(&mut m, &ids, a.n_gen)?;
+    workload(&mut m, &ids, a.n_gen, a.batch)?;
     let hw = HwSession::start();
-    let (_, _, off_pre_ns, off_dec_ns) = workload(&mut m, &ids, a.n_gen)?;
+    let (_, _, off_pre_ns, off_dec_ns) = workload(&mut m, &ids, a.n_gen, a.batch)?;
     let hw: HwCounters = hw.stop(&format!(
         "unprofiled prefill of {} tokens + {} decode steps, all threads of the process",
         a.n_prompt, a.n_gen
     ));
     eprintln!("vtpu: profiled run ...");
     m.set_profile(true);
-    let (pre, dec, _, on_dec_ns) = workload(&mut m, &ids, a.n_gen)?;
+    let (pre, dec, _, on_dec_ns) = workload(&mut m, &ids, a.n_gen, a.batch)?;
     m.set_profile(false);
 
     let program = m.program();
     let maps = map_program(program, sentrons);
+    // The decode steps of a batch run the batched program of the smallest batch size
+    // that holds it (`Model::decode_batch`); its words are what the decode profile
+    // counts.
+    let dec_program = match m.batch_sizes().iter().position(|&b| b >= a.batch) {
+        Some(k) if a.batch > 1 => {
+            notes.push(format!(
+                "decode: {} sequences per step (the batched program of {} rows); tokens and tok/s count every sequence's",
+                a.batch,
+                m.batch_sizes()[k]
+            ));
+            &m.programs()[k + 1]
+        }
+        _ => program,
+    };
+    let dec_maps = map_program(dec_program, sentrons);
     let wq = lc::weight(0, TensorKind::Wq, 0)
         .ok()
         .and_then(|c| m.space().get(c))
@@ -211,8 +256,16 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
         ceilings,
         clock_ns: analysis::clock_cost_ns(),
     };
+    let dec_side = ModelSide {
+        program: dec_program,
+        maps: &dec_maps,
+        ..side
+    };
     let mut phases = Vec::new();
-    for (name, st, off_ns) in [("prefill", &pre, off_pre_ns), ("decode", &dec, off_dec_ns)] {
+    for (name, st, off_ns, side) in [
+        ("prefill", &pre, off_pre_ns, &side),
+        ("decode", &dec, off_dec_ns, &dec_side),
+    ] {
         let Some(p) = &st.profile else {
             if st.tokens > 0 {
                 notes.push(format!(
@@ -222,7 +275,7 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
             continue;
         };
         phases.push(analysis::analyze_phase(
-            &side,
+            side,
             &PhaseInput {
                 name,
                 tokens: st.tokens,
@@ -234,7 +287,8 @@ pub fn profile_cmd(a: ProfileArgs) -> Result<()> {
             },
         ));
     }
-    let tok_s = |ns: u64| (a.n_gen > 0 && ns > 0).then(|| a.n_gen as f64 / (ns as f64 / 1e9));
+    let tok_s =
+        |ns: u64| (a.n_gen > 0 && ns > 0).then(|| (a.n_gen * a.batch) as f64 / (ns as f64 / 1e9));
     let fp = &probe.fingerprint;
     let c = &o.cfg;
     let mut report = Report {

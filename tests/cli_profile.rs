@@ -191,6 +191,85 @@ fn profile_writes_consistent_text_json_html_and_trace() {
     assert!(ev.iter().any(|e| e["cat"] == "op" && e["tid"] == 1));
 }
 
+/// `--batch 3`: three sequences prefilled, then decoded together by the batched
+/// program of 4 rows; the decode phase counts every sequence's tokens and attributes
+/// the per-sequence work to the layers (not to setup).
+#[test]
+fn profile_of_a_batch_profiles_the_batched_program() {
+    let cache = tempfile::tempdir().unwrap();
+    assert!(quick_probe(cache.path()).status.success());
+    let out = tempfile::tempdir().unwrap();
+    let (html, json) = (out.path().join("b.html"), out.path().join("b.json"));
+    let m = fixture();
+    let o = vtpu(
+        cache.path(),
+        &[
+            "profile",
+            "-m",
+            &m,
+            "-p",
+            "5",
+            "-n",
+            "3",
+            "--batch",
+            "3",
+            "--threads",
+            "2",
+            "--no-pin",
+            "--html",
+            html.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let phases = r["phases"].as_array().unwrap();
+    assert_eq!(phases[0]["tokens"], 15, "three prompts of 5");
+    let dec = &phases[1];
+    assert_eq!(dec["tokens"], 9, "three sequences x 3 steps");
+    assert_eq!(dec["calls"], 3);
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("3 sequences per step (the batched program of 4 rows)"),
+        "{notes}"
+    );
+    let layers = r["model"]["layers"].as_u64().unwrap();
+    let share = |name: &str| {
+        dec["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .map_or(0.0, |l| l["share"].as_f64().unwrap())
+    };
+    for l in 0..layers {
+        assert!(share(&format!("L{l}")) > 0.0, "L{l}");
+    }
+    let layer_share: f64 = (0..layers).map(|l| share(&format!("L{l}"))).sum();
+    assert!(
+        share("setup") < layer_share,
+        "setup {} vs layers {layer_share}",
+        share("setup")
+    );
+    // --batch 0 is refused before anything loads.
+    let o = vtpu(
+        cache.path(),
+        &[
+            "profile",
+            "-m",
+            &m,
+            "--batch",
+            "0",
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--batch 0"), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_input_is_a_clear_error_naming_the_path() {
     let cache = tempfile::tempdir().unwrap();

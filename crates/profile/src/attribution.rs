@@ -14,7 +14,12 @@
 //!
 //! Regions are ordered setup < embedding < layer 0 attention < layer 0 FFN < layer 1
 //! ... < head. Model-wide pages (the rope table) and run-state pages other than the KV
-//! caches (arguments, token ids, the hidden row) carry no region of their own.
+//! caches (arguments, token ids, the hidden row, a batch's scratch rows) carry no region
+//! of their own: an op whose inputs carry none (a constant, an argument load, a gather
+//! from a scratch page) belongs to the latest region the walk has met so far in word
+//! order, i.e. the layer it sits in. (Without that, a batched decode step's per-sequence
+//! argument loads and scratch gathers, and the all-gather that reads the attention
+//! outputs back from scratch, would all count as setup.)
 
 use serde::Serialize;
 use vtpu_isa::{ops::Coord as Coordination, Opcode, Program, RegFile};
@@ -135,6 +140,8 @@ fn file_index(f: RegFile) -> usize {
 pub fn map_stream(words: &[vtpu_isa::Siw]) -> StreamMap {
     // Register files are at most 32 wide; indices are masked like the executor's.
     let mut regs = [[Region::Setup; 32]; 3];
+    // The latest region met so far, for ops whose inputs carry none.
+    let mut seen = Region::Setup;
     let mut slots = Vec::with_capacity(words.len());
     let mut straight_line = true;
     for (pc, w) in words.iter().enumerate() {
@@ -160,8 +167,12 @@ pub fn map_stream(words: &[vtpu_isa::Siw]) -> StreamMap {
             if op.code.info().coord == Coordination::Branch && op.imm_label() as usize <= pc {
                 straight_line = false;
             }
+            if tag == Region::Setup {
+                tag = seen;
+            }
             tags[slot] = tag;
         }
+        seen = tags.iter().copied().fold(seen, Region::max);
         // Writes commit at the end of the word (reads above saw the old registers).
         for (slot, op) in w.slots.iter().enumerate() {
             if op.is_nop() {
@@ -253,6 +264,35 @@ mod tests {
         assert_eq!(region_of(4), l(0, Phase::Ffn));
         assert_eq!(region_of(5), l(1, Phase::Attn));
         assert_eq!(region_of(6), l(0, Phase::Ffn));
-        assert_eq!(region_of(7), Region::Setup);
+        // CHALT reads nothing: it belongs to the latest region met in word order.
+        assert_eq!(region_of(7), l(1, Phase::Attn));
+    }
+
+    #[test]
+    fn ops_without_region_inputs_take_the_latest_region_met() {
+        // A constant before any model data is setup; a constant and a gather from a
+        // scratch page (no region of its own) after layer 2's weights belong to layer
+        // 2, and so does what they feed.
+        let src = "
+            DLI r1, 4
+            SCLI c0, 1.3.1/1.1.1/1.1.1
+            SGATHER t1, c0
+            DLI r2, 0
+            SCLI c1, 2.1.8/1.1.1/1.1.1
+            SGATHERV t2, c1, r2, r1, 4
+            DTADD t3, t2, t2
+            CHALT
+        ";
+        let p = vtpu_isa::assemble(src).unwrap();
+        let m = map_stream(&p.streams[0].words);
+        let region_of = |pc: usize| m.slots[pc].into_iter().max().unwrap();
+        let l2 = Region::Layer {
+            layer: 2,
+            phase: Phase::Attn,
+        };
+        assert_eq!(region_of(0), Region::Setup);
+        for pc in 2..7 {
+            assert_eq!(region_of(pc), l2, "pc {pc}");
+        }
     }
 }

@@ -658,7 +658,8 @@ impl Model {
                 }
             })
             .map_err(space_err)?;
-        self.run_program(k + 1, pb)?;
+        // Padding rows are not tokens: the stats count the batch.
+        self.run_program(k + 1, batch.len())?;
         self.batch_raw.resize(pb * v, 0.0);
         self.logits_page
             .read_f32(0, &mut self.batch_raw)
