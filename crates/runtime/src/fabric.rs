@@ -19,6 +19,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 /// How long a blocked sentron spins before it sleeps (see `LocalFabric::wait`).
 pub const WAIT_SPIN: std::time::Duration = std::time::Duration::from_micros(100);
+/// Within [`WAIT_SPIN`], how long it polls without yielding its core.
+const WAIT_PAUSE: std::time::Duration = std::time::Duration::from_micros(20);
 
 /// A message payload.
 #[derive(Clone, Debug, PartialEq)]
@@ -259,6 +261,10 @@ pub struct LocalFabric {
     /// Bumped (under the lock) every time a sentron is woken; a waiter spins on it for a
     /// short while before sleeping on its condition variable (see `wait`).
     pokes: Vec<AtomicU64>,
+    /// Set (under the lock) while a sentron sleeps on its condition variable: a wake-up
+    /// notifies only then, since a notification is a futex system call even with nobody
+    /// asleep (about a microsecond on a VM, made with the lock held, on every collective).
+    sleeping: Vec<AtomicBool>,
     /// Spin before sleeping only when every sentron can have a core of its own: with
     /// more sentrons than cores a spinning waiter takes the core its partner needs
     /// (measured: 15-35x slower barriers and message rings when oversubscribed).
@@ -287,6 +293,7 @@ impl LocalFabric {
             pool: Mutex::new(Vec::new()),
             wake: (0..n).map(|_| Condvar::new()).collect(),
             pokes: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            sleeping: (0..n).map(|_| AtomicBool::new(false)).collect(),
             spin: std::thread::available_parallelism().is_ok_and(|c| n <= c.get()),
             stopped: AtomicBool::new(false),
         }
@@ -325,16 +332,23 @@ impl LocalFabric {
         if self.spin {
             // Spin a little, then keep polling but yield the core each time, so another
             // process (or sentron) that needs it gets it.
+            // (Busy polling for the first WAIT_PAUSE: a partner usually arrives within
+            // a few microseconds, and a sched_yield costs about one under KVM.)
             let start = std::time::Instant::now();
             let mut polls = 0u32;
             while poke.load(Ordering::Acquire) == seen
                 && !self.stopped.load(Ordering::Acquire)
-                && start.elapsed() < WAIT_SPIN
             {
                 polls += 1;
-                if polls < 64 {
+                if polls % 16 != 0 {
                     std::hint::spin_loop();
-                } else {
+                    continue;
+                }
+                let t = start.elapsed();
+                if t >= WAIT_SPIN {
+                    break;
+                }
+                if t >= WAIT_PAUSE {
                     std::thread::yield_now();
                 }
             }
@@ -343,15 +357,23 @@ impl LocalFabric {
         if poke.load(Ordering::Acquire) != seen || self.stopped.load(Ordering::Acquire) {
             return g;
         }
-        self.wake[me as usize]
+        let flag = &self.sleeping[me as usize];
+        flag.store(true, Ordering::Release);
+        let g = self.wake[me as usize]
             .wait(g)
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        flag.store(false, Ordering::Release);
+        g
     }
 
     /// Wake sentron `i` (call with the lock held).
     fn wake_one(&self, i: usize) {
         self.pokes[i].fetch_add(1, Ordering::AcqRel);
-        self.wake[i].notify_one();
+        // `sleeping` is set and cleared under the lock, which the caller holds: a
+        // sentron about to sleep has not released it yet, so none is missed.
+        if self.sleeping[i].load(Ordering::Acquire) {
+            self.wake[i].notify_one();
+        }
     }
 
     fn stop_all(&self, st: &mut State, err: MachineError) {
