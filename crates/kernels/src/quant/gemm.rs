@@ -744,29 +744,52 @@ impl FmtK for Q6K {
             q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4), h2);
             q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4), h3);
         }
-        // Chunk c uses scales 2c (its first 16 elements) and 2c + 1.
+        // Chunk c uses scales 2c (its first 16 elements) and 2c + 1: the 16 scales
+        // widened to i16 once (scales 0-7 in both 128-bit halves of one vector, 8-15 of
+        // another), then one in-lane byte shuffle per chunk picks i16 lane 2c mod 8 for
+        // the low half and 2c + 1 mod 8 for the high half (one op per chunk instead of
+        // a shuffle and a widening).
         let s = _mm_loadu_si128(blk.add(192) as *const __m128i);
+        let lo = _mm_cvtepi8_epi16(s);
+        let hi = _mm_cvtepi8_epi16(_mm_unpackhi_epi64(s, s));
+        let halves = [_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi)];
         for c in 0..8 {
-            let lo = (2 * c) as i8;
-            let pick = _mm_setr_epi8(
-                lo,
-                lo,
-                lo,
-                lo,
-                lo,
-                lo,
-                lo,
-                lo,
-                lo + 1,
-                lo + 1,
-                lo + 1,
-                lo + 1,
-                lo + 1,
-                lo + 1,
-                lo + 1,
-                lo + 1,
+            let l = (4 * (c % 4)) as i8;
+            let pick = _mm256_setr_epi8(
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l,
+                l + 1,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
+                l + 2,
+                l + 3,
             );
-            sc[c] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(s, pick));
+            sc[c] = _mm256_shuffle_epi8(halves[c / 4], pick);
         }
     }
 }
