@@ -255,7 +255,10 @@ def markdown(rep, jpath):
     others = [r["runs"][e].get("others_cpus") for r in rep["rounds"] for e in r["runs"]]
     others = [x for x in others if x is not None]
     others_mean = statistics.mean(others) if others else 0.0
-    busy = m["loadavg_before"][0] >= 0.5 * m["cpus"] or others_mean >= 0.25
+    # What other processes used during the commands decides "busy": the load average
+    # at the start lags by a minute and mostly counts work that had just ended.
+    busy = others_mean >= 0.25
+    lagging_load = not busy and m["loadavg_before"][0] >= 0.5 * m["cpus"]
     settings = {}
     for r in rep["rounds"]:
         for e, run_ in r["runs"].items():
@@ -280,8 +283,13 @@ def markdown(rep, jpath):
     ]
     if busy:
         lines.append(
-            f"**The machine was busy** (load average {m['loadavg_before'][0]} on {m['cpus']} CPUs at the start): "
+            f"**The machine was busy** (other processes used {others_mean:.2f} CPUs on average during the commands; "
+            f"load average {m['loadavg_before'][0]} on {m['cpus']} CPUs at the start): "
             "the figures below are slowed and noisy. Nothing was filtered or re-run.")
+    elif lagging_load:
+        lines.append(
+            f"The load average at the start ({m['loadavg_before'][0]}) counts work that had just ended: other "
+            f"processes used {others_mean:.2f} CPUs during the commands.")
     lines += [
         "",
         f"{m['model']} (`{os.path.basename(m['model_path'])}`), {m['threads']} thread{'s' if m['threads'] != 1 else ''}. Each of B sequences gets "

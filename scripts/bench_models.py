@@ -599,7 +599,10 @@ def markdown(rep, jpath):
     # The load average before is other people's; the one after includes our own threads.
     others = [x for r in rep["rows"] for x in r["others_cpus"].values() if x is not None]
     others_mean = statistics.mean(others) if others else 0.0
-    busy = m["loadavg_before"][0] >= 0.5 * m["cpus"] or others_mean >= 0.25
+    # What other processes used during the commands decides "busy": the load average
+    # at the start lags by a minute and mostly counts work that had just ended.
+    busy = others_mean >= 0.25
+    lagging_load = not busy and m["loadavg_before"][0] >= 0.5 * m["cpus"]
     untied = sorted({c["label"] for c in rep["cases"] if c["gguf"]["separate_output"]})
     tied_note = ("where the embedding table doubles as the output matrix it is counted whole"
                  + (f"; {', '.join(untied)} ha{'s' if len(untied) == 1 else 've'} a separate output matrix, so "
@@ -623,10 +626,15 @@ def markdown(rep, jpath):
     ]
     if busy:
         lines.append(
-            f"**The machine was busy** (shared with other engineers' builds; load average {m['loadavg_before'][0]} "
-            f"on {m['cpus']} CPUs at the start): the figures below are slowed and noisy, by amounts that differ "
-            "from row to row, and 2-thread runs suffer most since every core is taken. "
-            "Nothing was filtered or re-run.")
+            f"**The machine was busy** (other processes used {others_mean:.2f} CPUs on average during the commands; "
+            f"load average {m['loadavg_before'][0]} on {m['cpus']} CPUs at the start): the figures below are slowed "
+            "and noisy, by amounts that differ from row to row, and 2-thread runs suffer most since every core is "
+            "taken. Nothing was filtered or re-run.")
+    elif lagging_load:
+        lines.append(
+            f"The load average at the start ({m['loadavg_before'][0]}) counts work that had just ended: other "
+            f"processes used {others_mean:.2f} CPUs during the commands. Memory traffic from outside this VM is not "
+            "visible to it; the read bandwidth measured in this run (below) shows what it left.")
     settings = f"llama.cpp's llama-bench settings as it reported them: {tool_settings(rep, 'llama')} (flash_attn -1 = auto)."
     if ik_ran:
         settings += (f" ik_llama.cpp's: {tool_settings(rep, 'ik')} (its JSON says use_mmap 1 even with -rtr, "
