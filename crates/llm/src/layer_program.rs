@@ -769,22 +769,21 @@ fn place<E: Emit>(
 /// arithmetic, unlike the sum of disjoint DTPLACE placements it replaces, which also
 /// moved every zero.
 fn all_gather<E: Emit>(e: &mut E, plan: &LayerPlan, v: E::V) -> Result<E::V, PlanError> {
-    if plan.sentrons == 1 {
-        return Ok(v);
-    }
-    let group = A::Group(vtpu_isa::word::GROUP_ALL);
-    let cat = A::Reduce(vtpu_isa::word::REDUCE_CAT);
-    val(e, Opcode::CReduce, &[A::V(v), cat, group])
+    creduce(e, plan, v, vtpu_isa::word::REDUCE_CAT)
 }
 
 /// CREDUCE sum over every sentron (nothing with one sentron).
 fn all_reduce<E: Emit>(e: &mut E, plan: &LayerPlan, v: E::V) -> Result<E::V, PlanError> {
+    creduce(e, plan, v, vtpu_isa::word::REDUCE_SUM)
+}
+
+/// CREDUCE `op` over every sentron; `v` itself with one sentron.
+fn creduce<E: Emit>(e: &mut E, plan: &LayerPlan, v: E::V, op: u8) -> Result<E::V, PlanError> {
     if plan.sentrons == 1 {
         return Ok(v);
     }
     let group = A::Group(vtpu_isa::word::GROUP_ALL);
-    let sum = A::Reduce(vtpu_isa::word::REDUCE_SUM);
-    val(e, Opcode::CReduce, &[A::V(v), sum, group])
+    val(e, Opcode::CReduce, &[A::V(v), A::Reduce(op), group])
 }
 
 /// SCLI + SGATHER of a whole page.

@@ -336,9 +336,7 @@ impl LocalFabric {
             // a few microseconds, and a sched_yield costs about one under KVM.)
             let start = std::time::Instant::now();
             let mut polls = 0u32;
-            while poke.load(Ordering::Acquire) == seen
-                && !self.stopped.load(Ordering::Acquire)
-            {
+            while poke.load(Ordering::Acquire) == seen && !self.stopped.load(Ordering::Acquire) {
                 polls += 1;
                 if polls % 16 != 0 {
                     std::hint::spin_loop();

@@ -754,40 +754,12 @@ impl FmtK for Q6K {
         let hi = _mm_cvtepi8_epi16(_mm_unpackhi_epi64(s, s));
         let halves = [_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi)];
         for c in 0..8 {
-            let l = (4 * (c % 4)) as i8;
-            let pick = _mm256_setr_epi8(
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l,
-                l + 1,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
-                l + 2,
-                l + 3,
+            // Bytes (l, l + 1) of i16 lane 2c mod 8 in the low half, (l + 2, l + 3) of
+            // lane 2c + 1 mod 8 in the high half.
+            let l = (4 * (c % 4)) as i16;
+            let pick = _mm256_set_m128i(
+                _mm_set1_epi16((l + 2) | ((l + 3) << 8)),
+                _mm_set1_epi16(l | ((l + 1) << 8)),
             );
             sc[c] = _mm256_shuffle_epi8(halves[c / 4], pick);
         }
