@@ -134,7 +134,7 @@ fn cachegrind_args(a: &ProfileArgs, o: &Opened, ctx: usize) -> Vec<String> {
         o.path.display().to_string(),
         // Under valgrind every instruction is simulated (~50x slower): a shorter run.
         "-p".into(),
-        a.n_prompt.min(16).max(1).to_string(),
+        a.n_prompt.clamp(1, 16).to_string(),
         "-n".into(),
         a.n_gen.min(4).to_string(),
         "--ctx".into(),

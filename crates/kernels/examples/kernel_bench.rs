@@ -18,6 +18,9 @@
 //! and the FMA peak of one core (independent `vfmadd` chains). GFLOP/s count an FMA as
 //! 2 flops; GB/s count weight bytes only.
 //!
+//! Decode attention (`attn` section; `... kernel_bench 11 attn`): one DTATTN call as a
+//! decode step makes it, at the detected level and the scalar specification.
+//!
 //! Quantized weights (`quant` section; `... kernel_bench 11 quant`): for each GGML type,
 //! implementation (AVX-512 VNNI / BW, AVX2) and shape, GEMV (m = 1) hot and cold and
 //! m = 32 hot, in GB/s of quantized weight bytes (the time includes quantizing the
@@ -159,6 +162,10 @@ fn main() {
         None => println!("baseline: FMA peak unavailable (no AVX-512)"),
     }
 
+    if "attn".contains(only.as_str()) {
+        attn_section(runs, &mut rng);
+    }
+
     if "quant".contains(only.as_str()) {
         // Optional third / fourth arguments: only these type names / implementations
         // (substrings, e.g. `q4_0`, `Vnni`).
@@ -289,6 +296,43 @@ fn quant_weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8>
 }
 
 /// Quantized matmul: GB/s of weight bytes per type, implementation and shape.
+/// Decode attention (`attn` section): one call of `attention::attention` with an f16
+/// cache, as a decode step makes it per attention part (the query rows of one token's
+/// GQA group over `s` cached keys), at the detected level against the scalar
+/// specification; bits checked equal first. Per call and per (query row, key).
+fn attn_section(runs: usize, rng: &mut Rng) {
+    use vtpu_kernels::attention::{attention, attention_scalar, AttnShape, KvRows};
+    println!("\ndecode attention, f16 cache: us per call (ns per query row x key), median of {runs}");
+    println!("rows  hd  keys      simd (ns/row-key)    scalar spec");
+    for (rows, hd, s) in [(1usize, 64usize, 256usize), (3, 64, 96), (3, 64, 256), (7, 64, 256), (2, 128, 256)] {
+        let q: Vec<f32> = (0..rows * hd).map(|_| rng.f32()).collect();
+        let k: Vec<f16> = (0..s * hd).map(|_| f16::from_f32(rng.f32())).collect();
+        let v: Vec<f16> = (0..s * hd).map(|_| f16::from_f32(rng.f32())).collect();
+        let shape = AttnShape { rows, hd, s, per: rows };
+        let (mut a, mut b) = (vec![0f32; rows * hd], vec![0f32; rows * hd]);
+        attention(&mut a, &q, KvRows::F16(&k), KvRows::F16(&v), shape, true).expect("shape");
+        attention_scalar(&mut b, &q, KvRows::F16(&k), KvRows::F16(&v), shape).expect("shape");
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "attention {rows}x{hd} over {s}: not bit-identical to the spec"
+        );
+        let simd = median_secs(runs, || {
+            attention(&mut a, &q, KvRows::F16(&k), KvRows::F16(&v), shape, true).expect("shape");
+            black_box(&a);
+        });
+        let spec = median_secs(runs, || {
+            attention_scalar(&mut b, &q, KvRows::F16(&k), KvRows::F16(&v), shape).expect("shape");
+            black_box(&b);
+        });
+        println!(
+            "{rows:>4} {hd:>3} {s:>5} {:>9.2} ({:>5.1}) {:>12.2}",
+            simd * 1e6,
+            simd * 1e9 / (rows * s) as f64,
+            spec * 1e6
+        );
+    }
+}
+
 fn quant_section(runs: usize, rng: &mut Rng, type_filter: &str, imp_filter: &str) {
     let imps: Vec<QuantImpl> = [QuantImpl::Avx512Vnni, QuantImpl::Avx512Bw, QuantImpl::Avx2]
         .into_iter()

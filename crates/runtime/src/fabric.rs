@@ -338,7 +338,7 @@ impl LocalFabric {
             let mut polls = 0u32;
             while poke.load(Ordering::Acquire) == seen && !self.stopped.load(Ordering::Acquire) {
                 polls += 1;
-                if polls % 16 != 0 {
+                if !polls.is_multiple_of(16) {
                     std::hint::spin_loop();
                     continue;
                 }

@@ -20,6 +20,8 @@
 //! - the f16 accumulator is kept as f32 values that are always f16-representable: the
 //!   round trip `f32(f16(x))` after each update is what storing and reloading it did.
 
+#![allow(clippy::needless_range_loop)] // index loops over const-size register arrays
+
 use core::arch::x86_64::*;
 
 use super::{attention_scale, visible_keys, AttnShape, KvRows, Online};
