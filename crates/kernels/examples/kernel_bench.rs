@@ -302,13 +302,26 @@ fn quant_weights(rng: &mut Rng, qtype: QuantType, n: usize, k: usize) -> Vec<u8>
 /// specification; bits checked equal first. Per call and per (query row, key).
 fn attn_section(runs: usize, rng: &mut Rng) {
     use vtpu_kernels::attention::{attention, attention_scalar, AttnShape, KvRows};
-    println!("\ndecode attention, f16 cache: us per call (ns per query row x key), median of {runs}");
+    println!(
+        "\ndecode attention, f16 cache: us per call (ns per query row x key), median of {runs}"
+    );
     println!("rows  hd  keys      simd (ns/row-key)    scalar spec");
-    for (rows, hd, s) in [(1usize, 64usize, 256usize), (3, 64, 96), (3, 64, 256), (7, 64, 256), (2, 128, 256)] {
+    for (rows, hd, s) in [
+        (1usize, 64usize, 256usize),
+        (3, 64, 96),
+        (3, 64, 256),
+        (7, 64, 256),
+        (2, 128, 256),
+    ] {
         let q: Vec<f32> = (0..rows * hd).map(|_| rng.f32()).collect();
         let k: Vec<f16> = (0..s * hd).map(|_| f16::from_f32(rng.f32())).collect();
         let v: Vec<f16> = (0..s * hd).map(|_| f16::from_f32(rng.f32())).collect();
-        let shape = AttnShape { rows, hd, s, per: rows };
+        let shape = AttnShape {
+            rows,
+            hd,
+            s,
+            per: rows,
+        };
         let (mut a, mut b) = (vec![0f32; rows * hd], vec![0f32; rows * hd]);
         attention(&mut a, &q, KvRows::F16(&k), KvRows::F16(&v), shape, true).expect("shape");
         attention_scalar(&mut b, &q, KvRows::F16(&k), KvRows::F16(&v), shape).expect("shape");
