@@ -330,10 +330,10 @@ impl LocalFabric {
         let seen = poke.load(Ordering::Acquire);
         drop(g);
         if self.spin {
-            // Spin a little, then keep polling but yield the core each time, so another
-            // process (or sentron) that needs it gets it.
-            // (Busy polling for the first WAIT_PAUSE: a partner usually arrives within
-            // a few microseconds, and a sched_yield costs about one under KVM.)
+            // Busy-poll for WAIT_PAUSE (a partner usually arrives within a few
+            // microseconds, and a sched_yield costs about one under KVM), then keep
+            // polling but yield the core each time, so another process (or sentron)
+            // that needs it gets it, until WAIT_SPIN.
             let start = std::time::Instant::now();
             let mut polls = 0u32;
             while poke.load(Ordering::Acquire) == seen && !self.stopped.load(Ordering::Acquire) {
