@@ -363,3 +363,34 @@ fn writer_refuses_inconsistent_input() {
     w.set_alignment(48);
     assert!(w.to_bytes().is_err());
 }
+
+/// Writing over a file another reader has mapped replaces it (a temporary file renamed
+/// over it): the mapping keeps the old bytes instead of losing them under the reader
+/// (an in-place rewrite truncates the file first: SIGBUS on the next read), and the
+/// next open sees the new ones. No temporary file is left behind.
+#[test]
+fn writing_over_a_mapped_file_keeps_the_readers_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    let file = |v: u8| {
+        let mut w = GgufWriter::new();
+        w.add_meta("general.architecture", MetaValue::String("llama".into()));
+        w.add_tensor("t", &[1 << 16], GgmlType::I8, vec![v; 1 << 16]);
+        w
+    };
+    file(1).write(&path).unwrap();
+    let old = GgufFile::open(&path).unwrap();
+    file(2).write(&path).unwrap();
+    assert!(old.tensor_data("t").unwrap().iter().all(|&b| b == 1));
+    let new = GgufFile::open(&path).unwrap();
+    assert!(new.tensor_data("t").unwrap().iter().all(|&b| b == 2));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("m.gguf")]);
+    // A failed write (into a directory that does not exist) names the path.
+    let bad = dir.path().join("nope/m.gguf");
+    let e = file(3).write(&bad).unwrap_err();
+    assert!(e.to_string().contains("nope"), "{e}");
+}

@@ -67,14 +67,27 @@ impl GgufWriter {
             .map_err(|what| GgufError::new(None, GgufErrorKind::Write { what }))
     }
 
-    /// Write the file to `path`.
+    /// Write the file to `path`, atomically: into a temporary file next to it, then
+    /// renamed over it. A reader that has the old file mapped keeps its bytes (writing
+    /// in place would truncate them under it: SIGBUS), and a failed write leaves the
+    /// old file as it was.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<(), GgufError> {
+        static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let path = path.as_ref();
+        let io = |source| GgufError::new(Some(path), GgufErrorKind::Io { source });
         let bytes = self
             .encode()
             .map_err(|what| GgufError::new(Some(path), GgufErrorKind::Write { what }))?;
-        std::fs::write(path, bytes)
-            .map_err(|source| GgufError::new(Some(path), GgufErrorKind::Io { source }))
+        let name = path
+            .file_name()
+            .map_or_else(|| "gguf".into(), |n| n.to_string_lossy().into_owned());
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}-{serial}", std::process::id()));
+        if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        Ok(())
     }
 
     fn alignment(&self) -> Result<u64, String> {
