@@ -182,6 +182,8 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
         }
     };
+    // Tiles of megabytes are freed and allocated again per op: keep them mapped.
+    vtpu_runtime::host_memory::retain_freed_memory();
     // Under mpirun (feature `mpi`): MPI is initialised here and finalized when
     // `_universe` goes, after the command (and its machine) ended.
     #[cfg(feature = "mpi")]

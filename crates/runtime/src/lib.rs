@@ -13,6 +13,7 @@ pub mod counters;
 pub mod error;
 pub mod fabric;
 pub mod fast;
+pub mod host_memory;
 pub mod layer_ops;
 pub mod machine;
 pub mod profile;
