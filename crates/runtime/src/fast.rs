@@ -23,6 +23,12 @@ use crate::error::TrapKind;
 use crate::fabric::{CollError, CollKind, CollTile, Message, Transport, WaitSite};
 use crate::state::{Regs, Tile, TileData};
 use std::sync::Arc;
+
+/// Collective tiles of at least this many elements are moved into the fabric and their
+/// result shared by the members ([`TileData::Shared`]) instead of copied in and out:
+/// prefill all-gathers move megabytes. Smaller ones (a decode step's rows) keep the
+/// copies, which leave each sentron its own buffers.
+const SHARE_RESULTS_FROM: usize = 16 * 1024;
 use vtpu_isa::{Op, Opcode, Siw};
 use vtpu_kernels::{self as k, Kernels};
 use vtpu_phext::{Coord, DType, PageKind, PhextSpace, TranslationCache};
@@ -571,8 +577,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     return Err(TrapKind::EmptyTile(a).into());
                 }
                 match &src.data {
-                    // A view of a read-only page never changes: share it.
-                    TileData::View { .. } | TileData::Window { .. } => {
+                    // A view of a read-only page never changes: share it (and a
+                    // collective's shared result).
+                    TileData::View { .. } | TileData::Window { .. } | TileData::Shared(_) => {
                         self.regs.t[d as usize] = src.clone()
                     }
                     _ => {
@@ -983,7 +990,9 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                 let members = resolve_group(op.imm_group(), n, self.id)?;
                 let (kind, contribution) = match op.code {
                     Opcode::CBar => (CollKind::Barrier, None),
-                    Opcode::CReduce => (CollKind::Reduce(b), Some(self.coll_tile(a)?)),
+                    // td is read and written: a large one's buffer becomes the
+                    // contribution instead of a copy of it.
+                    Opcode::CReduce => (CollKind::Reduce(b), Some(self.take_coll_tile(a)?)),
                     _ => {
                         let root = b as u32;
                         if members & (1u64 << root.min(63)) == 0 || root as usize >= n {
@@ -1007,12 +1016,23 @@ impl<'a, T: Transport> FastSentron<'a, T> {
                     .collective(self.id, members, kind, contribution, &site);
                 self.counters.host_blocked_ns += t0.elapsed().as_nanos() as u64;
                 match r {
-                    Ok(Some(tile)) => {
+                    Ok(Some(tile)) if tile.data.len() < SHARE_RESULTS_FROM => {
                         let mut out = std::mem::take(&mut self.spare);
                         self.reserve_checked(&mut out, tile.data.len())?;
                         out.clear();
                         out.extend_from_slice(&tile.data);
                         self.commit_tile(a, tile.rows, tile.cols, out);
+                    }
+                    Ok(Some(tile)) => {
+                        // Shared, not copied: every member reads the same result.
+                        let old = self.regs.t[a as usize].take_buffer();
+                        self.recycle(old);
+                        self.regs.t[a as usize] = Tile {
+                            rows: tile.rows,
+                            cols: tile.cols,
+                            dtype: DType::F32,
+                            data: TileData::Shared(tile),
+                        };
                     }
                     Ok(None) => {}
                     Err(CollError::Stopped) => return Err(stopped()),
@@ -1029,6 +1049,25 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             _ => unreachable!("validated: {:?} is not a C-pipe op", op.code),
         };
         Ok(flow)
+    }
+
+    /// [`Self::coll_tile`] that moves a large owned f32 register's buffer out instead of
+    /// copying it (the register is about to receive the collective's result).
+    fn take_coll_tile(&mut self, i: u8) -> Result<CollTile, Fault> {
+        let t = &mut self.regs.t[i as usize];
+        if matches!(t.data, TileData::Owned(_))
+            && t.dtype == DType::F32
+            && t.elems() >= SHARE_RESULTS_FROM
+        {
+            let (rows, cols) = (t.rows, t.cols);
+            let data = t.take_buffer();
+            if data.len() == rows as usize * cols as usize {
+                return Ok(CollTile { rows, cols, data });
+            }
+            // Owned tiles always hold rows x cols elements; put it back if not.
+            t.set_owned(rows, cols, data);
+        }
+        self.coll_tile(i)
     }
 
     fn coll_tile(&self, i: u8) -> Result<CollTile, Fault> {

@@ -24,6 +24,10 @@ pub enum TileData {
     /// lock when they run, so they see its contents at that time. Every other op refuses
     /// a window.
     Window { page: Arc<Page>, byte_off: usize },
+    /// A collective's f32 result, shared read-only by every member that received it
+    /// (CREDUCE in the fast executor: an all-gather of a prefill's activations is
+    /// megabytes, which each member would otherwise copy into a buffer of its own).
+    Shared(Arc<crate::fabric::CollTile>),
 }
 
 /// A tile register: `rows x cols` elements of `dtype`.
@@ -109,6 +113,7 @@ impl Tile {
         match &self.data {
             TileData::Empty | TileData::Window { .. } => None,
             TileData::Owned(v) => Some(TileSlice::F32(&v[..])),
+            TileData::Shared(c) => Some(TileSlice::F32(&c.data[..])),
             TileData::View { page, byte_off } => {
                 let bytes = page.view()?;
                 let n = self.elems();
@@ -143,6 +148,7 @@ impl Tile {
     pub fn f32s(&self) -> Option<&[f32]> {
         match &self.data {
             TileData::Owned(v) => Some(&v[..]),
+            TileData::Shared(c) => Some(&c.data[..]),
             _ => match self.slice()? {
                 TileSlice::F32(s) => Some(s),
                 _ => None,

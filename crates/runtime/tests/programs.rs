@@ -188,6 +188,51 @@ fn reduce_cat_is_an_all_gather_in_sentron_order() {
     }
 }
 
+/// Tiles of 16K elements and more go through the fast executor's shared-result path
+/// (the contribution moved in, the result shared by the members, not copied); every op
+/// that reads, copies, reshapes or contributes the shared result again must see the
+/// same elements as the reference executor.
+#[test]
+fn large_all_gather_results_are_shared_and_read_like_any_tile() {
+    let src = "
+    .sentron 0
+        DLI r1, 1
+        DTSPLAT t0, r1, 64x256
+        CREDUCE t0, cat, all
+        DMOV t1, t0
+        DTADD t2, t0, t1
+        DTRESHAPE t3, t0, 256
+        CREDUCE t0, sum, all
+        DTRESHAPE t0, t0, 128
+    .sentron 1
+        DLI r1, 2
+        DTSPLAT t0, r1, 64x256
+        CREDUCE t0, cat, all
+        DMOV t1, t0
+        DTADD t2, t0, t1
+        DTRESHAPE t3, t0, 256
+        CREDUCE t0, sum, all
+        DTRESHAPE t0, t0, 128
+    ";
+    let (report, _) = run_both(src, 2);
+    let row: Vec<f32> = [1.0f32; 256]
+        .iter()
+        .chain(&[2.0f32; 256])
+        .copied()
+        .collect();
+    let gathered: Vec<f32> = row.iter().cycle().take(64 * 512).copied().collect();
+    let doubled: Vec<f32> = gathered.iter().map(|x| 2.0 * x).collect();
+    for s in &report.states {
+        assert_eq!((s.tiles[1].rows, s.tiles[1].cols), (64, 512));
+        assert_eq!(s.tiles[1].data, gathered);
+        assert_eq!(s.tiles[2].data, doubled);
+        assert_eq!((s.tiles[3].rows, s.tiles[3].cols), (128, 256));
+        assert_eq!(s.tiles[3].data, gathered);
+        assert_eq!((s.tiles[0].rows, s.tiles[0].cols), (256, 128));
+        assert_eq!(s.tiles[0].data, doubled);
+    }
+}
+
 #[test]
 fn alloc_free_and_coordinate_arithmetic() {
     let src = "

@@ -254,9 +254,10 @@ impl<T: Transport> FastSentron<'_, T> {
                 }
                 let (rows, cols) = spec::check_reshape(a, src.elems(), op.imm_i64())?;
                 match &src.data {
-                    // A view of a read-only page, or a window: the same bytes under
-                    // another shape (the reference executor reshapes windows too).
-                    TileData::View { .. } | TileData::Window { .. } => {
+                    // A view of a read-only page, a window or a collective's shared
+                    // result: the same bytes under another shape (the reference
+                    // executor reshapes windows too).
+                    TileData::View { .. } | TileData::Window { .. } | TileData::Shared(_) => {
                         if src.dtype.is_quantized() {
                             spec::check_reshape_view(a, src.dtype, cols)?;
                         }
