@@ -102,6 +102,19 @@ impl<T: Transport> FastSentron<'_, T> {
 
     /// Bytes of the tile operands `op` reads (each in its dtype).
     fn tile_read_bytes(&self, op: &Op) -> u64 {
+        if op.code == vtpu_isa::Opcode::DTEmbed {
+            // The ids and the n rows they pick, not the whole table.
+            let [_, a, b, _] = op.args;
+            let (ids, table) = (&self.regs.t[a as usize], &self.regs.t[b as usize]);
+            let row = match table.slice() {
+                Some(TileSlice::Quant { dtype, .. }) => {
+                    dtype.bytes_for(table.cols as usize).unwrap_or(0)
+                }
+                Some(TileSlice::F16(_)) | Some(TileSlice::BF16(_)) => 2 * table.cols as usize,
+                _ => 4 * table.cols as usize,
+            };
+            return (ids.elems() * (4 + row)) as u64;
+        }
         op.code
             .small_operands()
             .zip(op.args)
@@ -130,9 +143,14 @@ impl<T: Transport> FastSentron<'_, T> {
             .sum()
     }
 
+    /// Bytes an S or C op really moved in host memory: copies (gathers of writable
+    /// pages, scatters) and message payloads. A gather of a read-only page, or a window,
+    /// is a view: it counts in the virtual `bytes_gathered` but moves nothing here (the
+    /// D op that reads the view counts those bytes), so a layer's weights are not
+    /// counted twice in its GB/s.
     fn moved_bytes(&self) -> u64 {
         let c = &self.counters;
-        c.bytes_gathered + c.bytes_scattered + c.msg_bytes
+        c.bytes_copied + c.msg_bytes
     }
 
     /// One slot, timed and recorded.
