@@ -146,3 +146,36 @@ fn profiling_counts_every_op_and_invalid_programs_are_refused() {
         Err(MachineError::Invalid(_))
     ));
 }
+
+/// The profile's bytes are host memory moved: a gather of a read-only page is a view
+/// (nothing moved), the DTMM that reads it counts the weights, and a gather of a
+/// writable page is a copy.
+#[test]
+fn profiled_bytes_count_views_once_in_the_op_that_reads_them() {
+    let p = assemble(
+        "
+        .page 1.1.1/1.1.1/1.1.1 f32 1x4 = 1, 2, 3, 4
+        .page 1.1.1/1.1.1/1.1.2 f32 8x4 readonly = 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 0, 0, 0, 0, 1, 0, 1, 0
+        SCLI c0, 1.1.1/1.1.1/1.1.1
+        SCLI c1, 1.1.1/1.1.1/1.1.2
+        SGATHER t0, c0
+        SGATHER t1, c1
+        DTMM t2, t0, t1
+        ",
+    );
+    let space = Arc::new(vtpu_runtime::build_space(&p, Layout::ZOrder).unwrap());
+    let mut s = Session::new(&p, space, &cfg(1)).unwrap();
+    s.set_profile(true);
+    let prof = s.run().unwrap().profile.expect("profile");
+    let bytes = |code: vtpu_isa::Opcode| {
+        prof.rows()
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, s)| (s.count, s.bytes))
+            .expect("op ran")
+    };
+    // Two gathers: the writable x (16 bytes copied) and the read-only w (a view).
+    assert_eq!(bytes(vtpu_isa::Opcode::SGather), (2, 16));
+    // x (16) + w (8 x 4 f32 = 128) read, y (8 f32 = 32) written.
+    assert_eq!(bytes(vtpu_isa::Opcode::DTMm), (1, 16 + 128 + 32));
+}
