@@ -115,6 +115,16 @@ impl<T: Transport> FastSentron<'_, T> {
             };
             return (ids.elems() * (4 + row)) as u64;
         }
+        if matches!(
+            op.code,
+            vtpu_isa::Opcode::DTRope | vtpu_isa::Opcode::DTRopeH
+        ) {
+            // x and the table rows of its positions (one f32 row per row of x), not the
+            // whole table.
+            let [_, a, b, _] = op.args;
+            let (x, table) = (&self.regs.t[a as usize], &self.regs.t[b as usize]);
+            return (4 * (x.elems() + x.rows as usize * table.cols as usize)) as u64;
+        }
         op.code
             .small_operands()
             .zip(op.args)
