@@ -194,9 +194,13 @@ fn reduce_cat_is_an_all_gather_in_sentron_order() {
 /// same elements as the reference executor.
 #[test]
 fn large_all_gather_results_are_shared_and_read_like_any_tile() {
-    let src = "
-    .sentron 0
-        DLI r1, 1
+    // The same stream on both sentrons, each splatting its id + 1.
+    let src: String = (0..2)
+        .map(|id| {
+            format!(
+                "
+    .sentron {id}
+        DLI r1, {}
         DTSPLAT t0, r1, 64x256
         CREDUCE t0, cat, all
         DMOV t1, t0
@@ -204,17 +208,12 @@ fn large_all_gather_results_are_shared_and_read_like_any_tile() {
         DTRESHAPE t3, t0, 256
         CREDUCE t0, sum, all
         DTRESHAPE t0, t0, 128
-    .sentron 1
-        DLI r1, 2
-        DTSPLAT t0, r1, 64x256
-        CREDUCE t0, cat, all
-        DMOV t1, t0
-        DTADD t2, t0, t1
-        DTRESHAPE t3, t0, 256
-        CREDUCE t0, sum, all
-        DTRESHAPE t0, t0, 128
-    ";
-    let (report, _) = run_both(src, 2);
+    ",
+                id + 1
+            )
+        })
+        .collect();
+    let (report, _) = run_both(&src, 2);
     let row: Vec<f32> = [1.0f32; 256]
         .iter()
         .chain(&[2.0f32; 256])
