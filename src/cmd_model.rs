@@ -53,9 +53,10 @@ pub struct ModelArgs {
     #[arg(long, value_name = "SPLIT", default_value = "rows", value_parser = ["rows", "cols"])]
     pub split: String,
     /// Keep every quantized weight as the file stores it (mapped zero-copy) instead of
-    /// repacking Q4_0 / Q5_0 / Q8_0 matrices at load into groups of 8 interleaved rows,
-    /// the layout the decode kernels read fastest (same numbers either way; repacked
-    /// weights are copies held in memory instead of file pages)
+    /// placing the matrices in one buffer on huge pages at load, Q4_0 / Q5_0 ones and a
+    /// Q8_0 output matrix repacked into groups of 8 interleaved rows, the layout the
+    /// decode kernels read fastest (same numbers either way; those weights are then
+    /// copies held in memory instead of file pages)
     #[arg(long)]
     pub no_repack: bool,
 }

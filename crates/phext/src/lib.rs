@@ -33,4 +33,4 @@ pub use dtype::DType;
 pub use error::{CoordError, DTypeError, PageError, ParseProblem, PersistError, SpaceError};
 pub use page::{Page, PageKind, MAPPED_ALIGN};
 pub use persist::{LoadMode, SaveStats, MAX_MANIFEST_BYTES};
-pub use space::{PageInit, PhextSpace};
+pub use space::{FillArena, PageInit, PageSpec, PhextSpace};

@@ -608,10 +608,11 @@ impl PhextSpace {
             }
             LoadMode::Copy => {
                 let len = usize::try_from(actual_len).unwrap_or(usize::MAX);
-                let mut buf = AlignedBuf::zeroed(len).ok_or(PersistError::OutOfMemory {
-                    path: sidecar_path.clone(),
-                    bytes: actual_len,
-                })?;
+                let mut buf =
+                    AlignedBuf::zeroed_for_fill(len).ok_or(PersistError::OutOfMemory {
+                        path: sidecar_path.clone(),
+                        bytes: actual_len,
+                    })?;
                 file.read_exact(buf.as_mut_slice())
                     .map_err(io_err("read sidecar", &sidecar_path))?;
                 let header = check_sidecar(

@@ -37,6 +37,57 @@ pub struct PageInit {
     pub kind: PageKind,
 }
 
+/// A read-only page of a [`PhextSpace::fill_arena`] arena.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PageSpec {
+    pub coord: Coord,
+    pub dtype: DType,
+    pub shape: [usize; 2],
+    /// Owned or Scratch.
+    pub kind: PageKind,
+}
+
+/// Pages of one arena being filled (see [`PhextSpace::fill_arena`]).
+pub struct FillArena {
+    buf: AlignedBuf,
+    pages: Vec<ArenaPage>,
+    lens: Vec<usize>,
+}
+
+impl FillArena {
+    /// Each page's bytes (zeroed), in the order of the specs: disjoint, so they can be
+    /// filled on different threads.
+    pub fn slices_mut(&mut self) -> Vec<&mut [u8]> {
+        let mut rest = self.buf.as_mut_slice();
+        let mut out = Vec::with_capacity(self.pages.len());
+        let mut at = 0usize;
+        for (p, &len) in self.pages.iter().zip(&self.lens) {
+            // Offsets rise in spec order, each at or past the previous page's end.
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(p.offset - at);
+            let (mine, tail) = tail.split_at_mut(len);
+            out.push(mine);
+            rest = tail;
+            at = p.offset + len;
+        }
+        out
+    }
+
+    /// Bytes of the arena (the pages with their alignment padding).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the arena holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.buf.len() == 0
+    }
+
+    /// Map the filled pages into `space` (the one that made the arena).
+    pub fn commit(self, space: &PhextSpace) -> Result<(), SpaceError> {
+        space.adopt_arena(self.buf, self.pages)
+    }
+}
+
 /// A page inside an arena, as `from_arena_pages` needs it.
 pub(crate) struct ArenaPage {
     pub coord: Coord,
@@ -232,8 +283,8 @@ impl PhextSpace {
         if self.read_table().map.contains_key(&coord.key()) {
             return Err(SpaceError::AlreadyMapped { coord }); // before filling a big buffer
         }
-        let mut buf =
-            AlignedBuf::zeroed(len).ok_or(SpaceError::OutOfMemory { coord, bytes: len })?;
+        let mut buf = AlignedBuf::zeroed_for_fill(len)
+            .ok_or(SpaceError::OutOfMemory { coord, bytes: len })?;
         if let Err(e) = fill(buf.as_mut_slice()) {
             return Ok(Err(e));
         }
@@ -425,6 +476,45 @@ impl PhextSpace {
         }
         space.adopt_arena(arena, placed)?;
         Ok(space)
+    }
+
+    /// Start an arena of read-only pages that the caller fills itself (possibly on
+    /// several threads, through [`FillArena::slices_mut`]) before
+    /// [`FillArena::commit`] maps them: one buffer, populated up front with transparent
+    /// huge pages where the kernel has them. Why one buffer: weight matrices of a small
+    /// model are a few hundred KiB each, too small for a huge page of their own, and
+    /// decode streams all of them once per token (a TLB miss per 4 KiB otherwise).
+    /// Checks every coordinate, kind and size first; nothing is mapped until `commit`.
+    pub fn fill_arena(&self, specs: &[PageSpec]) -> Result<FillArena, SpaceError> {
+        let mut seen = HashMap::with_capacity_and_hasher(specs.len(), KeyHashBuilder);
+        let overflow = SpaceError::ArenaOverflow { pages: specs.len() };
+        let mut pages = Vec::with_capacity(specs.len());
+        let mut lens = Vec::with_capacity(specs.len());
+        let mut end = 0usize;
+        for p in specs {
+            self.check_coord(p.coord)?;
+            PhextSpace::check_heap_kind(p.coord, p.kind)?;
+            let (_, len) = page_size(p.coord, p.dtype, p.shape)?;
+            if seen.insert(p.coord.key(), ()).is_some()
+                || self.read_table().map.contains_key(&p.coord.key())
+            {
+                return Err(SpaceError::AlreadyMapped { coord: p.coord });
+            }
+            pages.push(ArenaPage {
+                coord: p.coord,
+                dtype: p.dtype,
+                shape: p.shape,
+                kind: p.kind,
+                read_only: true,
+                offset: end,
+            });
+            lens.push(len);
+            end =
+                align_up(end.checked_add(len).ok_or(overflow.clone())?).ok_or(overflow.clone())?;
+        }
+        let buf =
+            AlignedBuf::zeroed_for_fill(end).ok_or(SpaceError::ArenaOutOfMemory { bytes: end })?;
+        Ok(FillArena { buf, pages, lens })
     }
 
     /// Map pages that live in `arena` at the given offsets. Checks every range (inside the

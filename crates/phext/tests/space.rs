@@ -367,3 +367,66 @@ fn sentron_threads_share_a_space() {
         assert!(cache.lookup(&s, c.key()).is_none());
     }
 }
+
+/// `fill_arena`: disjoint slices filled (here on two threads), then mapped read-only with
+/// exactly those bytes; duplicates (in the specs or in the space) are refused before
+/// anything is mapped.
+#[test]
+fn a_fill_arena_maps_what_was_filled_and_refuses_duplicates() {
+    use vtpu_phext::PageSpec;
+    let s = PhextSpace::new(Layout::Insertion);
+    // Sizes that are not multiples of the alignment, one over the huge-page size.
+    let shapes = [[3usize, 7usize], [1, 1], [600, 1000], [17, 5]];
+    let specs: Vec<PageSpec> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, &shape)| PageSpec {
+            coord: spread(i as u32 + 1),
+            dtype: DType::I8,
+            shape,
+            kind: PageKind::Owned,
+        })
+        .collect();
+    let mut arena = s.fill_arena(&specs).unwrap();
+    assert!(arena.len() >= 3 * 7 + 1 + 600 * 1000 + 17 * 5);
+    let mut slices = arena.slices_mut();
+    assert_eq!(
+        slices.iter().map(|x| x.len()).collect::<Vec<_>>(),
+        vec![21, 1, 600_000, 85]
+    );
+    assert!(slices.iter().all(|x| x.iter().all(|&b| b == 0)));
+    let (a, b) = slices.split_at_mut(2);
+    thread::scope(|t| {
+        t.spawn(|| {
+            for (i, x) in a.iter_mut().enumerate() {
+                x.copy_from_slice(&bytes(i as u64, x.len()));
+            }
+        });
+        t.spawn(|| {
+            for (i, x) in b.iter_mut().enumerate() {
+                x.copy_from_slice(&bytes(i as u64 + 2, x.len()));
+            }
+        });
+    });
+    drop(slices);
+    assert!(s.is_empty(), "nothing is mapped before commit");
+    arena.commit(&s).unwrap();
+    for (i, spec) in specs.iter().enumerate() {
+        let p = s.get(spec.coord).unwrap();
+        assert!(p.is_read_only());
+        assert_eq!(p.address() % PAGE_ALIGN, 0);
+        let want = bytes(i as u64, spec.shape[0] * spec.shape[1]);
+        assert_eq!(p.view().unwrap(), &want[..]);
+    }
+
+    let dup = vec![specs[0], specs[0]];
+    let fresh = PhextSpace::new(Layout::Insertion);
+    assert!(matches!(
+        fresh.fill_arena(&dup),
+        Err(SpaceError::AlreadyMapped { .. })
+    ));
+    assert!(matches!(
+        s.fill_arena(&specs[1..2]),
+        Err(SpaceError::AlreadyMapped { .. })
+    ));
+}

@@ -53,34 +53,46 @@ pub struct ModelOptions {
 }
 
 /// Runs the load's repacking jobs on up to `threads` threads (the sentrons' cores are
-/// idle during load): buckets of about equal bytes, largest jobs first.
+/// idle during load): buckets of about equal bytes, largest jobs first. The repacked
+/// pages share one arena ([`PhextSpace::fill_arena`]: huge pages), mapped once all are
+/// filled.
 fn run_repacks(
-    mut jobs: Vec<crate::model::load::RepackJob>,
+    jobs: Vec<crate::model::load::RepackJob>,
     space: &PhextSpace,
     threads: usize,
 ) -> Result<(), LoadError> {
-    let threads = threads.clamp(1, 8).min(jobs.len().max(1));
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let specs: Vec<_> = jobs.iter().map(|j| j.spec()).collect();
+    let mut arena = space.fill_arena(&specs).map_err(LoadError::from)?;
+    let mut work: Vec<_> = jobs.into_iter().zip(arena.slices_mut()).collect();
+    let threads = threads.clamp(1, 8).min(work.len());
     if threads <= 1 {
-        return jobs.into_iter().try_for_each(|j| j.run(space));
-    }
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.bytes()));
-    let mut buckets: Vec<(usize, Vec<_>)> = (0..threads).map(|_| (0, Vec::new())).collect();
-    for j in jobs {
-        if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
-            b.0 += j.bytes();
-            b.1.push(j);
+        work.into_iter().try_for_each(|(j, page)| j.fill(page))?;
+    } else {
+        work.sort_by_key(|(j, _)| std::cmp::Reverse(j.bytes()));
+        let mut buckets: Vec<(usize, Vec<_>)> = (0..threads).map(|_| (0, Vec::new())).collect();
+        for w in work {
+            if let Some(b) = buckets.iter_mut().min_by_key(|b| b.0) {
+                b.0 += w.0.bytes();
+                b.1.push(w);
+            }
         }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = buckets
+                .into_iter()
+                .map(|(_, ws)| {
+                    s.spawn(move || ws.into_iter().try_for_each(|(j, page)| j.fill(page)))
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(LoadError::Other("a repacking thread panicked".into())))
+            })
+        })?;
     }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = buckets
-            .into_iter()
-            .map(|(_, js)| s.spawn(move || js.into_iter().try_for_each(|j| j.run(space))))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(LoadError::Other("a repacking thread panicked".into())))
-        })
-    })
+    arena.commit(space).map_err(LoadError::from)
 }
 
 /// The largest number of slots (sequences held at once).
