@@ -425,9 +425,7 @@ impl PhextSpace {
         let mut sizes = Vec::with_capacity(pages.len());
         let mut seen = HashMap::with_capacity_and_hasher(pages.len(), KeyHashBuilder);
         for p in &pages {
-            space.check_coord(p.coord)?;
-            PhextSpace::check_heap_kind(p.coord, p.kind)?;
-            let (_, len) = page_size(p.coord, p.dtype, p.shape)?;
+            let len = space.arena_page_len(&mut seen, p.coord, p.dtype, p.shape, p.kind)?;
             if let Some(bytes) = &p.bytes {
                 if bytes.len() != len {
                     return Err(SpaceError::DataLength {
@@ -439,9 +437,6 @@ impl PhextSpace {
                         got: bytes.len(),
                     });
                 }
-            }
-            if seen.insert(p.coord.key(), ()).is_some() {
-                return Err(SpaceError::AlreadyMapped { coord: p.coord });
             }
             sizes.push(len);
         }
@@ -478,6 +473,28 @@ impl PhextSpace {
         Ok(space)
     }
 
+    /// Bytes of a new page of an arena at `coord`, after the checks every arena page
+    /// gets: a valid coordinate, a heap kind, a size, and no other page at `coord`
+    /// (among `seen`, the arena's pages so far, or in the space).
+    fn arena_page_len(
+        &self,
+        seen: &mut HashMap<CoordKey, (), KeyHashBuilder>,
+        coord: Coord,
+        dtype: DType,
+        shape: [usize; 2],
+        kind: PageKind,
+    ) -> Result<usize, SpaceError> {
+        self.check_coord(coord)?;
+        PhextSpace::check_heap_kind(coord, kind)?;
+        let (_, len) = page_size(coord, dtype, shape)?;
+        if seen.insert(coord.key(), ()).is_some()
+            || self.read_table().map.contains_key(&coord.key())
+        {
+            return Err(SpaceError::AlreadyMapped { coord });
+        }
+        Ok(len)
+    }
+
     /// Start an arena of read-only pages that the caller fills itself (possibly on
     /// several threads, through [`FillArena::slices_mut`]) before
     /// [`FillArena::commit`] maps them: one buffer, populated up front with transparent
@@ -492,14 +509,7 @@ impl PhextSpace {
         let mut lens = Vec::with_capacity(specs.len());
         let mut end = 0usize;
         for p in specs {
-            self.check_coord(p.coord)?;
-            PhextSpace::check_heap_kind(p.coord, p.kind)?;
-            let (_, len) = page_size(p.coord, p.dtype, p.shape)?;
-            if seen.insert(p.coord.key(), ()).is_some()
-                || self.read_table().map.contains_key(&p.coord.key())
-            {
-                return Err(SpaceError::AlreadyMapped { coord: p.coord });
-            }
+            let len = self.arena_page_len(&mut seen, p.coord, p.dtype, p.shape, p.kind)?;
             pages.push(ArenaPage {
                 coord: p.coord,
                 dtype: p.dtype,

@@ -1059,13 +1059,10 @@ impl<'a, T: Transport> FastSentron<'a, T> {
             && t.dtype == DType::F32
             && t.elems() >= SHARE_RESULTS_FROM
         {
+            // An owned tile holds rows x cols elements (the fabric checks it again).
             let (rows, cols) = (t.rows, t.cols);
             let data = t.take_buffer();
-            if data.len() == rows as usize * cols as usize {
-                return Ok(CollTile { rows, cols, data });
-            }
-            // Owned tiles always hold rows x cols elements; put it back if not.
-            t.set_owned(rows, cols, data);
+            return Ok(CollTile { rows, cols, data });
         }
         self.coll_tile(i)
     }
