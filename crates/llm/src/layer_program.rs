@@ -166,9 +166,19 @@ impl LayerPlan {
 
     /// The whole-row split (see [`LayerPlan::out_rows`]); it needs every sentron to own
     /// at least one query head, otherwise the plan stays as it is.
+    ///
+    /// The F rows are split again on [`FFN_SPLIT_ALIGN`]: the alignment the column split
+    /// may need (`w_down`'s columns cut on its blocks, 256 elements for the k-quants) no
+    /// longer applies, since no sentron takes `w_down` by columns. With it Qwen2.5's F =
+    /// 4864 = 19 x 256 split 2560 / 2304, and sentron 0 computed 11% more of every
+    /// `w_gate` / `w_up` while sentron 1 waited at the all-gather.
     pub fn whole_rows(mut self) -> LayerPlan {
         if self.attn.iter().all(|p| !p.is_empty()) {
             let d = self.cfg.dim;
+            let f = self.cfg.ffn_dim;
+            self.ffn_rows = (0..self.sentrons)
+                .map(|i| even(f, self.sentrons, i, FFN_SPLIT_ALIGN))
+                .collect();
             self.out_rows = Some(
                 (0..self.sentrons)
                     .map(|i| even(d, self.sentrons, i, FFN_SPLIT_ALIGN))
@@ -1029,5 +1039,26 @@ mod tests {
             vec![vec![(0, 0..3), (1, 3..4)], vec![(1, 4..6), (2, 6..9)]]
         );
         assert_eq!(p.ffn_rows, vec![0..768, 768..1536]);
+    }
+
+    #[test]
+    fn the_whole_row_split_cuts_f_evenly_whatever_w_down_blocks_the_column_split_needs() {
+        // Qwen2.5-0.5B: F = 4864 = 19 blocks of 256 (its k-quant `w_down`).
+        let cfg = LayerConfig::qwen25_05b();
+        let cols = LayerPlan::with_ffn_align(&cfg, 0, 2, 256).unwrap();
+        assert_eq!(cols.ffn_rows, vec![0..2560, 2560..4864]);
+        let rows = cols.whole_rows();
+        assert!(rows.out_rows.is_some());
+        assert_eq!(rows.ffn_rows, vec![0..2432, 2432..4864]);
+        for n in [3, 4] {
+            let p = LayerPlan::with_ffn_align(&cfg, 0, n, 256)
+                .unwrap()
+                .whole_rows();
+            let lens: Vec<usize> = p.ffn_rows.iter().map(|r| r.len()).collect();
+            let (lo, hi) = (*lens.iter().min().unwrap(), *lens.iter().max().unwrap());
+            assert!(hi - lo <= FFN_SPLIT_ALIGN, "{n} sentrons: {lens:?}");
+            assert!(p.ffn_rows.iter().all(|r| r.start % FFN_SPLIT_ALIGN == 0));
+            assert_eq!(p.ffn_rows.last().unwrap().end, 4864);
+        }
     }
 }
