@@ -146,6 +146,17 @@ pub(crate) fn quantize_rows(
         ensure(&mut buf.bsums, m * (k / 16));
     }
     let simd = imp != QuantImpl::Scalar;
+    #[cfg(target_arch = "x86_64")]
+    if simd && act != QuantType::Q8K {
+        let s = (act == QuantType::Q8_1).then(|| &mut buf.s[..m * nb]);
+        // SAFETY: a SIMD `QuantImpl` is only chosen on a CPU with AVX2, FMA and F16C
+        // (`QuantImpl::supported` / `for_level`); `a`, `qs`, `d` and `s` hold `m nb`
+        // blocks (`ensure` above, the caller's shape check).
+        unsafe {
+            x86::quantize_q8_blocks(&a[..m * k], &mut buf.qs[..m * k], &mut buf.d[..m * nb], s)
+        };
+        return;
+    }
     for (blk, x) in a[..m * k].chunks_exact(block).enumerate() {
         let qs = &mut buf.qs[blk * block..(blk + 1) * block];
         if act == QuantType::Q8K {
@@ -330,6 +341,107 @@ mod x86 {
         (via_f16(d), via_f16(d * sum as f32))
     }
 
+    /// Lane `j` = the largest lane of `m[j]` (max is exact and, for non-NaN input,
+    /// order-free: the same value as [`hmax_abs`] of each).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hmax8x8(m: [__m256; 8]) -> __m256 {
+        // Pairwise maxima within 128-bit lanes, as `hadd` pairs sums.
+        let h = |a: __m256, b: __m256| {
+            _mm256_max_ps(
+                _mm256_shuffle_ps::<0b10_00_10_00>(a, b),
+                _mm256_shuffle_ps::<0b11_01_11_01>(a, b),
+            )
+        };
+        // Lanes 0..4 hold m[0..4]'s low-half maxima, lanes 4..8 their high halves.
+        let lo = h(h(m[0], m[1]), h(m[2], m[3]));
+        let hi = h(h(m[4], m[5]), h(m[6], m[7]));
+        _mm256_max_ps(
+            _mm256_permute2f128_ps::<0x20>(lo, hi),
+            _mm256_permute2f128_ps::<0x31>(lo, hi),
+        )
+    }
+
+    /// [`quantize_q8_block`] over the `d.len()` consecutive blocks of `x`, eight at a
+    /// time: the eight maxima, scales `amax / 127`, inverses `127 / amax` and f16
+    /// roundings come out of one vector each (each lane the same IEEE operation as the
+    /// scalar one), so the per-block work is the multiply, round and pack. `s`: Q8_1's
+    /// `d * sum(q)`, when given. Same bits as the per-block function for finite input.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `x` and `qs` hold `32 d.len()` elements, `s`
+    /// (if any) `d.len()`.
+    #[allow(clippy::needless_range_loop)] // `j` indexes register arrays and pointers alike
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn quantize_q8_blocks(
+        x: &[f32],
+        qs: &mut [i8],
+        d: &mut [f32],
+        mut s: Option<&mut [f32]>,
+    ) {
+        let nb = d.len();
+        let (px, pq) = (x.as_ptr(), qs.as_mut_ptr());
+        let sign = _mm256_set1_ps(-0.0);
+        let c127 = _mm256_set1_ps(127.0);
+        let ones8 = _mm256_set1_epi8(1);
+        let ones16 = _mm256_set1_epi16(1);
+        let mut b = 0;
+        while b + 8 <= nb {
+            let mut mx = [_mm256_setzero_ps(); 8];
+            for j in 0..8 {
+                let p = px.add((b + j) * 32);
+                let mut m = _mm256_andnot_ps(sign, _mm256_loadu_ps(p));
+                for o in [8, 16, 24] {
+                    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(o))));
+                }
+                mx[j] = m;
+            }
+            let amax = hmax8x8(mx);
+            let dv = _mm256_div_ps(amax, c127);
+            // 127 / amax, or 0 where amax == 0 (NaN stays NaN, as `amax != 0.0` does).
+            let nz = _mm256_cmp_ps::<_CMP_NEQ_UQ>(amax, _mm256_setzero_ps());
+            let idv = _mm256_and_ps(_mm256_div_ps(c127, amax), nz);
+            let mut sums = [0i32; 8];
+            for j in 0..8 {
+                let id = _mm256_permutevar8x32_ps(idv, _mm256_set1_epi32(j as i32));
+                let p = px.add((b + j) * 32);
+                let i = [0, 8, 16, 24]
+                    .map(|o| _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p.add(o)), id)));
+                let packed = pack_i8(i);
+                _mm256_storeu_si256(pq.add((b + j) * 32) as *mut __m256i, packed);
+                if s.is_some() {
+                    let s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), ones16);
+                    let s4 = _mm_add_epi32(
+                        _mm256_castsi256_si128(s32),
+                        _mm256_extracti128_si256::<1>(s32),
+                    );
+                    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+                    sums[j] = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2)));
+                }
+            }
+            let round =
+                |v: __m256| _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
+            _mm256_storeu_ps(d.as_mut_ptr().add(b), round(dv));
+            if let Some(s) = s.as_deref_mut() {
+                let sv = _mm256_mul_ps(
+                    dv,
+                    _mm256_cvtepi32_ps(_mm256_loadu_si256(sums.as_ptr() as *const __m256i)),
+                );
+                _mm256_storeu_ps(s.as_mut_ptr().add(b), round(sv));
+            }
+            b += 8;
+        }
+        for b in b..nb {
+            let blk = core::slice::from_raw_parts(px.add(b * 32), 32);
+            let q = core::slice::from_raw_parts_mut(pq.add(b * 32), 32);
+            let (db, sb) = quantize_q8_block(blk, q);
+            d[b] = db;
+            if let Some(s) = s.as_deref_mut() {
+                s[b] = sb;
+            }
+        }
+    }
+
     /// SIMD [`super::quantize_q8k_block`] (same bits for finite input).
     ///
     /// # Safety
@@ -464,6 +576,29 @@ mod tests {
                     (r1.0.to_bits(), r1.1.to_bits())
                 );
             }
+            // Eight blocks at a time and the rest one by one: every count of blocks
+            // from 1 to 8, as Q8_0 (no sums) and Q8_1.
+            for nb in 1..=x.len() / 32 {
+                let (mut qa, mut qb) = (vec![0i8; nb * 32], vec![0i8; nb * 32]);
+                let (mut da, mut db) = (vec![0f32; nb], vec![0f32; nb]);
+                let (mut sa, mut sb) = (vec![0f32; nb], vec![0f32; nb]);
+                for (i, blk) in x[..nb * 32].chunks_exact(32).enumerate() {
+                    (da[i], sa[i]) = quantize_q8_block(blk, &mut qa[i * 32..(i + 1) * 32]);
+                }
+                // SAFETY: AVX2 checked above; `nb` blocks everywhere.
+                unsafe { x86::quantize_q8_blocks(&x[..nb * 32], &mut qb, &mut db, Some(&mut sb)) };
+                assert_eq!(qa, qb);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    (bits(&da), bits(&sa)),
+                    (bits(&db), bits(&sb)),
+                    "{nb} blocks"
+                );
+                let mut dc = vec![0f32; nb];
+                // SAFETY: as above.
+                unsafe { x86::quantize_q8_blocks(&x[..nb * 32], &mut qb, &mut dc, None) };
+                assert_eq!((qa, bits(&da)), (qb, bits(&dc)));
+            }
             let (mut o0, mut o1) = (Q8KBlock::default(), Q8KBlock::default());
             quantize_q8k_block(&x, &mut o0);
             // SAFETY: AVX2 checked above; 256 elements.
@@ -471,6 +606,22 @@ mod tests {
             assert_eq!(o0.qs, o1.qs);
             assert_eq!(o0.bsums, o1.bsums);
             assert_eq!(o0.d.to_bits(), o1.d.to_bits());
+        }
+        // More than eight blocks: the cases one after another.
+        let all: Vec<f32> = cases().concat();
+        for nb in [9, 17, all.len() / 32] {
+            let mut qa = vec![0i8; nb * 32];
+            let (mut da, mut sa) = (vec![0f32; nb], vec![0f32; nb]);
+            for (i, blk) in all[..nb * 32].chunks_exact(32).enumerate() {
+                (da[i], sa[i]) = quantize_q8_block(blk, &mut qa[i * 32..(i + 1) * 32]);
+            }
+            let mut qb = vec![0i8; nb * 32];
+            let (mut db, mut sb) = (vec![0f32; nb], vec![0f32; nb]);
+            // SAFETY: AVX2 checked above; `nb` blocks everywhere.
+            unsafe { x86::quantize_q8_blocks(&all[..nb * 32], &mut qb, &mut db, Some(&mut sb)) };
+            assert_eq!(qa, qb);
+            assert!(da.iter().zip(&db).all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(sa.iter().zip(&sb).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
 }
