@@ -47,6 +47,8 @@ const RV: usize = 8 / NR;
 /// Vectors per block of a packed panel: the `NR` signed quant vectors, their `NR`
 /// corrections, the weight scales and the mins (each laid out in output order).
 const PANEL_VECS: usize = 2 * NR + 2;
+// `run` lays out the activation scales as two rows of NR lanes per vector.
+const _: () = assert!(RV == 2 && NR == 4);
 
 thread_local! {
     /// Per-thread packing buffer, reused across calls (grown, never shrunk): about the
@@ -149,18 +151,22 @@ unsafe fn run<F: Pack32>(a: &Args<'_>, buf: &mut Vec<__m256i>) {
         _mm256_storeu_si256(au.add(e) as *mut __m256i, _mm256_xor_si256(v, flip));
     }
     let (ad, asum) = (a.act.d.as_ptr(), a.act.s.as_ptr());
+    // Vector v = rows RV v.., each value repeated NR times (RV = 2, NR = 4: two halves).
+    // The sums are only read by the formats with a min.
+    let halves = |p: *const f32, row: usize, b: usize| {
+        _mm256_setr_m128(
+            _mm_set1_ps(*p.add(row * nb + b)),
+            _mm_set1_ps(*p.add((row + 1) * nb + b)),
+        )
+    };
     for g in 0..groups {
         for b in 0..nb {
             let dst = ascale.add((g * nb + b) * 2 * NV * 8);
             for v in 0..NV {
-                for l in 0..8 {
-                    let row = g * MR + v * RV + l / NR;
-                    *dst.add(v * 8 + l) = *ad.add(row * nb + b);
-                    *dst.add((NV + v) * 8 + l) = if F::HAS_MIN {
-                        *asum.add(row * nb + b)
-                    } else {
-                        0.0
-                    };
+                let row = g * MR + v * RV;
+                _mm256_storeu_ps(dst.add(v * 8), halves(ad, row, b));
+                if F::HAS_MIN {
+                    _mm256_storeu_ps(dst.add((NV + v) * 8), halves(asum, row, b));
                 }
             }
         }
