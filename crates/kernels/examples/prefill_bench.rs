@@ -125,11 +125,43 @@ fn main() {
                 best_cold = best_cold.min(t.elapsed().as_secs_f64() / calls as f64);
             }
             let gops_cold = 2.0 * (m * n * k) as f64 / best_cold / 1e9;
+            // The same weights in the 8-row layout the model loader repacks Q4_0 / Q5_0
+            // (and a Q8_0 output matrix) into, hot: the prefill kernels rebuild each
+            // block from it as they pack their panels.
+            let r8 = vtpu_kernels::quant::r8::r8_supported(qtype).then(|| {
+                let mut w8 = vec![0u8; w.len()];
+                vtpu_kernels::quant::r8::repack_r8(qtype, &w, n, k, &mut w8).expect("repack");
+                let t8 = qtype.r8().expect("an 8-row type");
+                let mut g8 = vec![0f32; m * n];
+                matmul_bt_rows_with(imp, &mut g8, &a, t8, &w8, m, n, k, 0, n).expect("shapes");
+                // (`got` has accumulated the timed calls: compare with the spec's single
+                // call, which the first call matched bit for bit.)
+                assert!(
+                    g8.iter()
+                        .zip(&want)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{qtype} {n}x{k}: the 8-row layout changed the bits"
+                );
+                let mut best8 = f64::INFINITY;
+                for _ in 0..reps {
+                    let t = Instant::now();
+                    let mut calls = 0;
+                    while t.elapsed().as_secs_f64() < 0.02 {
+                        matmul_bt_rows_with(imp, &mut g8, &a, t8, &w8, m, n, k, 0, n)
+                            .expect("shapes");
+                        black_box(&g8);
+                        calls += 1;
+                    }
+                    best8 = best8.min(t.elapsed().as_secs_f64() / calls as f64);
+                }
+                2.0 * (m * n * k) as f64 / best8 / 1e9
+            });
             println!(
-                "{:<5} m={m} {n:>5}x{k:<5} {:>8.1} us {gops:>7.1} GOP/s hot, {:>8.1} us {gops_cold:>7.1} GOP/s cold",
+                "{:<5} m={m} {n:>5}x{k:<5} {:>8.1} us {gops:>7.1} GOP/s hot, {:>8.1} us {gops_cold:>7.1} GOP/s cold{}",
                 qtype.name(),
                 best * 1e6,
-                best_cold * 1e6
+                best_cold * 1e6,
+                r8.map_or(String::new(), |g| format!(", {g:>7.1} GOP/s hot in the 8-row layout"))
             );
         }
     }

@@ -78,11 +78,16 @@ unsafe fn block_at<F: Fmt32>(a: &Args<'_>, row: usize, b: usize, tmp: &mut [u8; 
         // Q4_0: 8 scales, then 16 bytes of nibbles per row.
         18 => core::ptr::copy_nonoverlapping(sb.add(16 + 16 * r), t.add(2), 16),
         // Q5_0: 8 scales, the fifth bits as u64 masks of 4 rows' 16-bit halves, then
-        // 16 bytes of nibbles per row.
+        // 16 bytes of nibbles per row. The two halves are joined in a register and
+        // stored as one u32: the block's reader loads them as one, and a load that
+        // spans two smaller stores cannot be forwarded from them (it waits for both to
+        // reach the cache: with two 2-byte copies the Q5_0 prefill kernels ran at
+        // ~147 GOP/s on this layout against ~178 on the ggml one).
         _ => {
             let quad = 16 * (r / 4) + 2 * (r % 4);
-            core::ptr::copy_nonoverlapping(sb.add(16 + quad), t.add(2), 2);
-            core::ptr::copy_nonoverlapping(sb.add(24 + quad), t.add(4), 2);
+            let lo = (sb.add(16 + quad) as *const u16).read_unaligned() as u32;
+            let hi = (sb.add(24 + quad) as *const u16).read_unaligned() as u32;
+            (t.add(2) as *mut u32).write_unaligned(lo | hi << 16);
             core::ptr::copy_nonoverlapping(sb.add(48 + 16 * r), t.add(6), 16);
         }
     }
