@@ -642,52 +642,66 @@ unsafe fn run_k8<F: FmtK>(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, usize
                 *misc.add(1) = dminw;
                 _mm_storeu_si128(misc.add(4) as *mut __m128i, F::mins(blk));
             }
-            for row in 0..m4 {
-                let ap = aq.add(row * k + sb * QK_K);
-                let dact = *ad.add(row * nsb + sb);
-                let bs = bsums.add((row * nsb + sb) * 16) as *const __m128i;
-                let (bs16, s16) = if F::MINS == Mins::None {
-                    (
-                        _mm256_loadu_si256(bs as *const __m256i),
-                        _mm_setzero_si128(),
-                    )
-                } else {
-                    let s = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
-                    (_mm256_setzero_si256(), s)
-                };
-                let mut av = [_mm256_setzero_si256(); 8];
-                for c in 0..8 {
-                    av[c] = _mm256_loadu_si256(ap.add(32 * c) as *const __m256i);
+            // Four activation rows per pass over a weight row's vectors: each quant and
+            // scale vector is loaded once for four products (one per row, the
+            // activations read as memory operands). Loading both for every (row, weight
+            // row) pair made this loop load-bound: Zen 4 issues `vpmaddubsw`,
+            // `vpdpwssd` and the FMA on the same two pipes, at 9 cycles per super-block
+            // and output, and the loads needed more.
+            for r0 in (0..m4).step_by(MR) {
+                let mut dact = [0f32; MR];
+                let mut bs16 = [_mm256_setzero_si256(); MR];
+                let mut s16 = [_mm_setzero_si128(); MR];
+                for i in 0..MR {
+                    let row = r0 + i;
+                    dact[i] = *ad.add(row * nsb + sb);
+                    let bs = bsums.add((row * nsb + sb) * 16) as *const __m128i;
+                    if F::MINS == Mins::None {
+                        bs16[i] = _mm256_loadu_si256(bs as *const __m256i);
+                    } else {
+                        s16[i] = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)));
+                    }
                 }
                 for r in 0..NR {
                     let p = panel.add(r * K8_ROW);
-                    let mut sumi = _mm256_setzero_si256();
+                    let mut sumi = [_mm256_setzero_si256(); MR];
                     for c in 0..8 {
-                        let prod = _mm256_maddubs_epi16(_mm256_loadu_si256(p.add(c)), av[c]);
-                        sumi = VnniDot::madd(sumi, _mm256_loadu_si256(p.add(8 + c)), prod);
-                    }
-                    if F::MINS == Mins::None {
-                        // q8sclsub: 32 (sc_2l S_2l + sc_2l+1 S_2l+1) per lane l.
-                        let sc16 = _mm256_loadu_si256(p.add(16));
-                        let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs16, sc16));
-                        sumi = _mm256_sub_epi32(sumi, sub);
+                        let (qv, scv) = (
+                            _mm256_loadu_si256(p.add(c)),
+                            _mm256_loadu_si256(p.add(8 + c)),
+                        );
+                        for i in 0..MR {
+                            let av = _mm256_loadu_si256(
+                                aq.add((r0 + i) * k + sb * QK_K + 32 * c) as *const __m256i
+                            );
+                            sumi[i] = VnniDot::madd(sumi[i], scv, _mm256_maddubs_epi16(qv, av));
+                        }
                     }
                     let misc = p.add(17) as *const f32;
-                    let o = row * NR + r;
                     let dw = *misc;
-                    *accs.add(o) = _mm256_fmadd_ps(
-                        _mm256_set1_ps(dact * dw),
-                        _mm256_cvtepi32_ps(sumi),
-                        *accs.add(o),
-                    );
-                    if F::MINS == Mins::Scalar {
-                        let dmin = -dact * *misc.add(1);
-                        let mins = _mm_loadu_si128(misc.add(4) as *const __m128i);
-                        let prod = _mm_madd_epi16(mins, s16);
-                        let s2 = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
-                        let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2));
-                        let total = _mm_cvtsi128_si32(s1);
-                        *summs.add(o) = dmin.mul_add(total as f32, *summs.add(o));
+                    let sc16 = _mm256_loadu_si256(p.add(16));
+                    for i in 0..MR {
+                        let mut si = sumi[i];
+                        if F::MINS == Mins::None {
+                            // q8sclsub: 32 (sc_2l S_2l + sc_2l+1 S_2l+1) per lane l.
+                            let sub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bs16[i], sc16));
+                            si = _mm256_sub_epi32(si, sub);
+                        }
+                        let o = (r0 + i) * NR + r;
+                        *accs.add(o) = _mm256_fmadd_ps(
+                            _mm256_set1_ps(dact[i] * dw),
+                            _mm256_cvtepi32_ps(si),
+                            *accs.add(o),
+                        );
+                        if F::MINS == Mins::Scalar {
+                            let dmin = -dact[i] * *misc.add(1);
+                            let mins = _mm_loadu_si128(misc.add(4) as *const __m128i);
+                            let prod = _mm_madd_epi16(mins, s16[i]);
+                            let s2 = _mm_add_epi32(prod, _mm_unpackhi_epi64(prod, prod));
+                            let s1 = _mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2));
+                            let total = _mm_cvtsi128_si32(s1);
+                            *summs.add(o) = dmin.mul_add(total as f32, *summs.add(o));
+                        }
                     }
                 }
             }
