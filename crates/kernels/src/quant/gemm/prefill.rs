@@ -512,48 +512,58 @@ unsafe fn run_q4k(a: &Args<'_>, buf: &mut Vec<__m256i>) -> (usize, usize) {
             let dwv = _mm256_loadu_ps(panel.add(76) as *const f32);
             let dminv = _mm256_loadu_ps(panel.add(77) as *const f32);
 
-            for row in 0..m4 {
-                let ap = aq.add(row * k + sb * QK_K) as *const i32;
-                let dact = _mm256_set1_ps(*ad.add(row * nsb + sb));
-                let d = _mm256_mul_ps(dwv, dact);
-                let dm = _mm256_mul_ps(dminv, dact);
-                let mut chain = *state.add(2 * row);
-                let mut chain_min = *state.add(2 * row + 1);
+            // Two activation rows per pass over the panel: each weight vector is loaded
+            // once for both rows' `vpdpbusd`s (one load per product instead of two: the
+            // loop was bound by loads, not by the two pipes the products issue on).
+            for r0 in (0..m4).step_by(2) {
+                let rows = [r0, r0 + 1];
+                let ap = rows.map(|row| aq.add(row * k + sb * QK_K) as *const i32);
+                let dact = rows.map(|row| _mm256_set1_ps(*ad.add(row * nsb + sb)));
+                let d = dact.map(|x| _mm256_mul_ps(dwv, x));
+                let dm = dact.map(|x| _mm256_mul_ps(dminv, x));
+                let mut chain = rows.map(|row| *state.add(2 * row));
+                let mut chain_min = rows.map(|row| *state.add(2 * row + 1));
                 for p in 0..4 {
-                    let mut t = _mm256_setzero_si256();
+                    let mut t = [_mm256_setzero_si256(); 2];
                     for c in 2 * p..2 * p + 2 {
-                        // Two accumulators halve the dependent `vpdpbusd` chain.
-                        let (mut x0, mut x1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+                        // Two accumulators per row halve the dependent `vpdpbusd` chain.
+                        let mut x0 = [_mm256_setzero_si256(); 2];
+                        let mut x1 = [_mm256_setzero_si256(); 2];
                         for e in 0..4 {
-                            let a0 = _mm256_set1_epi32(ap.add(8 * c + e).read_unaligned());
-                            let a1 = _mm256_set1_epi32(ap.add(8 * c + 4 + e).read_unaligned());
-                            x0 = _mm256_dpbusd_epi32(
-                                x0,
-                                _mm256_loadu_si256(panel.add(8 * c + e)),
-                                a0,
-                            );
-                            x1 = _mm256_dpbusd_epi32(
-                                x1,
-                                _mm256_loadu_si256(panel.add(8 * c + 4 + e)),
-                                a1,
-                            );
+                            let w0 = _mm256_loadu_si256(panel.add(8 * c + e));
+                            let w1 = _mm256_loadu_si256(panel.add(8 * c + 4 + e));
+                            for h in 0..2 {
+                                let a0 = _mm256_set1_epi32(ap[h].add(8 * c + e).read_unaligned());
+                                let a1 =
+                                    _mm256_set1_epi32(ap[h].add(8 * c + 4 + e).read_unaligned());
+                                x0[h] = _mm256_dpbusd_epi32(x0[h], w0, a0);
+                                x1[h] = _mm256_dpbusd_epi32(x1[h], w1, a1);
+                            }
                         }
                         let sc = _mm256_loadu_si256(panel.add(64 + c));
-                        t = _mm256_add_epi32(t, _mm256_mullo_epi32(_mm256_add_epi32(x0, x1), sc));
+                        for h in 0..2 {
+                            let x = _mm256_add_epi32(x0[h], x1[h]);
+                            t[h] = _mm256_add_epi32(t[h], _mm256_mullo_epi32(x, sc));
+                        }
                     }
-                    chain = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), d, chain);
+                    for h in 0..2 {
+                        chain[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t[h]), d[h], chain[h]);
+                    }
                 }
-                let bs = bsums.add((row * nsb + sb) * 16);
-                for t in 0..4 {
-                    let s0 = *bs.add(4 * t) as i32 + *bs.add(4 * t + 1) as i32;
-                    let s1 = *bs.add(4 * t + 2) as i32 + *bs.add(4 * t + 3) as i32;
-                    // S fits i16: 32 activations of at most 127 in magnitude.
-                    let pair = _mm256_set1_epi32((s0 & 0xffff) | (s1 << 16));
-                    let prod = _mm256_madd_epi16(_mm256_loadu_si256(panel.add(72 + t)), pair);
-                    chain_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(prod), dm, chain_min);
+                for h in 0..2 {
+                    let bs = bsums.add((rows[h] * nsb + sb) * 16);
+                    for t in 0..4 {
+                        let s0 = *bs.add(4 * t) as i32 + *bs.add(4 * t + 1) as i32;
+                        let s1 = *bs.add(4 * t + 2) as i32 + *bs.add(4 * t + 3) as i32;
+                        // S fits i16: 32 activations of at most 127 in magnitude.
+                        let pair = _mm256_set1_epi32((s0 & 0xffff) | (s1 << 16));
+                        let prod = _mm256_madd_epi16(_mm256_loadu_si256(panel.add(72 + t)), pair);
+                        chain_min[h] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(prod), dm[h], chain_min[h]);
+                    }
+                    *state.add(2 * rows[h]) = chain[h];
+                    *state.add(2 * rows[h] + 1) = chain_min[h];
                 }
-                *state.add(2 * row) = chain;
-                *state.add(2 * row + 1) = chain_min;
             }
         }
         for row in 0..m4 {
