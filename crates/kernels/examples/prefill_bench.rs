@@ -30,6 +30,22 @@ impl Rng {
     }
 }
 
+/// The best seconds per call of `reps` samples, each timing back-to-back calls for at
+/// least 20 ms.
+fn best_hot(reps: usize, mut call: impl FnMut()) -> f64 {
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut calls = 0;
+        while t.elapsed().as_secs_f64() < 0.02 {
+            call();
+            calls += 1;
+        }
+        best = best.min(t.elapsed().as_secs_f64() / calls as f64);
+    }
+    best
+}
+
 fn main() {
     let reps: usize = std::env::args()
         .nth(1)
@@ -93,18 +109,10 @@ fn main() {
                 same,
                 "{qtype} {n}x{k}: not bit-identical to the scalar spec"
             );
-            let mut best = f64::INFINITY;
-            for _ in 0..reps {
-                let t = Instant::now();
-                let mut calls = 0;
-                while t.elapsed().as_secs_f64() < 0.02 {
-                    matmul_bt_rows_with(imp, &mut got, &a, qtype, &w, m, n, k, 0, n)
-                        .expect("shapes");
-                    black_box(&got);
-                    calls += 1;
-                }
-                best = best.min(t.elapsed().as_secs_f64() / calls as f64);
-            }
+            let best = best_hot(reps, || {
+                matmul_bt_rows_with(imp, &mut got, &a, qtype, &w, m, n, k, 0, n).expect("shapes");
+                black_box(&got);
+            });
             let gops = 2.0 * (m * n * k) as f64 / best / 1e9;
             // Cold: the same call rotating through copies of the weights totalling
             // >= 256 MiB, so each call streams them from DRAM (a model's layers do not
@@ -142,18 +150,10 @@ fn main() {
                         .all(|(x, y)| x.to_bits() == y.to_bits()),
                     "{qtype} {n}x{k}: the 8-row layout changed the bits"
                 );
-                let mut best8 = f64::INFINITY;
-                for _ in 0..reps {
-                    let t = Instant::now();
-                    let mut calls = 0;
-                    while t.elapsed().as_secs_f64() < 0.02 {
-                        matmul_bt_rows_with(imp, &mut g8, &a, t8, &w8, m, n, k, 0, n)
-                            .expect("shapes");
-                        black_box(&g8);
-                        calls += 1;
-                    }
-                    best8 = best8.min(t.elapsed().as_secs_f64() / calls as f64);
-                }
+                let best8 = best_hot(reps, || {
+                    matmul_bt_rows_with(imp, &mut g8, &a, t8, &w8, m, n, k, 0, n).expect("shapes");
+                    black_box(&g8);
+                });
                 2.0 * (m * n * k) as f64 / best8 / 1e9
             });
             println!(

@@ -171,47 +171,24 @@ pub(crate) fn quantize_rows(
         };
         return;
     }
+    // The scalar specification (and any CPU without the x86 paths above).
+    let _ = simd;
     for (blk, x) in a[..m * k].chunks_exact(block).enumerate() {
         let qs = &mut buf.qs[blk * block..(blk + 1) * block];
         if act == QuantType::Q8K {
             let mut out = Q8KBlock::default();
-            q8k_block(simd, x, &mut out);
+            quantize_q8k_block(x, &mut out);
             qs.copy_from_slice(&out.qs);
             buf.d[blk] = out.d;
             buf.bsums[blk * 16..(blk + 1) * 16].copy_from_slice(&out.bsums);
         } else {
-            let (d, s) = q8_block(simd, x, qs);
+            let (d, s) = quantize_q8_block(x, qs);
             buf.d[blk] = d;
             if act == QuantType::Q8_1 {
                 buf.s[blk] = s;
             }
         }
     }
-}
-
-/// [`quantize_q8_block`], by SIMD when `simd` (only ever set on a CPU with AVX2).
-#[inline]
-fn q8_block(simd: bool, x: &[f32], qs: &mut [i8]) -> (f32, f32) {
-    #[cfg(target_arch = "x86_64")]
-    if simd && x.len() >= QK && qs.len() >= QK {
-        // SAFETY: a SIMD `QuantImpl` is only chosen on a CPU with AVX2, FMA and F16C
-        // (`QuantImpl::supported` / `for_level`); both slices hold 32 elements.
-        return unsafe { x86::quantize_q8_block(x, qs) };
-    }
-    let _ = simd;
-    quantize_q8_block(x, qs)
-}
-
-/// [`quantize_q8k_block`], by SIMD when `simd`.
-#[inline]
-fn q8k_block(simd: bool, x: &[f32], out: &mut Q8KBlock) {
-    #[cfg(target_arch = "x86_64")]
-    if simd && x.len() >= QK_K {
-        // SAFETY: as in `q8_block`; `x` holds 256 floats.
-        return unsafe { x86::quantize_q8k_block(x, out) };
-    }
-    let _ = simd;
-    quantize_q8k_block(x, out)
 }
 
 /// One block of 32 activations to Q8_0 / Q8_1 quants (the spec of the x86 rounding, see
@@ -290,8 +267,6 @@ pub(crate) fn quantize_q8k_block(x: &[f32], out: &mut Q8KBlock) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
-
-    use super::Q8KBlock;
 
     /// Largest `|x|` of 8 lanes (lane order irrelevant for non-NaN input).
     #[inline]
@@ -531,51 +506,6 @@ mod x86 {
             d[b] = 1.0 / iscale;
         }
     }
-
-    /// SIMD [`super::quantize_q8k_block`] (same bits for finite input).
-    ///
-    /// # Safety
-    /// The CPU has AVX2, FMA and F16C; `x` holds at least 256 floats.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn quantize_q8k_block(x: &[f32], out: &mut Q8KBlock) {
-        let p = x.as_ptr();
-        let sign = _mm256_set1_ps(-0.0);
-        let mut m = _mm256_setzero_ps();
-        for o in (0..256).step_by(8) {
-            m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(o))));
-        }
-        let amax = hmax_abs(m);
-        if amax == 0.0 {
-            *out = Q8KBlock::default();
-            return;
-        }
-        // The first element attaining amax (the scalar scan keeps the first strict max).
-        let target = _mm256_set1_ps(amax);
-        let mut max = amax;
-        for o in (0..256).step_by(8) {
-            let a = _mm256_andnot_ps(sign, _mm256_loadu_ps(p.add(o)));
-            let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, target));
-            if hit != 0 {
-                max = x[o + hit.trailing_zeros() as usize];
-                break;
-            }
-        }
-        let iscale = -127.0 / max;
-        let is = _mm256_set1_ps(iscale);
-        let top = _mm256_set1_epi32(127);
-        let q = out.qs.as_mut_ptr();
-        for o in (0..256).step_by(32) {
-            let i = [0, 8, 16, 24].map(|j| {
-                let v = _mm256_mul_ps(_mm256_loadu_ps(p.add(o + j)), is);
-                _mm256_min_epi32(_mm256_cvtps_epi32(v), top)
-            });
-            _mm256_storeu_si256(q.add(o) as *mut __m256i, pack_i8(i));
-        }
-        for (s, g) in out.bsums.iter_mut().zip(out.qs.chunks_exact(16)) {
-            *s = g.iter().map(|&q| q as i16).sum();
-        }
-        out.d = 1.0 / iscale;
-    }
 }
 
 #[cfg(test)]
@@ -689,13 +619,14 @@ mod tests {
                 unsafe { x86::quantize_q8_blocks(&x[..nb * 32], &mut qb, &mut dc, None) };
                 assert_eq!((qa, bits(&da)), (qb, bits(&dc)));
             }
-            let (mut o0, mut o1) = (Q8KBlock::default(), Q8KBlock::default());
+            let mut o0 = Q8KBlock::default();
             quantize_q8k_block(&x, &mut o0);
-            // SAFETY: AVX2 checked above; 256 elements.
-            unsafe { x86::quantize_q8k_block(&x, &mut o1) };
-            assert_eq!(o0.qs, o1.qs);
-            assert_eq!(o0.bsums, o1.bsums);
-            assert_eq!(o0.d.to_bits(), o1.d.to_bits());
+            let (mut q1, mut d1, mut b1) = ([0i8; 256], [0f32; 1], [0i16; 16]);
+            // SAFETY: AVX2 checked above; one block of 256.
+            unsafe { x86::quantize_q8k_blocks(&x, &mut q1, &mut d1, &mut b1) };
+            assert_eq!(o0.qs, q1);
+            assert_eq!(o0.bsums, b1);
+            assert_eq!(o0.d.to_bits(), d1[0].to_bits());
         }
         // Q8_K over several blocks at once: every case, one after another.
         let all: Vec<f32> = cases().concat();
