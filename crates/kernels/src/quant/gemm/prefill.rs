@@ -1,8 +1,12 @@
 //! Prefill (m >= 4) GEMM at the AVX-512 VNNI level, on operands repacked once per call:
 //! the 32-element formats ([`gemm32`]), Q4_K ([`gemm_q4k`]), Q5_K / Q6_K ([`gemm_k8`]).
 //! Measured on the dev machine (Zen 4, one thread, m = 128, `examples/prefill_bench.rs`)
-//! against the generic tiles: Q8_0 ~105 -> ~160-175 GOP/s, Q4_0 ~62 -> ~240-260, Q4_1
-//! ~95 -> ~160, Q4_K ~60 -> ~168, Q6_K ~93 -> ~120.
+//! against the generic tiles: Q8_0 ~105 -> ~172-180 GOP/s, Q4_0 ~62 -> ~255-265, Q4_1
+//! ~95 -> ~160, Q5_0 -> ~175-179 (in the 8-row layout too), Q4_K ~60 -> ~194-201, Q6_K
+//! ~93 -> ~133. Zen 4 issues `vpdpbusd`, `vpmaddubsw`, `vpdpwssd` and the FMAs on the
+//! same two pipes (`examples/pipes.rs`), so each loop is shaped to keep those busy and
+//! its loads below two per cycle; the eight-lane formats (Q8_0, Q5_0, ...) need one
+//! `vpdpbusd` and one FMA per 32 multiply-adds, ~213 GOP/s at most at 3.55 GHz.
 //!
 //! Numerics: exactly those of `dot_ref.rs` (and of the generic `Tile32`): for each output,
 //! per block, the same exact i32 lanes, the same f32 product `d_w d_a`, the same FMA into
