@@ -146,29 +146,20 @@ pub(crate) fn quantize_rows(
         ensure(&mut buf.bsums, m * (k / 16));
     }
     let simd = imp != QuantImpl::Scalar;
+    // SAFETY (both calls): a SIMD `QuantImpl` is only chosen on a CPU with AVX2, FMA and
+    // F16C (`QuantImpl::supported` / `for_level`); `a` and `qs` hold `m k` elements, `d`
+    // and `s` `m nb` blocks, `bsums` 16 per block (`ensure` above, the caller's checks).
     #[cfg(target_arch = "x86_64")]
-    if simd && act == QuantType::Q8K {
-        // SAFETY: as below; `a` and `qs` hold `m k` elements, `d` `m nb` blocks of 256 and
-        // `bsums` 16 per block (`ensure` above).
-        unsafe {
-            x86::quantize_q8k_blocks(
-                &a[..m * k],
-                &mut buf.qs[..m * k],
-                &mut buf.d[..m * nb],
-                &mut buf.bsums[..m * nb * 16],
-            )
-        };
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if simd && act != QuantType::Q8K {
-        let s = (act == QuantType::Q8_1).then(|| &mut buf.s[..m * nb]);
-        // SAFETY: a SIMD `QuantImpl` is only chosen on a CPU with AVX2, FMA and F16C
-        // (`QuantImpl::supported` / `for_level`); `a`, `qs`, `d` and `s` hold `m nb`
-        // blocks (`ensure` above, the caller's shape check).
-        unsafe {
-            x86::quantize_q8_blocks(&a[..m * k], &mut buf.qs[..m * k], &mut buf.d[..m * nb], s)
-        };
+    if simd {
+        let (x, qs, d) = (&a[..m * k], &mut buf.qs[..m * k], &mut buf.d[..m * nb]);
+        if act == QuantType::Q8K {
+            // SAFETY: above.
+            unsafe { x86::quantize_q8k_blocks(x, qs, d, &mut buf.bsums[..m * nb * 16]) };
+        } else {
+            let s = (act == QuantType::Q8_1).then(|| &mut buf.s[..m * nb]);
+            // SAFETY: above.
+            unsafe { x86::quantize_q8_blocks(x, qs, d, s) };
+        }
         return;
     }
     // The scalar specification (and any CPU without the x86 paths above).
@@ -277,6 +268,29 @@ mod x86 {
         _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)))
     }
 
+    /// The eight sums of four consecutive i8 of `v`, as i32 (exact).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sums_of_4(v: __m256i) -> __m256i {
+        _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_set1_epi8(1), v),
+            _mm256_set1_epi16(1),
+        )
+    }
+
+    /// The sum of the 32 i8 of `v` (exact).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sum_i8(v: __m256i) -> i32 {
+        let s32 = sums_of_4(v);
+        let s4 = _mm_add_epi32(
+            _mm256_castsi256_si128(s32),
+            _mm256_extracti128_si256::<1>(s32),
+        );
+        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2)))
+    }
+
     /// f32 -> f16 -> f32 (round to nearest even; `vcvtps2ph` with imm 0).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -319,14 +333,7 @@ mod x86 {
         let packed = pack_i8(i);
         _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, packed);
         // Sum of the saturated quants, as the scalar spec (i8 values, so no overflow).
-        let s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), packed);
-        let s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
-        let s4 = _mm_add_epi32(
-            _mm256_castsi256_si128(s32),
-            _mm256_extracti128_si256::<1>(s32),
-        );
-        let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-        let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2)));
+        let sum = sum_i8(packed);
         (via_f16(d), via_f16(d * sum as f32))
     }
 
@@ -372,8 +379,6 @@ mod x86 {
         let (px, pq) = (x.as_ptr(), qs.as_mut_ptr());
         let sign = _mm256_set1_ps(-0.0);
         let c127 = _mm256_set1_ps(127.0);
-        let ones8 = _mm256_set1_epi8(1);
-        let ones16 = _mm256_set1_epi16(1);
         let mut b = 0;
         while b + 8 <= nb {
             let mut mx = [_mm256_setzero_ps(); 8];
@@ -399,13 +404,7 @@ mod x86 {
                 let packed = pack_i8(i);
                 _mm256_storeu_si256(pq.add((b + j) * 32) as *mut __m256i, packed);
                 if s.is_some() {
-                    let s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), ones16);
-                    let s4 = _mm_add_epi32(
-                        _mm256_castsi256_si128(s32),
-                        _mm256_extracti128_si256::<1>(s32),
-                    );
-                    let s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-                    sums[j] = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32::<0b01>(s2)));
+                    sums[j] = sum_i8(packed);
                 }
             }
             let round =
@@ -451,8 +450,6 @@ mod x86 {
     ) {
         let sign = _mm256_set1_ps(-0.0);
         let top = _mm256_set1_epi32(127);
-        let ones8 = _mm256_set1_epi8(1);
-        let ones16 = _mm256_set1_epi16(1);
         for b in 0..d.len() {
             let p = x.as_ptr().add(b * 256);
             let q = qs.as_mut_ptr().add(b * 256);
@@ -497,7 +494,7 @@ mod x86 {
                 _mm256_storeu_si256(q.add(o) as *mut __m256i, packed);
                 // Two sums of 16: pairs, then fours, then the two 128-bit halves' eights
                 // and sixteens (exact in i32; each fits an i16, |sum| <= 16 * 128).
-                let s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), ones16);
+                let s32 = sums_of_4(packed);
                 let h = _mm256_hadd_epi32(s32, s32);
                 let h = _mm256_hadd_epi32(h, h);
                 sums[o / 16] = _mm256_extract_epi32::<0>(h) as i16;
