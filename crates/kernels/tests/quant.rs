@@ -660,6 +660,9 @@ fn every_implementation_is_bit_identical_to_the_scalar_spec() {
             (12, 9, 2),
             (4, 8, 1),
             (7, 3, 2),
+            // Prefill calls split into row chunks (k = 8192: 256 KiB of quantized rows
+            // is 16 of them; 53 = 16 + 16 + 16 + 5, the last chunk with a row tail).
+            (53, 6, 8192 / be),
         ] {
             let k = nb * be;
             let w = random_blocks(&mut rng, qtype, n * nb, 0.05);

@@ -61,6 +61,21 @@ pub(crate) struct ActRow<'a> {
 }
 
 impl<'a> ActView<'a> {
+    /// The view of rows `i0..i0 + n`.
+    pub(crate) fn rows(&self, i0: usize, n: usize) -> ActView<'a> {
+        let nb = self.k / self.block;
+        let sub =
+            |len: usize, per_row: usize| (i0 * per_row).min(len)..((i0 + n) * per_row).min(len);
+        ActView {
+            qs: &self.qs[sub(self.qs.len(), self.k)],
+            d: &self.d[sub(self.d.len(), nb)],
+            s: &self.s[sub(self.s.len(), nb)],
+            bsums: &self.bsums[sub(self.bsums.len(), self.k / 16)],
+            k: self.k,
+            block: self.block,
+        }
+    }
+
     pub(crate) fn row(&self, i: usize) -> ActRow<'a> {
         let nb = self.k / self.block;
         let sub = |len: usize, per_row: usize| i * per_row..(i * per_row + per_row).min(len);

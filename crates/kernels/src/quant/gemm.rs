@@ -55,6 +55,21 @@ struct Args<'a> {
     r8: bool,
 }
 
+impl<'a> Args<'a> {
+    /// The same product restricted to activation rows `i0..i0 + n` (and their outputs).
+    ///
+    /// # Safety
+    /// `i0 + n <= self.m`.
+    unsafe fn rows(&self, i0: usize, n: usize) -> Args<'a> {
+        Args {
+            c: self.c.add(i0 * self.nw),
+            act: self.act.rows(i0, n),
+            m: n,
+            ..*self
+        }
+    }
+}
+
 /// Block `b` of weight row `row` in the ggml block layout of `F`: a pointer into the
 /// weights, or for the 8-row layout (`a.r8`) the block rebuilt in `tmp` from its
 /// superblock (a few moves in L1; the packing loops read each block once per call, so

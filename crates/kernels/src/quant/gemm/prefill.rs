@@ -30,7 +30,11 @@
 //! Tiling: panels of `NR` (Q4_0: [`NRC`]) weight rows, packed into a buffer that stays
 //! in L1, in the outer loop, groups of 4 activation rows in the inner loop. Rows past the
 //! last full group and weight rows past the last full panel go to the generic tiles (for
-//! these formats the tiling does not change the numerics).
+//! these formats the tiling does not change the numerics). Every panel pass reads all
+//! the call's activation rows, so the eight-lane formats and Q5_K / Q6_K split long
+//! calls into row chunks whose activations stay in L2 ([`ROW_CHUNK_BYTES`]): at m = 512
+//! Q8_0 / Q5_0 at k = 1536 went from 144-160 to 160-175 GOP/s and Q6_K at k = 4864 from
+//! 114 to 139.
 
 use core::arch::x86_64::*;
 use std::cell::RefCell;
@@ -77,6 +81,21 @@ pub(super) trait Pack32: Fmt32 {
 /// The CPU has AVX-512 F/BW/VL/VNNI, AVX2, FMA, F16C; shapes as in `gemm.rs`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn gemm32<F: Pack32, T: Tile>(a: &Args<'_>) {
+    if F::SINGLE_CHAIN {
+        // Q4_0's layout reads a quarter of the activation bytes per multiply-add that the
+        // eight-lane formats do: whole calls measured as fast at m = 512 as at 128.
+        gemm32_rows::<F, T>(a);
+    } else {
+        for (i0, n) in row_chunks(a.m, a.k) {
+            gemm32_rows::<F, T>(&a.rows(i0, n));
+        }
+    }
+}
+
+// Not a closure over the chunks: a closure would not be compiled with the target
+// features, and the intrinsics inlined into it would become calls (measured 100x slower).
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm32_rows<F: Pack32, T: Tile>(a: &Args<'_>) {
     let done = SCRATCH.with(|s| {
         let Ok(mut buf) = s.try_borrow_mut() else {
             return None;
@@ -90,6 +109,39 @@ pub(super) unsafe fn gemm32<F: Pack32, T: Tile>(a: &Args<'_>) {
     });
     let (m4, nwp) = done.unwrap_or((0, 0));
     tails::<T>(a, m4, nwp);
+}
+
+/// Quantized activation bytes a call sweeps per weight panel before the rows are split
+/// into chunks (each chunk then runs the whole product over its rows, panels packed
+/// again per chunk). Every panel pass reads all of a call's activation rows (`k` bytes
+/// each, plus one byte per element of scales in the 32-element formats' packed form,
+/// or of accumulators in the k-quant one), so they must stay in the 1 MiB L2 of Zen 4
+/// next to the panels and the outputs. Measured (`examples/prefill_bench`, m = 512, one
+/// thread, best of 5): Q8_0 at k = 1536 145 -> 175 GOP/s, at k = 576 169 -> 181; Q5_0
+/// 141-158 -> 172-181; Q6_K at k = 4864 114 -> 140 (384 KiB gave less, 192 KiB the
+/// same or less).
+const ROW_CHUNK_BYTES: usize = 256 << 10;
+
+/// Rows per chunk for `m` rows of `k` elements: all of them up to twice
+/// [`ROW_CHUNK_BYTES`] (SmolLM2's `ffn_down` at m = 128, 384 KiB, measured 2-5% faster
+/// whole than as two chunks, which pack every panel twice); beyond, the fewest chunks
+/// within it (at least 16 rows each), split evenly in multiples of [`MR`].
+fn chunk_rows(m: usize, k: usize) -> usize {
+    if m * 2 * k <= 2 * ROW_CHUNK_BYTES {
+        return m.max(1);
+    }
+    let cap = (ROW_CHUNK_BYTES / (2 * k.max(1)) / MR * MR).max(16);
+    let chunks = m.div_ceil(cap).max(1);
+    m.div_ceil(chunks).next_multiple_of(MR)
+}
+
+/// Consecutive row ranges `(first, count)` of `m` rows of [`chunk_rows`] rows (the last
+/// one shorter). Every range but the last is a whole number of [`MR`] groups, so the
+/// rows in full groups are the same as in one call, and the chunked formats' outputs do
+/// not depend on the tiling (module doc): the same bits as one call.
+fn row_chunks(m: usize, k: usize) -> impl Iterator<Item = (usize, usize)> {
+    let rows = chunk_rows(m, k);
+    (0..m).step_by(rows).map(move |i0| (i0, rows.min(m - i0)))
 }
 
 /// Outputs outside `[0, m4) x [0, nwp)` with the generic tiles (`m4` a multiple of 4,
@@ -597,6 +649,13 @@ const K8_ROW: usize = 8 + 8 + 2;
 /// As [`gemm32`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn gemm_k8<F: FmtK, T: Tile>(a: &Args<'_>) {
+    for (i0, n) in row_chunks(a.m, a.k) {
+        gemm_k8_rows::<F, T>(&a.rows(i0, n));
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_k8_rows<F: FmtK, T: Tile>(a: &Args<'_>) {
     let done = SCRATCH.with(|s| {
         let Ok(mut buf) = s.try_borrow_mut() else {
             return None;
