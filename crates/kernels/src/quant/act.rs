@@ -77,22 +77,10 @@ impl<'a> ActView<'a> {
     }
 
     pub(crate) fn row(&self, i: usize) -> ActRow<'a> {
-        let nb = self.k / self.block;
-        let sub = |len: usize, per_row: usize| i * per_row..(i * per_row + per_row).min(len);
-        ActRow {
-            qs: &self.qs[sub(self.qs.len(), self.k)],
-            d: &self.d[sub(self.d.len(), nb)],
-            s: if self.s.is_empty() {
-                &[]
-            } else {
-                &self.s[sub(self.s.len(), nb)]
-            },
-            bsums: if self.bsums.is_empty() {
-                &[]
-            } else {
-                &self.bsums[sub(self.bsums.len(), self.k / 16)]
-            },
-        }
+        let ActView {
+            qs, d, s, bsums, ..
+        } = self.rows(i, 1);
+        ActRow { qs, d, s, bsums }
     }
 }
 

@@ -32,9 +32,7 @@
 //! last full group and weight rows past the last full panel go to the generic tiles (for
 //! these formats the tiling does not change the numerics). Every panel pass reads all
 //! the call's activation rows, so the eight-lane formats and Q5_K / Q6_K split long
-//! calls into row chunks whose activations stay in L2 ([`ROW_CHUNK_BYTES`]): at m = 512
-//! Q8_0 / Q5_0 at k = 1536 went from 144-160 to 160-175 GOP/s and Q6_K at k = 4864 from
-//! 114 to 139.
+//! calls into row chunks whose activations stay in L2 ([`ROW_CHUNK_BYTES`]).
 
 use core::arch::x86_64::*;
 use std::cell::RefCell;
@@ -130,8 +128,8 @@ fn chunk_rows(m: usize, k: usize) -> usize {
     if m * 2 * k <= 2 * ROW_CHUNK_BYTES {
         return m.max(1);
     }
-    let cap = (ROW_CHUNK_BYTES / (2 * k.max(1)) / MR * MR).max(16);
-    let chunks = m.div_ceil(cap).max(1);
+    let cap = (ROW_CHUNK_BYTES / (2 * k) / MR * MR).max(16);
+    let chunks = m.div_ceil(cap);
     m.div_ceil(chunks).next_multiple_of(MR)
 }
 
